@@ -1,0 +1,164 @@
+"""The Textual wizard: one screen per step, over the same core as the CLI.
+
+Step screens are imported when first shown, so the first screen is interactive quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from installer.redact import Redactor
+from screens.state import STEP_TITLES, STEPS, WizardState
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SCREEN_CLASSES = {
+    "welcome": "WelcomeScreen",
+    "platform": "PlatformScreen",
+    "target": "TargetScreen",
+    "requirements": "RequirementsScreen",
+    "domain_tls": "DomainTLSScreen",
+    "database": "DatabaseScreen",
+    "license": "LicenseScreen",
+    "network": "NetworkScreen",
+    "review": "ReviewScreen",
+    "deploy": "DeployScreen",
+}
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
+
+
+def step_screen_class(step: str) -> Any:
+    module = importlib.import_module(f"screens.{step}")
+    return getattr(module, SCREEN_CLASSES[step])
+
+
+class WizardApp(App[int]):
+    CSS_PATH = str(ASSETS / "wizard.tcss")
+    TITLE = "CARTO Self-Hosted installer"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("ctrl+c", "interrupt", "Stop", priority=True, show=False),
+    ]
+
+    def __init__(self, state: WizardState, *, start: str = "welcome", live: bool = True) -> None:
+        super().__init__()
+        self.state = state
+        self.start_step = start
+        self.live = live
+        self.step = start
+        # What to print once the terminal is back (set by the steps).
+        self.farewell: list[str] = []
+        self.deployed = False
+        self.deploy_failed = False
+        self._quitting = False
+
+    def on_mount(self) -> None:
+        self.push_screen(self.make_screen(self.start_step))
+
+    def make_screen(self, step: str) -> Any:
+        return step_screen_class(step)(self.state, live=self.live)
+
+    # --- navigation --------------------------------------------------------------------
+
+    def goto(self, step: str) -> None:
+        self.step = step
+        self.switch_screen(self.make_screen(step))
+
+    def advance(self, step: str) -> None:
+        following = STEPS[STEPS.index(step) + 1]
+        if self.live:
+            self.state.save_session(following)
+        self.goto(following)
+
+    def go_back(self, step: str) -> None:
+        index = STEPS.index(step)
+        if index > 0:
+            self.goto(STEPS[index - 1])
+
+    # --- stopping and quitting ---------------------------------------------------------
+
+    def _step_screen(self) -> Any:
+        from screens.base import StepScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, StepScreen):
+                return screen
+        return None
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: stop what is running; when nothing runs, offer to quit."""
+        screen = self._step_screen()
+        if screen is not None and screen.cancel_work():
+            return
+        self.run_worker(self.action_quit(), exclusive=False)
+
+    async def action_quit(self) -> None:
+        from screens.widgets.modals import ConfirmModal
+
+        if self._quitting or isinstance(self.screen, ConfirmModal):
+            return
+        screen = self._step_screen()
+        deploying = bool(getattr(screen, "deploying", False))
+        if deploying:
+            body = ("The deployment is running. Quitting stops it after the current operation; "
+                    "every file written so far is complete, and running it again picks up "
+                    "from there.")
+        elif self.deployed:
+            body = "The deployment is done. Your answers are saved."
+        else:
+            body = ("Nothing has been changed on the target yet. Your answers so far are saved: "
+                    "run carto-installer again to resume.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._shutdown(), exclusive=False)
+
+        self.push_screen(ConfirmModal("Quit the installer?", body, yes="Quit", no="Stay",
+                                      danger=True), answered)
+
+    async def _shutdown(self) -> None:
+        self._quitting = True
+        screen = self._step_screen()
+        if screen is not None:
+            screen.cancel_work()
+            # The deploy stops at a safe point; wait for it so nothing is left half-done.
+            while getattr(screen, "deploying", False):
+                await asyncio.sleep(0.05)
+        if not self.deployed and not self.farewell:
+            self.farewell.append("Stopped at the user's request. No changes were made to the "
+                                 f"target. Run carto-installer again to resume at "
+                                 f"'{STEP_TITLES[self.step]}'.")
+        if self.deployed:
+            self.exit(EXIT_OK)
+        else:
+            self.exit(EXIT_FAILED if self.deploy_failed else EXIT_INTERRUPTED)
+
+    def finish(self, code: int) -> None:
+        self.exit(code)
+
+
+def run_app(args: argparse.Namespace, redactor: Redactor) -> int:
+    """`carto-installer` with a terminal: run the wizard, then say where things stand."""
+    from installer.cli import load_answers_arg
+
+    answers = load_answers_arg(getattr(args, "answers", None), redactor)
+    state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+                        accept_host_key=getattr(args, "accept_host_key", None))
+    app = WizardApp(state)
+    try:
+        code = app.run()
+    finally:
+        state.close()
+    for line in app.farewell:
+        sys.stdout.write(redactor(line) + "\n")
+    if code is None:
+        return app.return_code if app.return_code is not None else EXIT_INTERRUPTED
+    return int(code)

@@ -1,0 +1,454 @@
+"""What every wizard step shares: header, hint line, Back/Next bar, and running checks.
+
+Checks run in a thread worker that posts the engine's events back as messages; the worker's
+cancelled event is the `cancel` handed to the core, so Ctrl-C, Back or Quit stops the checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import yaml
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Static
+from textual.worker import Worker, get_current_worker
+
+from installer.answers import answers_to_dict
+from installer.checks.base import CheckResult, Status
+from installer.checks.engine import CheckFinished, CheckStarted
+from screens.state import STEP_CATEGORIES, STEP_TITLES, STEPS, Cancelled, WizardState, describe_error
+from screens.widgets.check_list import CheckDetail, CheckList
+from screens.widgets.field_input import FieldInput
+
+
+class CheckEvent(Message):
+    def __init__(self, worker: Worker[Any], event: CheckStarted | CheckFinished) -> None:
+        super().__init__()
+        self.worker = worker
+        self.event = event
+
+
+class ChecksEnded(Message):
+    """A check run ended: `results` on success, else `error`, else it was cancelled."""
+
+    def __init__(self, worker: Worker[Any], results: list[CheckResult] | None = None,
+                 error: BaseException | None = None, then_next: bool = False) -> None:
+        super().__init__()
+        self.worker = worker
+        self.results = results
+        self.error = error
+        self.then_next = then_next
+
+
+def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
+                    cancel: threading.Event) -> Any:
+    """Show a modal from a worker thread and wait for its answer (None if cancelled)."""
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def answered(value: Any) -> None:
+        box["value"] = value
+        done.set()
+
+    screen = make_screen()
+    app.call_from_thread(app.push_screen, screen, answered)
+    while not done.wait(0.05):
+        if cancel.is_set():
+            app.call_from_thread(lambda: screen.dismiss(None) if screen.is_current else None)
+            return None
+    return box.get("value")
+
+
+def answers_key(state: WizardState) -> str:
+    """A fingerprint of everything the checks read, to know when results went stale."""
+    data = answers_to_dict(state.answers)
+    secrets = sorted(hashlib.sha256(s.value.encode()).hexdigest() for s in state.answers.secrets())
+    text = yaml.safe_dump([data, secrets], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class StepHeader(Static):
+    DEFAULT_CSS = """
+    StepHeader {
+        height: 1;
+        width: 1fr;
+        background: $primary;
+        color: $text;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, step: str) -> None:
+        number = STEPS.index(step) + 1
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("CARTO Self-Hosted installer", style="bold")
+        text.append(f"   Step {number} of {len(STEPS)} · {STEP_TITLES[step]}")
+        super().__init__(text)
+
+
+class StepScreen(Screen[None]):
+    """A wizard step. Subclasses set STEP and implement compose_body, and may override
+    load/commit/validate and the check hooks."""
+
+    STEP: ClassVar[str] = ""
+    AUTO_CHECKS: ClassVar[bool] = False  # run this step's checks when it is shown
+    NEXT_LABEL: ClassVar[str] = "Next ▶"
+    HINT: ClassVar[str] = ""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("ctrl+n", "next", "Next"),
+        Binding("ctrl+r", "rerun_all", "Re-run checks"),
+    ]
+
+    def __init__(self, state: WizardState, *, live: bool = True) -> None:
+        super().__init__(id=f"step-{self.STEP}")
+        self.state = state
+        self.live = live
+        self._checks_worker: Worker[Any] | None = None
+
+    # --- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StepHeader(self.STEP)
+        with Vertical(id="body"):
+            yield from self.compose_body()
+        yield Static("", id="hint")
+        with Horizontal(id="nav"):
+            yield Button("◀ Back", id="back", compact=True, disabled=self.STEP == STEPS[0])
+            yield Static("", id="status")
+            yield Button(self.NEXT_LABEL, id="next", compact=True, variant="primary")
+        yield Footer()
+
+    def compose_body(self) -> Iterable[Widget]:
+        return ()
+
+    def on_mount(self) -> None:
+        self.set_hint(self.HINT)
+        self.refresh_checks_view()
+        if self.live and self.AUTO_CHECKS and self.checks_wanted():
+            self.start_checks()
+
+    # --- hint and status lines ---------------------------------------------------------
+
+    def set_hint(self, text: str | Text, error: bool = False) -> None:
+        hint = self.query_one("#hint", Static)
+        hint.update(text)
+        hint.set_class(error, "-error")
+
+    def set_status(self, text: str | Text) -> None:
+        self.query_one("#status", Static).update(text)
+
+    def on_descendant_focus(self, event: Any) -> None:
+        field = self._field_of(self.focused)
+        if field is not None:
+            self._hint_for(field)
+        elif not self.query_one("#hint", Static).has_class("-error"):
+            self.set_hint(self.HINT)
+
+    def _field_of(self, widget: Widget | None) -> FieldInput | None:
+        while widget is not None and not isinstance(widget, Screen):
+            if isinstance(widget, FieldInput):
+                return widget
+            widget = widget.parent  # type: ignore[assignment]
+        return None
+
+    def _hint_for(self, field: FieldInput) -> None:
+        error = field.error
+        if error is not None and field.text:
+            self.set_hint(Text("✘ " + error), error=True)
+        else:
+            browse = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
+            self.set_hint((field.help or field.spec.label) + browse)
+
+    @on(FieldInput.Changed)
+    def _field_changed(self, event: FieldInput.Changed) -> None:
+        if self._field_of(self.focused) is event.field_input:
+            self._hint_for(event.field_input)
+        self.form_changed(event.field_input)
+
+    def form_changed(self, field: FieldInput) -> None:
+        """A field's text changed (already validated)."""
+
+    # --- navigation --------------------------------------------------------------------
+
+    @on(Button.Pressed, "#back")
+    def _back_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_back()
+
+    @on(Button.Pressed, "#next")
+    def _next_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_next()
+
+    def action_back(self) -> None:
+        if self.STEP == STEPS[0]:
+            return
+        self.cancel_work()
+        self.try_commit()  # keep what was typed, even if incomplete
+        self.app.go_back(self.STEP)  # type: ignore[attr-defined]
+
+    def action_next(self) -> None:
+        if self.busy:
+            self.app.notify("Checks are still running: wait, or press Ctrl+C to stop them.",
+                            timeout=4)
+            return
+        problem = self.validate()
+        if problem is not None:
+            field, message = problem
+            self.set_hint(Text("✘ " + message), error=True)
+            if field is not None:
+                field.input.focus()
+            return
+        self.commit()
+        if self.has_checks and self.live and self.checks_stale():
+            self.start_checks(then_next=True)
+            return
+        self.advance_if_clear()
+
+    def advance_if_clear(self) -> None:
+        blocking = self.state.blocking(self.STEP)
+        if blocking:
+            names = ", ".join(r.id for r in blocking[:3]) + ("…" if len(blocking) > 3 else "")
+            self.set_hint(Text(f"✘ {len(blocking)} failed check(s) block Next ({names}): fix "
+                               "and re-run (r), or accept the risk (a)."), error=True)
+            try:
+                self.query_one(CheckList).focus()
+            except Exception:
+                pass
+            return
+        self.app.advance(self.STEP)  # type: ignore[attr-defined]
+
+    def validate(self) -> tuple[FieldInput | None, str] | None:
+        """The first problem with the form, or None. Default: every visible field is valid."""
+        for field in self.query(FieldInput):
+            if field.disabled or not field.display:
+                continue
+            error = field.error
+            if error is not None:
+                return field, f"{field.spec.label}: {error}"
+        return None
+
+    def commit(self) -> None:
+        """Store the form's values in the answers (called only after validate passed)."""
+
+    def try_commit(self) -> None:
+        if self.validate() is None:
+            self.commit()
+
+    # --- checks ------------------------------------------------------------------------
+
+    @property
+    def has_checks(self) -> bool:
+        return self.STEP in STEP_CATEGORIES
+
+    @property
+    def busy(self) -> bool:
+        return self._checks_worker is not None and self._checks_worker.is_running
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "rerun_all":
+            return self.has_checks
+        return True
+
+    def checks_wanted(self) -> bool:
+        """Whether to run the checks now (on show): by default when stale."""
+        return self.checks_stale()
+
+    def checks_stale(self) -> bool:
+        return self.state_key() != self.state.checked.get(self.STEP)
+
+    def state_key(self) -> str:
+        return answers_key(self.state)
+
+    def check_names(self) -> list[str]:
+        return list(STEP_CATEGORIES.get(self.STEP, ()))
+
+    def start_checks(self, names: list[str] | None = None, *, then_next: bool = False) -> None:
+        names = names or self.check_names()
+        check_list = self._check_list()
+        if check_list is not None and names == self.check_names():
+            check_list.clear_checks("Starting the checks…")
+        self.set_status(Text("Checking… (Ctrl+C stops)", style="cyan"))
+        self._checks_worker = self._run_checks(names, then_next)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
+    def _run_checks(self, names: list[str], then_next: bool) -> None:
+        worker = get_current_worker()
+        cancel = worker.cancelled_event
+        key = self.state_key()
+        try:
+            results = self.state.run_checks(
+                names, cancel=cancel,
+                on_event=lambda event: self.post_message(CheckEvent(worker, event)),
+                confirm_host_key=self.host_key_confirmer(cancel),
+            )
+        except Cancelled:
+            self.post_message(ChecksEnded(worker))
+            return
+        except Exception as exc:
+            self.post_message(ChecksEnded(worker, error=exc))
+            return
+        if names == self.check_names():
+            self.state.checked[self.STEP] = key
+        self.post_message(ChecksEnded(worker, results=results, then_next=then_next))
+
+    def host_key_confirmer(self, cancel: threading.Event) -> Callable[[str, str], bool]:
+        from screens.widgets.modals import HostKeyModal
+
+        def confirm(host: str, fingerprint: str) -> bool:
+            return ask_from_thread(self.app, lambda: HostKeyModal(host, fingerprint),
+                                   cancel) is True
+
+        return confirm
+
+    def cancel_work(self) -> bool:
+        """Stop running checks. True when something was running."""
+        worker = self._checks_worker
+        if worker is None or not worker.is_running:
+            return False
+        worker.cancel()
+        check_list = self._check_list()
+        if check_list is not None:
+            check_list.mark_running_cancelled()
+        self.set_status(Text("Checks stopped.", style="yellow"))
+        self.set_hint("Checks stopped. Press Ctrl+R to run them again.")
+        return True
+
+    @on(CheckEvent)
+    def _check_event(self, message: CheckEvent) -> None:
+        if message.worker is not self._checks_worker or message.worker.is_cancelled:
+            return
+        check_list = self._check_list()
+        if check_list is not None:
+            check_list.handle(message.event)
+        self._update_detail()
+
+    @on(ChecksEnded)
+    def _checks_ended(self, message: ChecksEnded) -> None:
+        if message.worker is not self._checks_worker:
+            return
+        if message.error is not None:
+            text, fix = describe_error(message.error)
+            check_list = self._check_list()
+            if check_list is not None:
+                check_list.mark_running_cancelled()
+            self.set_status(Text("Checks could not run.", style="red"))
+            self.set_hint(Text(f"✘ {text}" + (f" — fix: {fix}" if fix else "")), error=True)
+            return
+        if message.results is None:
+            return  # cancelled: cancel_work already said so
+        self.refresh_checks_view()
+        self.checks_finished(message.results)
+        if message.then_next:
+            self.advance_if_clear()
+
+    def checks_finished(self, results: list[CheckResult]) -> None:
+        """Hook for steps that show more than the list."""
+
+    def _check_list(self) -> CheckList | None:
+        try:
+            return self.query_one(CheckList)
+        except Exception:
+            return None
+
+    def refresh_checks_view(self) -> None:
+        check_list = self._check_list()
+        if check_list is None:
+            return
+        results = self.state.step_results(self.STEP)
+        if results or not check_list.running:
+            check_list.set_results(results)
+        self._update_detail()
+        self.set_status(self.summary(results))
+
+    def summary(self, results: list[CheckResult]) -> Text:
+        if not results:
+            return Text("")
+        counts = {s: sum(1 for r in results if r.status == s) for s in Status}
+        text = Text(no_wrap=True, overflow="ellipsis")
+        parts = [(counts[Status.PASS], "passed", "green"), (counts[Status.WARN], "warned", "yellow"),
+                 (counts[Status.FAIL] + counts[Status.ERROR], "failed", "red"),
+                 (counts[Status.SKIP], "skipped", "dim")]
+        first = True
+        for n, word, colour in parts:
+            if n:
+                text.append(("" if first else " · ") + f"{n} {word}", style=colour)
+                first = False
+        blocking = self.state.blocking(self.STEP)
+        if blocking:
+            text.append(f" — {len(blocking)} blocking", style="bold red")
+        return text
+
+    def _update_detail(self) -> None:
+        try:
+            detail = self.query_one(CheckDetail)
+        except Exception:
+            return
+        check_list = self._check_list()
+        row = check_list.highlighted_row if check_list else None
+        detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)))
+
+    @on(CheckList.OptionHighlighted)
+    def _highlighted(self, event: CheckList.OptionHighlighted) -> None:
+        self._update_detail()
+
+    @on(CheckList.OptionSelected)
+    def _selected(self, event: CheckList.OptionSelected) -> None:
+        # Steps without a detail panel show it in a dialog.
+        try:
+            self.query_one(CheckDetail)
+            return
+        except Exception:
+            pass
+        check_list = event.control
+        if not isinstance(check_list, CheckList):
+            return
+        row = check_list.highlighted_row
+        if row is None or row.result is None:
+            return
+        from screens.widgets.modals import InfoModal
+
+        detail = CheckDetail()
+        detail.show(row, accepted=self.state.is_accepted(row.id))
+        self.app.push_screen(InfoModal(row.title, detail.render()))  # type: ignore[arg-type]
+
+    @on(CheckList.AcceptRiskToggled)
+    def _toggle_risk(self, event: CheckList.AcceptRiskToggled) -> None:
+        if self.state.is_accepted(event.check_id):
+            self.state.withdraw_risk(event.check_id)
+            self.app.notify(f"Risk withdrawn: {event.check_id} blocks the deployment again.")
+        else:
+            self.state.accept_risk(event.check_id)
+            self.app.notify(f"Risk accepted: {event.check_id} will not stop the deployment.",
+                            severity="warning")
+        event.check_list.refresh_marks()
+        self._update_detail()
+        self.set_status(self.summary(self.state.step_results(self.STEP)))
+        if not self.state.blocking(self.STEP):
+            self.set_hint(self.HINT)
+
+    @on(CheckList.RerunRequested)
+    def _rerun(self, event: CheckList.RerunRequested) -> None:
+        if self.busy:
+            return
+        self.try_commit()
+        self.start_checks([event.check_id] if event.check_id else None)
+
+    def action_rerun_all(self) -> None:
+        if self.busy or not self.has_checks:
+            return
+        if self.validate() is None:
+            self.commit()
+        self.start_checks()

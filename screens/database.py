@@ -1,0 +1,122 @@
+"""Step 6: the metadata database. An external PostgreSQL (with a connection test showing the
+server version, TLS and the admin's privileges), or the vendor's bundled container, which is
+for debugging only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual import on
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, RadioButton, RadioSet, Static
+
+from screens.widgets.toggles import Choice, Tick
+from screens.base import StepScreen
+from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS, field_spec
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+
+BUNDLED_WARNING = (
+    "The bundled PostgreSQL container is for debugging and evaluation only: CARTO states it "
+    "is not supported in production and will be removed. Your data lives in a Docker volume "
+    "on this machine, without backups."
+)
+REQUIRED = {"database.host", "database.admin_password", "database.password"}
+
+
+class DatabaseScreen(StepScreen):
+    STEP = "database"
+    HINT = "Fill in the connection, then Ctrl+T tests it (Next tests it too)."
+    BINDINGS = [Binding("ctrl+t", "test", "Test connection")]
+
+    def compose_body(self) -> Iterable[Widget]:
+        db = self.state.answers.database
+        with VerticalScroll(classes="scroll-body"):
+            yield RadioSet(
+                Choice("External PostgreSQL 14+ (recommended)", value=not db.bundled,
+                            id="external"),
+                Choice("Bundled PostgreSQL container (debug only)", value=db.bundled,
+                            id="bundled"),
+                id="db-choice", compact=True,
+            )
+            yield Static(Text("⚠ " + BUNDLED_WARNING), id="bundled-warning", classes="warning")
+            with Vertical(id="db-form", classes="form"):
+                for path in DATABASE_FIELDS:
+                    spec = field_spec(path)
+                    yield FieldInput(spec, spec.get(self.state.answers), required=path in REQUIRED)
+                yield Tick("Connect with TLS", db.ssl.enabled, id="db-ssl", compact=True)
+                with Vertical(id="db-ssl-form", classes="form"):
+                    for path in DATABASE_SSL_FIELDS:
+                        spec = field_spec(path)
+                        yield FieldInput(spec, spec.get(self.state.answers))
+                with Horizontal(classes="form"):
+                    yield Button("Test connection", id="db-test", compact=True)
+            yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
+                            empty_text="Connection test results appear here.")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._sync()
+        self.query_one(RadioSet).focus()
+
+    @property
+    def bundled(self) -> bool:
+        pressed = self.query_one("#db-choice", RadioSet).pressed_button
+        return pressed is not None and pressed.id == "bundled"
+
+    def _sync(self) -> None:
+        bundled = self.bundled
+        self.query_one("#bundled-warning").display = bundled
+        self.query_one("#db-form").display = not bundled
+        self.query_one("#db-ssl-form").display = self.query_one("#db-ssl", Checkbox).value
+
+    @on(RadioSet.Changed)
+    @on(Checkbox.Changed)
+    def _changed(self, event: object) -> None:
+        self._sync()
+
+    def _fields(self) -> list[FieldInput]:
+        if self.bundled:
+            return []
+        ssl = self.query_one("#db-ssl", Checkbox).value
+        return [f for f in self.query(FieldInput)
+                if ssl or f.spec.path not in DATABASE_SSL_FIELDS]
+
+    def validate(self):  # type: ignore[no-untyped-def]
+        for field in self._fields():
+            error = field.error
+            if error is not None:
+                return field, f"{field.spec.label}: {error}"
+        return None
+
+    def commit(self) -> None:
+        db = self.state.answers.database
+        db.bundled = self.bundled
+        if db.bundled:
+            return
+        for field in self._fields():
+            value = field.value
+            self.state.remember_secret(value)
+            field.spec.set(self.state.answers, value)
+        db.ssl.enabled = self.query_one("#db-ssl", Checkbox).value
+
+    @on(Button.Pressed, "#db-test")
+    def _test_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_test()
+
+    def action_test(self) -> None:
+        if self.busy:
+            return
+        problem = self.validate()
+        if problem is not None:
+            field, message = problem
+            self.set_hint(Text("✘ " + message), error=True)
+            if field is not None:
+                field.input.focus()
+            return
+        self.commit()
+        self.start_checks()

@@ -1,0 +1,308 @@
+"""Step 10: the deployment with visible progress: each step, each service, the log, the
+elapsed time; on failure the reason and the fix, on success the URL and what to do next."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, RichLog, Static
+from textual.worker import Worker, get_current_worker
+
+from installer.checks.base import Status
+from installer.checks.engine import CheckFinished, CheckStarted
+from screens.base import StepScreen, ask_from_thread
+from screens.state import describe_error
+from screens.widgets.check_list import MARKS, SPINNER
+
+DEPLOY_STEPS = ("preflight", "render", "load images", "launch", "wait healthy", "verify https")
+NEXT_STEPS = (
+    "Open {url} and sign in with the account CARTO gave you.",
+    "Keep {answers} to re-run or upgrade: carto-installer deploy --answers {answers}",
+    "Check health any time: carto-installer status --answers {answers}",
+)
+
+
+class DeployEventMessage(Message):
+    def __init__(self, worker: Worker[Any], event: Any) -> None:
+        super().__init__()
+        self.worker = worker
+        self.event = event
+
+
+class DeployEnded(Message):
+    def __init__(self, worker: Worker[Any], result: Any = None,
+                 error: BaseException | None = None, cancelled: bool = False) -> None:
+        super().__init__()
+        self.worker = worker
+        self.result = result
+        self.error = error
+        self.cancelled = cancelled
+
+
+class DeployScreen(StepScreen):
+    STEP = "deploy"
+    NEXT_LABEL = "Finish"
+    HINT = "Ctrl+C stops the deployment at a safe point."
+
+    def compose_body(self) -> Iterable[Widget]:
+        with Horizontal(id="deploy-top"):
+            yield Static("", id="deploy-steps")
+            table: DataTable[str] = DataTable(id="deploy-services", cursor_type="none",
+                                              zebra_stripes=False)
+            yield table
+        yield RichLog(id="deploy-log", wrap=True, markup=False, highlight=False)
+        yield Static("", id="deploy-outcome")
+
+    def on_mount(self) -> None:
+        self.steps: dict[str, tuple[str, str]] = {name: ("pending", "") for name in DEPLOY_STEPS}
+        self.checks = {s: 0 for s in Status}
+        self.deploying = False
+        self.finished_ok: bool | None = None
+        self._started = 0.0
+        self._elapsed = 0.0
+        self._frame = 0
+        self._done = threading.Event()
+        table = self.query_one("#deploy-services", DataTable)
+        table.add_column("Service", key="service", width=22)
+        table.add_column("State", key="state", width=10)
+        table.add_column("Health", key="health", width=9)
+        self.query_one("#deploy-outcome").display = False
+        super().on_mount()
+        self.query_one("#next").disabled = True
+        self.query_one("#back").disabled = True
+        self._draw_steps()
+        if self.live:
+            self.start_deploy()
+
+    # --- running -------------------------------------------------------------------------
+
+    def start_deploy(self) -> None:
+        self.steps = {name: ("pending", "") for name in DEPLOY_STEPS}
+        self.checks = {s: 0 for s in Status}
+        self.deploying = True
+        self.finished_ok = None
+        self._started = time.monotonic()
+        self.query_one("#deploy-outcome").display = False
+        self.query_one("#next").disabled = True
+        self.query_one("#back").disabled = True
+        self.query_one("#next", Button).label = self.NEXT_LABEL
+        self.query_one(RichLog).write(Text("Deployment started.", style="bold"))
+        self._ticker = self.set_interval(0.2, self._tick)
+        self._checks_worker = self._deploy()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="deploy")
+    def _deploy(self) -> None:
+        worker = get_current_worker()
+        cancel = worker.cancelled_event
+        try:
+            result = self.state.deploy(
+                cancel=cancel,
+                on_event=lambda event: self.post_message(DeployEventMessage(worker, event)),
+                confirm=lambda plan: self._confirm_plan(plan, cancel),
+            )
+        except BaseException as exc:  # every outcome must reach the screen
+            self.post_message(DeployEnded(worker, error=exc, cancelled=cancel.is_set()))
+        else:
+            self.post_message(DeployEnded(worker, result=result, cancelled=cancel.is_set()))
+
+    def _confirm_plan(self, plan: Any, cancel: threading.Event) -> bool:
+        """The deploy asks before writing: yes when it is what the Review step showed."""
+        from screens.review import diff_text
+        from screens.widgets.modals import ConfirmModal
+
+        if plan.empty:
+            return True  # nothing to write (e.g. a retry after the files were written)
+        diff = plan.diff(self.state.redactor)
+        if self.state.reviewed_diff is not None and diff == self.state.reviewed_diff:
+            return True
+        body = Text("The files changed since you reviewed them. What would now be written:\n\n")
+        body.append_text(diff_text(diff[:3000]) if diff else Text("(no differences)"))
+        answer = ask_from_thread(
+            self.app, lambda: ConfirmModal("Write these changes?", body, yes="Write them",
+                                           no="Stop"), cancel)
+        return answer is True
+
+    def cancel_work(self) -> bool:
+        worker = self._checks_worker
+        if not self.deploying or worker is None:
+            return False
+        worker.cancel()
+        self.query_one(RichLog).write(Text("Stopping at the next safe point…", style="yellow"))
+        self.set_status(Text("Stopping…", style="yellow"))
+        return True
+
+    # --- events ---------------------------------------------------------------------------
+
+    @on(DeployEventMessage)
+    def _event(self, message: DeployEventMessage) -> None:
+        if message.worker is not self._checks_worker:
+            return
+        event = message.event
+        log = self.query_one(RichLog)
+        kind = type(event).__name__
+        if isinstance(event, CheckStarted):
+            return
+        if isinstance(event, CheckFinished):
+            r = event.result
+            self.checks[r.status] += 1
+            if r.status not in (Status.PASS, Status.SKIP):
+                mark, colour = MARKS[r.status]
+                accepted = " (risk accepted)" if self.state.is_accepted(r.id) else ""
+                log.write(Text(f"{mark} {r.id}: {r.message}{accepted}", style=colour))
+            self._draw_steps()
+            return
+        if kind == "StepStarted":
+            self.steps[event.name] = ("running", "")
+            log.write(Text(f"▶ {event.name}", style="bold"))
+        elif kind == "StepFinished":
+            self.steps[event.name] = ("ok" if event.ok else "failed", event.detail)
+            if event.detail:
+                log.write(Text(f"{'✔' if event.ok else '✘'} {event.name}: {event.detail}",
+                               style="green" if event.ok else "red"))
+        elif kind == "ServiceState":
+            self._service(event.name, event.state, event.health)
+        elif kind == "LogLine":
+            log.write(Text(self.state.redactor(event.text)))
+        self._draw_steps()
+
+    def _service(self, name: str, state: str, health: str) -> None:
+        table = self.query_one("#deploy-services", DataTable)
+        colour = {"running": "green", "exited": "yellow", "dead": "red"}.get(state, "")
+        health_colour = {"healthy": "green", "unhealthy": "red", "starting": "cyan"}.get(health, "")
+        cells = (Text(name), Text(state, style=colour), Text(health or "-", style=health_colour))
+        if name in table.rows:
+            table.update_cell(name, "state", cells[1])
+            table.update_cell(name, "health", cells[2])
+        else:
+            table.add_row(*cells, key=name)
+
+    def _draw_steps(self) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for name, (state, detail) in self.steps.items():
+            if state == "running":
+                text.append(f" {SPINNER[self._frame % len(SPINNER)]} ", style="cyan")
+            elif state == "ok":
+                text.append(" ✔ ", style="green")
+            elif state == "failed":
+                text.append(" ✘ ", style="red")
+            elif state == "skipped":
+                text.append(" - ", style="dim")
+            else:
+                text.append(" · ", style="dim")
+            text.append(f"{name:<13}", style="bold" if state == "running" else "")
+            if name == "preflight" and sum(self.checks.values()):
+                c = self.checks
+                text.append(f"{c[Status.PASS]}✔ {c[Status.WARN]}! "
+                            f"{c[Status.FAIL] + c[Status.ERROR]}✘", style="dim")
+            elif detail:
+                text.append(detail[:24], style="dim")
+            text.append("\n")
+        text.rstrip()
+        self.query_one("#deploy-steps", Static).update(text)
+
+    def _tick(self) -> None:
+        self._frame += 1
+        if self.deploying:
+            self._elapsed = time.monotonic() - self._started
+        minutes, seconds = divmod(int(self._elapsed), 60)
+        label = {None: "Deploying", True: "Deployed", False: "Stopped"}[self.finished_ok]
+        if self.deploying:
+            self.set_status(Text(f"{label} · elapsed {minutes}:{seconds:02d}", style="cyan"))
+        self._draw_steps()
+
+    @on(DeployEnded)
+    def _ended(self, message: DeployEnded) -> None:
+        if message.worker is not self._checks_worker:
+            return
+        self.deploying = False
+        self._ticker.stop()
+        self._elapsed = time.monotonic() - self._started
+        for name, (state, detail) in self.steps.items():
+            if state == "pending":
+                self.steps[name] = ("skipped", "")
+            elif state == "running":
+                self.steps[name] = ("failed", "stopped")
+        self.show_outcome(message.result, message.error, message.cancelled)
+
+    def show_outcome(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
+        outcome = self.query_one("#deploy-outcome", Static)
+        outcome.display = True
+        minutes, seconds = divmod(int(self._elapsed), 60)
+        elapsed = f"{minutes}:{seconds:02d}"
+        text = Text()
+        ok = error is None and result is not None and result.ok
+        self.finished_ok = ok
+        outcome.set_class(ok, "-ok")
+        outcome.set_class(not ok, "-failed")
+        nxt = self.query_one("#next")
+        if ok:
+            self.app.deployed = True  # type: ignore[attr-defined]
+            answers = self.state.answers_path
+            text.append(f"✔ CARTO is running at {result.url}\n", style="bold green")
+            if not result.changed:
+                text.append("Nothing needed changing: it was already deployed like this.\n")
+            for line in NEXT_STEPS:
+                text.append(" • " + line.format(url=result.url, answers=answers) + "\n")
+            nxt.label = "Finish"  # type: ignore[attr-defined]
+            self.set_status(Text(f"Deployed in {elapsed}.", style="green"))
+            self.set_hint("Ctrl+N (Finish) leaves the installer.")
+            self.state.clear_session()
+            self.app.farewell[:] = [  # type: ignore[attr-defined]
+                f"CARTO is running at {result.url}",
+                f"Answers saved to {answers}: carto-installer deploy --answers {answers} "
+                "re-runs it.",
+            ]
+            if result.accepted_risks:
+                self.app.farewell.append(  # type: ignore[attr-defined]
+                    "Accepted risks: " + ", ".join(result.accepted_risks))
+        else:
+            if cancelled:
+                message, fix = ("Deployment stopped at your request.",
+                                "files written so far are complete; Retry picks up from there")
+            elif error is not None:
+                message, fix = describe_error(error)
+            else:
+                message, fix = result.message, result.remediation
+            text.append(f"✘ {self.state.redactor(message)}\n", style="bold red")
+            if fix:
+                text.append("Fix: ", style="bold")
+                text.append(self.state.redactor(fix) + "\n")
+            text.append("Retry (Ctrl+N) runs it again; Esc goes back to change answers.",
+                        style="dim")
+            nxt.label = "Retry"  # type: ignore[attr-defined]
+            self.set_status(Text(f"{'Stopped' if cancelled else 'Failed'} after {elapsed}.",
+                                 style="red"))
+            self.app.deploy_failed = True  # type: ignore[attr-defined]
+            self.app.farewell[:] = [  # type: ignore[attr-defined]
+                f"Deployment {'stopped' if cancelled else 'failed'}: {message}",
+            ] + ([f"fix: {fix}"] if fix else [])
+        text.rstrip()
+        outcome.update(text)
+        nxt.disabled = False
+        self.query_one("#back").disabled = ok
+        self._draw_steps()
+
+    # --- navigation -----------------------------------------------------------------------
+
+    def action_next(self) -> None:
+        if self.deploying or self.query_one("#next").disabled:
+            return
+        if self.finished_ok:
+            self.app.finish(0)  # type: ignore[attr-defined]
+            return
+        self.query_one(RichLog).clear()
+        self.query_one("#deploy-services", DataTable).clear()
+        self.start_deploy()
+
+    def action_back(self) -> None:
+        if self.deploying or self.finished_ok:
+            return
+        super().action_back()

@@ -1,0 +1,108 @@
+"""Step 5: the domain (validated as typed, then its DNS checked) and the TLS certificate
+(your files, checked at once, or a self-signed one generated)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.containers import Vertical, VerticalScroll
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import RadioButton, RadioSet, Static
+
+from screens.widgets.toggles import Choice, Tick
+from screens.base import StepScreen
+from screens.fields import TLS_FIELDS, field_spec
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+
+RECHECK_DELAY = 0.6  # seconds of quiet typing before the DNS and TLS checks run again
+
+
+class DomainTLSScreen(StepScreen):
+    STEP = "domain_tls"
+    AUTO_CHECKS = True
+    HINT = "The domain users will open CARTO at, e.g. carto.example.com."
+
+    def compose_body(self) -> Iterable[Widget]:
+        a = self.state.answers
+        own = bool(a.tls.certificate_file or a.tls.key_file)
+        with VerticalScroll(classes="scroll-body"):
+            yield Static("Domain", classes="section-title first")
+            spec = field_spec("domain")
+            yield FieldInput(spec, a.domain, required=True)
+            yield Static("TLS certificate", classes="section-title")
+            yield RadioSet(
+                Choice("Generate a self-signed certificate (browsers will warn)",
+                            value=not own, id="self-signed"),
+                Choice("Use my certificate and key files", value=own, id="own"),
+                id="tls-choice", compact=True,
+            )
+            with Vertical(id="tls-files", classes="form"):
+                for path in TLS_FIELDS:
+                    spec = field_spec(path)
+                    yield FieldInput(spec, spec.get(a), required=True)
+            yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
+                            empty_text="DNS and certificate results appear here.")
+
+    def on_mount(self) -> None:
+        self._timer: Timer | None = None
+        super().on_mount()
+        self._sync()
+        self.query_one("#f-domain", FieldInput).input.focus()
+
+    def checks_wanted(self) -> bool:
+        return self.validate() is None and self.checks_stale()
+
+    @property
+    def own_files(self) -> bool:
+        pressed = self.query_one("#tls-choice", RadioSet).pressed_button
+        return pressed is not None and pressed.id == "own"
+
+    def _sync(self) -> None:
+        self.query_one("#tls-files").display = self.own_files
+
+    @on(RadioSet.Changed)
+    def _choice(self, event: RadioSet.Changed) -> None:
+        self._sync()
+        self._schedule()
+
+    def form_changed(self, field: FieldInput) -> None:
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Re-check once the user pauses typing and the form is valid."""
+        if not self.live:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(RECHECK_DELAY, self._recheck)
+
+    def _recheck(self) -> None:
+        self._timer = None
+        if self.validate() is not None or self.busy:
+            return
+        self.commit()
+        if self.checks_stale():
+            self.start_checks()
+
+    def validate(self):  # type: ignore[no-untyped-def]
+        for field in self.query(FieldInput):
+            if field.spec.path in TLS_FIELDS and not self.own_files:
+                continue
+            error = field.error
+            if error is not None:
+                return field, f"{field.spec.label}: {error}"
+        return None
+
+    def commit(self) -> None:
+        a = self.state.answers
+        a.domain = self.query_one("#f-domain", FieldInput).value
+        if self.own_files:
+            for path in TLS_FIELDS:
+                field = self.query_one("#f-" + path.replace(".", "-"), FieldInput)
+                field.spec.set(a, field.value)
+        else:
+            a.tls.certificate_file = None
+            a.tls.key_file = None

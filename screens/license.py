@@ -1,0 +1,70 @@
+"""Step 7: the installation package from CARTO (a folder or the zip), validated at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.containers import Vertical
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import Static
+
+from screens.base import StepScreen
+from screens.fields import LICENSE_FIELDS, field_spec
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+
+RECHECK_DELAY = 0.6
+
+
+class LicenseScreen(StepScreen):
+    STEP = "license"
+    AUTO_CHECKS = True
+    HINT = "The folder or zip CARTO sent you. Ctrl+O browses for it."
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        if self.state.answers.platform == "compose":
+            return LICENSE_FIELDS
+        return LICENSE_FIELDS[:1]
+
+    def compose_body(self) -> Iterable[Widget]:
+        a = self.state.answers
+        kind = ("customer.env and key.json" if a.platform == "compose"
+                else "carto-values.yaml and carto-secrets.yaml")
+        yield Static("Installation package", classes="section-title first")
+        yield Static(f"It holds {kind}: your license and environment settings.",
+                     classes="note")
+        with Vertical(classes="form"):
+            for path in self.paths:
+                spec = field_spec(path)
+                yield FieldInput(spec, spec.get(a), required=path == "package")
+        yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
+                        empty_text="The package's validation appears here.")
+
+    def on_mount(self) -> None:
+        self._timer: Timer | None = None
+        super().on_mount()
+        self.query_one("#f-package", FieldInput).input.focus()
+
+    def checks_wanted(self) -> bool:
+        return self.validate() is None and self.checks_stale()
+
+    def form_changed(self, field: FieldInput) -> None:
+        if not self.live:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(RECHECK_DELAY, self._recheck)
+
+    def _recheck(self) -> None:
+        self._timer = None
+        if self.validate() is not None or self.busy:
+            return
+        self.commit()
+        if self.checks_stale():
+            self.start_checks()
+
+    def commit(self) -> None:
+        for field in self.query(FieldInput):
+            field.spec.set(self.state.answers, field.value)

@@ -1,0 +1,126 @@
+"""Step 8: the cloud for buckets, the data warehouses and features in use, an optional proxy;
+then outbound HTTPS to every host that choice needs, checked from the target."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Checkbox, RadioSet, Static
+
+from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
+from screens.widgets.toggles import Choice, Tick
+from screens.base import StepScreen
+from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS, field_spec
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+
+
+class NetworkScreen(StepScreen):
+    STEP = "network"
+    HINT = ("Space ticks an item. Next checks outbound HTTPS to every host these choices "
+            "need (Ctrl+R checks now).")
+
+    def compose_body(self) -> Iterable[Widget]:
+        a = self.state.answers
+        n = a.network
+        with VerticalScroll(classes="scroll-body"):
+            yield Static("Cloud for storage buckets", classes="section-title first")
+            yield RadioSet(*(Choice(CHOICE_TITLES[c], value=n.cloud == c, id=f"cloud-{c}")
+                             for c in CLOUDS), id="cloud", compact=True)
+            with Horizontal(id="network-choices"):
+                with Vertical(id="warehouses"):
+                    yield Static("Data warehouses", classes="section-title")
+                    for w in WAREHOUSES:
+                        yield Tick(CHOICE_TITLES[w], w in n.warehouses, id=f"wh-{w}",
+                                   compact=True)
+                with Vertical(id="features"):
+                    yield Static("Features", classes="section-title")
+                    for f in FEATURES:
+                        yield Tick(CHOICE_TITLES[f], f in n.features, id=f"ft-{f}",
+                                   compact=True)
+            with Vertical(classes="form"):
+                for path in NETWORK_HOST_FIELDS:
+                    spec = field_spec(path)
+                    yield FieldInput(spec, spec.get(a), required=True)
+            yield Tick("Outbound traffic goes through an HTTP proxy", n.proxy is not None,
+                           id="use-proxy", compact=True)
+            with Vertical(id="proxy-form", classes="form"):
+                for path in PROXY_FIELDS:
+                    spec = field_spec(path)
+                    yield FieldInput(spec, spec.get(a))
+            yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
+                            empty_text="Egress results appear here.")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._sync()
+        self.query_one("#cloud", RadioSet).focus()
+
+    @property
+    def cloud(self) -> str:
+        pressed = self.query_one("#cloud", RadioSet).pressed_button
+        return pressed.id.removeprefix("cloud-") if pressed is not None and pressed.id else "other"
+
+    def _choices(self) -> tuple[list[str], list[str]]:
+        warehouses = [w for w in WAREHOUSES if self.query_one(f"#wh-{w}", Tick).value]
+        features = [f for f in FEATURES if self.query_one(f"#ft-{f}", Tick).value]
+        return warehouses, features
+
+    def _sync(self) -> None:
+        # Show the extra host fields the current choices need.
+        probe = _Probe(self.cloud, *self._choices())
+        for path, needed in NETWORK_HOST_FIELDS.items():
+            self.query_one("#f-" + path.replace(".", "-")).display = needed(probe)
+        self.query_one("#proxy-form").display = self.query_one("#use-proxy", Checkbox).value
+
+    @on(RadioSet.Changed)
+    @on(Checkbox.Changed)
+    def _changed(self, event: object) -> None:
+        self._sync()
+
+    def _fields(self) -> list[FieldInput]:
+        proxy = self.query_one("#use-proxy", Checkbox).value
+        out = []
+        for field in self.query(FieldInput):
+            if field.spec.path in PROXY_FIELDS and not proxy:
+                continue
+            if field.spec.path in NETWORK_HOST_FIELDS and not field.display:
+                continue
+            out.append(field)
+        return out
+
+    def validate(self):  # type: ignore[no-untyped-def]
+        for field in self._fields():
+            error = field.error
+            if error is not None:
+                return field, f"{field.spec.label}: {error}"
+        if self.query_one("#use-proxy", Checkbox).value:
+            http = self.query_one("#f-network-proxy-http", FieldInput)
+            https = self.query_one("#f-network-proxy-https", FieldInput)
+            if not http.text.strip() and not https.text.strip():
+                return https, "give the proxy's URL (HTTPS proxy at least), or untick the proxy"
+        return None
+
+    def commit(self) -> None:
+        a = self.state.answers
+        a.network.cloud = self.cloud
+        a.network.warehouses, a.network.features = self._choices()
+        if self.query_one("#use-proxy", Checkbox).value:
+            a.network.proxy = a.network.proxy or ProxySettings()
+        else:
+            a.network.proxy = None
+        for path in NETWORK_HOST_FIELDS:
+            field_spec(path).set(a, None)
+        for field in self._fields():
+            field.spec.set(a, field.value)
+
+
+class _Probe:
+    """Just enough of Answers for the NETWORK_HOST_FIELDS conditions."""
+
+    def __init__(self, cloud: str, warehouses: list[str], features: list[str]) -> None:
+        self.network = type("N", (), {"cloud": cloud, "warehouses": warehouses,
+                                      "features": features})()

@@ -1,0 +1,154 @@
+"""Step 9: exactly what will be written, as a diff against what is there (secret files only
+named, never shown), and the answers saved for re-runs and automation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Static
+from textual.worker import Worker, get_current_worker
+
+from screens.base import StepScreen
+from screens.state import Cancelled, describe_error, run_cancellable
+
+
+class PlanReady(Message):
+    def __init__(self, worker: Worker[Any], plan: Any = None,
+                 error: BaseException | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+        self.plan = plan
+        self.error = error
+
+
+def diff_text(diff: str) -> Text:
+    """A unified diff, coloured."""
+    text = Text(no_wrap=False)
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = ""
+        text.append(line + "\n", style=style)
+    return text
+
+
+class ReviewScreen(StepScreen):
+    STEP = "review"
+    NEXT_LABEL = "Deploy ▶"
+    HINT = "Tab to the changes to scroll them. Deploy writes these files and starts CARTO."
+
+    def compose_body(self) -> Iterable[Widget]:
+        yield Static("Working out what would change…", id="review-summary")
+        with VerticalScroll(id="review-diff", can_focus=True):
+            yield Static("", id="review-diff-text")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#next").disabled = True
+        if self.live:
+            try:
+                self.saved_to = str(self.state.save_answers())
+            except OSError as exc:
+                self.saved_to = ""
+                self.app.notify(f"Could not save the answers file: {exc}", severity="error")
+            self.set_status(Text("Reading the current files…", style="cyan"))
+            self._checks_worker = self._plan()
+        else:
+            self.saved_to = str(self.state.answers_path)
+            self.show_plan(self.state.reviewed_plan)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
+    def _plan(self) -> None:
+        worker = get_current_worker()
+        cancel = worker.cancelled_event
+        try:
+            plan = run_cancellable(lambda: self.state.plan(self.host_key_confirmer(cancel)),
+                                   cancel)
+        except Cancelled:
+            return
+        except Exception as exc:
+            self.post_message(PlanReady(worker, error=exc))
+            return
+        self.post_message(PlanReady(worker, plan))
+
+    def cancel_work(self) -> bool:
+        worker = self._checks_worker
+        if worker is None or not worker.is_running:
+            return False
+        worker.cancel()
+        self.set_status(Text("Stopped.", style="yellow"))
+        return True
+
+    @on(PlanReady)
+    def _plan_ready(self, message: PlanReady) -> None:
+        if message.worker is not self._checks_worker:
+            return
+        if message.error is not None:
+            text, fix = describe_error(message.error)
+            self.query_one("#review-summary", Static).update(
+                Text(f"✘ {text}\n" + (f"Fix: {fix}" if fix else ""), style="red"))
+            self.set_status(Text("Cannot deploy with these answers.", style="red"))
+            self.set_hint("Go Back to the step concerned (Esc), then return here.")
+            return
+        self.state.reviewed_plan = message.plan
+        self.show_plan(message.plan)
+
+    def show_plan(self, plan: Any) -> None:
+        redactor = self.state.redactor
+        summary = Text()
+        if plan is None:
+            summary.append("Nothing to show.", style="dim")
+            self.query_one("#review-summary", Static).update(summary)
+            return
+        if plan.empty:
+            summary.append("The configuration files are already as they should be: nothing "
+                           "will be rewritten. Deploy starts (or keeps) CARTO and verifies it.\n")
+        else:
+            summary.append(f"{len(plan.changes)} file(s) will be written", style="bold")
+            summary.append(" (secret files 0600, never shown):\n")
+            for change in plan.changes:
+                kind = "new    " if change.before is None else "changed"
+                summary.append(f"  {kind} ", style="green" if change.before is None else "yellow")
+                summary.append(redactor(change.path))
+                if change.secret:
+                    summary.append("  (secret)", style="dim")
+                summary.append("\n")
+        for backup in plan.backups:
+            summary.append(f"  backup  {redactor(backup)}\n", style="dim")
+        for note in plan.notes:
+            summary.append(f"  note: {redactor(note)}\n", style="italic")
+        if self.state.accepted_risks:
+            summary.append("Accepted risks: " + ", ".join(self.state.accepted_risks) + "\n",
+                           style="yellow")
+        if self.saved_to:
+            summary.append(f"Answers saved to {self.saved_to}", style="dim")
+            unsaved = self.state.unsaved_secrets()
+            if unsaved:
+                summary.append(" (typed secrets are not saved: for re-runs give "
+                               + ", ".join(p + "_env" for p in unsaved) + ")", style="dim")
+        summary.rstrip()
+        self.query_one("#review-summary", Static).update(summary)
+        diff = plan.diff(redactor)
+        self.state.reviewed_diff = diff
+        self.query_one("#review-diff-text", Static).update(
+            diff_text(diff) if diff else Text("No differences.", style="dim"))
+        self.query_one("#next").disabled = False
+        self.set_status(Text("Ready to deploy.", style="green"))
+
+    def action_next(self) -> None:
+        if self.query_one("#next").disabled:
+            return
+        self.app.advance(self.STEP)  # type: ignore[attr-defined]

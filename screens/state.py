@@ -1,0 +1,367 @@
+"""What the wizard knows between steps, and the core calls both front ends make.
+
+The Textual app and the plain prompts each hold one `WizardState`: the answers being filled
+in, the open target, the check results, the accepted risks and the saved session. Every call
+into the core (checks, render, deploy) goes through here, so both front ends behave the same.
+No UI library is imported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
+from installer.checks.base import CheckResult, Status
+from installer.errors import AnswersError, InputError, InstallerError
+from installer.redact import Redactor
+from installer.target import Target, atomic_write
+
+if TYPE_CHECKING:
+    from installer.checks.base import Resolver
+    from installer.checks.engine import Event
+
+log = logging.getLogger("installer.wizard")
+
+STEPS = ("welcome", "platform", "target", "requirements", "domain_tls", "database", "license",
+         "network", "review", "deploy")
+STEP_TITLES = {
+    "welcome": "Welcome",
+    "platform": "Platform",
+    "target": "Target machine",
+    "requirements": "Requirements",
+    "domain_tls": "Domain and TLS",
+    "database": "Database",
+    "license": "License package",
+    "network": "Network",
+    "review": "Review",
+    "deploy": "Deploy",
+}
+# The check categories each step runs (the engine adds what they need).
+STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "requirements": ("host", "docker", "k8s"),
+    "domain_tls": ("net", "tls"),
+    "database": ("db",),
+    "license": ("license",),
+    "network": ("egress",),
+}
+SESSION_NAME = ".carto-installer-session.yaml"
+ANSWERS_NAME = "carto-answers.yaml"
+BLOCKING = (Status.FAIL, Status.ERROR)
+
+
+class Cancelled(Exception):
+    """The user stopped the work (Ctrl-C, Back or Quit)."""
+
+
+@dataclass
+class SavedSession:
+    path: Path
+    step: str
+    answers: Answers
+    accepted_risks: list[str]
+
+
+def category_of(check_id: str) -> str:
+    return check_id.split(".", 1)[0]
+
+
+def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
+                    poll: float = 0.05) -> Any:
+    """Run read-only work in a thread and give up on it as soon as `cancel` is set.
+
+    The checks engine notices a cancel only between checks; a check stuck on a slow network
+    would keep the user waiting. Checks change nothing, so abandoning one is safe: it ends on
+    its own timeout.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="wizard-work", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        if cancel.is_set():
+            raise Cancelled()
+        thread.join(poll)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class WizardState:
+    def __init__(
+        self,
+        *,
+        redactor: Redactor,
+        answers: Answers | None = None,
+        workdir: Path | None = None,
+        resolver: Resolver | None = None,
+        accept_host_key: str | None = None,
+    ) -> None:
+        self.redactor = redactor
+        self.answers = answers or Answers()
+        self.prefilled_from: Path | None = answers.source if answers else None
+        self.workdir = (workdir or Path.cwd()).resolve()
+        self.session_path = self.workdir / SESSION_NAME
+        self.answers_path = self.workdir / ANSWERS_NAME
+        self.resolver = resolver
+        self.accept_host_key = accept_host_key
+        self.results: dict[str, CheckResult] = {}
+        self.accepted_risks: list[str] = []
+        # step -> fingerprint of the answers its checks last ran with (see screens.base)
+        self.checked: dict[str, str] = {}
+        # What the Review step showed; the deploy writes only what was reviewed.
+        self.reviewed_plan: Any = None
+        self.reviewed_diff: str | None = None
+        self.target: Target | None = None
+        self._target_key: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()
+        for secret in self.answers.secrets():
+            redactor.add(secret.value)
+
+    # --- secrets -------------------------------------------------------------------------
+
+    def remember_secret(self, value: Any) -> None:
+        """Every secret typed in the wizard is masked in the log from then on."""
+        from installer.answers import Secret
+
+        if isinstance(value, Secret):
+            self.redactor.add(value.value)
+
+    # --- session ---------------------------------------------------------------------------
+
+    def saved_session(self) -> SavedSession | None:
+        """The session a previous run left, or None. A broken file raises AnswersError."""
+        if not self.session_path.is_file():
+            return None
+        try:
+            data = yaml.safe_load(self.session_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise AnswersError("", f"the saved session {self.session_path} cannot be read "
+                                   f"({type(exc).__name__})",
+                               f"delete {self.session_path} to start afresh") from None
+        if not isinstance(data, dict) or data.get("step") not in STEPS:
+            raise AnswersError("", f"the saved session {self.session_path} is not one this "
+                                   "version wrote", f"delete {self.session_path}")
+        answers = parse_answers(data.get("answers") or {}, base=self.workdir,
+                                redactor=self.redactor)
+        risks = [str(r) for r in data.get("accepted_risks") or []]
+        return SavedSession(self.session_path, str(data["step"]), answers, risks)
+
+    def resume(self, session: SavedSession) -> str:
+        """Take the saved answers; the step to go on at (never past Review, and back at the
+        first step that lacks something, such as a secret that was not saved)."""
+        self.answers = session.answers
+        self.accepted_risks = list(session.accepted_risks)
+        self.results.clear()
+        self.checked.clear()
+        step = session.step if STEPS.index(session.step) <= STEPS.index("review") else "review"
+        for earlier in STEPS[: STEPS.index(step)]:
+            if self.missing(earlier):
+                return earlier
+        return step
+
+    def missing(self, step: str) -> list[str]:
+        """Answers a step needs that are not there yet (labels, for messages)."""
+        a = self.answers
+        out: list[str] = []
+        if step == "target" and a.target is not None and not a.target.host:
+            out.append("target host")
+        elif step == "domain_tls":
+            if not a.domain:
+                out.append("domain")
+            if bool(a.tls.certificate_file) != bool(a.tls.key_file):
+                out.append("certificate and key (both, or neither for self-signed)")
+        elif step == "database" and not a.database.bundled:
+            if not a.database.host:
+                out.append("database host")
+            if a.database.admin_password is None:
+                out.append("database admin password")
+            if a.database.password is None:
+                out.append("CARTO database user password")
+        elif step == "license" and not a.package:
+            out.append("installation package")
+        return out
+
+    def save_session(self, step: str) -> None:
+        """Record progress (no secrets) so a later run can resume here. Atomic."""
+        data = {"version": 1, "step": step, "accepted_risks": list(self.accepted_risks),
+                "answers": answers_to_dict(self.answers)}
+        text = ("# carto-installer wizard session: where you stopped. No secrets are kept.\n"
+                + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        atomic_write(str(self.session_path), text.encode("utf-8"), 0o600)
+
+    def clear_session(self) -> None:
+        self.session_path.unlink(missing_ok=True)
+
+    def save_answers(self) -> Path:
+        """The answers file for re-runs and automation (secrets only as references)."""
+        atomic_write(str(self.answers_path), dump_answers(self.answers).encode("utf-8"), 0o600)
+        log.info("answers saved to %s", self.answers_path)
+        return self.answers_path
+
+    def unsaved_secrets(self) -> list[str]:
+        """Answer paths of secrets typed in the wizard, which the answers file leaves out."""
+        found: list[str] = []
+
+        def walk(obj: Any, prefix: str) -> None:
+            from installer.answers import Secret
+
+            for f in dataclasses.fields(obj):
+                if f.metadata.get("internal"):
+                    continue
+                value = getattr(obj, f.name)
+                if isinstance(value, Secret) and value.source == "inline":
+                    found.append(prefix + f.name)
+                elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                    walk(value, f"{prefix}{f.name}.")
+
+        walk(self.answers, "")
+        return found
+
+    # --- target ---------------------------------------------------------------------------
+
+    def _key(self) -> tuple[Any, ...]:
+        t = self.answers.target
+        if t is None:
+            return ("local",)
+        jump = (t.jump.host, t.jump.port, t.jump.user) if t.jump else None
+        return (t.host, t.port, t.user, t.identity_file, t.known_hosts, t.sudo, jump,
+                t.password.value if t.password else None)
+
+    def connect(self, confirm_host_key: Callable[[str, str], bool] | None = None) -> Target:
+        """The open target the answers name, reusing the connection when nothing changed."""
+        from installer.preflight import open_target
+
+        key = self._key()
+        with self._lock:
+            if self.target is not None and self._target_key == key:
+                return self.target
+            old, self.target = self.target, None
+        if old is not None:
+            old.close()
+        try:
+            target = open_target(self.answers, accept_host_key=self.accept_host_key,
+                                 confirm_host_key=confirm_host_key, redactor=self.redactor)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("installer"):
+                raise InputError(
+                    "this version of the installer cannot reach a machine over SSH yet",
+                    "run the installer on the target machine itself and choose 'This machine'",
+                ) from None
+            raise
+        with self._lock:
+            self.target, self._target_key = target, key
+            self.results.clear()  # results were about another machine
+            self.checked.clear()
+        return target
+
+    def close(self) -> None:
+        with self._lock:
+            target, self.target = self.target, None
+        if target is not None:
+            target.close()
+
+    # --- checks ---------------------------------------------------------------------------
+
+    def run_checks(self, categories: Sequence[str], *, cancel: threading.Event,
+                   on_event: Callable[[Event], None] | None = None,
+                   confirm_host_key: Callable[[str, str], bool] | None = None,
+                   ) -> list[CheckResult]:
+        """Run the checks of `categories` (and what they need) on the target. Raises Cancelled."""
+        from installer.preflight import run_preflight
+
+        def work() -> list[CheckResult]:
+            target = self.connect(confirm_host_key)
+            report = run_preflight(target, self.answers, self.answers.platform,
+                                   only=list(categories), redactor=self.redactor, cancel=cancel,
+                                   on_event=on_event, resolver=self.resolver)
+            return list(report.results)
+
+        try:
+            results: list[CheckResult] = run_cancellable(work, cancel)
+        except Cancelled:
+            raise
+        if cancel.is_set():
+            raise Cancelled()
+        with self._lock:
+            # A whole category re-run replaces its old results (some may no longer apply).
+            for old in [i for i in self.results if category_of(i) in categories]:
+                del self.results[old]
+            for result in results:
+                self.results[result.id] = result
+        return results
+
+    def step_results(self, step: str) -> list[CheckResult]:
+        categories = STEP_CATEGORIES.get(step, ())
+        return [r for r in self.results.values() if category_of(r.id) in categories]
+
+    def is_accepted(self, check_id: str) -> bool:
+        return check_id in self.accepted_risks or category_of(check_id) in self.accepted_risks
+
+    def blocking(self, step: str) -> list[CheckResult]:
+        """Failed checks of a step that the user has not accepted as a risk."""
+        return [r for r in self.step_results(step)
+                if r.status in BLOCKING and not self.is_accepted(r.id)]
+
+    def accept_risk(self, check_id: str) -> None:
+        if check_id not in self.accepted_risks:
+            self.accepted_risks.append(check_id)
+            log.info("risk accepted by the user: %s", check_id)
+
+    def withdraw_risk(self, check_id: str) -> None:
+        if check_id in self.accepted_risks:
+            self.accepted_risks.remove(check_id)
+
+    # --- render and deploy ------------------------------------------------------------------
+
+    def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None) -> Any:
+        """The RenderPlan: what would be written. Writes nothing."""
+        render = _core_module("installer.render", "render the configuration")
+        return render.plan_render(self.answers, self.connect(confirm_host_key),
+                                  redactor=self.redactor)
+
+    def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],
+               confirm: Callable[[Any], bool] | None) -> Any:
+        """Run the deployment (preflight, render, launch, verify). Returns a DeployResult."""
+        deploy_module = _core_module("installer.deploy", "deploy")
+        target = self.connect()
+        return deploy_module.deploy(self.answers, target, redactor=self.redactor,
+                                    skip=list(self.accepted_risks), cancel=cancel,
+                                    on_event=on_event, confirm=confirm)
+
+
+def _core_module(name: str, what: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise InstallerError(
+                f"this version of the installer cannot {what} yet ({name} is missing)",
+                "use the saved answers file with a newer carto-installer",
+            ) from None
+        raise
+
+
+def describe_error(exc: BaseException) -> tuple[str, str]:
+    """(message, remediation) for an error to show the user."""
+    if isinstance(exc, InstallerError):
+        return exc.message, exc.remediation
+    from installer.target import describe_exception
+
+    return (f"unexpected error: {describe_exception(exc)}",
+            "see carto-installer.log for details; this is a bug in carto-installer")

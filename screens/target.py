@@ -1,0 +1,209 @@
+"""Step 3: where CARTO goes. This machine, or another one over SSH (with a jump host); for
+Kubernetes, the kubeconfig, context and namespace. Next opens the connection, asking in a
+dialog before trusting an SSH host key seen for the first time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Checkbox, RadioButton, RadioSet, Static
+from textual.worker import Worker, get_current_worker
+
+from screens.widgets.toggles import Choice, Tick
+from screens.base import StepScreen
+from screens.fields import (
+    COMPOSE_TARGET_FIELDS,
+    JUMP_FIELDS,
+    KUBERNETES_FIELDS,
+    SSH_FIELDS,
+    field_spec,
+)
+from screens.state import Cancelled, describe_error, run_cancellable
+from screens.widgets.field_input import FieldInput
+
+
+class Connected(Message):
+    def __init__(self, worker: Worker[Any], error: BaseException | None, name: str = "") -> None:
+        super().__init__()
+        self.worker = worker
+        self.error = error
+        self.name = name
+
+
+class TargetScreen(StepScreen):
+    STEP = "target"
+
+    @property
+    def kubernetes(self) -> bool:
+        return self.state.answers.platform == "kubernetes"
+
+    @property
+    def HINT(self) -> str:  # type: ignore[override]
+        if self.kubernetes:
+            return "Helm and kubectl run from this machine with this kubeconfig."
+        return "Next connects to the machine (SSH host keys are always verified)."
+
+    def compose_body(self) -> Iterable[Widget]:
+        a = self.state.answers
+        with VerticalScroll(classes="scroll-body"):
+            if self.kubernetes:
+                yield Static("Kubernetes cluster", classes="section-title first")
+                with Vertical(classes="form"):
+                    for path in KUBERNETES_FIELDS:
+                        spec = field_spec(path)
+                        yield FieldInput(spec, spec.get(a))
+                return
+            remote = a.target is not None
+            yield Static("Which machine will run CARTO?", classes="section-title first")
+            yield RadioSet(
+                Choice("This machine (where the installer runs)", value=not remote,
+                            id="local"),
+                Choice("Another machine, over SSH", value=remote, id="remote"),
+                id="target-choice", compact=True,
+            )
+            with Vertical(id="ssh-form", classes="form"):
+                for path in SSH_FIELDS:
+                    spec = field_spec(path)
+                    if spec.kind == "bool":
+                        yield Tick(spec.label + f" ({spec.help})", bool(spec.get(a)),
+                                       id="f-" + path.replace(".", "-"), compact=True)
+                    else:
+                        yield FieldInput(spec, spec.get(a), required=path == "target.host")
+                has_jump = remote and a.target is not None and a.target.jump is not None
+                yield Tick("Go through a jump host (bastion)", has_jump, id="use-jump",
+                               compact=True)
+                with Vertical(id="jump-form", classes="form"):
+                    for path in JUMP_FIELDS:
+                        spec = field_spec(path)
+                        yield FieldInput(spec, spec.get(a), required=path == "target.jump.host")
+            yield Static("Deployment", classes="section-title")
+            with Vertical(classes="form"):
+                for path in COMPOSE_TARGET_FIELDS:
+                    spec = field_spec(path)
+                    yield FieldInput(spec, spec.get(a), required=True)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._sync_visibility()
+        if self.kubernetes:
+            self.query(FieldInput).first().input.focus()
+        else:
+            self.query_one(RadioSet).focus()
+
+    @property
+    def remote(self) -> bool:
+        if self.kubernetes:
+            return False
+        pressed = self.query_one(RadioSet).pressed_button
+        return pressed is not None and pressed.id == "remote"
+
+    def _sync_visibility(self) -> None:
+        if self.kubernetes:
+            return
+        remote = self.remote
+        self.query_one("#ssh-form").display = remote
+        self.query_one("#jump-form").display = remote and self.query_one("#use-jump",
+                                                                         Checkbox).value
+
+    @on(RadioSet.Changed)
+    def _choice(self, event: RadioSet.Changed) -> None:
+        self._sync_visibility()
+
+    @on(Checkbox.Changed, "#use-jump")
+    def _jump(self, event: Checkbox.Changed) -> None:
+        self._sync_visibility()
+
+    def _visible_fields(self) -> list[FieldInput]:
+        out = []
+        for field in self.query(FieldInput):
+            node: Any = field
+            visible = True
+            while node is not None and node is not self:
+                if not node.display:
+                    visible = False
+                    break
+                node = node.parent
+            if visible:
+                out.append(field)
+        return out
+
+    def validate(self) -> tuple[FieldInput | None, str] | None:
+        for field in self._visible_fields():
+            error = field.error
+            if error is not None:
+                return field, f"{field.spec.label}: {error}"
+        return None
+
+    def commit(self) -> None:
+        a = self.state.answers
+        if not self.kubernetes and not self.remote:
+            a.target = None
+        for field in self._visible_fields():
+            value = field.value
+            self.state.remember_secret(value)
+            field.spec.set(a, value)
+        if not self.kubernetes and self.remote:
+            assert a.target is not None
+            a.target.sudo = self.query_one("#f-target-sudo", Checkbox).value
+            if not self.query_one("#use-jump", Checkbox).value:
+                a.target.jump = None
+
+    # --- connecting ----------------------------------------------------------------------
+
+    def action_next(self) -> None:
+        if self.busy:
+            return
+        problem = self.validate()
+        if problem is not None:
+            field, message = problem
+            self.set_hint(Text("✘ " + message), error=True)
+            if field is not None:
+                field.input.focus()
+            return
+        self.commit()
+        if not self.live or self.kubernetes or self.state.answers.target is None:
+            self.app.advance(self.STEP)  # type: ignore[attr-defined]
+            return
+        self.set_status(Text(f"Connecting to {self.state.answers.target.describe()}… "
+                             "(Ctrl+C stops)", style="cyan"))
+        self._checks_worker = self._connect()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
+    def _connect(self) -> None:
+        worker = get_current_worker()
+        cancel = worker.cancelled_event
+        try:
+            target = run_cancellable(
+                lambda: self.state.connect(self.host_key_confirmer(cancel)), cancel)
+        except Cancelled:
+            return
+        except Exception as exc:
+            self.post_message(Connected(worker, exc))
+            return
+        self.post_message(Connected(worker, None, target.name))
+
+    def cancel_work(self) -> bool:
+        worker = self._checks_worker
+        if worker is None or not worker.is_running:
+            return False
+        worker.cancel()
+        self.set_status(Text("Connection stopped.", style="yellow"))
+        return True
+
+    @on(Connected)
+    def _connected(self, message: Connected) -> None:
+        if message.worker is not self._checks_worker:
+            return
+        if message.error is not None:
+            text, fix = describe_error(message.error)
+            self.set_status(Text("Could not connect.", style="red"))
+            self.set_hint(Text(f"✘ {text}" + (f" — fix: {fix}" if fix else "")), error=True)
+            return
+        self.set_status(Text(f"Connected to {message.name}.", style="green"))
+        self.app.advance(self.STEP)  # type: ignore[attr-defined]

@@ -1,0 +1,186 @@
+"""One answer as a one-line input: label, input, validity mark.
+
+Built from a `FieldSpec` (screens/fields.py), so the validator is the one declared with the
+answer in installer/answers.py. Help and errors go to the screen's hint line (one line per
+field keeps forms usable at 80x24). Local paths can be picked with Ctrl+O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Input, Label, Static
+
+from screens.fields import FieldSpec
+
+
+class SpecValidator(Validator):
+    """Textual's face of the answer's own validator."""
+
+    def __init__(self, field_input: FieldInput) -> None:
+        super().__init__()
+        self.field_input = field_input
+
+    def validate(self, value: str) -> ValidationResult:
+        error = self.field_input.error_for(value)
+        return self.success() if error is None else self.failure(error)
+
+
+class FieldInput(Horizontal):
+    DEFAULT_CSS = """
+    FieldInput {
+        height: 1;
+        width: 1fr;
+    }
+    FieldInput > .field-label {
+        width: 30;
+        height: 1;
+        padding: 0 1 0 0;
+        color: $text-muted;
+    }
+    FieldInput:focus-within > .field-label {
+        color: $text;
+        text-style: bold;
+    }
+    FieldInput > Input {
+        width: 1fr;
+        height: 1;
+    }
+    FieldInput > .field-mark {
+        width: 2;
+        height: 1;
+        padding: 0 0 0 1;
+    }
+    FieldInput.-invalid > .field-mark {
+        color: $error;
+    }
+    FieldInput.-invalid > Input {
+        color: $error;
+    }
+    FieldInput.-valid > .field-mark {
+        color: $success;
+    }
+    """
+
+    BINDINGS = [Binding("ctrl+o", "browse", "Browse", show=True)]
+
+    class Changed(Message):
+        """The text changed; `error` is None when the value is acceptable."""
+
+        def __init__(self, field_input: FieldInput, error: str | None) -> None:
+            super().__init__()
+            self.field_input = field_input
+            self.error = error
+
+        @property
+        def control(self) -> FieldInput:
+            return self.field_input
+
+    def __init__(self, spec: FieldSpec, value: Any = None, *, required: bool = False,
+                 label: str | None = None, id: str | None = None,
+                 disabled: bool = False) -> None:
+        super().__init__(id=id or "f-" + spec.path.replace(".", "-"), disabled=disabled)
+        self.spec = spec
+        self.required = required
+        self._label = label or spec.label
+        self._initial = spec.format(value)
+
+    def compose(self) -> ComposeResult:
+        yield Label(self._label, classes="field-label")
+        yield Input(
+            value=self._initial,
+            placeholder=self.spec.placeholder,
+            password=self.spec.secret,
+            compact=True,
+            validators=[SpecValidator(self)],
+            validate_on=["changed", "submitted"],
+            valid_empty=False,
+            id="input",
+        )
+        yield Static("", classes="field-mark")
+
+    def on_mount(self) -> None:
+        self._show(self.error)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "browse":
+            return self.spec.path_kind == "local"
+        return True
+
+    # --- value -------------------------------------------------------------------------
+
+    @property
+    def input(self) -> Input:
+        return self.query_one("#input", Input)
+
+    @property
+    def text(self) -> str:
+        return self.input.value
+
+    @text.setter
+    def text(self, value: str) -> None:
+        self.input.value = value
+
+    def error_for(self, text: str) -> str | None:
+        try:
+            value = self.spec.parse(text)
+        except ValueError as exc:
+            return str(exc)
+        if self.required and value is None:
+            return f"{self.spec.label} is required"
+        return None
+
+    @property
+    def error(self) -> str | None:
+        if self.disabled:
+            return None
+        return self.error_for(self.text if self.is_mounted else self._initial)
+
+    @property
+    def value(self) -> Any:
+        """The parsed value; raises ValueError when the text is not acceptable."""
+        return self.spec.parse(self.text)
+
+    @property
+    def help(self) -> str:
+        return self.spec.help
+
+    def _show(self, error: str | None) -> None:
+        if not self.is_mounted:
+            return
+        empty = self.text == ""
+        self.set_class(error is not None and not (empty and not self.required), "-invalid")
+        self.set_class(error is None and not empty, "-valid")
+        mark = self.query_one(".field-mark", Static)
+        if error is not None and not (empty and not self.required):
+            mark.update("✘")
+        elif error is None and not empty:
+            mark.update("✔")
+        else:
+            mark.update("")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        error = self.error
+        self._show(error)
+        self.post_message(self.Changed(self, error))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        # Enter moves on to the next field, as in any form.
+        event.stop()
+        self.screen.focus_next()
+
+    def action_browse(self) -> None:
+        from screens.widgets.modals import FilePicker
+
+        def picked(path: str | None) -> None:
+            if path:
+                self.text = path
+                self.input.focus()
+
+        self.app.push_screen(FilePicker(self.spec.label, self.text), picked)

@@ -1,0 +1,215 @@
+"""Modal dialogs: confirmations, the SSH host-key fingerprint, a file picker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DirectoryTree, Input, Label, Static
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """A question with two answers. Escape means no."""
+
+    DEFAULT_CSS = """
+    ConfirmModal {
+        align: center middle;
+    }
+    ConfirmModal > Vertical {
+        width: 64;
+        max-width: 100%;
+        height: auto;
+        border: thick $primary;
+        background: $panel;
+        padding: 0 1;
+    }
+    ConfirmModal .modal-title {
+        text-style: bold;
+        width: 1fr;
+        padding: 0 0 1 0;
+    }
+    ConfirmModal .modal-body {
+        width: 1fr;
+        padding: 0 0 1 0;
+    }
+    ConfirmModal Horizontal {
+        height: 1;
+        align: right middle;
+    }
+    ConfirmModal Button {
+        margin: 0 0 0 2;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, title: str, body: str | Text, *, yes: str = "Yes", no: str = "No",
+                 default_yes: bool = False, danger: bool = False) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.yes = yes
+        self.no = no
+        self.default_yes = default_yes
+        self.danger = danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="modal-title")
+            yield Static(self.body, classes="modal-body")
+            with Horizontal():
+                yield Button(self.no, id="no", compact=True)
+                yield Button(self.yes, id="yes", compact=True,
+                             variant="error" if self.danger else "primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#yes" if self.default_yes else "#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class HostKeyModal(ConfirmModal):
+    """An SSH host seen for the first time: accept its key only when the fingerprint matches."""
+
+    def __init__(self, host: str, fingerprint: str) -> None:
+        body = Text()
+        body.append(f"{host} is not in your known_hosts file yet. Its host key is:\n\n")
+        body.append(f"  {fingerprint}\n\n", style="bold")
+        body.append("Accept it only if it matches the fingerprint the machine's administrator "
+                    "reads there with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`. "
+                    "Accepting adds it to known_hosts.")
+        super().__init__("Confirm the SSH host key", body, yes="Accept key", no="Reject",
+                         default_yes=False)
+        self.host = host
+        self.fingerprint = fingerprint
+
+
+class FilePicker(ModalScreen[str | None]):
+    """Pick a local file: type a path, or walk the folders (Enter opens, Enter on a file picks)."""
+
+    DEFAULT_CSS = """
+    FilePicker {
+        align: center middle;
+    }
+    FilePicker > Vertical {
+        width: 76;
+        max-width: 100%;
+        height: 20;
+        max-height: 100%;
+        border: thick $primary;
+        background: $panel;
+    }
+    FilePicker .modal-title {
+        text-style: bold;
+    }
+    FilePicker Input {
+        margin: 0 0 1 0;
+    }
+    FilePicker DirectoryTree {
+        height: 1fr;
+    }
+    FilePicker .picker-help {
+        color: $text-muted;
+        height: 1;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, label: str, current: str = "") -> None:
+        super().__init__()
+        self.label = label
+        self.current = current
+        start = Path(current).expanduser() if current else Path.cwd()
+        while not start.is_dir() and start != start.parent:
+            start = start.parent
+        self.start = start if start.is_dir() else Path.cwd()
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Choose: {self.label}", classes="modal-title")
+            yield Input(value=self.current or str(self.start) + "/", compact=True,
+                        id="picker-path")
+            yield DirectoryTree(str(self.start), id="picker-tree")
+            yield Static("Enter on a file picks it · Tab moves between the path and the tree "
+                         "· Esc cancels", classes="picker-help")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        path = Path(event.value).expanduser()
+        if path.is_dir():
+            self.query_one(DirectoryTree).path = path
+            self.query_one(DirectoryTree).focus()
+            return
+        self.dismiss(str(path))
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        event.stop()
+        self.dismiss(str(event.path))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class InfoModal(ModalScreen[None]):
+    """A message with a single OK."""
+
+    DEFAULT_CSS = """
+    InfoModal {
+        align: center middle;
+    }
+    InfoModal > Vertical {
+        width: 70;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: thick $primary;
+        background: $panel;
+        padding: 0 1;
+    }
+    InfoModal .modal-title {
+        text-style: bold;
+        padding: 0 0 1 0;
+    }
+    InfoModal Horizontal {
+        height: 1;
+        align: right middle;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def __init__(self, title: str, body: str | Text) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="modal-title")
+            yield Static(self.body)
+            with Horizontal():
+                yield Button("OK", id="ok", compact=True, variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
