@@ -74,9 +74,10 @@ class DockerEngine:
     started: subprocess.Popen[bytes] | None
 
     def stop(self) -> None:
+        # The daemon is left running, like the system service it stands in for: several test
+        # sessions (developers, CI steps) may share it, and stopping it under another
+        # session's containers breaks that session.
         self.client.close()
-        if self.started is not None:
-            _stop_dockerd(self.started)
 
 
 def _stop_dockerd(process: subprocess.Popen[bytes]) -> None:
@@ -96,6 +97,18 @@ def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine
     client = _connect()
     if client is not None:
         return DockerEngine(client, started=None)
+    # Concurrent test sessions must not start two daemons: one starts it, the others wait.
+    import fcntl
+
+    with open("/tmp/carto-tests-dockerd.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = _connect()
+        if client is not None:
+            return DockerEngine(client, started=None)
+        return _start_dockerd(timeout)
+
+
+def _start_dockerd(timeout: float) -> DockerEngine:
     if os.environ.get("DOCKER_HOST"):
         # Starting a local daemon would not help a client pointed elsewhere.
         raise RuntimeError(
