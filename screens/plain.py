@@ -1,0 +1,552 @@
+"""The wizard as plain questionary prompts (`--plain`, or TERM=dumb).
+
+Same steps, same answers, same validators (screens/fields.py) and the same core calls
+(screens/state.py) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
+KeyboardInterrupt, which is caught once, in `run_plain`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import questionary
+
+from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
+from installer.checks.base import CheckResult, Status
+from installer.checks.engine import CheckFinished, CheckStarted
+from installer.errors import InstallerError
+from installer.redact import Redactor
+from installer.report import CATEGORY_TITLES
+from screens.fields import (
+    CHOICE_TITLES,
+    COMPOSE_TARGET_FIELDS,
+    DATABASE_FIELDS,
+    DATABASE_SSL_FIELDS,
+    JUMP_FIELDS,
+    KUBERNETES_FIELDS,
+    LICENSE_FIELDS,
+    NETWORK_HOST_FIELDS,
+    PROXY_FIELDS,
+    SSH_FIELDS,
+    TLS_FIELDS,
+    field_spec,
+)
+from screens.state import STEP_CATEGORIES, STEP_TITLES, STEPS, WizardState, describe_error
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
+MARKS = {Status.PASS: ("✔", "32"), Status.WARN: ("!", "33"), Status.FAIL: ("✘", "31"),
+         Status.SKIP: ("-", "2"), Status.ERROR: ("?", "35")}
+
+
+class StepFailed(Exception):
+    """A step could not be completed and the user chose to stop."""
+
+
+class PlainWizard:
+    def __init__(self, state: WizardState, out: TextIO | None = None,
+                 color: bool | None = None) -> None:
+        self.state = state
+        self.out = out or sys.stdout
+        if color is None:
+            color = self.out.isatty() and not os.environ.get("NO_COLOR")
+        self.color = color
+        self.changes_started = False  # the deploy began writing: "no changes" no longer holds
+
+    # --- output --------------------------------------------------------------------------
+
+    def say(self, text: str = "", code: str = "") -> None:
+        text = self.state.redactor(text)
+        if code and self.color:
+            text = f"\x1b[{code}m{text}\x1b[0m"
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def heading(self, step: str) -> None:
+        number = STEPS.index(step) + 1
+        self.say()
+        self.say(f"== Step {number} of {len(STEPS)}: {STEP_TITLES[step]} ==", "1")
+
+    def show_result(self, r: CheckResult) -> None:
+        mark, code = MARKS[r.status]
+        accepted = " [risk accepted]" if (r.status in (Status.FAIL, Status.ERROR)
+                                          and self.state.is_accepted(r.id)) else ""
+        self.say(f"  {mark} {r.id}: {r.message}{accepted}", code)
+        if r.status in (Status.WARN, Status.FAIL, Status.ERROR):
+            if r.observed or r.required:
+                self.say(f"      observed {r.observed or '?'}; required {r.required}")
+            if r.remediation:
+                self.say(f"      fix: {r.remediation}")
+
+    # --- prompts -------------------------------------------------------------------------
+
+    def ask_field(self, path: str, *, required: bool = False) -> Any:
+        """Ask for one answer with its declared label, help, default and validator."""
+        spec = field_spec(path)
+        current = spec.get(self.state.answers)
+        keep_secret = spec.secret and current is not None
+
+        def validate(text: str) -> bool | str:
+            if keep_secret and text == "":
+                return True
+            try:
+                value = spec.parse(text)
+            except ValueError as exc:
+                return str(exc)
+            if required and value is None:
+                return f"{spec.label} is required"
+            return True
+
+        message = f"{spec.label}:"
+        instruction = spec.help or None
+        if spec.secret:
+            if keep_secret:
+                message = f"{spec.label} (Enter keeps the one given):"
+            text = questionary.password(message, validate=validate).unsafe_ask()
+            if keep_secret and text == "":
+                return current
+        elif spec.path_kind == "local":
+            if instruction:
+                self.say(f"  {instruction} (Tab completes)", "2")
+            text = questionary.path(message, default=spec.format(current),
+                                    validate=validate).unsafe_ask()
+        else:
+            text = questionary.text(message, default=spec.format(current), validate=validate,
+                                    instruction=instruction).unsafe_ask()
+        value = spec.parse(text)
+        self.state.remember_secret(value)
+        spec.set(self.state.answers, value)
+        return value
+
+    def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
+        options = [questionary.Choice(title, value=value) for title, value in choices]
+        chosen = next((c for c in options if c.value == default), None)
+        return questionary.select(message, choices=options, default=chosen).unsafe_ask()
+
+    def confirm(self, message: str, default: bool = False) -> bool:
+        return bool(questionary.confirm(message, default=default).unsafe_ask())
+
+    def confirm_host_key(self, host: str, fingerprint: str) -> bool:
+        self.say(f"{host} is not in your known_hosts file yet. Its host key is {fingerprint}.")
+        self.say("Accept it only if it matches what `ssh-keygen -lf "
+                 "/etc/ssh/ssh_host_ed25519_key.pub` shows on that machine.")
+        return self.confirm(f"Accept the host key {fingerprint}?", default=False)
+
+    # --- checks --------------------------------------------------------------------------
+
+    def run_checks(self, step: str, names: list[str] | None = None) -> list[CheckResult]:
+        """Run a step's checks, printing each as it finishes. Ctrl-C stops them at once."""
+        cancel = threading.Event()
+        events: queue.Queue[Any] = queue.Queue()
+        self.say("Checking…", "2")
+
+        def printer(event: Any) -> None:
+            events.put(event)
+
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        host_key_requests: queue.Queue[tuple[str, str, queue.Queue[bool]]] = queue.Queue()
+
+        def confirm_from_thread(host: str, fingerprint: str) -> bool:
+            reply: queue.Queue[bool] = queue.Queue()
+            host_key_requests.put((host, fingerprint, reply))
+            return reply.get()
+
+        def work() -> None:
+            try:
+                box["results"] = self.state.run_checks(
+                    names or list(STEP_CATEGORIES[step]), cancel=cancel, on_event=printer,
+                    confirm_host_key=confirm_from_thread)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=work, name="plain-checks", daemon=True)
+        thread.start()
+        try:
+            while not (done.is_set() and events.empty()):
+                try:
+                    host, fingerprint, reply = host_key_requests.get_nowait()
+                    reply.put(self.confirm_host_key(host, fingerprint))
+                except queue.Empty:
+                    pass
+                try:
+                    event = events.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if isinstance(event, CheckFinished):
+                    self.show_result(event.result)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+        if "error" in box:
+            raise box["error"]
+        results: list[CheckResult] = box["results"]
+        if not results:
+            self.say("  (no checks of this kind in this version)", "2")
+        return results
+
+    def settle(self, step: str, ask_again: Callable[[], None] | None = None) -> None:
+        """Run the step's checks until nothing blocks: fix and re-run, change the answers,
+        or accept the named risks."""
+        while True:
+            self.run_checks(step)
+            blocking = self.state.blocking(step)
+            if not blocking:
+                return
+            self.say(f"{len(blocking)} failed check(s) block the deployment: "
+                     + ", ".join(r.id for r in blocking), "31")
+            choices = [("Run the checks again (after fixing)", "rerun")]
+            if ask_again is not None:
+                choices.append(("Change my answers", "change"))
+            choices += [("Accept the risk and go on", "accept"), ("Quit", "quit")]
+            action = self.choose("What now?", choices, default="rerun")
+            if action == "quit":
+                raise KeyboardInterrupt
+            if action == "change" and ask_again is not None:
+                ask_again()
+            elif action == "accept":
+                accepted = questionary.checkbox(
+                    "Accept the risk of these failed checks (Space ticks):",
+                    choices=[questionary.Choice(f"{r.id}: {r.message}", value=r.id)
+                             for r in blocking],
+                ).unsafe_ask()
+                for check_id in accepted or []:
+                    self.state.accept_risk(check_id)
+                if not self.state.blocking(step):
+                    self.say("Accepted risks: " + ", ".join(self.state.accepted_risks), "33")
+                    return
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def welcome(self) -> str:
+        self.say("CARTO Self-Hosted installer", "1")
+        self.say("This installs CARTO on a single VM with Docker Compose, or on Kubernetes "
+                 "with Helm: it checks every requirement, asks for each setting, shows the "
+                 "files it will write, then deploys and verifies CARTO over HTTPS. Nothing "
+                 "changes until you confirm the deployment.")
+        self.say("Have ready: the package from CARTO, a domain, its certificate and key (or "
+                 "a self-signed one is made), a PostgreSQL admin user.")
+        if self.state.prefilled_from is not None:
+            self.say(f"Answers pre-filled from {self.state.prefilled_from}.")
+        try:
+            session = self.state.saved_session()
+        except InstallerError as exc:
+            self.say(f"(the saved session cannot be used: {exc})", "33")
+            session = None
+        if session is not None and self.confirm(
+                f"Resume the saved session (stopped at '{STEP_TITLES[session.step]}')?",
+                default=True):
+            return self.state.resume(session)
+        return "platform"
+
+    def platform(self) -> None:
+        self.heading("platform")
+        self.state.answers.platform = self.choose(
+            "Where will CARTO run?",
+            [("Single VM with Docker Compose (4 CPUs, 16 GB, Ubuntu 20.04+, Docker)", "compose"),
+             ("Kubernetes cluster with Helm (3 nodes, Helm 3.6+)", "kubernetes")],
+            default=self.state.answers.platform)
+
+    def target(self) -> None:
+        self.heading("target")
+        a = self.state.answers
+        if a.platform == "kubernetes":
+            for path in KUBERNETES_FIELDS:
+                self.ask_field(path)
+            return
+        where = self.choose("Which machine will run CARTO?",
+                            [("This machine", "local"), ("Another machine, over SSH", "remote")],
+                            default="remote" if a.target else "local")
+        if where == "local":
+            a.target = None
+        else:
+            while True:
+                for path in SSH_FIELDS:
+                    if path == "target.sudo":
+                        assert a.target is not None
+                        a.target.sudo = self.confirm("Run privileged commands with sudo?",
+                                                     default=a.target.sudo)
+                    else:
+                        self.ask_field(path, required=path == "target.host")
+                assert a.target is not None
+                if self.confirm("Go through a jump host (bastion)?",
+                                default=a.target.jump is not None):
+                    for path in JUMP_FIELDS:
+                        self.ask_field(path, required=path == "target.jump.host")
+                else:
+                    a.target.jump = None
+                try:
+                    target = self.state.connect(self.confirm_host_key)
+                except InstallerError as exc:
+                    self.say(f"✘ {exc}", "31")
+                    if not self.confirm("Change the connection settings and try again?",
+                                        default=True):
+                        raise KeyboardInterrupt from None
+                    continue
+                self.say(f"✔ connected to {target.name}", "32")
+                break
+        for path in COMPOSE_TARGET_FIELDS:
+            self.ask_field(path, required=True)
+
+    def requirements(self) -> None:
+        self.heading("requirements")
+        self.settle("requirements")
+
+    def domain_tls(self) -> None:
+        self.heading("domain_tls")
+
+        def ask() -> None:
+            a = self.state.answers
+            self.ask_field("domain", required=True)
+            own = self.choose("TLS certificate:",
+                              [("Generate a self-signed certificate (browsers will warn)", False),
+                               ("Use my certificate and key files", True)],
+                              default=bool(a.tls.certificate_file))
+            if own:
+                for path in TLS_FIELDS:
+                    self.ask_field(path, required=True)
+            else:
+                a.tls.certificate_file = a.tls.key_file = None
+
+        ask()
+        self.settle("domain_tls", ask)
+
+    def database(self) -> None:
+        self.heading("database")
+
+        def ask() -> None:
+            db = self.state.answers.database
+            db.bundled = self.choose(
+                "Which PostgreSQL?",
+                [("External PostgreSQL 14+ (recommended)", False),
+                 ("Bundled container (debugging only, not for production)", True)],
+                default=db.bundled)
+            if db.bundled:
+                self.say("⚠ The bundled PostgreSQL is for debugging only: CARTO does not "
+                         "support it in production and will remove it.", "33")
+                return
+            for path in DATABASE_FIELDS:
+                self.ask_field(path, required=path in ("database.host", "database.admin_password",
+                                                       "database.password"))
+            db.ssl.enabled = self.confirm("Connect with TLS?", default=db.ssl.enabled)
+            if db.ssl.enabled:
+                for path in DATABASE_SSL_FIELDS:
+                    self.ask_field(path)
+
+        ask()
+        self.settle("database", ask)
+
+    def license(self) -> None:
+        self.heading("license")
+
+        def ask() -> None:
+            paths = LICENSE_FIELDS if self.state.answers.platform == "compose" else LICENSE_FIELDS[:1]
+            for path in paths:
+                self.ask_field(path, required=path == "package")
+
+        ask()
+        self.settle("license", ask)
+
+    def network(self) -> None:
+        self.heading("network")
+
+        def ask() -> None:
+            n = self.state.answers.network
+            n.cloud = self.choose("Cloud for storage buckets:",
+                                  [(CHOICE_TITLES[c], c) for c in CLOUDS], default=n.cloud)
+            n.warehouses = list(questionary.checkbox(
+                "Data warehouses (Space ticks):",
+                choices=[questionary.Choice(CHOICE_TITLES[w], value=w,
+                                            checked=w in n.warehouses) for w in WAREHOUSES],
+            ).unsafe_ask() or [])
+            n.features = list(questionary.checkbox(
+                "Features (Space ticks):",
+                choices=[questionary.Choice(CHOICE_TITLES[f], value=f, checked=f in n.features)
+                         for f in FEATURES],
+            ).unsafe_ask() or [])
+            for path, needed in NETWORK_HOST_FIELDS.items():
+                if needed(self.state.answers):
+                    self.ask_field(path, required=True)
+                else:
+                    field_spec(path).set(self.state.answers, None)
+            if self.confirm("Does outbound traffic go through an HTTP proxy?",
+                            default=n.proxy is not None):
+                n.proxy = n.proxy or ProxySettings()
+                for path in PROXY_FIELDS:
+                    self.ask_field(path)
+            else:
+                n.proxy = None
+
+        ask()
+        self.settle("network", ask)
+
+    def review(self) -> bool:
+        """Show what will be written; True when the user wants to deploy."""
+        self.heading("review")
+        saved = self.state.save_answers()
+        plan = self.state.plan(self.confirm_host_key)
+        self.state.reviewed_plan = plan
+        self.state.reviewed_diff = plan.diff(self.state.redactor)
+        if plan.empty:
+            self.say("The configuration files are already as they should be.")
+        else:
+            self.say(f"{len(plan.changes)} file(s) will be written:")
+            for change in plan.changes:
+                kind = "new" if change.before is None else "changed"
+                self.say(f"  {kind:<8}{change.path}{'  (secret)' if change.secret else ''}")
+            for backup in plan.backups:
+                self.say(f"  backup  {backup}")
+            for note in plan.notes:
+                self.say(f"  note: {note}")
+            self.say()
+            for line in self.state.reviewed_diff.splitlines():
+                code = ("32" if line.startswith("+") and not line.startswith("+++") else
+                        "31" if line.startswith("-") and not line.startswith("---") else
+                        "36" if line.startswith("@@") else "")
+                self.say(line, code)
+        self.say(f"Answers saved to {saved}.")
+        unsaved = self.state.unsaved_secrets()
+        if unsaved:
+            self.say("Secrets typed here are not saved; for re-runs give "
+                     + ", ".join(p + "_env" for p in unsaved) + ".", "2")
+        if self.state.accepted_risks:
+            self.say("Accepted risks: " + ", ".join(self.state.accepted_risks), "33")
+        return self.confirm("Deploy now? This writes the files above and starts CARTO.",
+                            default=True)
+
+    def deploy(self) -> int:
+        self.heading("deploy")
+        cancel = threading.Event()
+        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def confirm(plan: Any) -> bool:
+            if plan.empty or plan.diff(self.state.redactor) == self.state.reviewed_diff:
+                self.changes_started = True
+                return True
+            reply: queue.Queue[bool] = queue.Queue()
+            inbox.put(("confirm", (plan, reply)))
+            answer = reply.get()
+            self.changes_started = self.changes_started or answer
+            return answer
+
+        def work() -> None:
+            try:
+                box["result"] = self.state.deploy(
+                    cancel=cancel, on_event=lambda e: inbox.put(("event", e)), confirm=confirm)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=work, name="plain-deploy", daemon=True)
+        thread.start()
+        try:
+            self._pump(inbox, done)
+        except KeyboardInterrupt:
+            # Stop at a safe point, so nothing is left half-written, then leave.
+            cancel.set()
+            self.say("Stopping the deployment at a safe point…", "33")
+            thread.join()
+            raise
+        if "error" in box:
+            message, fix = describe_error(box["error"])
+            self.say(f"✘ Deployment failed: {message}", "31")
+            if fix:
+                self.say(f"  fix: {fix}")
+            return EXIT_FAILED
+        result = box["result"]
+        if not result.ok:
+            self.say(f"✘ Deployment failed: {result.message}", "31")
+            if result.remediation:
+                self.say(f"  fix: {result.remediation}")
+            return EXIT_FAILED
+        self.say(f"✔ CARTO is running at {result.url}", "32")
+        self.say(f"  Re-run or upgrade: carto-installer deploy --answers {self.state.answers_path}")
+        self.say(f"  Health: carto-installer status --answers {self.state.answers_path}")
+        self.state.clear_session()
+        return EXIT_OK
+
+    def _pump(self, inbox: queue.Queue[tuple[str, Any]], done: threading.Event) -> None:
+        services: dict[str, tuple[str, str]] = {}
+        while not (done.is_set() and inbox.empty()):
+            try:
+                kind, item = inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == "confirm":
+                plan, reply = item
+                self.say("The files changed since the review. What would now be written:")
+                self.say(plan.diff(self.state.redactor))
+                reply.put(self.confirm("Write these changes?", default=False))
+                continue
+            event = item
+            name = type(event).__name__
+            if isinstance(event, CheckStarted):
+                continue
+            if isinstance(event, CheckFinished):
+                if event.result.status not in (Status.PASS, Status.SKIP):
+                    self.show_result(event.result)
+            elif name == "StepStarted":
+                self.say(f"▶ {event.name}", "1")
+            elif name == "StepFinished":
+                mark = "✔" if event.ok else "✘"
+                self.say(f"{mark} {event.name}" + (f": {event.detail}" if event.detail else ""),
+                         "32" if event.ok else "31")
+            elif name == "ServiceState":
+                state = (event.state, event.health)
+                if services.get(event.name) != state:
+                    services[event.name] = state
+                    self.say(f"    {event.name}: {event.state}"
+                             + (f" ({event.health})" if event.health else ""), "2")
+            elif name == "LogLine":
+                self.say(f"    {event.text}", "2")
+
+    # --- the whole flow ------------------------------------------------------------------
+
+    def run(self) -> int:
+        start = self.welcome()
+        steps = {
+            "platform": self.platform, "target": self.target,
+            "requirements": self.requirements, "domain_tls": self.domain_tls,
+            "database": self.database, "license": self.license, "network": self.network,
+        }
+        order = list(steps)
+        begin = order.index(start) if start in order else len(order)
+        for step in order[begin:]:
+            steps[step]()
+            following = STEPS[STEPS.index(step) + 1]
+            self.state.save_session(following)
+        if not self.review():
+            self.say(f"No changes were made. Your answers are in {self.state.answers_path}.")
+            return EXIT_OK
+        return self.deploy()
+
+
+def run_plain(args: argparse.Namespace, redactor: Redactor) -> int:
+    """`carto-installer --plain`: the wizard as questions and answers."""
+    from installer.cli import load_answers_arg
+
+    answers = load_answers_arg(getattr(args, "answers", None), redactor)
+    state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+                        accept_host_key=getattr(args, "accept_host_key", None))
+    wizard = PlainWizard(state)
+    try:
+        return wizard.run()
+    except KeyboardInterrupt:
+        if wizard.changes_started:
+            wizard.say("\nStopped. Every file written so far is complete; run carto-installer "
+                       "again to finish.")
+        else:
+            wizard.say("\nNo changes were made.")
+        return EXIT_INTERRUPTED
+    finally:
+        state.close()

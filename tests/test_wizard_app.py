@@ -1,0 +1,311 @@
+"""The Textual wizard driven with Pilot at 80x24: navigation, instant validation, pasting into
+every input, masked secrets, live checks with accepted risks, cancelling, quitting.
+
+Assertions are on state (answers, check results, files), not on pixels; the look of each
+step is covered by tests/test_wizard_snapshots.py.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from textual.widgets import Input
+
+from installer.checks.base import Status
+from screens.app import WizardApp
+from screens.base import StepScreen
+from screens.state import SESSION_NAME
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+from screens.widgets.modals import ConfirmModal
+from tests.services.tls_ca import free_loopback_port, silent_server
+from tests.services.wizard_support import new_state, paste, screen_text, sync, wait_until
+
+SIZE = (80, 24)
+
+
+def step_of(app: WizardApp) -> str:
+    screen = app.screen
+    assert isinstance(screen, StepScreen), type(screen)
+    return screen.STEP
+
+
+def field(app: WizardApp, path: str) -> FieldInput:
+    return app.screen.query_one("#f-" + path.replace(".", "-"), FieldInput)
+
+
+@sync
+async def test_steps_go_forward_and_back_by_keyboard_keeping_the_answers(tmp_path: Path) -> None:
+    state = new_state(tmp_path)
+    app = WizardApp(state, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert step_of(app) == "welcome"
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "platform"
+        await pilot.press("down", "enter")  # choose Kubernetes in the radio set
+        await pilot.press("ctrl+n")
+        assert state.answers.platform == "kubernetes"
+        assert step_of(app) == "target"
+        # Kubernetes asks for the cluster, not for an SSH machine.
+        assert app.screen.query("#f-kubernetes-namespace")
+        assert not app.screen.query("#f-target-host")
+        namespace = field(app, "kubernetes.namespace")
+        namespace.input.focus()
+        namespace.text = "carto-prod"
+        await pilot.press("escape")  # Back keeps what was typed
+        assert step_of(app) == "platform"
+        assert state.answers.kubernetes.namespace == "carto-prod"
+        await pilot.press("ctrl+n")
+        assert field(app, "kubernetes.namespace").text == "carto-prod"
+
+
+@sync
+async def test_a_domain_is_validated_as_typed_and_pasted(tmp_path: Path) -> None:
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="domain_tls", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        domain = field(app, "domain")
+        assert app.focused is domain.input
+        await paste(pilot, "https://carto.example.com/maps")
+        assert domain.input.value == "https://carto.example.com/maps"
+        assert domain.has_class("-invalid")
+        assert "scheme" in screen_text(app)  # the validator's own words, on the hint line
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "domain_tls"  # an invalid answer blocks Next
+        domain.input.value = ""
+        await paste(pilot, "Carto.Example.COM\n")  # a trailing newline from the clipboard
+        assert domain.has_class("-valid")
+        await pilot.press("ctrl+n")
+        assert state.answers.domain == "carto.example.com"
+        assert state.answers.tls.certificate_file is None  # self-signed by default
+        assert step_of(app) == "database"
+
+
+@sync
+async def test_every_input_of_every_step_takes_a_paste(tmp_path: Path) -> None:
+    pasted = "pasted-value.example.com"
+    seen = 0
+    for step, platform in (("target", "compose"), ("target", "kubernetes"),
+                           ("domain_tls", "compose"), ("database", "compose"),
+                           ("license", "compose"), ("network", "compose")):
+        state = new_state(tmp_path)
+        state.answers.platform = platform
+        if step == "target" and platform == "compose":
+            from screens.fields import blank_section
+            from installer.answers import JumpHost, SSHTarget
+
+            state.answers.target = blank_section(SSHTarget)
+            state.answers.target.jump = blank_section(JumpHost)
+        app = WizardApp(state, start=step, live=False)
+        async with app.run_test(size=SIZE) as pilot:
+            if step == "domain_tls":
+                await pilot.press("tab", "down", "enter")  # own certificate: show its fields
+            if step == "network":
+                app.screen.query_one("#use-proxy").value = True
+                await pilot.pause()
+            if step == "database":
+                app.screen.query_one("#db-ssl").value = True
+                await pilot.pause()
+            for each in list(app.screen.query(FieldInput)):
+                if not each.display or not each.parent.display:  # type: ignore[union-attr]
+                    continue
+                each.input.value = ""
+                each.input.focus()
+                await pilot.pause()
+                await paste(pilot, pasted)
+                assert each.input.value == pasted, f"{step}/{each.spec.path} dropped the paste"
+                seen += 1
+    assert seen >= 25
+
+
+@sync
+async def test_secrets_are_masked_on_screen_and_kept_exactly(tmp_path: Path) -> None:
+    password = "Pa$$ w0rd#with'quotes\"and\\backslash"
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="database", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        for path in ("database.admin_password", "database.password"):
+            assert field(app, path).input.password is True
+        field(app, "database.host").text = "db.example.internal"
+        admin = field(app, "database.admin_password")
+        admin.input.focus()
+        await paste(pilot, password)
+        field(app, "database.password").text = "another-secret-value"
+        await pilot.pause()
+        shown = screen_text(app)
+        assert password not in shown and "another-secret-value" not in shown
+        assert "Pa$$" not in shown
+        await pilot.press("ctrl+n")
+        assert state.answers.database.admin_password.value == password
+        assert password in state.redactor._secrets  # masked in the log from now on
+        assert state.redactor(f"x {password} y") == "x ******** y"
+
+
+@sync
+async def test_quit_asks_first_and_leaves_only_whole_files(tmp_path: Path) -> None:
+    state = new_state(tmp_path)
+    app = WizardApp(state, live=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")  # to Platform: the session is saved
+        assert step_of(app) == "platform"
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("escape")  # changed my mind
+        assert step_of(app) == "platform"
+        await pilot.press("ctrl+c")  # nothing runs: Ctrl+C offers to quit too
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert step_of(app) == "platform"
+        await pilot.press("ctrl+q", "y")
+        await wait_until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
+    assert app.return_value == 130
+    assert any("No changes were made" in line for line in app.farewell)
+    session = tmp_path / SESSION_NAME
+    data = yaml.safe_load(session.read_text())
+    assert data["step"] == "platform"
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [SESSION_NAME]
+
+
+@sync
+async def test_a_saved_session_resumes_where_it_stopped(tmp_path: Path) -> None:
+    first = new_state(tmp_path)
+    first.answers.domain = "carto.example.com"
+    first.answers.database.bundled = True
+    first.save_session("license")
+    state = new_state(tmp_path)
+    app = WizardApp(state, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "stopped at 'License package'" in screen_text(app)
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "license"
+        assert state.answers.domain == "carto.example.com" and state.answers.database.bundled
+
+
+@sync
+async def test_resume_goes_back_to_a_step_whose_secret_was_not_saved(tmp_path: Path) -> None:
+    first = new_state(tmp_path)
+    first.answers.domain = "carto.example.com"
+    first.answers.database.host = "db.example.internal"
+    from installer.answers import Secret
+
+    first.answers.database.admin_password = Secret("typed-in-the-wizard", "inline")
+    first.save_session("network")
+    assert "typed-in-the-wizard" not in (tmp_path / SESSION_NAME).read_text()
+    state = new_state(tmp_path)
+    app = WizardApp(state, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "database"  # the password must be typed again
+
+
+def _failing_docker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing listens there: docker.engine fails the same way on every machine.
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_loopback_port()}")
+
+
+@sync
+async def test_requirements_run_live_and_a_failure_blocks_until_its_risk_is_accepted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_docker_env(monkeypatch)
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="requirements", live=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: "docker.engine" in state.results and not screen.busy,
+                         timeout=30, what="the requirement checks")
+        check_list = screen.query_one(CheckList)
+        assert state.results["docker.engine"].status == Status.FAIL
+        assert state.results["docker.engine"].remediation
+        assert {"host.os", "host.cpu", "host.memory", "host.disk"} <= set(check_list.rows)
+        assert all(row.result is not None for row in check_list.rows.values())
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "requirements"
+        assert "block Next" in screen_text(app)
+        # Accept each blocking check's risk, by name, from the list.
+        for blocking in list(state.blocking("requirements")):
+            check_list.highlighted = check_list.get_option_index(blocking.id)
+            check_list.focus()
+            await pilot.press("a")
+            assert blocking.id in state.accepted_risks
+        assert "docker.engine" in state.accepted_risks
+        assert "[risk accepted]" in screen_text(app)
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "domain_tls"
+
+
+@sync
+async def test_rerunning_one_check_replaces_only_its_result(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _failing_docker_env(monkeypatch)
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="requirements", live=True)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_until(pilot, lambda: "docker.engine" in state.results and not screen.busy,
+                         timeout=30, what="the requirement checks")
+        before = dict(state.results)
+        monkeypatch.delenv("DOCKER_HOST")
+        check_list = screen.query_one(CheckList)
+        check_list.highlighted = check_list.get_option_index("host.arch")
+        check_list.focus()
+        await pilot.press("r")
+        await wait_until(pilot, lambda: state.results["host.arch"] is not before["host.arch"]
+                         and not screen.busy, timeout=30, what="the re-run")
+        assert state.results["docker.engine"] is before["docker.engine"]
+
+
+@sync
+async def test_ctrl_c_stops_running_checks_promptly(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with silent_server() as server:  # accepts, never answers: the Docker check hangs
+        host, port = server.address
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://{host}:{port}")
+        state = new_state(tmp_path)
+        app = WizardApp(state, start="requirements", live=True)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            check_list = screen.query_one(CheckList)
+            await wait_until(pilot, lambda: "docker.engine" in check_list.rows
+                             and check_list.rows["docker.engine"].result is None,
+                             timeout=15, what="the Docker check to start")
+            assert screen.busy
+            await pilot.press("ctrl+c")
+            took = await wait_until(pilot, lambda: not screen.busy, timeout=2,
+                                    what="the checks to stop")
+            assert took < 1.0
+            assert check_list.rows["docker.engine"].result.message == "cancelled"
+            assert "Checks stopped" in screen_text(app)
+            assert not isinstance(app.screen, ConfirmModal)  # it stopped; it did not quit
+            # Back while checks run stops them as well, and leaves the step.
+            await pilot.press("ctrl+r")
+            await wait_until(pilot, lambda: screen.busy, timeout=5, what="a new run")
+            await pilot.press("escape")
+            assert step_of(app) == "target"
+            await wait_until(pilot, lambda: not screen._checks_worker.is_running, timeout=2,
+                             what="the abandoned run to stop")
+
+
+@sync
+async def test_no_color_is_respected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from textual.filter import Monochrome, NoColor
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = WizardApp(new_state(tmp_path), start="platform", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.no_color
+        assert any(isinstance(f, Monochrome | NoColor) for f in app._filters)
+        # Choices still read without colour: the glyph says which is chosen.
+        assert "● Single VM" in screen_text(app).replace("▐", "").replace("▌", "")
+        assert "○ Kubernetes" in screen_text(app).replace("▐", "").replace("▌", "")
+        await pilot.press("down", "enter")
+        assert "● Kubernetes" in screen_text(app).replace("▐", "").replace("▌", "")
+    monkeypatch.delenv("NO_COLOR")
+    app = WizardApp(new_state(tmp_path), start="platform", live=False)
+    async with app.run_test(size=SIZE):
+        assert not app.no_color
+

@@ -1,0 +1,151 @@
+"""One validator per field: the wizard's form helper and the answers-file loader agree.
+
+Every answer declared in installer/answers.py is turned into a form field; for a range of
+typed values, the field must accept exactly what the loader accepts (with the same value) and
+reject with the validator's own message what the loader rejects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from installer import answers as answers_module
+from installer.answers import Answers, Secret, SSHTarget, parse_answers
+from installer.errors import AnswersError
+from installer.validators import validate_domain
+from screens.fields import (
+    DATABASE_FIELDS,
+    KUBERNETES_FIELDS,
+    LICENSE_FIELDS,
+    PROXY_FIELDS,
+    SSH_FIELDS,
+    TLS_FIELDS,
+    field_spec,
+)
+
+SAMPLES = [
+    "carto.example.com", "Carto.Example.COM", "https://carto.example.com/", "example.com/carto",
+    "10.0.0.1", "carto.example.com:443", "single", "under_score.example.com", "-bad.example.com",
+    "22", "0", "65536", "5432", "abc", "x y", "workspace_admin", "1user", "user@server",
+    "http://proxy.internal:3128", "http://user:pw@proxy:3128", "socks5://proxy:1080",
+    "gcp", "aws", "nope", "bigquery", "bigquery, snowflake", "bigquery, mongo", "verify-full",
+    "prefer", "sslish", "./tls/cert.pem", "~/key.pem", "/opt/carto", "p@ss w0rd $HOME #x",
+    "ünïcödé.example.com", "line\nbreak", "nul\x00here", "2.5", "-1",
+]
+# Sections that cannot exist without these.
+REQUIRED_SIBLINGS = {"target": {"host": "vm.example.internal"},
+                     "target.jump": {"host": "bastion.example.com"}}
+
+
+def _leaf_paths(cls: type = Answers, prefix: str = "") -> list[str]:
+    hints = typing.get_type_hints(cls, globalns=vars(answers_module))
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal") or f.name == "version":
+            continue
+        tp = hints[f.name]
+        inner = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            out.extend(_leaf_paths(inner, f"{prefix}{f.name}."))
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+LEAVES = [p for p in _leaf_paths() if field_spec(p).kind != "bool"]
+
+
+def _as_file_data(path: str, raw: Any) -> dict[str, Any]:
+    """The answers-file data that gives `path` the value `raw`."""
+    parts = path.split(".")
+    data: dict[str, Any] = {}
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        node.update(REQUIRED_SIBLINGS.get(".".join(parts[: i + 1]), {}))
+    node[parts[-1]] = raw
+    return data
+
+
+def _loader_value(path: str, raw: Any) -> Any:
+    answers = parse_answers(_as_file_data(path, raw), base=Path.cwd())
+    return field_spec(path).get(answers)
+
+
+@pytest.mark.parametrize("path", LEAVES)
+def test_the_form_field_accepts_what_the_answers_file_accepts(path: str) -> None:
+    spec = field_spec(path)
+    for text in SAMPLES:
+        typed = text if spec.secret else text.strip()
+        if spec.kind == "list":
+            raw: Any = [p.strip() for p in typed.split(",") if p.strip()]
+        elif spec.kind == "float" or (spec.kind == "int" and spec.validator is None):
+            try:  # what a YAML file holding this text would give the loader
+                raw = yaml.safe_load(typed) if typed else typed
+            except yaml.YAMLError:
+                raw = typed
+        else:
+            raw = typed
+        try:
+            expected = _loader_value(path, raw)
+            loader_error = None
+        except AnswersError as exc:
+            expected, loader_error = None, str(exc)
+        try:
+            got = spec.parse(text)
+            form_error = None
+        except ValueError as exc:
+            got, form_error = None, str(exc)
+        if loader_error is None:
+            assert form_error is None, f"{path}: form rejects {text!r}: {form_error}"
+            assert got == expected, f"{path}: {text!r} -> form {got!r}, loader {expected!r}"
+        else:
+            assert form_error is not None, f"{path}: form accepts {text!r}, loader says " \
+                                           f"{loader_error}"
+            if spec.validator is not None:  # the declared validator speaks for both
+                assert form_error in loader_error, \
+                    f"{path}: different reasons: form {form_error!r}, loader {loader_error!r}"
+
+
+def test_the_fields_carry_the_declared_label_help_default_and_validator() -> None:
+    domain = field_spec("domain")
+    assert domain.label == "Domain" and "carto.example.com" in domain.help
+    assert domain.validator is validate_domain
+    port = field_spec("database.port")
+    assert port.default == 5432 and port.placeholder == "5432" and port.kind == "int"
+    secret = field_spec("database.admin_password")
+    assert secret.secret and secret.kind == "secret"
+    assert field_spec("tls.certificate_file").path_kind == "local"
+    assert field_spec("database.ssl.mode").choices is not None
+    for group in (SSH_FIELDS, KUBERNETES_FIELDS, TLS_FIELDS, DATABASE_FIELDS, LICENSE_FIELDS,
+                  PROXY_FIELDS):
+        for path in group:
+            assert field_spec(path).label  # every step's field is a declared answer
+    with pytest.raises(KeyError):
+        field_spec("database.nonexistent")
+
+
+def test_empty_text_means_not_given_and_secrets_are_kept_verbatim() -> None:
+    assert field_spec("tls.certificate_file").parse("  ") is None
+    assert field_spec("database.port").parse("") == 5432
+    with pytest.raises(ValueError, match="required"):
+        field_spec("target.host").parse("")
+    secret = field_spec("database.password").parse(" sp ace$ ")
+    assert isinstance(secret, Secret) and secret.value == " sp ace$ " and secret.source == "inline"
+    assert field_spec("database.password").parse("") is None
+
+
+def test_setting_a_field_creates_its_optional_section() -> None:
+    answers = Answers()
+    field_spec("target.jump.port").set(answers, 2222)
+    assert isinstance(answers.target, SSHTarget) and answers.target.jump is not None
+    assert answers.target.jump.port == 2222
+    field_spec("network.proxy.https").set(answers, "http://proxy:3128")
+    assert answers.network.proxy is not None and answers.network.proxy.https == "http://proxy:3128"
+    assert field_spec("network.proxy.https").get(answers) == "http://proxy:3128"
