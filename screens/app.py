@@ -119,12 +119,12 @@ class WizardApp(App[int]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._shutdown(), exclusive=False)
+                self.run_worker(self._stop_and_exit(), exclusive=False)
 
         self.push_screen(ConfirmModal("Quit the installer?", body, yes="Quit", no="Stay",
                                       danger=True), answered)
 
-    async def _shutdown(self) -> None:
+    async def _stop_and_exit(self) -> None:
         self._quitting = True
         screen = self._step_screen()
         if screen is not None:

@@ -246,8 +246,8 @@ NETWORK_HOST_FIELDS = {
 
 CHOICE_TITLES = {
     "gcp": "Google Cloud",
-    "aws": "Amazon Web Services",
-    "azure": "Microsoft Azure",
+    "aws": "AWS",
+    "azure": "Azure",
     "other": "Other / none",
     "bigquery": "BigQuery",
     "carto-dw": "CARTO Data Warehouse",

@@ -166,13 +166,13 @@ class CheckList(OptionList):
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         if row.result is None:
             text.append(f" {SPINNER[self._frame % len(SPINNER)]} ", style="cyan")
-            text.append(f"{row.title:<22.22} ", style="bold")
+            text.append(f"{row.title:<24.24} ", style="bold")
             text.append("checking…", style="dim")
             return text
         r = row.result
         mark, colour = MARKS[r.status]
         text.append(f" {mark} ", style=f"bold {colour}")
-        text.append(f"{row.title:<22.22} ", style="bold")
+        text.append(f"{row.title:<24.24} ", style="bold")
         if r.status in (Status.FAIL, Status.ERROR) and self.is_accepted(r.id):
             text.append("[risk accepted] ", style="yellow")
         text.append(r.message, style="dim" if r.status == Status.SKIP else "")

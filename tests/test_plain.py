@@ -1,0 +1,142 @@
+"""The plain (questionary) wizard: the flow with a scripted prompt fake keyed by prompt text.
+
+The core underneath is real: live checks on this machine, a real PostgreSQL, the real render
+plan of the fixture deployment. The one real run through a pseudo-terminal is in
+tests/test_plain_pty.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+
+from screens.plain import PlainWizard, run_plain
+from screens.state import SESSION_NAME
+from tests.services.tls_ca import free_loopback_port
+from tests.services.wizard_prompts import ALL, Always, ScriptedPrompts
+from tests.services.wizard_support import new_state
+
+
+def loopback(name: str) -> list[str]:
+    """Every name resolves to this machine: no test sends traffic elsewhere."""
+    return ["127.0.0.1"]
+
+
+def _closed_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{free_loopback_port()}")
+
+
+def test_ctrl_c_at_any_prompt_says_no_changes_were_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prompts = ScriptedPrompts({
+        "Where will CARTO run?": ["compose"],
+        "Which machine will run CARTO?": [KeyboardInterrupt],
+    }).install(monkeypatch)
+    code = run_plain(argparse.Namespace(answers=None, accept_host_key=None),
+                     new_state(tmp_path).redactor)
+    out = capsys.readouterr().out
+    assert code == 130
+    assert out.rstrip().endswith("No changes were made.")
+    assert prompts.unanswered() == []
+    # Only the progress so far is kept (to resume), and nothing else is written.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SESSION_NAME]
+    assert yaml.safe_load((tmp_path / SESSION_NAME).read_text())["step"] == "target"
+
+
+def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = ScriptedPrompts({
+        "Domain:": ["https://carto.example.com/", "carto", "Carto.Example.com"],
+        "TLS certificate:": ["Use my certificate and key files"],
+        "Certificate file:": [str(tmp_path / "missing.pem")],
+        "Private key file:": [""],  # required here: refused, then given
+    }).install(monkeypatch)
+    prompts.script["Private key file:"].append(str(tmp_path / "key.pem"))  # type: ignore[union-attr]
+    wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=io.StringIO())
+    wizard.ask_field("domain", required=True)
+    assert wizard.state.answers.domain == "carto.example.com"
+    reasons = [reason for message, _, reason in prompts.rejected if message == "Domain:"]
+    assert len(reasons) == 2
+    assert "scheme" in reasons[0] and "single label" in reasons[1]
+    own = wizard.choose("TLS certificate:", [("Generate", False),
+                                             ("Use my certificate and key files", True)])
+    assert own is True
+    wizard.ask_field("tls.certificate_file", required=True)
+    wizard.ask_field("tls.key_file", required=True)
+    assert wizard.state.answers.tls.key_file == str(tmp_path / "key.pem")
+    assert ("Private key file:", "", "Private key file is required") in prompts.rejected
+
+
+def test_checks_print_live_and_a_failure_needs_a_named_accepted_risk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _closed_docker(monkeypatch)  # docker.engine fails the same way on every machine
+    prompts = ScriptedPrompts({
+        "What now?": ["rerun", "accept"],
+        "Accept the risk of these failed checks": [ALL],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=out)
+    wizard.requirements()
+    text = out.getvalue()
+    assert text.count("✘ docker.engine") == 2  # the first run, then the re-run
+    assert "fix: " in text
+    assert "docker.engine" in wizard.state.accepted_risks
+    assert wizard.state.blocking("requirements") == []
+    assert "\x1b[" not in text  # not a terminal: no colour
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = Terminal()
+    PlainWizard(new_state(tmp_path), out=out).heading("database")
+    assert "\x1b[1m" in out.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    out = Terminal()
+    PlainWizard(new_state(tmp_path), out=out).heading("database")
+    assert "\x1b[" not in out.getvalue() and "Step 6 of 10: Database" in out.getvalue()
+
+
+def test_the_session_is_saved_step_by_step_without_secrets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _closed_docker(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    ScriptedPrompts({
+        "Where will CARTO run?": ["compose"],
+        "Which machine will run CARTO?": ["local"],
+        "Deployment directory:": [str(tmp_path / "deploy")],
+        "What now?": Always("accept"),
+        "Accept the risk of these failed checks": Always(ALL),
+        "Domain:": ["carto.example.com"],
+        "TLS certificate:": [False],
+        "Which PostgreSQL?": [False],
+        "Database host:": ["db.example.internal"],
+        "Database port:": ["5432"],
+        "Admin user:": ["postgres"],
+        "Admin password:": ["s3cret-admin-password"],
+        "Admin database:": ["postgres"],
+        "CARTO database user:": ["workspace_admin"],
+        "CARTO database user password:": [KeyboardInterrupt],
+    }).install(monkeypatch)
+    state = new_state(tmp_path, resolver=loopback)
+    wizard = PlainWizard(state, out=io.StringIO())
+    with pytest.raises(KeyboardInterrupt):
+        wizard.run()
+    session = tmp_path / SESSION_NAME
+    saved = yaml.safe_load(session.read_text())
+    assert saved["step"] == "database"  # the last step completed was Domain and TLS
+    assert saved["answers"]["domain"] == "carto.example.com"
+    assert "docker.engine" in saved["accepted_risks"]
+    assert "s3cret-admin-password" not in session.read_text()
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600

@@ -1,0 +1,213 @@
+"""How every step looks at 80x24, with fixed inputs (pytest-textual-snapshot).
+
+The screens run with `live=False`: nothing is checked or deployed, and the check lists are fed
+fixed results, so no timing or machine-dependent value reaches a snapshot. The live behaviour
+is covered by the Pilot tests. After an intended change of look, review the diff and update
+with `pytest tests/test_wizard_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from installer.answers import JumpHost, Secret, SSHTarget
+from installer.checks.base import CheckResult, Status
+from installer.redact import Redactor
+from screens.app import WizardApp
+from screens.state import WizardState
+from screens.widgets.check_list import CheckList
+
+# A fixed, non-existent working directory: paths shown on screen never depend on the machine.
+WORKDIR = Path("/srv/carto-installer")
+
+
+def result(check_id: str, title: str, status: Status, message: str, observed: str = "",
+           required: str = "", remediation: str = "") -> CheckResult:
+    return CheckResult(check_id, check_id.split(".")[0], title, status, required, observed,
+                       message, remediation, 0.0)
+
+
+REQUIREMENTS = [
+    result("host.os", "Operating system", Status.PASS, "Ubuntu 22.04.4 LTS",
+           "Ubuntu 22.04.4 LTS", "Ubuntu 20.04 or above"),
+    result("host.arch", "CPU architecture", Status.PASS, "x86-64 CPUs", "x86_64", "x86_64"),
+    result("host.cpu", "CPUs", Status.FAIL, "only 2 usable CPUs; CARTO needs at least 4", "2",
+           ">= 4", "resize the VM to 4 or more vCPUs (or lift the container's CPU quota)"),
+    result("host.memory", "Memory", Status.PASS, "16.8 GB (15.6 GiB) of memory", "16.8 GB",
+           ">= 16 GB (16e9 bytes)"),
+    result("host.disk", "Disk", Status.WARN, "only 12.0 GB free on /var/lib/docker",
+           "64.4 GB size, 12.0 GB free", ">= 60 GB size, >= 20 GB free",
+           "free space: `docker system prune`, or grow the filesystem"),
+    result("host.ports", "Ports 443 and 80", Status.PASS, "ports 443 and 80 are free"),
+    result("docker.engine", "Docker engine", Status.PASS, "Docker engine 24.0.7 answers"),
+    result("docker.version", "Docker version", Status.PASS, "Docker 24.0.7 is supported"),
+    result("docker.compose", "Docker Compose", Status.PASS,
+           "will use `docker compose` (plugin v2.24.5)"),
+]
+DOMAIN_TLS = [
+    result("net.domain", "Domain", Status.PASS, "carto.example.com is a valid domain"),
+    result("net.dns", "DNS", Status.WARN, "carto.example.com does not resolve yet",
+           "no address", "resolves to the target", "add an A record pointing at 203.0.113.10"),
+    result("tls.certificate", "TLS certificate", Status.PASS,
+           "valid until 2031-05-01, covers carto.example.com"),
+]
+DATABASE = [
+    result("db.connect", "Connection", Status.PASS, "connected to db.example.internal:5432 with "
+           "TLS (TLSv1.3)"),
+    result("db.version", "PostgreSQL version", Status.PASS, "PostgreSQL 15.6"),
+    result("db.privileges", "Admin privileges", Status.PASS, "postgres may create roles and "
+           "databases (superuser)"),
+    result("db.workspace", "CARTO user and database", Status.PASS,
+           "workspace_admin and workspace will be created"),
+    result("db.tls", "Server certificate", Status.PASS, "verify-full succeeded"),
+]
+LICENSE = [
+    result("license.package", "Installation package", Status.PASS,
+           "customer.env and key.json are complete"),
+    result("license.version", "Package version", Status.PASS, "2026.4.1 >= 2025.1.1"),
+]
+NETWORK = [
+    result("egress.auth.carto.com", "auth.carto.com", Status.PASS, "TLS handshake in 84 ms"),
+    result("egress.pubsub.googleapis.com", "pubsub.googleapis.com", Status.PASS,
+           "TLS handshake in 31 ms"),
+    result("egress.www.googleapis.com", "www.googleapis.com", Status.PASS,
+           "TLS handshake in 29 ms"),
+    result("egress.bigquery.googleapis.com", "bigquery.googleapis.com", Status.FAIL,
+           "connect to 443 timed out after 5 s", "timeout", "HTTPS reachable",
+           "allow outbound 443 to bigquery.googleapis.com in the firewall"),
+]
+
+
+def state(platform: str = "compose", results: list[CheckResult] | None = None,
+          workdir: Path = WORKDIR) -> WizardState:
+    s = WizardState(redactor=Redactor(), workdir=workdir)
+    a = s.answers
+    a.platform = platform
+    a.domain = "carto.example.com"
+    a.package = "/home/admin/carto-selfhosted-docker-customer-package.zip"
+    a.database.host = "db.example.internal"
+    a.database.admin_password = Secret("correct horse battery", "inline")
+    a.database.password = Secret("staple-staple-staple", "inline")
+    a.network.cloud = "gcp"
+    a.network.warehouses = ["bigquery"]
+    for r in results or []:
+        s.results[r.id] = r
+    return s
+
+
+def no_blink(then: Callable[[Any], Any] | None = None) -> Callable[[Any], Any]:
+    """Steady cursors, so a snapshot never catches one mid-blink."""
+
+    async def run_before(pilot: Any) -> None:
+        await pilot.pause()
+        for each in pilot.app.screen.query(Input):
+            each.cursor_blink = False
+        if then is not None:
+            outcome = then(pilot)
+            if hasattr(outcome, "__await__"):
+                await outcome
+        await pilot.pause()
+
+    return run_before
+
+
+def highlight(check_id: str) -> Callable[[Any], Any]:
+    async def go(pilot: Any) -> None:
+        check_list = pilot.app.screen.query_one(CheckList)
+        check_list.highlighted = check_list.get_option_index(check_id)
+        check_list.focus()
+
+    return go
+
+
+def test_welcome(snap_compare: Any) -> None:
+    assert snap_compare(WizardApp(state(), live=False), run_before=no_blink())
+
+
+def test_welcome_offers_to_resume(snap_compare: Any, tmp_path: Path) -> None:
+    earlier = state(workdir=tmp_path)
+    earlier.save_session("database")
+    app = WizardApp(state(workdir=tmp_path), live=False)
+    assert snap_compare(app, run_before=no_blink())
+
+
+def test_platform(snap_compare: Any) -> None:
+    assert snap_compare(WizardApp(state(), start="platform", live=False), run_before=no_blink())
+
+
+def test_target_this_machine(snap_compare: Any) -> None:
+    assert snap_compare(WizardApp(state(), start="target", live=False), run_before=no_blink())
+
+
+def test_target_over_ssh_with_a_jump_host(snap_compare: Any) -> None:
+    s = state()
+    s.answers.target = SSHTarget(host="vm.example.internal", user="ubuntu",
+                                 identity_file="/home/admin/.ssh/id_ed25519",
+                                 jump=JumpHost(host="bastion.example.com", user="ops"))
+    assert snap_compare(WizardApp(s, start="target", live=False), run_before=no_blink())
+
+
+def test_target_kubernetes(snap_compare: Any) -> None:
+    s = state("kubernetes")
+    s.answers.kubernetes.context = "prod"
+    assert snap_compare(WizardApp(s, start="target", live=False), run_before=no_blink())
+
+
+def test_requirements_with_a_failure_selected(snap_compare: Any) -> None:
+    app = WizardApp(state(results=REQUIREMENTS), start="requirements", live=False)
+    assert snap_compare(app, run_before=no_blink(highlight("host.cpu")))
+
+
+def test_requirements_with_the_risk_accepted(snap_compare: Any) -> None:
+    s = state(results=REQUIREMENTS)
+    s.accept_risk("host.cpu")
+    app = WizardApp(s, start="requirements", live=False)
+    assert snap_compare(app, run_before=no_blink(highlight("host.cpu")))
+
+
+def test_domain_and_tls(snap_compare: Any) -> None:
+    app = WizardApp(state(results=DOMAIN_TLS), start="domain_tls", live=False)
+    assert snap_compare(app, run_before=no_blink())
+
+
+def test_domain_rejected_as_typed(snap_compare: Any) -> None:
+    s = state()
+    s.answers.domain = None
+
+    async def type_url(pilot: Any) -> None:
+        await pilot.press(*"https://carto.example.com/x")
+
+    app = WizardApp(s, start="domain_tls", live=False)
+    assert snap_compare(app, run_before=no_blink(type_url))
+
+
+def test_database_external_tested(snap_compare: Any) -> None:
+    app = WizardApp(state(results=DATABASE), start="database", live=False)
+    assert snap_compare(app, run_before=no_blink())
+
+
+def test_database_bundled_warning(snap_compare: Any) -> None:
+    s = state()
+    s.answers.database.bundled = True
+    assert snap_compare(WizardApp(s, start="database", live=False), run_before=no_blink())
+
+
+def test_license(snap_compare: Any) -> None:
+    app = WizardApp(state(results=LICENSE), start="license", live=False)
+    assert snap_compare(app, run_before=no_blink())
+
+
+def test_network(snap_compare: Any) -> None:
+    app = WizardApp(state(results=NETWORK), start="network", live=False)
+    assert snap_compare(app, run_before=no_blink())
+
+
+@pytest.mark.parametrize("key", ["ctrl+q"])
+def test_quit_confirmation(snap_compare: Any, key: str) -> None:
+    app = WizardApp(state(), start="platform", live=False)
+    assert snap_compare(app, press=[key], run_before=no_blink())
