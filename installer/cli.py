@@ -71,27 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not run these categories or checks")
     pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
 
-    for name, text in _extra_commands():
+    from installer.commands import COMMANDS
+
+    for name, (text, add_arguments, _) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         common(p, answers_required=True)
-        _EXTRA_ARGS[name](p)
+        add_arguments(p)
     return parser
-
-
-# Commands beyond preflight register here: name -> (help, add_arguments, run).
-_EXTRA: dict[str, tuple[str, object, object]] = {}
-_EXTRA_ARGS: dict[str, object] = {}
-
-
-def _extra_commands() -> list[tuple[str, str]]:
-    from installer import commands
-
-    out = []
-    for name, (text, add_args, run) in commands.COMMANDS.items():
-        _EXTRA[name] = (text, add_args, run)
-        _EXTRA_ARGS[name] = add_args
-        out.append((name, text))
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,8 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _wizard(args, redactor)
         if args.command == "preflight":
             return _preflight(args, redactor)
-        _, _, run = _EXTRA[args.command]
-        return int(run(args, redactor))  # type: ignore[operator]
+        from installer.commands import COMMANDS
+
+        _, _, run = COMMANDS[args.command]
+        return int(run(args, redactor))
     except InstallerError as exc:
         log.info("stopped: %s", exc)
         sys.stderr.write(redactor(f"error: {exc}") + "\n")
@@ -131,13 +119,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _log_path() -> Path:
-    here = Path.cwd() / LOG_NAME
-    try:
-        with open(here, "a", encoding="utf-8"):
-            pass
-        return here
-    except OSError:
-        return Path(tempfile.gettempdir()) / LOG_NAME
+    """./carto-installer.log, private to the user (it may name hosts and users)."""
+    for candidate in (Path.cwd() / LOG_NAME, Path(tempfile.gettempdir()) / LOG_NAME):
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            continue
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        return candidate
+    raise InputError("cannot create the log file in the working directory or the temp folder")
 
 
 def load_answers_arg(path: str | None, redactor: object) -> object:

@@ -7,7 +7,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from installer import __version__
 from installer.checks.base import CheckResult, Status
@@ -37,7 +37,7 @@ class Report:
     platform: str
     target: str
     results: Sequence[CheckResult]
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration_s: float = 0.0
 
     def summary(self) -> dict[str, int]:
@@ -140,15 +140,15 @@ class Report:
             f"{counts['pass']} passed, {_n(counts['warn'], 'warning')}, {counts['fail']} failed, "
             f"{counts['skip']} skipped, {_n(counts['error'], 'error')} in {self.duration_s:.1f} s"
         )
-        lines.append(self.next_step())
+        lines.extend(textwrap.wrap(self.next_step(), width=width, subsequent_indent="      "))
         return "\n".join(lines) + "\n"
 
     def next_step(self) -> str:
         counts = self.summary()
         if counts["fail"] or counts["error"]:
             n = counts["fail"] + counts["error"]
-            return (f"Next: fix the {n} problem{'s' if n != 1 else ''} marked ✘/? above "
-                    "(each has a fix: line), then run the preflight again.")
+            return (f"Next: fix the {_n(n, 'problem')} marked ✘ or ? above (each has a "
+                    "fix: line), then run the preflight again.")
         if counts["warn"]:
             return ("Next: the machine meets the requirements; read the warnings above, then "
                     "continue with `carto-installer deploy`.")

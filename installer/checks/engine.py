@@ -143,7 +143,8 @@ def run_checks(
                 continue
             now = time.monotonic()
             next_deadline = min(start + inst.check.timeout for inst, start in running.values())
-            done, _ = wait(list(running), timeout=max(0.0, next_deadline - now) + 0.01,
+            # Wake at least every 0.1 s so a cancel (Ctrl-C, Back) is honoured promptly.
+            done, _ = wait(list(running), timeout=min(max(0.0, next_deadline - now) + 0.01, 0.1),
                            return_when=FIRST_COMPLETED)
             now = time.monotonic()
             for future in list(running):
@@ -165,7 +166,9 @@ def run_checks(
     return [results[i] for i in order if i in results]
 
 
-def _expand(ctx: CheckContext, checks: Sequence[Check]) -> tuple[list[_Instance], list[CheckResult]]:
+def _expand(
+    ctx: CheckContext, checks: Sequence[Check]
+) -> tuple[list[_Instance], list[CheckResult]]:
     instances: list[_Instance] = []
     early: list[CheckResult] = []
     for check in checks:
