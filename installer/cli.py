@@ -131,13 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _log_path() -> Path:
-    here = Path.cwd() / LOG_NAME
-    try:
-        with open(here, "a", encoding="utf-8"):
-            pass
-        return here
-    except OSError:
-        return Path(tempfile.gettempdir()) / LOG_NAME
+    """./carto-installer.log, private to the user (it may name hosts and users)."""
+    for candidate in (Path.cwd() / LOG_NAME, Path(tempfile.gettempdir()) / LOG_NAME):
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            continue
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        return candidate
+    raise InputError("cannot create the log file in the working directory or the temp folder")
 
 
 def load_answers_arg(path: str | None, redactor: object) -> object:

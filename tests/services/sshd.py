@@ -22,10 +22,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -34,7 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from tests.services.tls_ca import LOOPBACK, free_loopback_port, wait_until
 
 SSHD = Path("/usr/sbin/sshd")
-PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it; normally made by systemd
+PRIVSEP_DIR = Path(
+    "/run/sshd"
+)  # sshd refuses to start without it; normally made by systemd
 TEST_USER = "cartotest"
 START_TIMEOUT = 10.0
 
@@ -58,9 +60,12 @@ UBUNTU_CODENAME=jammy
 SudoMode = Literal["password", "nopasswd", "none"]
 
 
-def _openssh_public_line(public_key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey) -> str:
-    return public_key.public_bytes(serialization.Encoding.OpenSSH,
-                                   serialization.PublicFormat.OpenSSH).decode()
+def _openssh_public_line(
+    public_key: ed25519.Ed25519PublicKey | rsa.RSAPublicKey,
+) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
 
 
 def _write_private(path: Path, data: bytes) -> Path:
@@ -84,14 +89,30 @@ class SSHCredentials:
 
 def _make_client_keys(directory: Path) -> tuple[Path, Path, str, str]:
     ed_key = ed25519.Ed25519PrivateKey.generate()
-    ed_path = _write_private(directory / "id_ed25519", ed_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+    ed_path = _write_private(
+        directory / "id_ed25519",
+        ed_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ),
+    )
     passphrase = secrets.token_urlsafe(12)
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)  # ssh-keygen's default
-    rsa_path = _write_private(directory / "id_rsa", rsa_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.BestAvailableEncryption(passphrase.encode())))
-    authorized = "".join(f"{_openssh_public_line(k.public_key())} carto-test\n" for k in (ed_key, rsa_key))
+    rsa_key = rsa.generate_private_key(
+        public_exponent=65537, key_size=3072
+    )  # ssh-keygen's default
+    rsa_path = _write_private(
+        directory / "id_rsa",
+        rsa_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.BestAvailableEncryption(passphrase.encode()),
+        ),
+    )
+    authorized = "".join(
+        f"{_openssh_public_line(k.public_key())} carto-test\n"
+        for k in (ed_key, rsa_key)
+    )
     return ed_path, rsa_path, passphrase, authorized
 
 
@@ -100,10 +121,18 @@ def _ensure_test_user(password: str) -> None:
     try:
         pwd.getpwnam(TEST_USER)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", TEST_USER],
-                       check=True, capture_output=True)
-    subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True,
-                   capture_output=True)
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", TEST_USER],
+            check=True,
+            capture_output=True,
+        )
+    subprocess.run(
+        ["chpasswd"],
+        input=f"{TEST_USER}:{password}\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 def _check_prerequisites(needs_sudo: bool) -> None:
@@ -118,7 +147,9 @@ def _check_prerequisites(needs_sudo: bool) -> None:
 def host_key_fingerprint(public_line: str) -> str:
     """'SHA256:...' exactly as `ssh-keygen -l` and OpenSSH's prompts print it."""
     blob = base64.b64decode(public_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip(
+        "="
+    )
 
 
 @dataclass
@@ -162,11 +193,25 @@ class SSHServer:
         with self.log_file.open("ab") as log:
             # unshare execs the wrapper, which execs sshd: the Popen pid is sshd itself.
             self._process = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "/bin/sh", str(self.directory / "wrapper.sh")],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "/bin/sh",
+                    str(self.directory / "wrapper.sh"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
-        wait_until(self._answers, timeout=START_TIMEOUT, what=f"sshd on {self.host}:{self.port}",
-                   details=lambda: self.log_file.read_text(errors="replace"))
+        wait_until(
+            self._answers,
+            timeout=START_TIMEOUT,
+            what=f"sshd on {self.host}:{self.port}",
+            details=lambda: self.log_file.read_text(errors="replace"),
+        )
 
     def restart(self, *, new_host_key: bool = True) -> None:
         """Same port, same users; by default a new host key, as after a reinstall."""
@@ -189,8 +234,10 @@ class SSHServer:
 
     def _answers(self) -> bool:
         if self._process is not None and self._process.poll() is not None:
-            raise RuntimeError(f"sshd exited with code {self._process.returncode}:\n"
-                               f"{self.log_file.read_text(errors='replace')}")
+            raise RuntimeError(
+                f"sshd exited with code {self._process.returncode}:\n"
+                f"{self.log_file.read_text(errors='replace')}"
+            )
         try:
             with socket.create_connection((self.host, self.port), timeout=1) as probe:
                 return probe.recv(8).startswith(b"SSH-2.0")
@@ -199,8 +246,14 @@ class SSHServer:
 
     def _new_host_key(self) -> None:
         key = ed25519.Ed25519PrivateKey.generate()
-        _write_private(self.directory / "ssh_host_ed25519_key", key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()))
+        _write_private(
+            self.directory / "ssh_host_ed25519_key",
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.OpenSSH,
+                serialization.NoEncryption(),
+            ),
+        )
         self.host_public_key = _openssh_public_line(key.public_key())
 
     def _write_files(self) -> None:
@@ -209,45 +262,64 @@ class SSHServer:
         keys_dir.mkdir(exist_ok=True)
         for user in (self.credentials.root_user, self.credentials.user):
             (keys_dir / user).write_text(self.credentials.authorized_keys)
-        (d / "sshd_config").write_text("\n".join([
-            f"Port {self.port}",
-            f"ListenAddress {self.host}",
-            f"HostKey {d / 'ssh_host_ed25519_key'}",
-            "PidFile none",
-            # Keys live in the temp dir, never in /root/.ssh; %u picks the file per user.
-            f"AuthorizedKeysFile {keys_dir}/%u",
-            "StrictModes no",  # the temp dir's parents (/tmp) would fail its ownership walk
-            "PermitRootLogin prohibit-password",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication yes",
-            "KbdInteractiveAuthentication no",
-            "UsePAM yes",  # like Ubuntu; also skips sshd's own "account locked" check for root
-            f"AllowTcpForwarding {'yes' if self.allow_tcp_forwarding else 'no'}",
-            "PrintMotd no",
-            "Subsystem sftp internal-sftp",
-            "LogLevel VERBOSE",
-        ]) + "\n")
+        (d / "sshd_config").write_text(
+            "\n".join(
+                [
+                    f"Port {self.port}",
+                    f"ListenAddress {self.host}",
+                    f"HostKey {d / 'ssh_host_ed25519_key'}",
+                    "PidFile none",
+                    # Keys live in the temp dir, never in /root/.ssh; %u picks the file per user.
+                    f"AuthorizedKeysFile {keys_dir}/%u",
+                    "StrictModes no",  # the temp dir's parents (/tmp) would fail its ownership walk
+                    "PermitRootLogin prohibit-password",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication yes",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM yes",  # like Ubuntu; also skips sshd's own "account locked" check for root
+                    f"AllowTcpForwarding {'yes' if self.allow_tcp_forwarding else 'no'}",
+                    "PrintMotd no",
+                    "Subsystem sftp internal-sftp",
+                    "LogLevel VERBOSE",
+                ]
+            )
+            + "\n"
+        )
         (d / "os-release").write_text(self.os_release)
         sudoers = d / "sudoers.d"
         sudoers.mkdir(mode=0o755, exist_ok=True)
-        rule = {"password": f"{TEST_USER} ALL=(ALL:ALL) ALL\n",
-                "nopasswd": f"{TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n", "none": ""}[self.sudo]
+        rule = {
+            "password": f"{TEST_USER} ALL=(ALL:ALL) ALL\n",
+            "nopasswd": f"{TEST_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n",
+            "none": "",
+        }[self.sudo]
         drop_in = sudoers / TEST_USER
         drop_in.write_text(rule)
         drop_in.chmod(0o440)  # sudo ignores drop-ins that are writable
         mounts = [(d / "os-release", "/etc/os-release"), (sudoers, "/etc/sudoers.d")]
-        for content, target in ((self.meminfo, "/proc/meminfo"), (self.cpuinfo, "/proc/cpuinfo")):
+        for content, target in (
+            (self.meminfo, "/proc/meminfo"),
+            (self.cpuinfo, "/proc/cpuinfo"),
+        ):
             if content is not None:
                 fake = d / Path(target).name
                 fake.write_text(content)
                 mounts.append((fake, target))
         # Runs inside the new mount namespace, so none of these mounts is visible outside.
         # /etc/os-release is a symlink on Debian: the bind lands on its target, also private.
-        (d / "wrapper.sh").write_text("\n".join([
-            "set -e",
-            *(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}" for src, dst in mounts),
-            f"exec {SSHD} -D -e -f {shlex.quote(str(d / 'sshd_config'))}",
-        ]) + "\n")
+        (d / "wrapper.sh").write_text(
+            "\n".join(
+                [
+                    "set -e",
+                    *(
+                        f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}"
+                        for src, dst in mounts
+                    ),
+                    f"exec {SSHD} -D -e -f {shlex.quote(str(d / 'sshd_config'))}",
+                ]
+            )
+            + "\n"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -257,22 +329,54 @@ def ssh_credentials(tmp_path_factory: pytest.TempPathFactory) -> SSHCredentials:
     password = secrets.token_urlsafe(12)
     _ensure_test_user(password)
     ed_path, rsa_path, passphrase, authorized = _make_client_keys(directory)
-    return SSHCredentials(user=TEST_USER, password=password, root_user="root", ed25519_key=ed_path,
-                          rsa_key=rsa_path, rsa_passphrase=passphrase, authorized_keys=authorized)
+    return SSHCredentials(
+        user=TEST_USER,
+        password=password,
+        root_user="root",
+        ed25519_key=ed_path,
+        rsa_key=rsa_path,
+        rsa_passphrase=passphrase,
+        authorized_keys=authorized,
+    )
 
 
-SSHServerFactory = Callable[..., SSHServer]
+class SSHServerFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        os_release: str = UBUNTU_2204_OS_RELEASE,
+        meminfo: str | None = None,
+        cpuinfo: str | None = None,
+        sudo: SudoMode = "password",
+        allow_tcp_forwarding: bool = True,
+    ) -> SSHServer: ...
 
 
 @pytest.fixture
-def ssh_server_factory(ssh_credentials: SSHCredentials,
-                       tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServerFactory]:
-    """Start sshd servers: `ssh_server_factory(os_release=..., meminfo=..., cpuinfo=...,
-    sudo="password"|"nopasswd"|"none", allow_tcp_forwarding=True)`; all stopped at teardown."""
+def ssh_server_factory(
+    ssh_credentials: SSHCredentials, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SSHServerFactory]:
+    """Start sshd servers, each on its own port with a fresh host key; all stopped at
+    teardown. See SSHServer for what each option fakes."""
     servers: list[SSHServer] = []
 
-    def start(**options: object) -> SSHServer:
-        server = SSHServer(ssh_credentials, tmp_path_factory.mktemp("sshd"), **options)  # type: ignore[arg-type]
+    def start(
+        *,
+        os_release: str = UBUNTU_2204_OS_RELEASE,
+        meminfo: str | None = None,
+        cpuinfo: str | None = None,
+        sudo: SudoMode = "password",
+        allow_tcp_forwarding: bool = True,
+    ) -> SSHServer:
+        server = SSHServer(
+            ssh_credentials,
+            tmp_path_factory.mktemp("sshd"),
+            os_release=os_release,
+            meminfo=meminfo,
+            cpuinfo=cpuinfo,
+            sudo=sudo,
+            allow_tcp_forwarding=allow_tcp_forwarding,
+        )
         servers.append(server)
         server.start()
         return server
@@ -350,11 +454,19 @@ class DelayRelay:
             last = ["down"]
             with self._lock:
                 self._sockets += [client, upstream]
-                for source, sink, direction in ((client, upstream, "up"), (upstream, client, "down")):
+                for source, sink, direction in (
+                    (client, upstream, "up"),
+                    (upstream, client, "down"),
+                ):
                     self._start_direction(source, sink, direction, last)
 
-    def _start_direction(self, source: socket.socket, sink: socket.socket, direction: str,
-                         last: list[str]) -> None:
+    def _start_direction(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        direction: str,
+        last: list[str],
+    ) -> None:
         chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
 
         def read() -> None:

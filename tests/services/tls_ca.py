@@ -6,6 +6,9 @@ does, against a CA file, never with verification turned off.
 
 This module also holds the two loopback helpers every service fixture needs
 (`free_loopback_port`, `wait_until`), because the other fixture modules import it anyway.
+
+PYTEST_DONT_REWRITE: the other fixture modules import this one before pytest loads it as a
+plugin, so pytest could not rewrite it anyway (and warned); it has no asserts.
 """
 
 from __future__ import annotations
@@ -46,8 +49,14 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(ready: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1,
-               details: Callable[[], str] = lambda: "") -> None:
+def wait_until(
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    details: Callable[[], str] = lambda: "",
+) -> None:
     """Poll `ready` until it returns True; RuntimeError naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,21 +64,29 @@ def wait_until(ready: Callable[[], bool], *, timeout: float, what: str, interval
             return
         time.sleep(interval)
     extra = details()
-    raise RuntimeError(f"{what} was not ready after {timeout:.0f} s" + (f"\n{extra}" if extra else ""))
+    raise RuntimeError(
+        f"{what} was not ready after {timeout:.0f} s" + (f"\n{extra}" if extra else "")
+    )
 
 
 def _new_key(key_type: KeyType) -> PrivateKey:
     if key_type.startswith("rsa"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
+        return rsa.generate_private_key(
+            public_exponent=65537, key_size=int(key_type[3:])
+        )
     curve = {"ec256": ec.SECP256R1(), "ec384": ec.SECP384R1()}[key_type]
     return ec.generate_private_key(curve)
 
 
 def _key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
     )
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
@@ -136,10 +153,14 @@ class TestCA:
     psycopg's `sslrootcert` or curl's `--cacert`.
     """
 
-    __test__ = False  # a helper, not a test class, even when imported into a test module
+    __test__ = (
+        False  # a helper, not a test class, even when imported into a test module
+    )
 
-    def __init__(self, directory: Path, common_name: str = "carto-installer test root CA") -> None:
-        self._now = datetime.datetime.now(datetime.timezone.utc)
+    def __init__(
+        self, directory: Path, common_name: str = "carto-installer test root CA"
+    ) -> None:
+        self._now = datetime.datetime.now(datetime.UTC)
         # EC keys for the CAs: generation is instant, and every TLS stack here accepts them.
         self._root_key: PrivateKey = _new_key("ec256")
         self.root = self._ca_cert(common_name, self._root_key, issuer=None)
@@ -149,10 +170,16 @@ class TestCA:
         self.ca_file = directory / "test-ca.pem"
         self.ca_file.write_bytes(self.ca_pem)
 
-    def _ca_cert(self, common_name: str, key: PrivateKey,
-                 issuer: tuple[x509.Certificate, PrivateKey] | None) -> x509.Certificate:
+    def _ca_cert(
+        self,
+        common_name: str,
+        key: PrivateKey,
+        issuer: tuple[x509.Certificate, PrivateKey] | None,
+    ) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
+        issuer_name, signing_key = (
+            (issuer[0].subject, issuer[1]) if issuer else (subject, key)
+        )
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -161,28 +188,54 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(self._now - datetime.timedelta(days=1))
             .not_valid_after(self._now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
-                           critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(
+                x509.BasicConstraints(
+                    ca=True, path_length=None if issuer is None else 0
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                critical=False,
+            )
         )
         return builder.sign(signing_key, hashes.SHA256())
 
     def _intermediate_ca(self) -> tuple[x509.Certificate, PrivateKey]:
         if self._intermediate is None:
             key = _new_key("ec256")
-            cert = self._ca_cert("carto-installer test intermediate CA", key,
-                                 issuer=(self.root, self._root_key))
+            cert = self._ca_cert(
+                "carto-installer test intermediate CA",
+                key,
+                issuer=(self.root, self._root_key),
+            )
             self._intermediate = (cert, key)
         return self._intermediate
 
-    def issue(self, names: list[str], *, key_type: KeyType = "rsa2048",
-              not_before: datetime.datetime | None = None,
-              not_after: datetime.datetime | None = None,
-              intermediate: bool = False, self_signed: bool = False) -> Issued:
+    def issue(
+        self,
+        names: list[str],
+        *,
+        key_type: KeyType = "rsa2048",
+        not_before: datetime.datetime | None = None,
+        not_after: datetime.datetime | None = None,
+        intermediate: bool = False,
+        self_signed: bool = False,
+    ) -> Issued:
         """A server certificate for `names` (DNS names or IP addresses; the first is the CN).
 
         `not_before`/`not_after` make not-yet-valid or expired certificates; `intermediate`
@@ -208,13 +261,23 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or self._now - datetime.timedelta(hours=1))
             .not_valid_after(not_after or self._now + datetime.timedelta(days=365))
-            .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName([_san(n) for n in names]), critical=False
+            )
+            .add_extension(
+                x509.BasicConstraints(ca=False, path_length=None), critical=True
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
         )
         if issuer_cert is not None:
             builder = builder.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_cert.public_key()),  # type: ignore[arg-type]
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
+                    issuer_cert.extensions.get_extension_for_class(
+                        x509.SubjectKeyIdentifier
+                    ).value
+                ),
                 critical=False,
             )
         cert = builder.sign(issuer_key, hashes.SHA256())
@@ -253,8 +316,12 @@ class LoopbackServer:
 _HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 
 
-def _serve_tls_client(conn: socket.socket, context: ssl.SSLContext, server: LoopbackServer,
-                      lock: threading.Lock) -> None:
+def _serve_tls_client(
+    conn: socket.socket,
+    context: ssl.SSLContext,
+    server: LoopbackServer,
+    lock: threading.Lock,
+) -> None:
     conn.settimeout(5)
     try:
         with context.wrap_socket(conn, server_side=True) as tls:
@@ -275,7 +342,9 @@ def _serve_tls_client(conn: socket.socket, context: ssl.SSLContext, server: Loop
 
 
 @contextlib.contextmanager
-def tls_server(cert: bytes | Path, key: bytes | Path, port: int = 0) -> Iterator[LoopbackServer]:
+def tls_server(
+    cert: bytes | Path, key: bytes | Path, port: int = 0
+) -> Iterator[LoopbackServer]:
     """A threaded TLS server on 127.0.0.1 that completes handshakes and answers HTTP 200 "ok".
 
     `cert` should be the full chain (leaf first) as PEM bytes or a file; `key` unencrypted.
@@ -300,10 +369,15 @@ def tls_server(cert: bytes | Path, key: bytes | Path, port: int = 0) -> Iterator
             except OSError:
                 return  # listener closed at teardown
             # One thread per client so a client that never handshakes cannot block others.
-            threading.Thread(target=_serve_tls_client, args=(conn, context, server, lock),
-                             daemon=True).start()
+            threading.Thread(
+                target=_serve_tls_client,
+                args=(conn, context, server, lock),
+                daemon=True,
+            ).start()
 
-    acceptor = threading.Thread(target=accept_loop, name=f"tls-server-{server.port}", daemon=True)
+    acceptor = threading.Thread(
+        target=accept_loop, name=f"tls-server-{server.port}", daemon=True
+    )
     acceptor.start()
     try:
         yield server
