@@ -37,7 +37,7 @@ def generate_self_signed(domain: str, days: int = DEFAULT_DAYS, *,
         raise ValueError("a certificate must be valid for at least one day")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     public = key.public_key()
     cert = (
         x509.CertificateBuilder()

@@ -31,7 +31,7 @@ from installer.tlsgen import generate_self_signed, write_self_signed
 from tests.services.tls_ca import Issued, TestCA
 
 DOMAIN = "carto.example.com"
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
 
 

@@ -24,7 +24,6 @@ from installer.validators import validate_domain
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import (
-        CertificateIssuerPublicKeyTypes,
         PrivateKeyTypes,
     )
 
@@ -277,7 +276,8 @@ def verify_chain(leaf: x509.Certificate, intermediates: list[x509.Certificate],
                  domain: str, roots: list[x509.Certificate],
                  now: datetime.datetime) -> str | None:
     """None when `leaf` + `intermediates` complete to one of `roots` for `domain`, else why."""
-    from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+    from cryptography.x509 import DNSName
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
     if not roots:
         return "no trusted root certificates were found on this machine"
@@ -299,7 +299,7 @@ def judge(certs: list[x509.Certificate], key: KeyInfo, domain: str, *,
     """Every problem with this certificate chain and key for `domain`, worst first."""
     from cryptography.hazmat.primitives import hashes
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     found = Findings()
     leaf = certs[0]
     # Order: the router presents the file as is and pairs the key with the first certificate.
@@ -316,8 +316,8 @@ def judge(certs: list[x509.Certificate], key: KeyInfo, domain: str, *,
         found.fail(f"the certificates are in the wrong order: the file starts with the CA "
                    f"certificate '{common_name(leaf.subject)}', and the server certificate "
                    f"'{common_name(real_leaf.subject)}' is #{position}",
-                   f"put the server certificate first, then the intermediates: "
-                   f"`cat server.crt intermediate.crt > fullchain.pem`")
+                   "put the server certificate first, then the intermediates: "
+                   "`cat server.crt intermediate.crt > fullchain.pem`")
         leaf = real_leaf
     if key.encrypted:
         found.fail(f"the private key is protected by a passphrase ({key.encoding}); CARTO needs "
@@ -475,7 +475,7 @@ def check_certificate(ctx: CheckContext) -> Outcome:
         return failed(str(exc), observed=sizes,
                       remediation="give tls.key_file as the unencrypted PEM private key "
                       "(-----BEGIN PRIVATE KEY-----) made with this certificate's request")
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     roots: list[x509.Certificate] = ctx.cached("tls.trusted_roots", trusted_roots)
     found = judge(certs, key, domain, now=now, roots=roots, cert_file=cert_path,
                   key_file=key_path)
