@@ -19,7 +19,7 @@ from textual.worker import Worker, get_current_worker
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from screens.base import StepScreen, ask_from_thread
-from screens.state import describe_error
+from screens.state import describe_error, plan_fingerprint
 from screens.widgets.check_list import MARKS, SPINNER
 
 DEPLOY_STEPS = ("preflight", "render", "load images", "launch", "wait healthy", "verify https")
@@ -71,9 +71,9 @@ class DeployScreen(StepScreen):
         self._frame = 0
         self._done = threading.Event()
         table = self.query_one("#deploy-services", DataTable)
-        table.add_column("Service", key="service", width=22)
+        table.add_column("Service", key="service", width=18)
         table.add_column("State", key="state", width=10)
-        table.add_column("Health", key="health", width=9)
+        table.add_column("Health", key="health", width=8)
         self.query_one("#deploy-outcome").display = False
         super().on_mount()
         self.query_one("#next").disabled = True
@@ -115,16 +115,19 @@ class DeployScreen(StepScreen):
 
     def _confirm_plan(self, plan: Any, cancel: threading.Event) -> bool:
         """The deploy asks before writing: yes when it is what the Review step showed."""
-        from screens.review import diff_text
+        from screens.review import relative
         from screens.widgets.modals import ConfirmModal
 
-        if plan.empty:
-            return True  # nothing to write (e.g. a retry after the files were written)
-        diff = plan.diff(self.state.redactor)
-        if self.state.reviewed_diff is not None and diff == self.state.reviewed_diff:
+        if plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint:
             return True
-        body = Text("The files changed since you reviewed them. What would now be written:\n\n")
-        body.append_text(diff_text(diff[:3000]) if diff else Text("(no differences)"))
+        directory = getattr(plan, "directory", "")
+        body = Text("The files on the target changed since you reviewed them. Writing now "
+                    "would change:\n\n")
+        for change in plan.changes[:8]:
+            body.append(f"  {relative(change.describe(), directory)}\n")
+        if len(plan.changes) > 8:
+            body.append(f"  … and {len(plan.changes) - 8} more\n")
+        body.append("\nStop, then go Back to Review to see the new diff.", style="dim")
         answer = ask_from_thread(
             self.app, lambda: ConfirmModal("Write these changes?", body, yes="Write them",
                                            no="Stop"), cancel)
@@ -185,25 +188,29 @@ class DeployScreen(StepScreen):
             table.add_row(*cells, key=name)
 
     def _draw_steps(self) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
+        width = max(20, self.query_one("#deploy-steps").size.width or 36)
         for name, (state, detail) in self.steps.items():
+            line = Text(no_wrap=True)
             if state == "running":
-                text.append(f" {SPINNER[self._frame % len(SPINNER)]} ", style="cyan")
+                line.append(f" {SPINNER[self._frame % len(SPINNER)]} ", style="cyan")
             elif state == "ok":
-                text.append(" ✔ ", style="green")
+                line.append(" ✔ ", style="green")
             elif state == "failed":
-                text.append(" ✘ ", style="red")
+                line.append(" ✘ ", style="red")
             elif state == "skipped":
-                text.append(" - ", style="dim")
+                line.append(" - ", style="dim")
             else:
-                text.append(" · ", style="dim")
-            text.append(f"{name:<13}", style="bold" if state == "running" else "")
+                line.append(" · ", style="dim")
+            line.append(f"{name:<13}", style="bold" if state == "running" else "")
             if name == "preflight" and sum(self.checks.values()):
                 c = self.checks
-                text.append(f"{c[Status.PASS]}✔ {c[Status.WARN]}! "
+                line.append(f"{c[Status.PASS]}✔ {c[Status.WARN]}! "
                             f"{c[Status.FAIL] + c[Status.ERROR]}✘", style="dim")
             elif detail:
-                text.append(detail[:24], style="dim")
+                line.append(detail, style="dim")
+            line.truncate(width - 1, overflow="ellipsis")  # one line per step
+            text.append_text(line)
             text.append("\n")
         text.rstrip()
         self.query_one("#deploy-steps", Static).update(text)
@@ -278,6 +285,7 @@ class DeployScreen(StepScreen):
             text.append("Retry (Ctrl+N) runs it again; Esc goes back to change answers.",
                         style="dim")
             nxt.label = "Retry"  # type: ignore[attr-defined]
+            self.set_hint("Ctrl+N retries · Esc goes back to change the answers · Ctrl+Q quits.")
             self.set_status(Text(f"{'Stopped' if cancelled else 'Failed'} after {elapsed}.",
                                  style="red"))
             self.app.deploy_failed = True  # type: ignore[attr-defined]

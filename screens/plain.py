@@ -37,7 +37,14 @@ from screens.fields import (
     TLS_FIELDS,
     field_spec,
 )
-from screens.state import STEP_CATEGORIES, STEP_TITLES, STEPS, WizardState, describe_error
+from screens.state import (
+    STEP_CATEGORIES,
+    STEP_TITLES,
+    STEPS,
+    WizardState,
+    describe_error,
+    plan_fingerprint,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
 MARKS = {Status.PASS: ("✔", "32"), Status.WARN: ("!", "33"), Status.FAIL: ("✘", "31"),
@@ -394,13 +401,13 @@ class PlainWizard:
         plan = self.state.plan(self.confirm_host_key)
         self.state.reviewed_plan = plan
         self.state.reviewed_diff = plan.diff(self.state.redactor)
+        self.state.reviewed_fingerprint = plan_fingerprint(plan)
         if plan.empty:
             self.say("The configuration files are already as they should be.")
         else:
             self.say(f"{len(plan.changes)} file(s) will be written:")
             for change in plan.changes:
-                kind = "new" if change.before is None else "changed"
-                self.say(f"  {kind:<8}{change.path}{'  (secret)' if change.secret else ''}")
+                self.say(f"  write {change.describe()}{'  secret' if change.secret else ''}")
             for backup in plan.backups:
                 self.say(f"  backup  {backup}")
             for note in plan.notes:
@@ -429,7 +436,7 @@ class PlainWizard:
         box: dict[str, Any] = {}
 
         def confirm(plan: Any) -> bool:
-            if plan.empty or plan.diff(self.state.redactor) == self.state.reviewed_diff:
+            if plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint:
                 self.changes_started = True
                 return True
             reply: queue.Queue[bool] = queue.Queue()

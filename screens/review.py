@@ -15,7 +15,7 @@ from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
 from screens.base import StepScreen
-from screens.state import Cancelled, describe_error, run_cancellable
+from screens.state import Cancelled, describe_error, plan_fingerprint, run_cancellable
 
 
 class PlanReady(Message):
@@ -27,11 +27,18 @@ class PlanReady(Message):
         self.error = error
 
 
-def diff_text(diff: str) -> Text:
-    """A unified diff, coloured."""
+def relative(path: str, directory: str) -> str:
+    """A path inside the deployment directory, shown relative to it (80 columns are few)."""
+    prefix = directory.rstrip("/") + "/"
+    return path[len(prefix):] if directory and path.startswith(prefix) else path
+
+
+def diff_text(diff: str, directory: str = "") -> Text:
+    """A unified diff, coloured; file names relative to the deployment directory."""
     text = Text(no_wrap=False)
     for line in diff.splitlines():
-        if line.startswith(("+++", "---")):
+        if line.startswith(("+++ ", "--- ")):
+            line = line[:4] + relative(line[4:], directory)
             style = "bold"
         elif line.startswith("@@"):
             style = "cyan"
@@ -48,11 +55,11 @@ def diff_text(diff: str) -> Text:
 class ReviewScreen(StepScreen):
     STEP = "review"
     NEXT_LABEL = "Deploy ▶"
-    HINT = "Tab to the changes to scroll them. Deploy writes these files and starts CARTO."
+    HINT = "↑↓ PgUp PgDn scroll the changes. Deploy (Ctrl+N) writes them and starts CARTO."
 
     def compose_body(self) -> Iterable[Widget]:
-        yield Static("Working out what would change…", id="review-summary")
         with VerticalScroll(id="review-diff", can_focus=True):
+            yield Static("Working out what would change…", id="review-summary")
             yield Static("", id="review-diff-text")
 
     def on_mount(self) -> None:
@@ -104,6 +111,7 @@ class ReviewScreen(StepScreen):
             self.set_hint("Go Back to the step concerned (Esc), then return here.")
             return
         self.state.reviewed_plan = message.plan
+        self.state.reviewed_fingerprint = plan_fingerprint(message.plan)
         self.show_plan(message.plan)
 
     def show_plan(self, plan: Any) -> None:
@@ -117,14 +125,16 @@ class ReviewScreen(StepScreen):
             summary.append("The configuration files are already as they should be: nothing "
                            "will be rewritten. Deploy starts (or keeps) CARTO and verifies it.\n")
         else:
-            summary.append(f"{len(plan.changes)} file(s) will be written", style="bold")
-            summary.append(" (secret files 0600, never shown):\n")
+            directory = getattr(plan, "directory", "")
+            summary.append(f"{len(plan.changes)} file(s) to write", style="bold")
+            summary.append(f" in {redactor(directory)}" if directory else "")
+            summary.append(" (secret ones are never shown):\n")
             for change in plan.changes:
-                kind = "new    " if change.before is None else "changed"
-                summary.append(f"  {kind} ", style="green" if change.before is None else "yellow")
-                summary.append(redactor(change.path))
+                summary.append(" + " if change.before is None else " ~ ",
+                               style="green" if change.before is None else "yellow")
+                summary.append(redactor(relative(change.describe(), directory)))
                 if change.secret:
-                    summary.append("  (secret)", style="dim")
+                    summary.append("  [secret]", style="dim")
                 summary.append("\n")
         for backup in plan.backups:
             summary.append(f"  backup  {redactor(backup)}\n", style="dim")
@@ -144,7 +154,9 @@ class ReviewScreen(StepScreen):
         diff = plan.diff(redactor)
         self.state.reviewed_diff = diff
         self.query_one("#review-diff-text", Static).update(
-            diff_text(diff) if diff else Text("No differences.", style="dim"))
+            diff_text(diff, getattr(plan, "directory", "")) if diff
+            else Text("No differences.", style="dim"))
+        self.query_one("#review-diff").focus()
         self.query_one("#next").disabled = False
         self.set_status(Text("Ready to deploy.", style="green"))
 

@@ -125,6 +125,7 @@ class WizardState:
         # What the Review step showed; the deploy writes only what was reviewed.
         self.reviewed_plan: Any = None
         self.reviewed_diff: str | None = None
+        self.reviewed_fingerprint: str | None = None
         self.target: Target | None = None
         self._target_key: tuple[Any, ...] | None = None
         self._lock = threading.Lock()
@@ -341,6 +342,20 @@ class WizardState:
         return deploy_module.deploy(self.answers, target, redactor=self.redactor,
                                     skip=list(self.accepted_risks), cancel=cancel,
                                     on_event=on_event, confirm=confirm)
+
+
+def plan_fingerprint(plan: Any) -> str:
+    """What a render plan starts from: each file it touches with its current content and the
+    mode it gets. Equal fingerprints mean nothing on the target changed since the review
+    (freshly generated material, such as a self-signed certificate, may still differ)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for change in sorted(plan.changes, key=lambda c: c.path):
+        before = b"-" if change.before is None else hashlib.sha256(change.before).digest()
+        digest.update(f"{change.path}\0{change.mode:o}\0{change.secret}\0".encode() + before)
+    digest.update(str(len(plan.backups)).encode())
+    return digest.hexdigest()
 
 
 def _core_module(name: str, what: str) -> Any:

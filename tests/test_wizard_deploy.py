@@ -1,0 +1,265 @@
+"""The whole wizard, by keyboard, installing for real: a Compose deployment on this machine's
+Docker engine, from the fixture deployment directory and a generated package, with the
+metadata database on a real PostgreSQL 15 over verified TLS.
+
+Asserts on what matters: the saved answers, the files written and their modes, the check
+states and the accepted risks, the containers running and HTTPS answering; and that Ctrl+C
+during a deployment stops it promptly, leaving only whole files.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import installer.preflight
+from installer.checks.base import Status
+from screens.app import WizardApp
+from screens.base import StepScreen
+from screens.state import ANSWERS_NAME, SESSION_NAME
+from screens.widgets.check_list import CheckList
+from screens.widgets.field_input import FieldInput
+from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
+from tests.fixtures.package import make_package
+from tests.helpers import host_ports_lock
+from tests.services.wizard_support import new_state, paste, screen_text, sync, wait_until
+
+SIZE = (80, 24)
+DOMAIN = "carto.wizard.test"
+CARTO_DB_PASSWORD = "W1zard 'db' pass$word #1"
+
+
+def loopback(name: str) -> list[str]:
+    """Every name resolves to this machine: the test never sends traffic elsewhere."""
+    return ["127.0.0.1"]
+
+
+@pytest.fixture(scope="module")
+def fixture_images(docker_engine: Any, compose_v2: Path) -> dict[str, str]:
+    return build_images(docker_engine)
+
+
+@pytest.fixture
+def ports_443_and_80() -> Iterator[None]:
+    with host_ports_lock():
+        yield
+
+
+@pytest.fixture
+def loopback_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The deploy runs its own preflight with the system resolver: point it at loopback too.
+    monkeypatch.setattr(installer.preflight, "system_resolver", loopback)
+
+
+def slow_to_start(deploy_dir: Path) -> Path:
+    """The fixture deployment, but its router's healthcheck stays "starting" for minutes, as
+    CARTO's services do on a first start: the deploy sits in "wait healthy"."""
+    compose = deploy_dir / "docker-compose.yml"
+    text = compose.read_text()
+    slow = text.replace("""test: ["CMD-SHELL", "netstat -ltn | grep -q ':8443 '"]""",
+                        """test: ["CMD-SHELL", "false"]""").replace(
+        "retries: 30", "retries: 100000")
+    assert slow != text, "the fixture's router healthcheck changed: update this test"
+    compose.write_text(slow)
+    return deploy_dir
+
+
+def no_dialog(app: WizardApp) -> bool:
+    """Fails at once when a dialog nobody expected is waiting for an answer."""
+    from textual.screen import ModalScreen
+
+    assert not isinstance(app.screen, ModalScreen), f"unexpected dialog:\n{screen_text(app)}"
+    return True
+
+
+def step_of(app: WizardApp) -> str:
+    screen = app.screen
+    assert isinstance(screen, StepScreen), f"{type(screen).__name__}\n{screen_text(app)}"
+    return screen.STEP
+
+
+async def fill(pilot: Any, path: str, text: str) -> None:
+    """Focus a field, clear it with the keyboard and paste `text` into it."""
+    field = pilot.app.screen.query_one("#f-" + path.replace(".", "-"), FieldInput)
+    field.input.focus()
+    await pilot.press("home", "ctrl+k")
+    await paste(pilot, text)
+    assert field.input.value == text
+    assert field.error is None, f"{path}: {field.error}"
+
+
+async def next_step(pilot: Any, expected: str, timeout: float = 60) -> None:
+    await pilot.press("ctrl+n")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, StepScreen)
+                     and pilot.app.screen.STEP == expected, timeout=timeout,
+                     what=f"the {expected} step")
+
+
+async def settle_checks(pilot: Any, state: Any, step: str, timeout: float = 60) -> None:
+    """Wait for the step's checks; accept the risk of each failure, by name, with `a`."""
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: not screen.busy and state.step_results(step),
+                     timeout=timeout, what=f"the {step} checks")
+    check_list = screen.query_one(CheckList)
+    for result in list(state.blocking(step)):
+        check_list.focus()
+        check_list.highlighted = check_list.get_option_index(result.id)
+        await pilot.press("a")
+        assert state.is_accepted(result.id)
+
+
+async def walk_to_review(pilot: Any, state: Any, deploy_dir: Path, package: Path,
+                         postgres: Any) -> None:
+    app = pilot.app
+    await next_step(pilot, "platform")
+    assert state.answers.platform == "compose"
+    await next_step(pilot, "target")
+    await fill(pilot, "compose.directory", str(deploy_dir))
+    await next_step(pilot, "requirements")
+    await settle_checks(pilot, state, "requirements")
+    assert state.results["docker.engine"].status == Status.PASS
+    assert state.results["docker.compose"].status == Status.PASS
+    await next_step(pilot, "domain_tls")
+    await fill(pilot, "domain", DOMAIN)
+    await settle_checks(pilot, state, "domain_tls")  # run by themselves once typing pauses
+    assert state.results["net.domain"].status == Status.PASS
+    dns = state.results["net.dns"]  # resolved through the wizard's resolver: loopback here
+    assert dns.status == Status.WARN and "loopback" in dns.message and dns.remediation
+    assert state.results["tls.certificate"].status == Status.WARN  # self-signed
+    await next_step(pilot, "database")
+    await fill(pilot, "database.host", postgres.host)
+    await fill(pilot, "database.port", str(postgres.port))
+    await fill(pilot, "database.admin_user", postgres.superuser)
+    await fill(pilot, "database.admin_password", postgres.password)
+    await fill(pilot, "database.password", CARTO_DB_PASSWORD)
+    app.screen.query_one("#db-ssl").focus()
+    await pilot.press("space")  # TLS on
+    await fill(pilot, "database.ssl.mode", "verify-full")
+    await fill(pilot, "database.ssl.ca_file", str(postgres.ca_file))
+    await pilot.press("ctrl+t")  # test the connection
+    await settle_checks(pilot, state, "database")
+    for check_id in ("db.connect", "db.version", "db.privileges", "db.tls"):
+        assert state.results[check_id].status == Status.PASS, state.results[check_id]
+    assert "TLS" in state.results["db.connect"].message
+    await next_step(pilot, "license")
+    await fill(pilot, "package", str(package))
+    await settle_checks(pilot, state, "license")
+    assert state.results["license.package"].status == Status.PASS
+    assert state.results["license.version"].status == Status.PASS
+    await next_step(pilot, "network")
+    await pilot.press("ctrl+r")  # egress: every host is loopback here, so each one fails
+    await settle_checks(pilot, state, "network")
+    assert any(r.id.startswith("egress.") for r in state.step_results("network"))
+    await next_step(pilot, "review")
+    screen = app.screen
+    await wait_until(pilot, lambda: not screen.query_one("#next").disabled, timeout=30,
+                     what="the render plan")
+
+
+@sync
+async def test_the_wizard_installs_carto_with_compose_for_real(
+        tmp_path: Path, fixture_images: dict[str, str], postgres_server: Any,
+        loopback_dns: None, ports_443_and_80: None) -> None:
+    deploy_dir = make_deployment(tmp_path / "deploy")
+    package = make_package(tmp_path / "package")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    state = new_state(workdir, resolver=loopback)
+    app = WizardApp(state)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await walk_to_review(pilot, state, deploy_dir, package.path, postgres_server)
+            review = screen_text(app)
+            summary = str(app.screen.query_one("#review-summary").render())
+            for name in ("customer.env", ".env", "certs/key.json", f"certs/{DOMAIN}.crt",
+                         f"certs/{DOMAIN}.key", "certs/postgresql-ssl-ca.crt"):
+                assert f" {name} (new" in summary, summary
+            assert CARTO_DB_PASSWORD not in review and postgres_server.password not in review
+            # The answers are saved when the review is shown, with no secret in them.
+            saved = workdir / ANSWERS_NAME
+            text = saved.read_text()
+            assert postgres_server.password not in text and CARTO_DB_PASSWORD not in text
+            data = yaml.safe_load(text)
+            assert data["domain"] == DOMAIN and data["compose"]["directory"] == str(deploy_dir)
+            assert data["database"]["ssl"]["mode"] == "verify-full"
+            assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+            assert not (deploy_dir / ".env").exists()  # nothing written before Deploy
+
+            await next_step(pilot, "deploy")
+            deploy = app.screen
+            await wait_until(pilot, lambda: no_dialog(app) and not deploy.deploying,
+                             timeout=240, what="the deployment")
+            outcome = screen_text(app)
+            assert deploy.finished_ok, outcome
+            assert f"CARTO is running at https://{DOMAIN}" in outcome
+            assert all(s in ("ok", "skipped") for s, _ in deploy.steps.values()), deploy.steps
+            assert deploy.steps["verify https"][0] == "ok"
+            services = deploy.query_one("#deploy-services").rows
+            assert {"router", "workspace-api"} <= {str(k.value) for k in services}
+            await pilot.press("ctrl+n")  # Finish
+            await wait_until(pilot, lambda: not app.is_running, timeout=10, what="the exit")
+        assert app.return_value == 0
+        assert any(f"https://{DOMAIN}" in line for line in app.farewell)
+
+        # What was written, and how.
+        customer_env = (deploy_dir / "customer.env").read_text()
+        assert f"SELFHOSTED_DOMAIN={DOMAIN}" in customer_env.replace('"', "").replace("'", "")
+        assert "WORKSPACE_POSTGRES_HOST" in customer_env
+        for name in ("customer.env", ".env", "certs/key.json", f"certs/{DOMAIN}.key"):
+            mode = stat.S_IMODE((deploy_dir / name).stat().st_mode)
+            assert mode == 0o600, f"{name} is {mode:o}"
+        assert (deploy_dir / f"certs/{DOMAIN}.crt").exists()
+        assert (deploy_dir / "certs/postgresql-ssl-ca.crt").read_bytes() == \
+            postgres_server.ca_file.read_bytes()
+        assert not list(deploy_dir.rglob(".*.tmp"))  # no half-written temp file left
+        # The accepted risks were named, and only failed checks were accepted.
+        assert state.accepted_risks
+        for check_id in state.accepted_risks:
+            assert state.results[check_id].status in (Status.FAIL, Status.ERROR)
+        assert not (workdir / SESSION_NAME).exists()  # done: nothing left to resume
+        log = (workdir / ANSWERS_NAME).read_text()
+        assert CARTO_DB_PASSWORD not in log
+    finally:
+        compose_down(deploy_dir)
+
+
+@sync
+async def test_ctrl_c_during_the_deployment_stops_it_promptly_and_cleanly(
+        tmp_path: Path, fixture_images: dict[str, str], postgres_server: Any,
+        loopback_dns: None, ports_443_and_80: None) -> None:
+    deploy_dir = slow_to_start(make_deployment(tmp_path / "deploy"))
+    package = make_package(tmp_path / "package")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    state = new_state(workdir, resolver=loopback)
+    app = WizardApp(state)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await walk_to_review(pilot, state, deploy_dir, package.path, postgres_server)
+            await next_step(pilot, "deploy")
+            deploy = app.screen
+            await wait_until(pilot, lambda: deploy.steps["wait healthy"][0] == "running",
+                             timeout=120, what="the deployment to be waiting for health")
+            await pilot.press("ctrl+c")
+            took = await wait_until(pilot, lambda: not deploy.deploying, timeout=10,
+                                    what="the deployment to stop")
+            assert took < 3.0, f"the deployment took {took:.1f} s to stop"
+            assert deploy.finished_ok is False
+            text = screen_text(app)
+            assert "Deployment stopped at your request" in text
+            assert app.screen.query_one("#next").label.plain == "Retry"
+            # Quitting now needs no waiting and says where things stand.
+            await pilot.press("ctrl+q", "y")
+            await wait_until(pilot, lambda: not app.is_running, timeout=10, what="the exit")
+        assert app.return_value in (3, 130)
+        # Every file the render wrote is whole (atomic writes) and private.
+        for name in ("customer.env", ".env", "certs/key.json"):
+            assert stat.S_IMODE((deploy_dir / name).stat().st_mode) == 0o600
+        assert not list(deploy_dir.rglob(".*.tmp"))
+    finally:
+        compose_down(deploy_dir)
