@@ -33,6 +33,7 @@ from installer.validators import (
     validate_port,
     validate_probe_timeout,
     validate_proxy_url,
+    validate_target_directory,
 )
 
 ANSWERS_VERSION = 1
@@ -146,6 +147,7 @@ class ComposeSettings:
     directory: str = setting(
         "Deployment directory", "The vendor's Compose release, on the target",
         default="/opt/carto", path="target",
+        validator=validate_target_directory,
     )
     images_archive: str | None = setting(
         "Images archive", "Optional: `docker load` this archive on the target (no registry)",

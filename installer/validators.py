@@ -169,3 +169,15 @@ def validate_proxy_url(value: object) -> str:
             "the proxy URL carries credentials; CARTO does not support proxy authentication"
         )
     return value
+
+
+def validate_target_directory(value: object) -> str:
+    """A folder on the target machine: an absolute POSIX path (the target may be remote, so
+    it cannot be resolved against this machine's working directory)."""
+    path = validate_env_value(value)
+    if not path.strip():
+        raise ValueError("the folder is empty: give its full path, e.g. /opt/carto")
+    if not path.startswith("/"):
+        raise ValueError(f"{path!r} is not an absolute path: give the full path on the target, "
+                         "e.g. /opt/carto")
+    return path

@@ -209,10 +209,12 @@ class PlainWizard:
                 return
             self.say(f"{len(blocking)} failed check(s) block the deployment: "
                      + ", ".join(r.id for r in blocking), "31")
-            choices = [("Run the checks again (after fixing)", "rerun")]
+            # A fixed order (accept is always second) keeps the menu predictable by keys.
+            choices = [("Run the checks again (after fixing)", "rerun"),
+                       ("Accept the risk and go on", "accept")]
             if ask_again is not None:
                 choices.append(("Change my answers", "change"))
-            choices += [("Accept the risk and go on", "accept"), ("Quit", "quit")]
+            choices.append(("Quit", "quit"))
             action = self.choose("What now?", choices, default="rerun")
             if action == "quit":
                 raise KeyboardInterrupt

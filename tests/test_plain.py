@@ -11,6 +11,7 @@ import argparse
 import io
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -140,3 +141,72 @@ def test_the_session_is_saved_step_by_step_without_secrets(
     assert "docker.engine" in saved["accepted_risks"]
     assert "s3cret-admin-password" not in session.read_text()
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
+
+
+def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_engine: object,
+        compose_v2: Path, postgres_server: Any) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+    from tests.fixtures.package import make_package
+
+    deploy_dir = make_deployment(tmp_path / "deploy")
+    before = {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()}
+    package = make_package(tmp_path / "package", as_zip=True)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    carto_password = "plain 'pa$$' #2"
+    prompts = ScriptedPrompts({
+        "Where will CARTO run?": ["Single VM with Docker Compose"],
+        "Which machine will run CARTO?": ["This machine"],
+        "Deployment directory:": ["relative/not/absolute/is/fine", str(deploy_dir)],
+        "What now?": Always("accept"),
+        "Accept the risk of these failed checks": Always(ALL),
+        "Domain:": ["carto.plain.test"],
+        "TLS certificate:": [False],
+        "Which PostgreSQL?": [False],
+        "Database host:": [postgres_server.host],
+        "Database port:": ["99999", str(postgres_server.port)],
+        "Admin user:": [postgres_server.superuser],
+        "Admin password:": [postgres_server.password],
+        "Admin database:": ["postgres"],
+        "CARTO database user:": ["workspace_admin"],
+        "CARTO database user password:": [carto_password],
+        "CARTO database:": ["workspace"],
+        "Connect with TLS?": [True],
+        "sslmode:": ["verify-full"],
+        "Database CA file:": [str(postgres_server.ca_file)],
+        "Installation package:": [str(package.path)],
+        "Images archive:": [""],
+        "Cloud for storage buckets:": ["Google Cloud"],
+        "Data warehouses": [["bigquery"]],
+        "Features": [[]],
+        "Does outbound traffic go through an HTTP proxy?": [False],
+        "Deploy now?": [False],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    state = new_state(workdir, resolver=loopback)
+    code = PlainWizard(state, out=out).run()
+    text = out.getvalue()
+    assert code == 0, text
+    assert prompts.unanswered() == []
+    assert any(m == "Database port:" for m, _, _ in prompts.rejected)  # 99999 refused
+    # Every step's checks ran live and printed their verdicts.
+    for check_id in ("host.cpu", "docker.engine", "net.domain", "tls.certificate",
+                     "db.connect", "db.privileges", "license.package"):
+        assert check_id in state.results, check_id
+        assert f" {check_id}: " in text
+    assert state.results["db.connect"].status.value == "pass"
+    assert state.results["license.package"].status.value == "pass"
+    # Failures were only passed by naming them as accepted risks.
+    for result in state.results.values():
+        if result.status.value in ("fail", "error"):
+            assert state.is_accepted(result.id), result.id
+    # The review printed the plan, secrets only by name; nothing was written there.
+    assert "customer.env" in text and "(secret file" in text
+    assert carto_password not in text and postgres_server.password not in text
+    assert {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()} == before
+    assert "No changes were made" in text
+    saved = yaml.safe_load((workdir / "carto-answers.yaml").read_text())
+    assert saved["database"]["host"] == postgres_server.host
+    assert "password" not in yaml.safe_dump(saved["database"]).replace("password_", "")
+    assert saved["package"] == str(package.path)

@@ -95,11 +95,16 @@ class _Question:
 
     def _convert(self, answer: Any) -> Any:
         if self.kind == "select":
-            for choice in self.kwargs["choices"]:
-                title = getattr(choice, "title", choice)
-                value = getattr(choice, "value", choice)
+            choices = [(getattr(c, "title", c), getattr(c, "value", c))
+                       for c in self.kwargs["choices"]]
+            for title, value in choices:
                 if answer == value or answer == title:
                     return value
+            # A choice may be named by the start of its title, as a person reads it.
+            starting = [v for t, v in choices if isinstance(answer, str)
+                        and str(t).startswith(answer)]
+            if len(starting) == 1:
+                return starting[0]
             raise AssertionError(f"{answer!r} is not a choice of {self.message!r}: "
                                  f"{[getattr(c, 'title', c) for c in self.kwargs['choices']]}")
         if self.kind == "checkbox":
