@@ -79,12 +79,12 @@ class PlainWizard:
         self.say()
         self.say(f"== Step {number} of {len(STEPS)}: {STEP_TITLES[step]} ==", "1")
 
-    def show_result(self, r: CheckResult) -> None:
+    def show_result(self, r: CheckResult, *, detail: bool = True) -> None:
         mark, code = MARKS[r.status]
         accepted = " [risk accepted]" if (r.status in (Status.FAIL, Status.ERROR)
                                           and self.state.is_accepted(r.id)) else ""
         self.say(f"  {mark} {r.id}: {r.message}{accepted}", code)
-        if r.status in (Status.WARN, Status.FAIL, Status.ERROR):
+        if detail and r.status in (Status.WARN, Status.FAIL, Status.ERROR):
             if r.observed or r.required:
                 self.say(f"      observed {r.observed or '?'}; required {r.required}")
             if r.remediation:
@@ -502,8 +502,10 @@ class PlainWizard:
             if isinstance(event, CheckStarted):
                 continue
             if isinstance(event, CheckFinished):
-                if event.result.status not in (Status.PASS, Status.SKIP):
-                    self.show_result(event.result)
+                r = event.result
+                if r.status not in (Status.PASS, Status.SKIP):
+                    # Already explained on its step; the fix is repeated only if it is new.
+                    self.show_result(r, detail=r.id not in self.state.results)
             elif name == "StepStarted":
                 self.say(f"▶ {event.name}", "1")
             elif name == "StepFinished":

@@ -8,6 +8,7 @@ tests/test_plain_pty.py.
 from __future__ import annotations
 
 import argparse
+import sys
 import io
 import stat
 from pathlib import Path
@@ -210,3 +211,123 @@ def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
     assert saved["database"]["host"] == postgres_server.host
     assert "password" not in yaml.safe_dump(saved["database"]).replace("password_", "")
     assert saved["package"] == str(package.path)
+
+
+# --- one real run through a pseudo-terminal ----------------------------------------------
+
+PTY_DOMAIN = "carto.pty.test"
+DOWN, CLEAR_LINE = "\x1b[B", "\x15"  # arrow down; Ctrl+U clears a prompt_toolkit line
+
+
+def _plain_text(text: str) -> str:
+    """A terminal transcript without its control sequences, for failure messages."""
+    import re
+
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[=>]|\r", "", text)
+
+
+def bracketed(text: str) -> str:
+    """What a terminal sends when the user pastes `text`."""
+    return f"\x1b[200~{text}\x1b[201~"
+
+
+@pytest.mark.timeout(240)
+def test_a_real_install_through_a_pseudo_terminal(
+        tmp_path: Path, docker_engine: object, compose_v2: Path, postgres_server: Any) -> None:
+    """`carto-installer --plain` in a real pty, typed and pasted into like a person would,
+    to the end: a real deployment on the Docker engine, verified over HTTPS."""
+    import pexpect
+
+    from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
+    from tests.fixtures.package import make_package
+    from tests.helpers import cli_env, host_ports_lock
+    from tests.services.netdb_namespaces import namespaced
+
+    build_images(docker_engine)
+    deploy_dir = make_deployment(tmp_path / "deploy")
+    package = make_package(tmp_path / "package")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    carto_password = "pty-carto-db-Secret-1"
+    # Its own /etc/hosts: the domain is this machine, and no other name resolves at all,
+    # so nothing leaves the machine (egress checks fail fast and are accepted as risks).
+    argv = namespaced([sys.executable, "-m", "installer", "--plain"], {PTY_DOMAIN: "127.0.0.1"},
+                      tmp_path / "ns")
+    env = cli_env({"TERM": "xterm-256color", "NO_COLOR": "1", "COLUMNS": "80", "LINES": "24"})
+    env.pop("DOCKER_HOST", None)
+    replies: list[tuple[str, str]] = [
+        ("Where will CARTO run\\?", "\r"),
+        ("Which machine will run CARTO\\?", "\r"),
+        ("Deployment directory:", CLEAR_LINE + str(deploy_dir) + "\r"),
+        ("What now\\?", DOWN + "\r"),  # "Accept the risk and go on" is always second
+        ("Accept the risk of these failed checks", "a\r"),  # a: tick them all
+        ("Domain:", bracketed(PTY_DOMAIN) + "\r"),
+        ("TLS certificate:", "\r"),  # generate a self-signed one
+        ("Which PostgreSQL\\?", "\r"),  # external
+        ("Database host:", postgres_server.host + "\r"),
+        ("Database port:", CLEAR_LINE + str(postgres_server.port) + "\r"),
+        ("Admin user:", CLEAR_LINE + postgres_server.superuser + "\r"),
+        ("Admin password:", bracketed(postgres_server.password) + "\r"),
+        ("Admin database:", "\r"),
+        ("CARTO database user:", "\r"),
+        ("CARTO database user password:", bracketed(carto_password) + "\r"),
+        ("CARTO database:", "\r"),
+        ("Connect with TLS\\?", "y"),
+        ("sslmode:", CLEAR_LINE + "verify-full\r"),
+        ("Database CA file:", str(postgres_server.ca_file) + "\r"),
+        ("Installation package:", str(package.path) + "\r"),
+        ("Images archive:", "\r"),
+        ("Cloud for storage buckets:", "\r"),
+        ("Data warehouses", "\r"),
+        ("Features", "\r"),
+        ("Does outbound traffic go through an HTTP proxy\\?", "n"),
+        ("Deploy now\\?", "y"),
+    ]
+    # The terminal's side of the conversation: prompt_toolkit asks where the cursor is
+    # (CPR, ESC [6n) before each prompt, and a real terminal answers.
+    cursor_query = "\x1b\\[6n"
+    patterns = [p for p, _ in replies] + ["CARTO is running at (https://\\S+)", pexpect.EOF,
+                                          cursor_query]
+    transcript = io.StringIO()
+    seen: list[str] = []
+    url = ""
+    with host_ports_lock():
+        child = pexpect.spawn(argv[0], argv[1:], cwd=str(workdir), env=env, encoding="utf-8",
+                              dimensions=(24, 80), timeout=60)
+        child.logfile_read = transcript
+        try:
+            child.delaybeforesend = 0.05
+            while True:
+                index = child.expect(patterns)
+                if index == len(replies) + 2:
+                    child.send("\x1b[24;1R")
+                    continue
+                if index == len(replies):  # success line
+                    url = child.match.group(1).strip()
+                    child.expect(pexpect.EOF)
+                    break
+                if index == len(replies) + 1:
+                    raise AssertionError("the wizard ended early:\n" + transcript.getvalue())
+                pattern, keys = replies[index]
+                if seen and seen[-1] == pattern:
+                    continue  # the answered prompt redrawn with its answer, not a new one
+                seen.append(pattern)
+                child.send(keys)
+            child.close()
+            assert child.exitstatus == 0, transcript.getvalue()[-3000:]
+        except (pexpect.TIMEOUT, AssertionError):
+            raise AssertionError(f"after {seen[-3:]}:\n{_plain_text(transcript.getvalue())[-4000:]}")
+        finally:
+            if child.isalive():
+                child.terminate(force=True)
+            compose_down(deploy_dir)
+    out = transcript.getvalue()
+    assert url == f"https://{PTY_DOMAIN}"
+    for pattern in ("Domain:", "Admin password:", "Deploy now\\?", "What now\\?"):
+        assert pattern in seen
+    assert postgres_server.password not in out and carto_password not in out  # masked input
+    assert "verify https" in out
+    saved = (workdir / "carto-answers.yaml").read_text()
+    assert PTY_DOMAIN in saved and carto_password not in saved
+    assert f"SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
+    assert not (workdir / SESSION_NAME).exists()  # finished: nothing to resume
