@@ -62,6 +62,17 @@ class WizardApp(App[int]):
 
     def on_mount(self) -> None:
         self.push_screen(self.make_screen(self.start_step))
+        self.call_after_refresh(self._prefetch, self.start_step)
+
+    def _prefetch(self, step: str) -> None:
+        """Load the next step's code in the background while the user reads this one."""
+        import threading
+
+        index = STEPS.index(step)
+        if index + 1 < len(STEPS):
+            name = f"screens.{STEPS[index + 1]}"
+            threading.Thread(target=importlib.import_module, args=(name,), daemon=True,
+                             name="prefetch").start()
 
     def make_screen(self, step: str) -> Any:
         return step_screen_class(step)(self.state, live=self.live)
@@ -71,6 +82,7 @@ class WizardApp(App[int]):
     def goto(self, step: str) -> None:
         self.step = step
         self.switch_screen(self.make_screen(step))
+        self.call_after_refresh(self._prefetch, step)
 
     def advance(self, step: str) -> None:
         following = STEPS[STEPS.index(step) + 1]

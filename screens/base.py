@@ -7,11 +7,11 @@ cancelled event is the `cancel` handed to the core, so Ctrl-C, Back or Quit stop
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import yaml
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,15 +20,20 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
-from installer.answers import answers_to_dict
-from installer.checks.base import CheckResult, Status
-from installer.checks.engine import CheckFinished, CheckStarted
 from screens.state import STEP_CATEGORIES, STEP_TITLES, STEPS, Cancelled, WizardState, describe_error
-from screens.widgets.check_list import CheckDetail, CheckList
-from screens.widgets.field_input import FieldInput
+from screens.widgets.keybar import KeyBar
+from screens.widgets.nav_button import NavButton
+
+# Forms and check lists are imported when a step uses them: the first screen has neither,
+# and the less it imports the sooner it is interactive.
+if TYPE_CHECKING:
+    from installer.checks.base import CheckResult
+    from installer.checks.engine import CheckFinished, CheckStarted
+    from screens.widgets.check_list import CheckList
+    from screens.widgets.field_input import FieldInput
 
 
 class CheckEvent(Message):
@@ -71,6 +76,10 @@ def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
 
 def answers_key(state: WizardState) -> str:
     """A fingerprint of everything the checks read, to know when results went stale."""
+    import yaml
+
+    from installer.answers import answers_to_dict
+
     data = answers_to_dict(state.answers)
     secrets = sorted(hashlib.sha256(s.value.encode()).hexdigest() for s in state.answers.secrets())
     text = yaml.safe_dump([data, secrets], sort_keys=True)
@@ -125,10 +134,10 @@ class StepScreen(Screen[None]):
             yield from self.compose_body()
         yield Static("", id="hint")
         with Horizontal(id="nav"):
-            yield Button("◀ Back", id="back", compact=True, disabled=self.STEP == STEPS[0])
+            yield NavButton("◀ Back", id="back", disabled=self.STEP == STEPS[0])
             yield Static("", id="status")
-            yield Button(self.NEXT_LABEL, id="next", compact=True, variant="primary")
-        yield Footer()
+            yield NavButton(self.NEXT_LABEL, id="next", variant="primary")
+        yield KeyBar()
 
     def compose_body(self) -> Iterable[Widget]:
         return ()
@@ -157,6 +166,10 @@ class StepScreen(Screen[None]):
             self.set_hint(self.HINT)
 
     def _field_of(self, widget: Widget | None) -> FieldInput | None:
+        if "screens.widgets.field_input" not in sys.modules:
+            return None  # no form on this step
+        from screens.widgets.field_input import FieldInput
+
         while widget is not None and not isinstance(widget, Screen):
             if isinstance(widget, FieldInput):
                 return widget
@@ -171,8 +184,7 @@ class StepScreen(Screen[None]):
             browse = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
             self.set_hint((field.help or field.spec.label) + browse)
 
-    @on(FieldInput.Changed)
-    def _field_changed(self, event: FieldInput.Changed) -> None:
+    def on_field_input_changed(self, event: FieldInput.Changed) -> None:
         if self._field_of(self.focused) is event.field_input:
             self._hint_for(event.field_input)
         self.form_changed(event.field_input)
@@ -182,13 +194,13 @@ class StepScreen(Screen[None]):
 
     # --- navigation --------------------------------------------------------------------
 
-    @on(Button.Pressed, "#back")
-    def _back_pressed(self, event: Button.Pressed) -> None:
+    @on(NavButton.Pressed, "#back")
+    def _back_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
         self.action_back()
 
-    @on(Button.Pressed, "#next")
-    def _next_pressed(self, event: Button.Pressed) -> None:
+    @on(NavButton.Pressed, "#next")
+    def _next_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
         self.action_next()
 
@@ -223,15 +235,16 @@ class StepScreen(Screen[None]):
             names = ", ".join(r.id for r in blocking[:3]) + ("…" if len(blocking) > 3 else "")
             self.set_hint(Text(f"✘ {len(blocking)} failed check(s) block Next ({names}): fix "
                                "and re-run (r), or accept the risk (a)."), error=True)
-            try:
-                self.query_one(CheckList).focus()
-            except Exception:
-                pass
+            check_list = self._check_list()
+            if check_list is not None:
+                check_list.focus()
             return
         self.app.advance(self.STEP)  # type: ignore[attr-defined]
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         """The first problem with the form, or None. Default: every visible field is valid."""
+        from screens.widgets.field_input import FieldInput
+
         for field in self.query(FieldInput):
             if field.disabled or not field.display:
                 continue
@@ -358,10 +371,12 @@ class StepScreen(Screen[None]):
         """Hook for steps that show more than the list."""
 
     def _check_list(self) -> CheckList | None:
-        try:
-            return self.query_one(CheckList)
-        except Exception:
-            return None
+        if "screens.widgets.check_list" not in sys.modules:
+            return None  # never imported, so this step has none
+        from screens.widgets.check_list import CheckList
+
+        found = self.query(CheckList)
+        return found.first() if found else None
 
     def refresh_checks_view(self) -> None:
         check_list = self._check_list()
@@ -374,6 +389,8 @@ class StepScreen(Screen[None]):
         self.set_status(self.summary(results))
 
     def summary(self, results: list[CheckResult]) -> Text:
+        from installer.checks.base import Status
+
         if not results:
             return Text("")
         counts = {s: sum(1 for r in results if r.status == s) for s in Status}
@@ -392,26 +409,27 @@ class StepScreen(Screen[None]):
         return text
 
     def _update_detail(self) -> None:
-        try:
-            detail = self.query_one(CheckDetail)
-        except Exception:
+        if "screens.widgets.check_list" not in sys.modules:
             return
+        from screens.widgets.check_list import CheckDetail
+
+        found = self.query(CheckDetail)
+        if not found:
+            return
+        detail = found.first()
         check_list = self._check_list()
         row = check_list.highlighted_row if check_list else None
         detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)))
 
-    @on(CheckList.OptionHighlighted)
-    def _highlighted(self, event: CheckList.OptionHighlighted) -> None:
+    def on_option_list_option_highlighted(self, event: Any) -> None:
         self._update_detail()
 
-    @on(CheckList.OptionSelected)
-    def _selected(self, event: CheckList.OptionSelected) -> None:
+    def on_option_list_option_selected(self, event: Any) -> None:
+        from screens.widgets.check_list import CheckDetail, CheckList
+
         # Steps without a detail panel show it in a dialog.
-        try:
-            self.query_one(CheckDetail)
+        if self.query(CheckDetail):
             return
-        except Exception:
-            pass
         check_list = event.control
         if not isinstance(check_list, CheckList):
             return
@@ -424,8 +442,7 @@ class StepScreen(Screen[None]):
         detail.show(row, accepted=self.state.is_accepted(row.id))
         self.app.push_screen(InfoModal(row.title, detail.render()))  # type: ignore[arg-type]
 
-    @on(CheckList.AcceptRiskToggled)
-    def _toggle_risk(self, event: CheckList.AcceptRiskToggled) -> None:
+    def on_check_list_accept_risk_toggled(self, event: CheckList.AcceptRiskToggled) -> None:
         if self.state.is_accepted(event.check_id):
             self.state.withdraw_risk(event.check_id)
             self.app.notify(f"Risk withdrawn: {event.check_id} blocks the deployment again.")
@@ -439,8 +456,7 @@ class StepScreen(Screen[None]):
         if not self.state.blocking(self.STEP):
             self.set_hint(self.HINT)
 
-    @on(CheckList.RerunRequested)
-    def _rerun(self, event: CheckList.RerunRequested) -> None:
+    def on_check_list_rerun_requested(self, event: CheckList.RerunRequested) -> None:
         if self.busy:
             return
         self.try_commit()

@@ -11,13 +11,14 @@ from textual import on
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, RadioButton, RadioSet, Static
+from textual.widgets import Checkbox, RadioSet, Static
 
 from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
+from screens.widgets.nav_button import NavButton
 
 BUNDLED_WARNING = (
     "The bundled PostgreSQL container is for debugging and evaluation only: CARTO states it "
@@ -53,7 +54,7 @@ class DatabaseScreen(StepScreen):
                         spec = field_spec(path)
                         yield FieldInput(spec, spec.get(self.state.answers))
                 with Horizontal(classes="form"):
-                    yield Button("Test connection", id="db-test", compact=True)
+                    yield NavButton("Test connection", id="db-test")
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="Connection test results appear here.")
 
@@ -103,8 +104,8 @@ class DatabaseScreen(StepScreen):
             field.spec.set(self.state.answers, value)
         db.ssl.enabled = self.query_one("#db-ssl", Checkbox).value
 
-    @on(Button.Pressed, "#db-test")
-    def _test_pressed(self, event: Button.Pressed) -> None:
+    @on(NavButton.Pressed, "#db-test")
+    def _test_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
         self.action_test()
 

@@ -13,7 +13,7 @@ from textual import on, work
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, DataTable, RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 from textual.worker import Worker, get_current_worker
 
 from installer.checks.base import Status
@@ -21,6 +21,7 @@ from installer.checks.engine import CheckFinished, CheckStarted
 from screens.base import StepScreen, ask_from_thread
 from screens.state import describe_error, plan_fingerprint
 from screens.widgets.check_list import MARKS, SPINNER
+from screens.widgets.nav_button import NavButton
 
 DEPLOY_STEPS = ("preflight", "render", "load images", "launch", "wait healthy", "verify https")
 NEXT_STEPS = (
@@ -93,7 +94,7 @@ class DeployScreen(StepScreen):
         self.query_one("#deploy-outcome").display = False
         self.query_one("#next").disabled = True
         self.query_one("#back").disabled = True
-        self.query_one("#next", Button).label = self.NEXT_LABEL
+        self.query_one("#next", NavButton).label = self.NEXT_LABEL
         self.query_one(RichLog).write(Text("Deployment started.", style="bold"))
         self._ticker = self.set_interval(0.2, self._tick)
         self._checks_worker = self._deploy()

@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
-from installer.checks.base import CheckResult, Status
 from installer.errors import AnswersError, InputError, InstallerError
 from installer.redact import Redactor
-from installer.target import Target, atomic_write
 
-if TYPE_CHECKING:
-    from installer.checks.base import Resolver
+if TYPE_CHECKING:  # the checks and the target are loaded when first used
+    from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
+    from installer.target import Target
 
 log = logging.getLogger("installer.wizard")
 
@@ -54,7 +53,7 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 SESSION_NAME = ".carto-installer-session.yaml"
 ANSWERS_NAME = "carto-answers.yaml"
-BLOCKING = (Status.FAIL, Status.ERROR)
+BLOCKING = ("fail", "error")  # check statuses that stop a deployment (Status is a StrEnum)
 
 
 class Cancelled(Exception):
@@ -202,6 +201,8 @@ class WizardState:
                 "answers": answers_to_dict(self.answers)}
         text = ("# carto-installer wizard session: where you stopped. No secrets are kept.\n"
                 + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        from installer.target import atomic_write
+
         atomic_write(str(self.session_path), text.encode("utf-8"), 0o600)
 
     def clear_session(self) -> None:
@@ -209,6 +210,8 @@ class WizardState:
 
     def save_answers(self) -> Path:
         """The answers file for re-runs and automation (secrets only as references)."""
+        from installer.target import atomic_write
+
         atomic_write(str(self.answers_path), dump_answers(self.answers).encode("utf-8"), 0o600)
         log.info("answers saved to %s", self.answers_path)
         return self.answers_path

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DirectoryTree, Input, Label, Static
+
+from screens.widgets.nav_button import NavButton
+from textual.widgets import Input, Label, Static
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -40,7 +43,7 @@ class ConfirmModal(ModalScreen[bool]):
         height: 1;
         align: right middle;
     }
-    ConfirmModal Button {
+    ConfirmModal NavButton {
         margin: 0 0 0 2;
     }
     """
@@ -66,14 +69,13 @@ class ConfirmModal(ModalScreen[bool]):
             yield Label(self.title_text, classes="modal-title")
             yield Static(self.body, classes="modal-body")
             with Horizontal():
-                yield Button(self.no, id="no", compact=True)
-                yield Button(self.yes, id="yes", compact=True,
-                             variant="error" if self.danger else "primary")
+                yield NavButton(self.no, id="no")
+                yield NavButton(self.yes, id="yes", variant="error" if self.danger else "primary")
 
     def on_mount(self) -> None:
-        self.query_one("#yes" if self.default_yes else "#no", Button).focus()
+        self.query_one("#yes" if self.default_yes else "#no", NavButton).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
         self.dismiss(event.button.id == "yes")
 
@@ -143,6 +145,8 @@ class FilePicker(ModalScreen[str | None]):
             yield Label(f"Choose: {self.label}", classes="modal-title")
             yield Input(value=self.current or str(self.start) + "/", compact=True,
                         id="picker-path")
+            from textual.widgets import DirectoryTree
+
             yield DirectoryTree(str(self.start), id="picker-tree")
             yield Static("Enter on a file picks it · Tab moves between the path and the tree "
                          "· Esc cancels", classes="picker-help")
@@ -151,12 +155,13 @@ class FilePicker(ModalScreen[str | None]):
         event.stop()
         path = Path(event.value).expanduser()
         if path.is_dir():
-            self.query_one(DirectoryTree).path = path
-            self.query_one(DirectoryTree).focus()
+            tree = self.query_one("#picker-tree")
+            tree.path = path  # type: ignore[attr-defined]
+            tree.focus()
             return
         self.dismiss(str(path))
 
-    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+    def on_directory_tree_file_selected(self, event: Any) -> None:
         event.stop()
         self.dismiss(str(event.path))
 
@@ -202,12 +207,12 @@ class InfoModal(ModalScreen[None]):
             yield Label(self.title_text, classes="modal-title")
             yield Static(self.body)
             with Horizontal():
-                yield Button("OK", id="ok", compact=True, variant="primary")
+                yield NavButton("OK", id="ok", variant="primary")
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        self.query_one("#ok", NavButton).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
+    def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
         self.dismiss(None)
 
