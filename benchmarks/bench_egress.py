@@ -44,7 +44,7 @@ SILENT = 10
 
 def family(names: list[str]):  # type: ignore[no-untyped-def]
     """The catalog's egress check, expanded to `names` instead of the answers' host list."""
-    egress = next(c for c in network.CHECKS if c.id == "egress")
+    egress = next(c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID)
     members = [(f"egress.{n}", f"HTTPS to {n}", EgressHost(n, True, ("benchmark",)))
                for n in names]
     return dataclasses.replace(egress, expand=lambda ctx: members)

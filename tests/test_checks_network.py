@@ -50,7 +50,7 @@ EXTRA_HOSTS = ["api.openai.com", "bigquery.googleapis.com", "oauth2.googleapis.c
                "isoline.router.hereapi.com", "events.launchdarkly.com",
                "stream.launchdarkly.com", "clientstream.launchdarkly.com",
                "acme.snowflakecomputing.com", "dbc-1.cloud.databricks.com"]
-EGRESS = [c for c in network.CHECKS if c.id == "egress"]
+EGRESS = [c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID]
 
 
 def loopback_resolver(names: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -369,7 +369,7 @@ def test_wildcard_without_a_concrete_name_is_skipped_with_the_answer_to_give(
 
 def test_no_answers_skips_egress() -> None:
     results = run_checks(CheckContext(target=LocalTarget()), EGRESS)
-    assert [(r.id, r.status) for r in results] == [("egress", Status.SKIP)]
+    assert [(r.id, r.status) for r in results] == [("egress.hosts", Status.SKIP)]
     assert "answers" in results[0].message
 
 

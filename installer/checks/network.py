@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from installer.egress import EgressHost, ProbeResult, Proxy
 
 EGRESS_PORT_KEY = "egress.port"
+# The family's own id, reported only when it has no members (no answers file); each member is
+# egress.<host>.
+EGRESS_FAMILY_ID = "egress.hosts"
 # A probe bounds itself to `network.egress_timeout` (at most PROBE_TIMEOUT_MAX, enforced by the
 # answers validator); the engine's limit sits above that bound so it never cuts a probe short.
 EGRESS_CHECK_TIMEOUT = PROBE_TIMEOUT_MAX + 5.0
@@ -338,7 +341,7 @@ CHECKS = [
         applies=_no_answers_or_domain,
     ),
     Check(
-        "egress",
+        EGRESS_FAMILY_ID,
         "Outbound HTTPS",
         "DNS + TCP 443 + verified TLS to each host the deployment needs",
         check_egress,
