@@ -536,3 +536,15 @@ network:
     assert "connection refused" in checks["db.connect"]["message"]
     assert checks["db.privileges"]["status"] == "skip"
     assert "not-a-real-pw" not in proc.stdout
+
+
+def test_egress_timeout_is_bounded_by_the_answers_loader() -> None:
+    from installer.answers import parse_answers
+    from installer.errors import AnswersError
+
+    assert parse_answers({"network": {"egress_timeout": 2}}).network.egress_timeout == 2.0
+    with pytest.raises(AnswersError, match="network.egress_timeout: 120 s is out of range"):
+        parse_answers({"network": {"egress_timeout": 120}})
+    # The engine's limit for each egress check sits above the largest allowed probe time.
+    egress = EGRESS[0]
+    assert egress.timeout > 60.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import ssl
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +240,8 @@ def _date(value: datetime.datetime) -> str:
 
 def trusted_roots() -> list[x509.Certificate]:
     """Roots of the system trust store (SSL_CERT_FILE / SSL_CERT_DIR honoured)."""
+    import ssl
+
     from cryptography import x509
 
     paths = ssl.get_default_verify_paths()
