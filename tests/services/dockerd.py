@@ -181,10 +181,8 @@ def _with_libraries(program: Path) -> dict[str, Path]:
     """
     files = {str(program): program}
     ldd = subprocess.run(["ldd", str(program)], capture_output=True, text=True)
-    if (
-        ldd.returncode != 0
-    ):  # "not a dynamic executable": statically linked, nothing to add
-        return files
+    if ldd.returncode != 0:
+        return files  # "not a dynamic executable": static, there is nothing to add
     for line in ldd.stdout.splitlines():
         match = _LDD_LIBRARY.search(line)
         if match:

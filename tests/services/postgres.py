@@ -129,7 +129,8 @@ def _chown_to_postgres(path: Path) -> None:
 def _hba_lines(require_tls: bool) -> str:
     lines = [
         "# written by tests/services/postgres.py",
-        "local all all trust",  # the unix socket in the temp dir is only reachable by root/postgres
+        # Only root and postgres can reach the socket in the temp dir.
+        "local all all trust",
         "hostssl all all 127.0.0.1/32 scram-sha-256",
     ]
     if not require_tls:

@@ -271,7 +271,8 @@ class SSHServer:
                     "PidFile none",
                     # Keys live in the temp dir, never in /root/.ssh; %u picks the file per user.
                     f"AuthorizedKeysFile {keys_dir}/%u",
-                    "StrictModes no",  # the temp dir's parents (/tmp) would fail its ownership walk
+                    # /tmp above the key files would fail StrictModes' ownership walk.
+                    "StrictModes no",
                     "PermitRootLogin prohibit-password",
                     "PubkeyAuthentication yes",
                     "PasswordAuthentication yes",

@@ -153,9 +153,8 @@ class TestCA:
     psycopg's `sslrootcert` or curl's `--cacert`.
     """
 
-    __test__ = (
-        False  # a helper, not a test class, even when imported into a test module
-    )
+    # A helper, not a test class, even when imported into a test module.
+    __test__ = False
 
     def __init__(
         self, directory: Path, common_name: str = "carto-installer test root CA"
