@@ -147,9 +147,8 @@ def _check_prerequisites(needs_sudo: bool) -> None:
 def host_key_fingerprint(public_line: str) -> str:
     """'SHA256:...' exactly as `ssh-keygen -l` and OpenSSH's prompts print it."""
     blob = base64.b64decode(public_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip(
-        "="
-    )
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode()
+    return "SHA256:" + digest.rstrip("=")  # OpenSSH drops the base64 padding
 
 
 @dataclass
@@ -206,12 +205,16 @@ class SSHServer:
                 stderr=log,
                 start_new_session=True,
             )
-        wait_until(
-            self._answers,
-            timeout=START_TIMEOUT,
-            what=f"sshd on {self.host}:{self.port}",
-            details=lambda: self.log_file.read_text(errors="replace"),
-        )
+        try:
+            wait_until(
+                self._answers,
+                timeout=START_TIMEOUT,
+                what=f"sshd on {self.host}:{self.port}",
+                details=lambda: self.log_file.read_text(errors="replace"),
+            )
+        except RuntimeError:
+            self.stop()  # a half-started sshd must not outlive the failed test
+            raise
 
     def restart(self, *, new_host_key: bool = True) -> None:
         """Same port, same users; by default a new host key, as after a reinstall."""
