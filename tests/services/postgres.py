@@ -225,8 +225,7 @@ def run_postgres(ca: TestCA, *, require_tls: bool = False) -> Iterator[PostgresS
         started = True  # even a failed start may have left a postmaster to stop
         if start.returncode != 0:
             raise RuntimeError(
-                f"PostgreSQL did not start (pg_ctl: {start.stdout.strip()})\n"
-                f"{_tail(log_file)}"
+                f"PostgreSQL did not start (pg_ctl: {start.stdout.strip()})\n{_tail(log_file)}"
             )
         _wait_for_tls_login(server, log_file)
         yield server
