@@ -19,8 +19,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,111 +68,48 @@ def _connect() -> docker.DockerClient | None:
         return None
 
 
-# Every pytest process on the machine (xdist workers, parallel runs) shares the one dockerd
-# a test session started; each registers a token file, and the last one out stops it.
-SHARED_DIR = Path("/tmp/carto-tests-dockerd")
-SHARED_PID_FILE = SHARED_DIR / "dockerd.pid"
-USERS_DIR = SHARED_DIR / "users"
-
-
-def _pid_running(pid: int, name: str | None = None) -> bool:
-    """True for a live process (a zombie is not), optionally checking its command name so a
-    recycled pid is not mistaken for our dockerd."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    command, state = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and (name is None or command == name)
-
-
-def _shared_dockerd_pid() -> int | None:
-    """The dockerd a test session started and that still runs, if any."""
-    with contextlib.suppress(OSError, ValueError):
-        pid = int(SHARED_PID_FILE.read_text())
-        if _pid_running(pid, "dockerd"):
-            return pid
-    return None
-
-
-def _other_users_remain() -> bool:
-    remain = False
-    for token in USERS_DIR.glob("*"):
-        if _pid_running(int(token.name.split("-")[0])):
-            remain = True
-        else:
-            token.unlink(missing_ok=True)  # left by a session that crashed
-    return remain
-
-
 @dataclass
 class DockerEngine:
     client: docker.DockerClient
-    # The tests' shared dockerd this engine keeps alive, with this user's token file; both
-    # None when the daemon was started by someone else (then it is never stopped).
-    shared_pid: int | None = None
-    user_token: Path | None = None
-    # Set in the process that started dockerd, so it can also reap it.
-    process: subprocess.Popen[bytes] | None = None
+    # The dockerd this process started, or None when one was already running.
+    started: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
+        # The daemon is left running, like the system service it stands in for: several test
+        # sessions (developers, CI steps, xdist workers) may share it, and stopping it under
+        # another session's containers breaks that session.
         self.client.close()
-        if self.shared_pid is None or self.user_token is None:
-            return
-        with machine_lock("dockerd"):
-            self.user_token.unlink(missing_ok=True)
-            if _other_users_remain():
-                return
-            _stop_dockerd(self.shared_pid, self.process)
-            SHARED_PID_FILE.unlink(missing_ok=True)
-
-
-def _register_user() -> Path:
-    USERS_DIR.mkdir(parents=True, exist_ok=True)
-    token = USERS_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    token.touch()
-    return token
-
-
-def _stop_dockerd(pid: int, process: subprocess.Popen[bytes] | None) -> None:
-    # SIGTERM lets dockerd stop its containers and containerd; give it the time it needs.
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if process is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-    else:  # started by another pytest process: not our child, so poll instead of wait()
-        deadline = time.monotonic() + 30
-        while _pid_running(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    if _pid_running(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # its own session: containerd goes too
-        if process is not None:
-            process.wait(timeout=10)
 
 
 def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine:
     """A client for an answering Docker engine, starting `dockerd` when none answers.
 
-    Call `stop()` on the result when done: it stops a dockerd the tests started once no
-    other pytest process uses it, and never touches a daemon someone else runs.
+    A dockerd started here keeps running after the tests, as the system service would.
     """
-    with machine_lock("dockerd"):  # one starter at a time; the others then find it running
+    # Concurrent test sessions must not start two daemons: one starts it, the others wait
+    # for the lock and then find it answering.
+    with machine_lock("dockerd"):
         client = _connect()
         if client is not None:
-            shared = _shared_dockerd_pid()
-            token = _register_user() if shared is not None else None
-            return DockerEngine(client, shared, token)
+            return DockerEngine(client)
         process = _start_dockerd()
         try:
-            client = _wait_for_engine(process, timeout)
+            return DockerEngine(_wait_for_engine(process, timeout), started=process)
         except RuntimeError:
-            _stop_dockerd(process.pid, process)
+            _stop_failed_dockerd(process)
             raise
-        SHARED_DIR.mkdir(parents=True, exist_ok=True)
-        SHARED_PID_FILE.write_text(str(process.pid))
-        return DockerEngine(client, process.pid, _register_user(), process)
+
+
+def _stop_failed_dockerd(process: subprocess.Popen[bytes]) -> None:
+    """Stop a dockerd that never answered, so a failed start leaves nothing behind."""
+    if process.poll() is not None:
+        return
+    process.terminate()  # SIGTERM lets dockerd stop containerd too
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: containerd goes too
+        process.wait(timeout=10)
 
 
 def _start_dockerd() -> subprocess.Popen[bytes]:
@@ -231,8 +166,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker.DockerClient]:
-    """A docker SDK client for a running engine; a dockerd the tests started is stopped
-    when the last pytest process using it ends."""
+    """A docker SDK client for a running engine (started if needed, then left running)."""
     engine = ensure_docker_engine()
     try:
         yield engine.client

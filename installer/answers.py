@@ -1,0 +1,598 @@
+"""The answers: every choice the user makes, declared once.
+
+Each setting is a dataclass field whose metadata carries its label, help text and validator.
+The YAML loader, the JSON Schema, the wizard screens and the plain prompts all read the same
+declarations, so a value accepted by one door is accepted by all three.
+
+Secrets (`secret=True`) may be given inline (`password: ...`), from the environment
+(`password_env: VAR`) or from a file (`password_file: PATH`). They are held in `Secret`, whose
+repr never shows the value, and each resolved value is handed to the run's `Redactor`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from installer.errors import AnswersError
+from installer.redact import Redactor
+from installer.validators import (
+    validate_domain,
+    validate_env_value,
+    validate_hostname,
+    validate_identifier,
+    validate_port,
+    validate_proxy_url,
+)
+
+ANSWERS_VERSION = 1
+PLATFORMS = ("compose", "kubernetes")
+CLOUDS = ("gcp", "aws", "azure", "other")
+WAREHOUSES = ("bigquery", "carto-dw", "snowflake", "databricks", "postgres", "redshift", "oracle")
+FEATURES = ("ai_agents", "lds", "feature_flags", "workload_identity")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class Secret:
+    """A secret value and where it came from. Never printed."""
+
+    __slots__ = ("value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self.value = value
+        self.source = source  # "inline", "env:NAME" or "file:PATH"
+
+    def __repr__(self) -> str:
+        return f"Secret(<hidden>, from {self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def setting(
+    label: str,
+    help: str = "",
+    *,
+    default: Any = dataclasses.MISSING,
+    factory: Callable[[], Any] | None = None,
+    validator: Callable[[Any], Any] | None = None,
+    secret: bool = False,
+    path: Literal["local", "target"] | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """Declare one answer: how it is labelled, explained and checked."""
+    metadata = {
+        "label": label,
+        "help": help,
+        "validator": validator,
+        "secret": secret,
+        "path": path,
+        "choices": choices,
+    }
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+        return str(value)
+
+    return check
+
+
+def _choices(choices: tuple[str, ...]) -> Callable[[Any], list[str]]:
+    one = _choice(choices)
+
+    def check(value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of: {', '.join(choices)}")
+        return [one(item) for item in value]
+
+    return check
+
+
+@dataclass
+class JumpHost:
+    host: str = setting("Jump host", "Bastion to go through", validator=validate_hostname)
+    port: int = setting("Jump host SSH port", default=22, validator=validate_port)
+    user: str | None = setting("Jump host user", "Defaults to the target's user", default=None)
+
+
+@dataclass
+class SSHTarget:
+    host: str = setting(
+        "Target host", "The machine that will run CARTO, reached over SSH",
+        validator=validate_hostname,
+    )
+    port: int = setting("SSH port", default=22, validator=validate_port)
+    user: str | None = setting("SSH user", "Defaults to your local user name", default=None)
+    identity_file: str | None = setting(
+        "Identity file", "Private key; else ssh-agent, else the password", default=None,
+        path="local",
+    )
+    password: Secret | None = setting("SSH password", default=None, secret=True)
+    known_hosts: str = setting(
+        "known_hosts file", "Host keys are always verified against it",
+        default="~/.ssh/known_hosts", path="local",
+    )
+    jump: JumpHost | None = setting("Jump host", default=None)
+    sudo: bool = setting("Use sudo", "Run privileged commands with sudo", default=False)
+
+    def describe(self) -> str:
+        user = self.user or os.environ.get("USER", "root")
+        return f"{user}@{self.host}:{self.port}"
+
+
+@dataclass
+class ComposeSettings:
+    directory: str = setting(
+        "Deployment directory", "The vendor's Compose release, on the target",
+        default="/opt/carto", path="target",
+    )
+    images_archive: str | None = setting(
+        "Images archive", "Optional: `docker load` this archive on the target (no registry)",
+        default=None, path="local",
+    )
+
+
+@dataclass
+class KubernetesSettings:
+    kubeconfig: str = setting("kubeconfig", default="~/.kube/config", path="local")
+    context: str | None = setting("Context", "Defaults to the kubeconfig's current context",
+                                  default=None)
+    namespace: str = setting("Namespace", default="carto", validator=validate_identifier)
+    release: str = setting("Release name", default="carto", validator=validate_identifier)
+    chart: str = setting("Chart", "carto/carto, or a local .tgz for restricted networks",
+                         default="carto/carto")
+    image_registry: str | None = setting(
+        "Image registry mirror", "Optional: sets global.imageRegistry", default=None,
+    )
+
+
+@dataclass
+class TLSSettings:
+    certificate_file: str | None = setting(
+        "Certificate file",
+        "PEM, leaf first then intermediates; omit to generate a self-signed one",
+        default=None, path="local",
+    )
+    key_file: str | None = setting(
+        "Private key file", "Unencrypted PEM key matching the certificate", default=None,
+        path="local",
+    )
+
+
+@dataclass
+class DatabaseSSL:
+    enabled: bool = setting("Use TLS to the database", default=False)
+    mode: str = setting(
+        "sslmode", "libpq sslmode; verify-full checks the server's name and CA",
+        default="require", validator=_choice(SSL_MODES), choices=SSL_MODES,
+    )
+    ca_file: str | None = setting("Database CA file", default=None, path="local")
+
+
+@dataclass
+class DatabaseSettings:
+    bundled: bool = setting(
+        "Bundled PostgreSQL",
+        "The vendor's PostgreSQL container is for debugging only and will be removed",
+        default=False,
+    )
+    host: str | None = setting("Database host", default=None, validator=validate_hostname)
+    port: int = setting("Database port", default=5432, validator=validate_port)
+    admin_user: str = setting(
+        "Admin user", "Must be able to create users and databases", default="postgres",
+        validator=validate_identifier,
+    )
+    admin_password: Secret | None = setting("Admin password", default=None, secret=True)
+    admin_database: str = setting("Admin database", default="postgres",
+                                  validator=validate_identifier)
+    user: str = setting("CARTO database user", default="workspace_admin",
+                        validator=validate_identifier)
+    password: Secret | None = setting("CARTO database user password", default=None, secret=True)
+    database: str = setting("CARTO database", default="workspace", validator=validate_identifier)
+    ssl: DatabaseSSL = setting("TLS", factory=DatabaseSSL)
+
+
+@dataclass
+class RedisSettings:
+    bundled: bool = setting("Bundled Redis", default=True)
+    host: str | None = setting("Redis host", default=None, validator=validate_hostname)
+    port: int = setting("Redis port", default=6379, validator=validate_port)
+    password: Secret | None = setting("Redis password", default=None, secret=True)
+    tls_enabled: bool = setting("Redis TLS", default=False)
+    tls_ca_file: str | None = setting("Redis CA file", default=None, path="local")
+
+
+@dataclass
+class ProxySettings:
+    http: str | None = setting("HTTP proxy", default=None, validator=validate_proxy_url)
+    https: str | None = setting("HTTPS proxy", default=None, validator=validate_proxy_url)
+    no_proxy: str | None = setting("No proxy for", "Comma-separated hosts and .domains",
+                                   default=None, validator=validate_env_value)
+    ca_file: str | None = setting("Proxy CA file", "When the proxy inspects TLS", default=None,
+                                  path="local")
+
+
+@dataclass
+class NetworkSettings:
+    proxy: ProxySettings | None = setting("Proxy", default=None)
+    cloud: str = setting("Cloud for buckets", default="other", validator=_choice(CLOUDS),
+                         choices=CLOUDS)
+    warehouses: list[str] = setting("Data warehouses", factory=list,
+                                    validator=_choices(WAREHOUSES), choices=WAREHOUSES)
+    features: list[str] = setting("Features", factory=list, validator=_choices(FEATURES),
+                                  choices=FEATURES)
+    snowflake_account_url: str | None = setting(
+        "Snowflake account host", "e.g. acme.snowflakecomputing.com", default=None,
+        validator=validate_hostname,
+    )
+    databricks_host: str | None = setting(
+        "Databricks workspace host", "e.g. dbc-1234.cloud.databricks.com", default=None,
+        validator=validate_hostname,
+    )
+    bucket_host: str | None = setting(
+        "Bucket endpoint host", "AWS or Azure bucket endpoint, e.g. acme.blob.core.windows.net",
+        default=None, validator=validate_hostname,
+    )
+    egress_timeout: float = setting("Egress probe timeout (s)", default=5.0)
+
+
+@dataclass
+class Answers:
+    version: int = setting("Answers format version", default=ANSWERS_VERSION)
+    platform: str = setting("Platform", "compose (Single VM) or kubernetes (Helm)",
+                            default="compose", validator=_choice(PLATFORMS), choices=PLATFORMS)
+    target: SSHTarget | None = setting("Target", "Omit for this machine", default=None)
+    package: str | None = setting(
+        "Installation package", "Folder or zip from CARTO", default=None, path="local",
+    )
+    compose: ComposeSettings = setting("Docker Compose", factory=ComposeSettings)
+    kubernetes: KubernetesSettings = setting("Kubernetes", factory=KubernetesSettings)
+    domain: str | None = setting("Domain", "A full domain such as carto.example.com",
+                                 default=None, validator=validate_domain)
+    tls: TLSSettings = setting("TLS", factory=TLSSettings)
+    database: DatabaseSettings = setting("Database", factory=DatabaseSettings)
+    redis: RedisSettings = setting("Redis", factory=RedisSettings)
+    network: NetworkSettings = setting("Network", factory=NetworkSettings)
+
+    # Not part of the file: where it came from and what loading it noticed.
+    source: Path | None = field(default=None, metadata={"internal": True}, compare=False)
+    warnings: list[str] = field(default_factory=list, metadata={"internal": True}, compare=False)
+
+    def secrets(self) -> list[Secret]:
+        found: list[Secret] = []
+        _collect_secrets(self, found)
+        return found
+
+
+def _collect_secrets(obj: Any, found: list[Secret]) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Secret):
+            found.append(value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _collect_secrets(value, found)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, globalns=globals())
+
+
+def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+class _Loader:
+    def __init__(self, base: Path, redactor: Redactor | None, env: Mapping[str, str],
+                 file_is_private: bool) -> None:
+        self.base = base
+        self.redactor = redactor
+        self.env = env
+        self.file_is_private = file_is_private
+        self.warnings: list[str] = []
+
+    def build(self, cls: type, data: Any, path: str) -> Any:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise AnswersError(path or "answers", f"expected a mapping, got {_kind(data)}")
+        hints = _field_types(cls)
+        fields = {f.name: f for f in _public_fields(cls)}
+        secret_keys: dict[str, str] = {}
+        for name, f in fields.items():
+            if f.metadata.get("secret"):
+                for suffix in ("", "_env", "_file"):
+                    secret_keys[name + suffix] = name
+        for key in data:
+            if not isinstance(key, str) or (key not in fields and key not in secret_keys):
+                known = ", ".join(sorted(set(fields) | set(secret_keys)))
+                raise AnswersError(_join(path, str(key)), f"unknown key (known here: {known})")
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            sub = _join(path, name)
+            if f.metadata.get("secret"):
+                given = [k for k in (name, name + "_env", name + "_file") if k in data]
+                if len(given) > 1:
+                    raise AnswersError(sub, f"give only one of {', '.join(given)}")
+                if given:
+                    values[name] = self.secret(given[0], data[given[0]], _join(path, given[0]))
+                continue
+            if name not in data:
+                continue
+            values[name] = self.value(hints[name], f, data[name], sub)
+        return cls(**values)
+
+    def value(self, tp: Any, f: dataclasses.Field[Any], raw: Any, path: str) -> Any:
+        inner, optional = _unwrap_optional(tp)
+        if raw is None:
+            if optional:
+                return None
+            raise AnswersError(path, "must not be empty")
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            return self.build(inner, raw, path)
+        validator = f.metadata.get("validator")
+        if inner is bool:
+            if not isinstance(raw, bool):
+                raise AnswersError(path, f"expected true or false, got {raw!r}")
+            value: Any = raw
+        elif inner is int and validator is None:
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise AnswersError(path, f"expected a whole number, got {raw!r}")
+            value = raw
+        elif inner is float:
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+                raise AnswersError(path, f"expected a positive number, got {raw!r}")
+            value = float(raw)
+        elif get_origin(inner) is list:
+            if not isinstance(raw, list):
+                raise AnswersError(path, f"expected a list, got {_kind(raw)}")
+            value = raw
+        elif inner is str:
+            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+                raise AnswersError(path, f"expected text, got {_kind(raw)}")
+            value = str(raw)
+        else:
+            value = raw
+        if validator is not None:
+            try:
+                value = validator(value)
+            except ValueError as exc:
+                raise AnswersError(path, str(exc)) from None
+        elif isinstance(value, str):
+            try:
+                validate_env_value(value)
+            except ValueError as exc:
+                raise AnswersError(path, str(exc)) from None
+        kind = f.metadata.get("path")
+        if kind == "local" and isinstance(value, str):
+            value = str(self.local_path(value))
+        return value
+
+    def local_path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (self.base / p)
+
+    def secret(self, key: str, raw: Any, path: str) -> Secret:
+        if not isinstance(raw, str) or raw == "":
+            raise AnswersError(path, "expected text")
+        if key.endswith("_env"):
+            if raw not in self.env:
+                raise AnswersError(path, f"the environment variable {raw} is not set",
+                                   f"export {raw}=... before running, or use a *_file")
+            value, source = self.env[raw], f"env:{raw}"
+        elif key.endswith("_file"):
+            file = self.local_path(raw)
+            try:
+                value = file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise AnswersError(path, f"cannot read {file}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise AnswersError(path, f"{file} is not UTF-8 text") from None
+            source = f"file:{file}"
+        else:
+            value, source = raw, "inline"
+            if not self.file_is_private:
+                self.warnings.append(
+                    f"{path} is written inline in a file that others can read: "
+                    f"use {key}_env or {key}_file, or chmod 600 the answers file"
+                )
+        try:
+            validate_env_value(value)
+        except ValueError as exc:
+            raise AnswersError(path, f"the secret {exc}") from None
+        if value == "":
+            raise AnswersError(path, "the secret is empty")
+        if self.redactor is not None:
+            self.redactor.add(value)
+        return Secret(value, source)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def parse_answers(
+    data: Any, *, base: Path | None = None, redactor: Redactor | None = None,
+    env: Mapping[str, str] | None = None, file_is_private: bool = True,
+) -> Answers:
+    """Build Answers from already-parsed YAML data, validating every value."""
+    loader = _Loader(base or Path.cwd(), redactor, os.environ if env is None else env,
+                     file_is_private)
+    if not isinstance(data, dict):
+        raise AnswersError("", "the answers file must be a YAML mapping (key: value lines)")
+    version = data.get("version", ANSWERS_VERSION)
+    if version != ANSWERS_VERSION:
+        raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
+    answers = loader.build(Answers, data, "")
+    assert isinstance(answers, Answers)
+    answers.warnings.extend(loader.warnings)
+    return answers
+
+
+def load_answers(path: str | Path, *, redactor: Redactor | None = None,
+                 env: Mapping[str, str] | None = None) -> Answers:
+    """Read and validate an answers file. Raises AnswersError (exit 2) on any defect."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        mode = file.stat().st_mode
+    except FileNotFoundError:
+        raise AnswersError("", f"answers file {file} does not exist") from None
+    except OSError as exc:
+        raise AnswersError("", f"cannot read answers file {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise AnswersError("", f"answers file {file} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise AnswersError("", f"{file} is not valid YAML{where}") from None
+    private = not (mode & (stat.S_IRGRP | stat.S_IROTH))
+    answers = parse_answers(data, base=file.resolve().parent, redactor=redactor, env=env,
+                            file_is_private=private)
+    answers.source = file
+    return answers
+
+
+# --- saving and schema ---------------------------------------------------------------------------
+
+
+def answers_to_dict(obj: Any) -> dict[str, Any]:
+    """The answers as YAML-ready data. Inline secrets are left out; references are kept."""
+    out: dict[str, Any] = {}
+    defaults = type(obj)() if _all_defaults(type(obj)) else None
+    for f in _public_fields(type(obj)):
+        value = getattr(obj, f.name)
+        if isinstance(value, Secret):
+            kind, _, ref = value.source.partition(":")
+            if kind in ("env", "file"):
+                out[f"{f.name}_{kind}"] = ref
+            continue
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            sub = answers_to_dict(value)
+            if sub:
+                out[f.name] = sub
+            continue
+        always = f.name in ("version", "platform")
+        if defaults is not None and getattr(defaults, f.name) == value and not always:
+            continue
+        out[f.name] = list(value) if isinstance(value, list) else value
+    return out
+
+
+def _all_defaults(cls: type) -> bool:
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
+
+
+def dump_answers(answers: Answers) -> str:
+    header = (
+        "# carto-installer answers (version 1). Secrets are not stored here: give them as\n"
+        "# *_env: VARIABLE or *_file: PATH.\n"
+    )
+    return header + yaml.safe_dump(answers_to_dict(answers), sort_keys=False, allow_unicode=True)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the answers file, generated from the declarations."""
+    schema = _schema_for(Answers)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "carto-installer answers"
+    return schema
+
+
+def _schema_for(cls: type) -> dict[str, Any]:
+    hints = _field_types(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in _public_fields(cls):
+        inner, _ = _unwrap_optional(hints[f.name])
+        meta = f.metadata
+        desc = meta.get("label", "") + (f": {meta['help']}" if meta.get("help") else "")
+        if meta.get("secret"):
+            for suffix, text in (("", "inline (discouraged)"), ("_env", "environment variable"),
+                                 ("_file", "file holding it")):
+                props[f.name + suffix] = {"type": "string", "description": f"{desc} ({text})"}
+            continue
+        if dataclasses.is_dataclass(inner):
+            prop = _schema_for(inner)  # type: ignore[arg-type]
+            prop = {"anyOf": [prop, {"type": "null"}]} if inner is not cls else prop
+        elif inner is bool:
+            prop = {"type": "boolean"}
+        elif inner is int:
+            prop = {"type": "integer"}
+            if meta.get("validator") is validate_port:
+                prop.update(minimum=1, maximum=65535)
+        elif inner is float:
+            prop = {"type": "number", "exclusiveMinimum": 0}
+        elif get_origin(inner) is list:
+            prop = {"type": "array", "items": {"type": "string"}}
+            if meta.get("choices"):
+                prop["items"]["enum"] = list(meta["choices"])
+        else:
+            prop = {"type": ["string", "null"]}
+            if meta.get("choices"):
+                prop = {"enum": list(meta["choices"])}
+        prop["description"] = desc
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+        props[f.name] = prop
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        out["required"] = required
+    return out
+
+
+def require(answers: Answers, *paths: str) -> None:
+    """Raise AnswersError for the first dotted path whose value is missing."""
+    for dotted in paths:
+        obj: Any = answers
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if obj is None or obj == "":
+            raise AnswersError(dotted, "is required for this command",
+                               f"add {dotted} to the answers file")

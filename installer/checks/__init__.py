@@ -1,0 +1,1 @@
+"""The requirement checks (REQUIREMENTS.md), one module per category."""

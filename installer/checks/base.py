@@ -1,0 +1,177 @@
+"""What a check is, what it gets and what it returns."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from installer.answers import Answers
+    from installer.redact import Redactor
+    from installer.target import Target
+
+
+class Status(StrEnum):
+    PASS = "pass"  # noqa: S105 - a status, not a password
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+    ERROR = "error"
+
+
+@dataclass
+class Outcome:
+    """What a check function returns; the engine adds id, title, timing."""
+
+    status: Status
+    message: str
+    observed: str = ""
+    remediation: str = ""
+    required: str | None = None  # overrides the check's declared requirement text
+    data: dict[str, Any] = field(default_factory=dict)  # for dependent checks, not reported
+
+
+def passed(message: str, observed: str = "", **data: Any) -> Outcome:
+    return Outcome(Status.PASS, message, observed, data=data)
+
+
+def warned(message: str, observed: str = "", remediation: str = "", **data: Any) -> Outcome:
+    return Outcome(Status.WARN, message, observed, remediation, data=data)
+
+
+def failed(message: str, observed: str = "", remediation: str = "", **data: Any) -> Outcome:
+    return Outcome(Status.FAIL, message, observed, remediation, data=data)
+
+
+def skipped(reason: str) -> Outcome:
+    return Outcome(Status.SKIP, reason)
+
+
+def errored(message: str, remediation: str = "") -> Outcome:
+    return Outcome(Status.ERROR, message, remediation=remediation)
+
+
+@dataclass
+class CheckResult:
+    id: str
+    category: str
+    title: str
+    status: Status
+    required: str
+    observed: str
+    message: str
+    remediation: str
+    duration_s: float
+    data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "category": self.category,
+            "title": self.title,
+            "status": str(self.status),
+            "required": self.required,
+            "observed": self.observed,
+            "message": self.message,
+            "remediation": self.remediation,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+Resolver = Callable[[str], list[str]]
+
+
+def system_resolver(name: str) -> list[str]:
+    """All addresses `name` resolves to, IPv4 and IPv6, in resolver order without repeats."""
+    infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    seen: list[str] = []
+    for info in infos:
+        address = str(info[4][0])
+        if address not in seen:
+            seen.append(address)
+    return seen
+
+
+@dataclass
+class CheckContext:
+    """Everything a check may use. Checks never touch the machine except through `target`."""
+
+    target: Target
+    platform: str = "compose"
+    answers: Answers | None = None
+    redactor: Redactor | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    resolver: Resolver = system_resolver
+    # Results of finished checks, by id; a check sees those of the checks it `needs`.
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    # Per-run values shared between checks of one run (e.g. parsed package files).
+    cache: dict[str, Any] = field(default_factory=dict)
+    cache_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def result(self, check_id: str) -> CheckResult | None:
+        return self.results.get(check_id)
+
+    def data(self, check_id: str) -> dict[str, Any]:
+        result = self.results.get(check_id)
+        return result.data if result else {}
+
+    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Compute a value once per run, even when several checks ask at the same time."""
+        with self.cache_lock:
+            if key not in self.cache:
+                self.cache[key] = _Once(compute)
+            once = self.cache[key]
+        return once.get()
+
+
+class _Once:
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self._compute = compute
+        self._lock = threading.Lock()
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def get(self) -> Any:
+        with self._lock:
+            if not self._done:
+                try:
+                    self._value = self._compute()
+                except BaseException as exc:  # re-raised to every caller
+                    self._error = exc
+                self._done = True
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+CheckFunc = Callable[..., Outcome]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One entry of the catalog (REQUIREMENTS.md)."""
+
+    id: str
+    title: str
+    required: str
+    run: CheckFunc
+    platforms: frozenset[str] = frozenset({"compose", "kubernetes"})
+    timeout: float = 15.0
+    needs: tuple[str, ...] = ()
+    # Returns a reason to skip (e.g. "no answers file gives a domain"), or None to run.
+    applies: Callable[[CheckContext], str | None] | None = None
+    # For a family such as egress.<host>: the instances, as (id, title, argument).
+    expand: Callable[[CheckContext], Sequence[tuple[str, str, Any]]] | None = None
+
+    @property
+    def category(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+def category_of(check_id: str) -> str:
+    return check_id.split(".", 1)[0]

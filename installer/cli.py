@@ -1,0 +1,197 @@
+"""The command line: `carto-installer [preflight|render|deploy|status]`.
+
+Exit codes (CONTRACT.md): 0 success, 3 a check or the deployment failed, 4 warnings with
+--strict, 2 invalid input (nothing written), 1 our own bug (with the log path), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from installer import __version__
+from installer.errors import InputError, InstallerError
+
+EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_FAILED, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+LOG_NAME = "carto-installer.log"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2, never a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_INPUT)
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="carto-installer",
+        description="Check, configure, deploy and verify CARTO Self-Hosted (legacy) with "
+        "Docker Compose on a single VM or with Helm on Kubernetes, locally or over SSH. "
+        "With no command, starts the interactive wizard.",
+        epilog="Exit codes: 0 ok (warnings allowed), 3 a check or the deployment failed, "
+        "4 only warnings with --strict, 2 invalid input, 1 internal error, 130 interrupted. "
+        f"Every run logs to ./{LOG_NAME} (secrets redacted).",
+    )
+    parser.add_argument("--version", action="version", version=f"carto-installer {__version__}")
+    parser.add_argument("--plain", action="store_true",
+                        help="wizard with plain prompts instead of the full-screen interface")
+    parser.add_argument("--answers", metavar="FILE", help="pre-fill the wizard from this file")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, answers_required: bool) -> None:
+        p.add_argument("--answers", metavar="FILE", required=answers_required,
+                       help="answers file (YAML, see README)")
+        p.add_argument("--accept-host-key", metavar="SHA256:...",
+                       help="accept this SSH host key fingerprint if the host is not yet known")
+
+    pre = sub.add_parser("preflight", help="check every requirement and print a report",
+                         description="Run the requirement checks that apply and print a report. "
+                         "Without --answers, checks this machine and skips the answer-dependent "
+                         "checks.")
+    common(pre, answers_required=False)
+    pre.add_argument("--platform", choices=["compose", "kubernetes"],
+                     help="default: the answers file's, else compose")
+    pre.add_argument("--format", choices=["text", "json", "junit"], default="text")
+    pre.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    pre.add_argument("--only", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+                     help="run only these categories or checks (and what they need)")
+    pre.add_argument("--skip", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+                     help="do not run these categories or checks")
+    pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
+
+    from installer.commands import COMMANDS
+
+    for name, (text, add_arguments, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        common(p, answers_required=True)
+        add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from installer.redact import Redactor, setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    redactor = Redactor()
+    log_path = _log_path()
+    setup_logging(str(log_path), redactor)
+    log = logging.getLogger("installer.cli")
+    log.info("carto-installer %s: %s", __version__, " ".join(sys.argv[1:] if argv is None
+                                                             else list(argv)))
+    try:
+        if args.command is None:
+            return _wizard(args, redactor)
+        if args.command == "preflight":
+            return _preflight(args, redactor)
+        from installer.commands import COMMANDS
+
+        _, _, run = COMMANDS[args.command]
+        return int(run(args, redactor))
+    except InstallerError as exc:
+        log.info("stopped: %s", exc)
+        sys.stderr.write(redactor(f"error: {exc}") + "\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.info("interrupted")
+        sys.stderr.write("\ninterrupted: nothing was left half-written\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception:
+        log.exception("internal error")
+        sys.stderr.write(
+            f"internal error: this is a bug in carto-installer. Details are in {log_path}\n"
+        )
+        return EXIT_BUG
+
+
+def _log_path() -> Path:
+    """./carto-installer.log, private to the user (it may name hosts and users)."""
+    for candidate in (Path.cwd() / LOG_NAME, Path(tempfile.gettempdir()) / LOG_NAME):
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            continue
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+        return candidate
+    raise InputError("cannot create the log file in the working directory or the temp folder")
+
+
+def load_answers_arg(path: str | None, redactor: object) -> object:
+    if not path:
+        return None
+    from installer.answers import load_answers
+
+    answers = load_answers(path, redactor=redactor)  # type: ignore[arg-type]
+    for warning in answers.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    return answers
+
+
+def _preflight(args: argparse.Namespace, redactor: object) -> int:
+    from installer.answers import Answers
+    from installer.preflight import open_target, run_preflight, validate_names
+
+    only = validate_names(args.only, "--only")
+    skip = validate_names(args.skip, "--skip")
+    answers = load_answers_arg(args.answers, redactor)
+    assert answers is None or isinstance(answers, Answers)
+    platform = args.platform or (answers.platform if answers else "compose")
+    if args.output:
+        _check_writable(args.output)
+    with open_target(answers, accept_host_key=args.accept_host_key,
+                     redactor=redactor) as target:  # type: ignore[arg-type]
+        report = run_preflight(target, answers, platform, only=only, skip=skip,
+                               redactor=redactor)  # type: ignore[arg-type]
+    if args.format == "json":
+        text = report.to_json()
+    elif args.format == "junit":
+        text = report.to_junit()
+    else:
+        color = not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        text = report.to_text(color=color)
+    text = redactor(text)  # type: ignore[operator]
+    if args.output:
+        from installer.target import atomic_write
+
+        atomic_write(args.output, text.encode("utf-8"), 0o644)
+        sys.stderr.write(f"report written to {args.output}\n")
+    else:
+        sys.stdout.write(text)
+    return report.exit_code(strict=args.strict)
+
+
+def _check_writable(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise InputError(f"--output: cannot write to {path} (no such folder or not writable)")
+
+
+def _wizard(args: argparse.Namespace, redactor: object) -> int:
+    plain = args.plain or os.environ.get("TERM") == "dumb"
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InputError(
+            "the wizard needs a terminal",
+            "for scripts use `carto-installer preflight|render|deploy --answers FILE`",
+        )
+    if plain:
+        from screens.plain import run_plain
+
+        return int(run_plain(args, redactor))
+    from screens.app import run_app
+
+    return int(run_app(args, redactor))

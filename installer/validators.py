@@ -1,0 +1,137 @@
+"""One validator per kind of value, shared by the answers loader, the wizard and the checks.
+
+Each takes the raw value and returns the normalised value, or raises `ValueError` whose text is
+shown to the user as is, so it must say what is wrong and what is expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate_domain(value: object) -> str:
+    """A full domain or subdomain, never a URL, path, port or IP. IDN become punycode."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the domain is empty: give a full domain such as carto.example.com")
+    raw = value.strip()
+    if "://" in raw:
+        raise ValueError(
+            f"{raw!r} has a scheme: give the domain alone, e.g. "
+            f"{raw.split('://', 1)[1].split('/', 1)[0] or 'carto.example.com'}"
+        )
+    if "/" in raw:
+        raise ValueError(
+            f"{raw!r} contains a path: CARTO needs a full domain of its own, "
+            "it cannot be installed under a path such as example.com/carto"
+        )
+    if raw.startswith("[") or _is_ip(raw):
+        raise ValueError(f"{raw!r} is an IP address: CARTO needs a domain name that points at it")
+    if ":" in raw:
+        host, _, port = raw.rpartition(":")
+        raise ValueError(
+            f"{raw!r} contains a port ({port}): give the domain alone ({host}); "
+            "CARTO serves HTTPS on 443"
+        )
+    name = raw[:-1] if raw.endswith(".") else raw
+    try:
+        ascii_name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    except UnicodeError as exc:
+        raise ValueError(f"{raw!r} is not a valid internationalised domain name ({exc})") from None
+    ascii_name = ascii_name.lower()
+    if len(ascii_name) > 253:
+        raise ValueError(f"the domain is {len(ascii_name)} characters long; at most 253 allowed")
+    labels = ascii_name.split(".")
+    if len(labels) < 2:
+        raise ValueError(
+            f"{raw!r} is a single label: give a full domain such as {raw}.example.com"
+        )
+    for label in labels:
+        if not label:
+            raise ValueError(f"{raw!r} has an empty label (two dots in a row, or a leading dot)")
+        if len(label) > 63:
+            raise ValueError(f"the label {label[:20]}... is {len(label)} characters; at most 63")
+        if not _LABEL.match(label):
+            bad = sorted({c for c in label if not (c.isalnum() or c == "-")})
+            if bad:
+                raise ValueError(
+                    f"{raw!r} contains characters not allowed in a domain: {' '.join(bad)}"
+                )
+            raise ValueError(f"the label {label!r} may not start or end with a hyphen")
+    if labels[-1].isdigit():
+        raise ValueError(f"{raw!r} ends in a numeric label; a top-level domain is never numeric")
+    return ascii_name
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def validate_port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("a port is a whole number from 1 to 65535")
+    try:
+        port = int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{port} is out of range: a port is from 1 to 65535")
+    return port
+
+
+def validate_env_value(value: object) -> str:
+    """A value that will be written to an env file: any text but a newline or a NUL."""
+    if not isinstance(value, str):
+        raise ValueError("expected text")
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which no env file can hold")
+    if "\n" in value or "\r" in value:
+        raise ValueError("contains a line break, which an env file cannot hold in one value")
+    return value
+
+
+def validate_hostname(value: object) -> str:
+    """A host name or IP address to connect to (not necessarily fully qualified)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("the host is empty")
+    host = value.strip()
+    if "://" in host or "/" in host:
+        raise ValueError(f"{host!r} should be a host name or address, without scheme or path")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"{host!r} contains spaces")
+    validate_env_value(host)
+    return host
+
+
+def validate_identifier(value: object) -> str:
+    """A PostgreSQL role or database name as CARTO creates it (plain, unquoted)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("the name is empty")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$@.-]{0,62}", value):
+        raise ValueError(
+            f"{value!r} is not a plain PostgreSQL name: use letters, digits and _ "
+            "(Azure's user@server form is accepted)"
+        )
+    return value
+
+
+def validate_proxy_url(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("the proxy URL is empty")
+    validate_env_value(value)
+    match = re.fullmatch(
+        r"(https?)://(?:([^@/]*)@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", value
+    )
+    if not match:
+        raise ValueError(f"{value!r} is not a proxy URL like http://proxy.internal:3128")
+    if match.group(2):
+        raise ValueError(
+            "the proxy URL carries credentials; CARTO does not support proxy authentication"
+        )
+    return value

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh Debian/Ubuntu machine.
+#
+# Installs what the tests need and does not find (the Debian packages for the real services
+# the tests start: Docker engine and Compose, PostgreSQL 15, sshd, tinyproxy, busybox, tmux),
+# makes ./.test-venv with the project and its test extras, then runs pytest. Arguments are
+# passed to pytest, e.g. `./scripts/test.sh tests/test_cli.py -k json`.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$here"
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+packages=(docker.io docker-compose openssh-server openssh-client tinyproxy busybox-static
+          socat tmux sudo iproute2 util-linux procps ca-certificates)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || packages+=(postgresql-15)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    say "installing Debian packages the tests use: ${missing[*]}"
+    "${sudo_cmd[@]}" apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q \
+        --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+venv="$here/.test-venv"
+python=${PYTHON:-python3}
+if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv"
+    "$python" -m venv "$venv"
+fi
+stamp="$venv/.stamp"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing the project with its test extras"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    "$venv/bin/python" -m pip install --quiet -e ".[test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+    "$venv/bin/python" -c "import installer, textual, pytest" \
+        || { say "the test environment could not be installed"; exit 1; }
+    echo "$want" >"$stamp"
+fi
+
+exec "$venv/bin/python" -m pytest "$@"
