@@ -115,7 +115,8 @@ case "$*" in
     t=$(printf '%s' "$*" | sed -e 's/.*--template[= ]//')
     printf '%s' "$t" | sed -e 's/{{{{ *\\.Version *}}}}/{version}/g' \\
       -e 's/{{{{ *\\.GitCommit *}}}}/{commit}/g' -e 's/{{{{ *\\.GoVersion *}}}}/{go}/g' ;;
-  *) echo 'version.BuildInfo{{Version:"{version}", GitCommit:"{commit}", GitTreeState:"clean", GoVersion:"{go}"}}' ;;
+  *) printf '%s%s\n' 'version.BuildInfo{{Version:"{version}", GitCommit:"{commit}", ' \
+       'GitTreeState:"clean", GoVersion:"{go}"}}' ;;
 esac
 """
 
