@@ -20,6 +20,7 @@ from tests.services.k8s_apiserver import (
     release_secrets,
     set_release_status,
 )
+from tests.services.k8s_tools import fake_helm_binary
 
 CHART = Path(__file__).parent / "fixtures" / "charts" / "carto-test"
 
@@ -134,6 +135,20 @@ def test_kubectl_auth_can_i_follows_the_deny_set(
     assert k8s_cluster.mutating_requests() == []  # access reviews store nothing
 
 
+def test_denied_requests_are_forbidden_like_rbac(
+        k8s_cluster: FakeCluster, kubectl_bin: Path, helm_bin: Path, values_file: Path) -> None:
+    k8s_cluster.deny("list", "nodes")
+    nodes = k8s_cluster.run(kubectl_bin, "get", "nodes")
+    assert nodes.returncode == 1
+    assert 'nodes is forbidden: User "fixture-user" cannot list resource "nodes" in API group ' \
+        '"" at the cluster scope' in nodes.stderr
+    k8s_cluster.deny("create", "deployments", "apps", namespace="carto")
+    install = helm_install(k8s_cluster, helm_bin, values_file)
+    assert install.returncode == 1
+    assert 'cannot create resource "deployments" in API group "apps" in the namespace "carto"' \
+        in install.stderr
+
+
 def test_wrong_token_is_refused(k8s_cluster: FakeCluster, kubectl_bin: Path,
                                 tmp_path: Path) -> None:
     bad = k8s_cluster.write_kubeconfig(tmp_path / "bad-kubeconfig", token="wrong")
@@ -154,6 +169,22 @@ def test_untrusted_certificate_and_unreachable_server(
 
 
 # ---- helm without a cluster -------------------------------------------------------------------
+
+
+def test_real_helm_is_3_17_and_fake_old_helm_answers_like_3_5(
+        helm_bin: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    def version(binary: Path, *args: str) -> str:
+        return subprocess.run([str(binary), "version", *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert version(helm_bin, "--template", "{{.Version}}").startswith("v3.17.")
+    old = fake_helm_binary(tmp_path)
+    assert version(old, "--short") == "v3.5.4+g1b5edb6"
+    assert version(old, "--template", "{{.Version}}") == "v3.5.4"
+    assert version(old).startswith('version.BuildInfo{Version:"v3.5.4", GitCommit:')
+    assert version(fake_helm_binary(tmp_path / "other", "v3.1.0"), "--short").startswith("v3.1.0")
 
 
 def test_helm_template_and_lint_accept_good_values(

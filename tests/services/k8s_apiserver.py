@@ -9,7 +9,8 @@ Kubernetes REST API those clients use, over HTTPS on 127.0.0.1, with:
 * a generic object store with create/get/list/watch/update/patch/delete, label and field
   selectors, resourceVersion/uid/creationTimestamp/generation, and real-shaped Status errors;
 * tiny "controllers" that make workloads look ready at once (so `helm --wait` finishes);
-* SelfSubjectAccessReview answered from a configurable deny set;
+* a configurable deny set: SelfSubjectAccessReview (`kubectl auth can-i`) says no and the
+  matching requests get RBAC-shaped 403 Forbidden errors;
 * configurable /version, nodes, storage classes and bearer token.
 
 It serves HTTPS with a throw-away self-signed certificate (the kubeconfig trusts it through
@@ -611,6 +612,7 @@ class FakeCluster:
         self.token = token if tls else None  # None: no authentication at all
         self.version: Obj = {}
         self.set_version("v1.30.2")
+        self.user_name = "fixture-user"  # who the token belongs to, in Forbidden messages
         self.denied: list[tuple[str, str, str, str | None, str]] = []
         self.load_balancer_ip: str | None = "203.0.113.10"  # None: LoadBalancers stay pending
         self.failing_jobs: set[str] = set()  # Job names that fail with BackoffLimitExceeded
@@ -763,9 +765,13 @@ class FakeCluster:
 
     def deny(self, verb: str, resource: str, group: str = "", namespace: str | None = None,
              reason: str = "") -> None:
-        """Make SelfSubjectAccessReview answer "no" for (verb, resource, group[, namespace]).
+        """Forbid (verb, resource, group[, namespace]).
 
-        "*" matches anything; namespace None matches every namespace and cluster scope.
+        SelfSubjectAccessReview (kubectl auth can-i) answers "no" with `reason`, and the
+        matching API requests get 403 Forbidden like RBAC gives. verb is an API verb (get,
+        list, watch, create, update, patch, delete, deletecollection); resource a plural,
+        optionally with a subresource ("deployments/scale"). "*" matches anything; namespace
+        None matches every namespace and cluster scope.
         """
         with self._lock:
             self.denied.append((verb, resource, group, namespace, reason))
@@ -1109,8 +1115,9 @@ class FakeCluster:
     # ---- request handling (called by the HTTP handler) -----------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: Any,
-               body: bytes) -> tuple[int, Obj | str | None, RequestRecord]:
-        """Route one request. Returns (status code, JSON body or text, record)."""
+               body: bytes) -> tuple[int, Any, RequestRecord]:
+        """Route one request. Returns (status code, payload, record); the payload is a JSON
+        object, text, raw bytes (_Raw) or a _Watch stream."""
         route = _parse_path(path)
         record = RequestRecord(method, path, query, 0, route.kind.key if route.kind else None,
                                route.namespace, route.name, headers.get("Content-Type"),
@@ -1140,6 +1147,7 @@ class FakeCluster:
             if method != "POST":
                 raise ApiError(405, "MethodNotAllowed", "only create is allowed")
             return 201, self._access_review(_json_body(body))
+        self._authorize(method, route, query)
         ns = route.namespace or ""
         if kind.namespaced and ns and method in ("POST", "PUT", "PATCH") and \
                 ("namespaces", "", ns) not in self._store:
@@ -1268,19 +1276,50 @@ class FakeCluster:
                        f"format - accepted media types include: application/json-patch+json, "
                        f"application/merge-patch+json, application/apply-patch+yaml (got {ctype})")
 
+    def _denial(self, verb: str, resource: str, group: str, namespace: str | None) -> str | None:
+        """The reason ("" if none given) when the deny set forbids this, else None."""
+        for d_verb, d_res, d_group, d_ns, d_reason in self.denied:
+            if d_verb in ("*", verb) and d_res in ("*", resource) and \
+                    d_group in ("*", group) and (d_ns is None or d_ns == namespace):
+                return d_reason
+        return None
+
+    def _authorize(self, method: str, route: _Route, query: dict[str, str]) -> None:
+        """Enforce the deny set on real requests too (403), so a denied install really fails."""
+        kind = route.kind
+        if kind is None or not kind.stored:
+            return
+        if method == "GET":
+            verb = "get" if route.name else (
+                "watch" if query.get("watch") in ("true", "1") else "list")
+        else:
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete" if route.name else "deletecollection"}.get(method, "")
+        resource = kind.plural + (f"/{route.subresource}" if route.subresource else "")
+        if self._denial(verb, resource, kind.group, route.namespace) is None:
+            return
+        where = f'in the namespace "{route.namespace}"' if route.namespace \
+            else "at the cluster scope"
+        details: Obj = {"kind": kind.plural}
+        if kind.group:
+            details["group"] = kind.group
+        if route.name:
+            details["name"] = route.name
+        subject = f"{kind.key} \"{route.name}\"" if route.name else kind.key
+        raise ApiError(403, "Forbidden",
+                       f'{subject} is forbidden: User "{self.user_name}" cannot {verb} resource '
+                       f'"{resource}" in API group "{kind.group}" {where}', details)
+
     def _access_review(self, review: Obj) -> Obj:
         attrs = (review.get("spec") or {}).get("resourceAttributes")
         allowed, reason = True, ""
         if attrs is not None:
-            verb, res = attrs.get("verb", ""), attrs.get("resource", "")
-            group = attrs.get("group", "")
-            ns = attrs.get("namespace") or None
-            with self._lock:
-                for d_verb, d_res, d_group, d_ns, d_reason in self.denied:
-                    if d_verb in ("*", verb) and d_res in ("*", res) and \
-                            d_group in ("*", group) and (d_ns is None or d_ns == ns):
-                        allowed, reason = False, d_reason
-                        break
+            resource = attrs.get("resource", "") + (
+                f"/{attrs['subresource']}" if attrs.get("subresource") else "")
+            denial = self._denial(attrs.get("verb", ""), resource, attrs.get("group", ""),
+                                  attrs.get("namespace") or None)
+            if denial is not None:
+                allowed, reason = False, denial
         status: Obj = {"allowed": allowed}
         if reason:
             status["reason"] = reason
