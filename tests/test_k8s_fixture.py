@@ -16,6 +16,7 @@ import yaml
 from tests.services.k8s_apiserver import (
     FakeCluster,
     NodeSpec,
+    decode_protobuf,
     decode_release,
     release_secrets,
     set_release_status,
@@ -147,6 +148,34 @@ def test_denied_requests_are_forbidden_like_rbac(
     assert install.returncode == 1
     assert 'cannot create resource "deployments" in API group "apps" in the namespace "carto"' \
         in install.stderr
+
+
+def test_protobuf_secret_bodies_decode_like_json() -> None:
+    """helm writes its release Secrets as protobuf; check the decoder on a hand-made body."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while n > 0x7F:
+            out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+        return out + bytes([n])
+
+    def field(number: int, data: bytes | int) -> bytes:
+        if isinstance(data, int):
+            return varint(number << 3) + varint(data)
+        return varint(number << 3 | 2) + varint(len(data)) + data
+
+    meta = (field(1, b"sh.helm.release.v1.carto.v1") + field(2, b"") + field(3, b"carto")
+            + field(11, field(1, b"owner") + field(2, b"helm")) + field(8, field(1, 1700000000))
+            + field(9, b""))
+    secret = (field(1, meta) + field(2, field(1, b"release") + field(2, b"\x00\xffrel"))
+              + field(3, b"helm.sh/release.v1") + field(5, 1))
+    body = b"k8s\x00" + field(1, field(1, b"v1") + field(2, b"Secret")) + field(2, secret)
+    assert decode_protobuf(body) == {
+        "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1", "immutable": True,
+        "metadata": {"name": "sh.helm.release.v1.carto.v1", "namespace": "carto",
+                     "labels": {"owner": "helm"}, "creationTimestamp": "2023-11-14T22:13:20Z"},
+        "data": {"release": "AP9yZWw="},
+    }
 
 
 def test_wrong_token_is_refused(k8s_cluster: FakeCluster, kubectl_bin: Path,

@@ -465,24 +465,28 @@ def _proto_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
 
 
 def _proto_value(kind: Any, raw: int | bytes) -> Any:
+    if isinstance(raw, int):  # varint: int64 or bool
+        return bool(raw) if kind == "bool" else raw
     if kind == "str":
-        return bytes(raw).decode()  # type: ignore[arg-type]
-    if kind == "bytes":
-        return base64.b64encode(raw).decode()  # type: ignore[arg-type]
+        return raw.decode()
+    if kind == "bytes":  # []byte is base64 in JSON
+        return base64.b64encode(raw).decode()
     if kind == "raw":
         return raw
-    if kind in ("int", "bool"):
-        return bool(raw) if kind == "bool" else raw
-    return _proto_message(kind, raw)  # type: ignore[arg-type]
+    if kind is _TIME:  # metav1.Time is an RFC 3339 string in JSON; unset is omitted
+        seconds = _proto_message(_TIME, raw).get("seconds", 0)
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") \
+            if seconds else None
+    return _proto_message(kind, raw)
 
 
 def _proto_message(schema: dict[int, tuple[str, Any]], data: bytes) -> Obj:
     out: Obj = {}
     for number, raw in _proto_fields(data):
         if number not in schema:
-            continue
+            continue  # fields we do not model (managedFields ...)
         name, kind = schema[number]
-        if isinstance(kind, tuple) and kind[0] == "map":
+        if isinstance(kind, tuple) and kind[0] == "map":  # repeated {1: key, 2: value} entries
             entry = dict(_proto_fields(raw))  # type: ignore[arg-type]
             out.setdefault(name, {})[_proto_value("str", entry.get(1, b""))] = \
                 _proto_value(kind[1], entry.get(2, b""))
@@ -490,12 +494,8 @@ def _proto_message(schema: dict[int, tuple[str, Any]], data: bytes) -> Obj:
             out.setdefault(name, []).append(_proto_value(kind[1], raw))
         else:
             out[name] = _proto_value(kind, raw)
-    # Go's JSON omits empty optional fields; so do we (an unset time is not "1970-01-01").
-    if schema is _TIME:
-        return {"t": datetime.fromtimestamp(out.get("seconds", 0), UTC)
-                .strftime("%Y-%m-%dT%H:%M:%SZ")} if out.get("seconds") else {}
-    return {k: (v["t"] if isinstance(v, dict) and set(v) == {"t"} else v)
-            for k, v in out.items() if v not in ("", {}, None) or k == "data"}
+    # proto2 sends empty optional strings; Go's JSON (omitempty) leaves them out, so do we.
+    return {k: v for k, v in out.items() if v not in ("", None)}
 
 
 def decode_protobuf(body: bytes) -> Obj:
@@ -1132,6 +1132,9 @@ class FakeCluster:
                     payload = copy.deepcopy(payload)
         except ApiError as err:
             code, payload = err.code, err.body()
+        except Exception as exc:  # a bug here: show it in kubectl/helm output, not as EOF
+            code, payload = 500, ApiError(500, "InternalError",
+                                          f"fake API server failed: {exc!r}").body()
         return code, payload, dataclasses.replace(record, status=code)
 
     def _dispatch(self, method: str, route: _Route, query: dict[str, str], headers: Any,
@@ -1514,8 +1517,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        if os.environ.get("K8S_FIXTURE_LOG"):
-            sys.stderr.write("fake-k8s: " + format % args + "\n")
+        pass  # _handle logs each request itself when K8S_FIXTURE_LOG is set
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -1533,18 +1535,15 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         body = self._read_body()
-        if os.environ.get("K8S_FIXTURE_LOG") and body:
-            sys.stderr.write(f"fake-k8s: <- {self.command} {self.path} "
-                             f"{self.headers.get('Content-Type')} {body[:60]!r}\n")
         code, payload, record = self.cluster.handle(self.command, url.path, query, self.headers,
                                                     body)
         with self.cluster._lock:
             self.cluster.requests.append(record)
         if os.environ.get("K8S_FIXTURE_LOG"):
             sys.stderr.write(f"fake-k8s: {self.command} {self.path} -> {code} "
-                             f"{record.content_type or ''}\n")
-            if code >= 400 or self.command in ("PATCH", "PUT"):
-                sys.stderr.write(f"fake-k8s:   body={body[:2000]!r}\n")
+                             f"({record.content_type or 'no body'})\n")
+            if body and (code >= 400 or self.command == "PATCH"):
+                sys.stderr.write(f"fake-k8s:   request body: {body[:1000]!r}\n")
         if isinstance(payload, _Watch):
             self._stream(payload)
             return
@@ -1574,7 +1573,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away (or the server is stopping)
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
