@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-
 from installer.checks.base import (
     Check,
     CheckContext,
