@@ -9,10 +9,14 @@ CLI run also gets its own network namespace, so it can serve port 443 and cannot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -506,6 +510,67 @@ def test_unreadable_proxy_ca_file_fails_with_the_setting(
     ctx.answers.network.proxy.ca_file = str(tmp_path / "nope.pem")  # type: ignore[union-attr]
     result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
     assert result.status == Status.FAIL and "network.proxy.ca_file" in result.remediation
+
+
+@contextlib.contextmanager
+def tls_front(ca: TestCA, backend_port: int) -> Iterator[int]:
+    """A TLS terminator on 127.0.0.1 (certificate for the IP, from the test CA) that pipes
+    each connection to a plain backend: with tinyproxy behind it, an https:// proxy."""
+    issued = ca.issue(["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = issued.write(Path(tmp))
+        context.load_cert_chain(files.fullchain, files.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            tls = context.wrap_socket(conn, server_side=True)
+            backend = socket.create_connection(("127.0.0.1", backend_port))
+            threading.Thread(target=pipe, args=(backend, tls), daemon=True).start()
+            pipe(tls, backend)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+def test_through_an_https_proxy_passes(test_ca: TestCA, egress_server: LoopbackServer) -> None:
+    """TLS to the proxy, CONNECT inside it, then the host's own TLS inside that."""
+    with (
+        tinyproxy_with_hosts({"gcr.io": "127.0.0.1"}) as proxy,
+        tls_front(test_ca, proxy.port) as front,
+    ):
+        url = f"https://127.0.0.1:{front}"
+        ctx = egress_context(
+            test_ca,
+            egress_server.port,
+            resolver=refuse_local_dns,
+            proxy=ProxySettings(https=url),
+        )
+        result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
+        assert result.status == Status.PASS, result
+        assert f"via proxy {url}" in result.observed
+        assert "CONNECT gcr.io" in proxy.log()
 
 
 # --- a remote target -------------------------------------------------------------------------
