@@ -44,17 +44,18 @@ SILENT = 10
 
 def family(names: list[str]):  # type: ignore[no-untyped-def]
     """The catalog's egress check, expanded to `names` instead of the answers' host list."""
-    egress = next(c for c in network.CHECKS if c.id == "egress")
-    members = [(f"egress.{n}", f"HTTPS to {n}", EgressHost(n, True, ("benchmark",)))
-               for n in names]
+    egress = next(c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID)
+    members = [(f"egress.{n}", f"HTTPS to {n}", EgressHost(n, True, ("benchmark",))) for n in names]
     return dataclasses.replace(egress, expand=lambda ctx: members)
 
 
-def run_once(names: list[str], ports: dict[str, int], ca_file: Path,
-             timeout: float) -> tuple[float, list[CheckResult]]:
-    answers = Answers(domain="carto.example.com",
-                      network=NetworkSettings(proxy=ProxySettings(ca_file=str(ca_file)),
-                                              egress_timeout=timeout))
+def run_once(
+    names: list[str], ports: dict[str, int], ca_file: Path, timeout: float
+) -> tuple[float, list[CheckResult]]:
+    answers = Answers(
+        domain="carto.example.com",
+        network=NetworkSettings(proxy=ProxySettings(ca_file=str(ca_file)), egress_timeout=timeout),
+    )
 
     def resolve(name: str) -> list[str]:
         if name in ports:
@@ -70,8 +71,12 @@ def run_once(names: list[str], ports: dict[str, int], ca_file: Path,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timeout", type=float, default=2.0,
-                        help="per-host probe timeout, network.egress_timeout (default 2 s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=2.0,
+        help="per-host probe timeout, network.egress_timeout (default 2 s)",
+    )
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
@@ -88,27 +93,40 @@ def main() -> int:
             for _ in range(args.runs):
                 wall, results = run_once(names, mixed, ca.ca_file, args.timeout)
                 statuses = [r.status for r in results]
-                if statuses.count(Status.PASS) != HOSTS - SILENT or \
-                        statuses.count(Status.FAIL) != SILENT:
+                if (
+                    statuses.count(Status.PASS) != HOSTS - SILENT
+                    or statuses.count(Status.FAIL) != SILENT
+                ):
                     print(f"unexpected verdicts: {[(r.id, r.status, r.message) for r in results]}")
                     return 1
                 walls.append(wall)
                 ratios.append(wall / args.timeout)
                 overlaps.append(sum(r.duration_s for r in results) / wall)
-            quick = [run_once(names, all_answer, ca.ca_file, args.timeout)[0]
-                     for _ in range(args.runs)]
+            quick = [
+                run_once(names, all_answer, ca.ca_file, args.timeout)[0] for _ in range(args.runs)
+            ]
 
     goal = max(ratios) <= 1.3
-    print(f"egress: {HOSTS} hosts, {SILENT} never answer, per-host timeout {args.timeout:g} s, "
-          f"{args.runs} runs")
-    print(f"  wall time:                  median {statistics.median(walls):.3f} s "
-          f"(max {max(walls):.3f} s)")
-    print(f"  wall / per-host timeout:    median {statistics.median(ratios):.2f}x "
-          f"(max {max(ratios):.2f}x; goal <= 1.3x) {'OK' if goal else 'MISSED'}")
-    print(f"  sum of check times / wall:  median {statistics.median(overlaps):.1f}x "
-          f"(~{SILENT}x when the {SILENT} silent probes wait at the same time; 1x if in turn)")
-    print(f"  {HOSTS} answering hosts:         median {statistics.median(quick) * 1000:.0f} ms "
-          f"= {statistics.median(quick) / args.timeout:.2f}x the timeout")
+    print(
+        f"egress: {HOSTS} hosts, {SILENT} never answer, per-host timeout {args.timeout:g} s, "
+        f"{args.runs} runs"
+    )
+    print(
+        f"  wall time:                  median {statistics.median(walls):.3f} s "
+        f"(max {max(walls):.3f} s)"
+    )
+    print(
+        f"  wall / per-host timeout:    median {statistics.median(ratios):.2f}x "
+        f"(max {max(ratios):.2f}x; goal <= 1.3x) {'OK' if goal else 'MISSED'}"
+    )
+    print(
+        f"  sum of check times / wall:  median {statistics.median(overlaps):.1f}x "
+        f"(~{SILENT}x when the {SILENT} silent probes wait at the same time; 1x if in turn)"
+    )
+    print(
+        f"  {HOSTS} answering hosts:         median {statistics.median(quick) * 1000:.0f} ms "
+        f"= {statistics.median(quick) / args.timeout:.2f}x the timeout"
+    )
     return 0 if goal else 1
 
 

@@ -60,11 +60,17 @@ class EgressHost:
 
 _ALWAYS = ("auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com")
 _DEPLOYMENT = ("storage.googleapis.com", "gcr.io", "cloudresourcemanager.googleapis.com")
-_BIGQUERY = ("bigquery.googleapis.com", "oauth2.googleapis.com",
-             "bigquerydatatransfer.googleapis.com")
+_BIGQUERY = (
+    "bigquery.googleapis.com",
+    "oauth2.googleapis.com",
+    "bigquerydatatransfer.googleapis.com",
+)
 _LDS = ("api.tomtom.com", "isoline.router.hereapi.com")
-_FEATURE_FLAGS = ("events.launchdarkly.com", "stream.launchdarkly.com",
-                  "clientstream.launchdarkly.com")
+_FEATURE_FLAGS = (
+    "events.launchdarkly.com",
+    "stream.launchdarkly.com",
+    "clientstream.launchdarkly.com",
+)
 
 
 def egress_hosts(answers: Answers) -> list[EgressHost]:
@@ -72,15 +78,26 @@ def egress_hosts(answers: Answers) -> list[EgressHost]:
     network = answers.network
     wanted: dict[str, EgressHost] = {}
 
-    def add(host: str, reason: str, *, required: bool = True, missing: str | None = None,
-            bypass: bool = False) -> None:
+    def add(
+        host: str,
+        reason: str,
+        *,
+        required: bool = True,
+        missing: str | None = None,
+        bypass: bool = False,
+    ) -> None:
         host = host.strip().rstrip(".").lower()
         old = wanted.get(host)
         if old is None:
             wanted[host] = EgressHost(host, required, (reason,), missing, bypass)
         elif reason not in old.reasons:
-            wanted[host] = EgressHost(host, old.required or required, (*old.reasons, reason),
-                                      old.missing_answer, old.bypass_proxy or bypass)
+            wanted[host] = EgressHost(
+                host,
+                old.required or required,
+                (*old.reasons, reason),
+                old.missing_answer,
+                old.bypass_proxy or bypass,
+            )
 
     for host in _ALWAYS:
         add(host, "CARTO platform services")
@@ -98,19 +115,29 @@ def egress_hosts(answers: Answers) -> list[EgressHost]:
     if network.cloud == "gcp":
         add("storage.googleapis.com", "buckets on Google Cloud Storage")
     elif network.cloud in ("aws", "azure"):
-        pattern, label = {"aws": ("*.amazonaws.com", "buckets on Amazon S3"),
-                          "azure": ("*.blob.core.windows.net", "buckets on Azure Blob")}[
-                              network.cloud]
-        add(network.bucket_host or pattern, label,
-            missing=None if network.bucket_host else "network.bucket_host")
+        pattern, label = {
+            "aws": ("*.amazonaws.com", "buckets on Amazon S3"),
+            "azure": ("*.blob.core.windows.net", "buckets on Azure Blob"),
+        }[network.cloud]
+        add(
+            network.bucket_host or pattern,
+            label,
+            missing=None if network.bucket_host else "network.bucket_host",
+        )
     if "snowflake" in warehouses:
-        add(network.snowflake_account_url or "*.snowflakecomputing.com", "Snowflake",
+        add(
+            network.snowflake_account_url or "*.snowflakecomputing.com",
+            "Snowflake",
             missing=None if network.snowflake_account_url else "network.snowflake_account_url",
-            bypass=True)
+            bypass=True,
+        )
     if "databricks" in warehouses:
-        add(network.databricks_host or "*.databricks.com", "Databricks",
+        add(
+            network.databricks_host or "*.databricks.com",
+            "Databricks",
             missing=None if network.databricks_host else "network.databricks_host",
-            bypass=True)
+            bypass=True,
+        )
     if "lds" in features:
         for host in _LDS:
             add(host, "Location Data Services")
@@ -160,7 +187,7 @@ def bypasses_proxy(host: str, no_proxy: str | None) -> bool:
                 pass
             continue
         if entry.startswith("[") and "]" in entry:
-            entry = entry[1:entry.index("]")]
+            entry = entry[1 : entry.index("]")]
         elif entry.count(":") == 1:
             entry = entry.split(":", 1)[0]
         entry = entry.lstrip("*").lstrip(".").rstrip(".")
@@ -198,8 +225,7 @@ def tls_context(extra_ca_file: str | None = None) -> ssl.SSLContext:
 
 
 class ProbeFailure(Exception):
-    def __init__(self, stage: str, detail: str, *, timed_out: bool = False,
-                 kind: str = "") -> None:
+    def __init__(self, stage: str, detail: str, *, timed_out: bool = False, kind: str = "") -> None:
         super().__init__(f"{stage}: {detail}")
         self.stage = stage
         self.detail = detail
@@ -263,8 +289,9 @@ class _Deadline:
     def left(self, stage: str) -> float:
         remaining = self.end - time.monotonic()
         if remaining <= 0:
-            raise ProbeFailure(stage, f"no answer within {self.seconds:g} s", timed_out=True,
-                               kind="timeout")
+            raise ProbeFailure(
+                stage, f"no answer within {self.seconds:g} s", timed_out=True, kind="timeout"
+            )
         return remaining
 
 
@@ -286,8 +313,9 @@ class _SocketStream:
 class _TLSStream:
     """TLS over any stream (a socket, an SSH channel, another TLS stream) via memory BIOs."""
 
-    def __init__(self, inner: _Stream, context: ssl.SSLContext, server_name: str,
-                 pending: bytes = b"") -> None:
+    def __init__(
+        self, inner: _Stream, context: ssl.SSLContext, server_name: str, pending: bytes = b""
+    ) -> None:
         self.inner = inner
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
@@ -361,13 +389,33 @@ def probe_host(
 
     def work() -> None:
         try:
-            outcome.append(_walk(host, port, target, resolver, context, proxy, proxy_context,
-                                 _Deadline(timeout), progress, started))
+            outcome.append(
+                _walk(
+                    host,
+                    port,
+                    target,
+                    resolver,
+                    context,
+                    proxy,
+                    proxy_context,
+                    _Deadline(timeout),
+                    progress,
+                    started,
+                )
+            )
         except ProbeFailure as exc:
             outcome.append(_failure(host, port, proxy, exc, progress, started))
         except Exception as exc:  # an unexpected error still ends as a named stage
-            outcome.append(_failure(host, port, proxy, ProbeFailure(
-                progress.stage or DNS, _describe(exc)), progress, started))
+            outcome.append(
+                _failure(
+                    host,
+                    port,
+                    proxy,
+                    ProbeFailure(progress.stage or DNS, _describe(exc)),
+                    progress,
+                    started,
+                )
+            )
         finally:
             progress.close_all()
 
@@ -381,40 +429,82 @@ def probe_host(
     with progress.lock:
         stage = progress.stage or DNS
     progress.close_all()
-    return _failure(host, port, proxy, ProbeFailure(
-        stage, f"no answer within {timeout:g} s", timed_out=True, kind="timeout"),
-        progress, started)
+    return _failure(
+        host,
+        port,
+        proxy,
+        ProbeFailure(stage, f"no answer within {timeout:g} s", timed_out=True, kind="timeout"),
+        progress,
+        started,
+    )
 
 
-def _failure(host: str, port: int, proxy: Proxy | None, exc: ProbeFailure,
-             progress: _Progress, started: float) -> ProbeResult:
+def _failure(
+    host: str,
+    port: int,
+    proxy: Proxy | None,
+    exc: ProbeFailure,
+    progress: _Progress,
+    started: float,
+) -> ProbeResult:
     with progress.lock:
         done = list(progress.done)
         addresses = list(progress.addresses)
-    return ProbeResult(host, port, False, exc.stage, exc.detail, exc.kind, exc.timed_out,
-                       time.monotonic() - started, addresses, proxy.url if proxy else None,
-                       None, done)
+    return ProbeResult(
+        host,
+        port,
+        False,
+        exc.stage,
+        exc.detail,
+        exc.kind,
+        exc.timed_out,
+        time.monotonic() - started,
+        addresses,
+        proxy.url if proxy else None,
+        None,
+        done,
+    )
 
 
-def _walk(host: str, port: int, target: Target, resolver: Resolver, context: ssl.SSLContext,
-          proxy: Proxy | None, proxy_context: ssl.SSLContext | None, deadline: _Deadline,
-          progress: _Progress, started: float) -> ProbeResult:
+def _walk(
+    host: str,
+    port: int,
+    target: Target,
+    resolver: Resolver,
+    context: ssl.SSLContext,
+    proxy: Proxy | None,
+    proxy_context: ssl.SSLContext | None,
+    deadline: _Deadline,
+    progress: _Progress,
+    started: float,
+) -> ProbeResult:
     if proxy is None:
         sock = _connect_direct(host, port, target, resolver, deadline, progress)
         stream: _Stream = _SocketStream(sock, deadline, progress)
         pending = b""
     else:
         progress.enter(PROXY)
-        sock = _open(target, resolver, proxy.host, proxy.port, deadline, progress, PROXY,
-                     what=f"the proxy {proxy.url}")
+        sock = _open(
+            target,
+            resolver,
+            proxy.host,
+            proxy.port,
+            deadline,
+            progress,
+            PROXY,
+            what=f"the proxy {proxy.url}",
+        )
         stream = _SocketStream(sock, deadline, progress)
         if proxy.scheme == "https":
             proxy_tls = _TLSStream(stream, proxy_context or context, proxy.host)
             try:
                 proxy_tls.handshake()
             except ssl.SSLError as exc:
-                raise ProbeFailure(PROXY, f"TLS to the proxy {proxy.url} failed: "
-                                   f"{_ssl_reason(exc)}", kind="proxy-tls") from None
+                raise ProbeFailure(
+                    PROXY,
+                    f"TLS to the proxy {proxy.url} failed: {_ssl_reason(exc)}",
+                    kind="proxy-tls",
+                ) from None
             stream = proxy_tls
         progress.enter(PROXY_CONNECT)
         pending = _proxy_connect(stream, host, port, proxy)
@@ -424,26 +514,48 @@ def _walk(host: str, port: int, target: Target, resolver: Resolver, context: ssl
         tls.handshake()
     except ssl.SSLCertVerificationError as exc:
         reason = exc.verify_message or _ssl_reason(exc)
-        raise ProbeFailure(TLS, f"the certificate presented for {host} was rejected: {reason}",
-                           kind="verify") from None
+        raise ProbeFailure(
+            TLS, f"the certificate presented for {host} was rejected: {reason}", kind="verify"
+        ) from None
     except ssl.SSLError as exc:
-        raise ProbeFailure(TLS, f"the handshake failed: {_ssl_reason(exc)}",
-                           kind="handshake") from None
+        raise ProbeFailure(
+            TLS, f"the handshake failed: {_ssl_reason(exc)}", kind="handshake"
+        ) from None
     except (ConnectionError, OSError) as exc:
         if isinstance(exc, TimeoutError | socket.timeout):
-            raise ProbeFailure(TLS, f"no answer within {deadline.seconds:g} s",
-                               timed_out=True, kind="timeout") from None
-        raise ProbeFailure(TLS, f"the connection was cut during the handshake "
-                           f"({_describe(exc)})", kind="reset") from None
+            raise ProbeFailure(
+                TLS, f"no answer within {deadline.seconds:g} s", timed_out=True, kind="timeout"
+            ) from None
+        raise ProbeFailure(
+            TLS, f"the connection was cut during the handshake ({_describe(exc)})", kind="reset"
+        ) from None
     with progress.lock:
         done = [*progress.done, TLS]
         addresses = list(progress.addresses)
-    return ProbeResult(host, port, True, TLS, "", "", False, time.monotonic() - started,
-                       addresses, proxy.url if proxy else None, tls.version, done)
+    return ProbeResult(
+        host,
+        port,
+        True,
+        TLS,
+        "",
+        "",
+        False,
+        time.monotonic() - started,
+        addresses,
+        proxy.url if proxy else None,
+        tls.version,
+        done,
+    )
 
 
-def _connect_direct(host: str, port: int, target: Target, resolver: Resolver,
-                    deadline: _Deadline, progress: _Progress) -> socket.socket:
+def _connect_direct(
+    host: str,
+    port: int,
+    target: Target,
+    resolver: Resolver,
+    deadline: _Deadline,
+    progress: _Progress,
+) -> socket.socket:
     if not target.is_local:
         # The target resolves and connects in one step; the error text tells which failed.
         progress.enter(CONNECT)
@@ -472,19 +584,30 @@ def _resolve(resolver: Resolver, host: str, deadline: _Deadline, stage: str) -> 
     try:
         addresses = resolver(host)
     except socket.gaierror as exc:
-        raise ProbeFailure(stage, f"{host} does not resolve ({exc.strerror or exc})",
-                           kind="nxdomain") from None
+        raise ProbeFailure(
+            stage, f"{host} does not resolve ({exc.strerror or exc})", kind="nxdomain"
+        ) from None
     except OSError as exc:
-        raise ProbeFailure(stage, f"{host} could not be resolved ({_describe(exc)})",
-                           kind="resolver") from None
+        raise ProbeFailure(
+            stage, f"{host} could not be resolved ({_describe(exc)})", kind="resolver"
+        ) from None
     deadline.left(stage)
     if not addresses:
         raise ProbeFailure(stage, f"{host} has no address", kind="nxdomain")
     return addresses
 
 
-def _open(target: Target, resolver: Resolver | None, host: str, port: int,
-          deadline: _Deadline, progress: _Progress, stage: str, *, what: str) -> socket.socket:
+def _open(
+    target: Target,
+    resolver: Resolver | None,
+    host: str,
+    port: int,
+    deadline: _Deadline,
+    progress: _Progress,
+    stage: str,
+    *,
+    what: str,
+) -> socket.socket:
     address = host
     if resolver is not None and target.is_local and _as_ip(host) is None:
         address = _resolve(resolver, host, deadline, stage)[0]
@@ -493,31 +616,42 @@ def _open(target: Target, resolver: Resolver | None, host: str, port: int,
     except ProbeFailure:
         raise
     except TimeoutError:
-        raise ProbeFailure(stage, f"no answer from {what} ({address} port {port}) within "
-                           f"{deadline.seconds:g} s", timed_out=True, kind="timeout") from None
+        raise ProbeFailure(
+            stage,
+            f"no answer from {what} ({address} port {port}) within {deadline.seconds:g} s",
+            timed_out=True,
+            kind="timeout",
+        ) from None
     except ConnectionRefusedError:
-        raise ProbeFailure(stage, f"{what} ({address}) refused the connection on port {port}",
-                           kind="refused") from None
+        raise ProbeFailure(
+            stage, f"{what} ({address}) refused the connection on port {port}", kind="refused"
+        ) from None
     except socket.gaierror as exc:
-        raise ProbeFailure(DNS if stage == CONNECT else stage,
-                           f"{host} does not resolve ({exc.strerror or exc})",
-                           kind="nxdomain") from None
+        raise ProbeFailure(
+            DNS if stage == CONNECT else stage,
+            f"{host} does not resolve ({exc.strerror or exc})",
+            kind="nxdomain",
+        ) from None
     except OSError as exc:
         text = _describe(exc)
         if stage == CONNECT and _looks_like_dns(text):
-            raise ProbeFailure(DNS, f"{host} does not resolve on the target ({text})",
-                               kind="nxdomain") from None
+            raise ProbeFailure(
+                DNS, f"{host} does not resolve on the target ({text})", kind="nxdomain"
+            ) from None
         kind = "refused" if "refused" in text.lower() else "unreachable"
-        raise ProbeFailure(stage, f"cannot connect to {what} ({address} port {port}): {text}",
-                           kind=kind) from None
+        raise ProbeFailure(
+            stage, f"cannot connect to {what} ({address} port {port}): {text}", kind=kind
+        ) from None
     except Exception as exc:  # an SSH channel error from a remote target, for instance
         text = _describe(exc)
         if stage == CONNECT and _looks_like_dns(text):
-            raise ProbeFailure(DNS, f"{host} does not resolve on the target ({text})",
-                               kind="nxdomain") from None
+            raise ProbeFailure(
+                DNS, f"{host} does not resolve on the target ({text})", kind="nxdomain"
+            ) from None
         kind = "refused" if "refused" in text.lower() else "unreachable"
-        raise ProbeFailure(stage, f"cannot connect to {what} (port {port}) from the target: "
-                           f"{text}", kind=kind) from None
+        raise ProbeFailure(
+            stage, f"cannot connect to {what} (port {port}) from the target: {text}", kind=kind
+        ) from None
     with progress.lock:
         progress.sockets.append(sock)
     return sock
@@ -525,8 +659,18 @@ def _open(target: Target, resolver: Resolver | None, host: str, port: int,
 
 def _looks_like_dns(text: str) -> bool:
     lowered = text.lower()
-    return any(s in lowered for s in ("resolve", "name or service", "nodename", "getaddrinfo",
-                                      "no address", "unknown host", "temporary failure in name"))
+    return any(
+        s in lowered
+        for s in (
+            "resolve",
+            "name or service",
+            "nodename",
+            "getaddrinfo",
+            "no address",
+            "unknown host",
+            "temporary failure in name",
+        )
+    )
 
 
 def _proxy_connect(stream: _Stream, host: str, port: int, proxy: Proxy) -> bytes:
@@ -534,8 +678,10 @@ def _proxy_connect(stream: _Stream, host: str, port: int, proxy: Proxy) -> bytes
     from installer import __version__
 
     authority = f"{host}:{port}"
-    request = (f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
-               f"User-Agent: carto-installer/{__version__}\r\n\r\n")
+    request = (
+        f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        f"User-Agent: carto-installer/{__version__}\r\n\r\n"
+    )
     try:
         stream.send(request.encode("ascii"))
         answer = b""
@@ -547,22 +693,34 @@ def _proxy_connect(stream: _Stream, host: str, port: int, proxy: Proxy) -> bytes
             if len(answer) > _MAX_PROXY_RESPONSE:
                 break
     except TimeoutError:
-        raise ProbeFailure(PROXY_CONNECT, f"the proxy {proxy.url} did not answer CONNECT "
-                           f"{authority}", timed_out=True, kind="timeout") from None
+        raise ProbeFailure(
+            PROXY_CONNECT,
+            f"the proxy {proxy.url} did not answer CONNECT {authority}",
+            timed_out=True,
+            kind="timeout",
+        ) from None
     except OSError as exc:
-        raise ProbeFailure(PROXY_CONNECT, f"the proxy {proxy.url} dropped the connection "
-                           f"({_describe(exc)})", kind="reset") from None
+        raise ProbeFailure(
+            PROXY_CONNECT,
+            f"the proxy {proxy.url} dropped the connection ({_describe(exc)})",
+            kind="reset",
+        ) from None
     head, sep, rest = answer.partition(b"\r\n\r\n")
     if not sep:
-        raise ProbeFailure(PROXY_CONNECT, f"the proxy {proxy.url} closed the connection "
-                           f"without answering CONNECT {authority}", kind="reset")
+        raise ProbeFailure(
+            PROXY_CONNECT,
+            f"the proxy {proxy.url} closed the connection without answering CONNECT {authority}",
+            kind="reset",
+        )
     status_line = head.split(b"\r\n", 1)[0].decode("latin-1").strip()
     parts = status_line.split(" ", 2)
     code = parts[1] if len(parts) > 1 and parts[1].isdigit() else ""
     if code != "200":
-        raise ProbeFailure(PROXY_CONNECT, f"the proxy {proxy.url} answered "
-                           f"\"{status_line}\" to CONNECT {authority}",
-                           kind=f"status {code or '?'}")
+        raise ProbeFailure(
+            PROXY_CONNECT,
+            f'the proxy {proxy.url} answered "{status_line}" to CONNECT {authority}',
+            kind=f"status {code or '?'}",
+        )
     return rest
 
 
@@ -575,4 +733,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
     return text.splitlines()[0] if text else type(exc).__name__
-

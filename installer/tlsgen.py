@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 DEFAULT_DAYS = 365
 
 
-def generate_self_signed(domain: str, days: int = DEFAULT_DAYS, *,
-                         redactor: Redactor | None = None) -> tuple[bytes, bytes]:
+def generate_self_signed(
+    domain: str, days: int = DEFAULT_DAYS, *, redactor: Redactor | None = None
+) -> tuple[bytes, bytes]:
     """(certificate PEM, unencrypted PKCS#8 key PEM) for `domain`, valid for `days` days.
 
     RSA 2048 for the widest client support; the domain is in the subjectAltName (browsers
@@ -50,24 +51,36 @@ def generate_self_signed(domain: str, days: int = DEFAULT_DAYS, *,
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=True,
-                                     content_commitment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     if redactor is not None:
         redactor.add(key_pem)
     return cert_pem, key_pem
 
 
-def write_certificate_pair(cert_pem: bytes, key_pem: bytes, cert_path: str, key_path: str,
-                           target: Target | None = None) -> None:
+def write_certificate_pair(
+    cert_pem: bytes, key_pem: bytes, cert_path: str, key_path: str, target: Target | None = None
+) -> None:
     """Write the certificate (0644) and the key (0600), each atomically; the key first, so a
     certificate never sits next to a missing key."""
     if target is None:
@@ -80,9 +93,15 @@ def write_certificate_pair(cert_pem: bytes, key_pem: bytes, cert_path: str, key_
     target.write_file(cert_path, cert_pem, 0o644)
 
 
-def write_self_signed(domain: str, cert_path: str, key_path: str, *, days: int = DEFAULT_DAYS,
-                      target: Target | None = None,
-                      redactor: Redactor | None = None) -> tuple[bytes, bytes]:
+def write_self_signed(
+    domain: str,
+    cert_path: str,
+    key_path: str,
+    *,
+    days: int = DEFAULT_DAYS,
+    target: Target | None = None,
+    redactor: Redactor | None = None,
+) -> tuple[bytes, bytes]:
     """Generate a self-signed pair for `domain` and write it; returns the PEM bytes."""
     cert_pem, key_pem = generate_self_signed(domain, days, redactor=redactor)
     write_certificate_pair(cert_pem, key_pem, cert_path, key_path, target)

@@ -9,10 +9,14 @@ CLI run also gets its own network namespace, so it can serve port 443 and cannot
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -43,14 +47,29 @@ from tests.services.tls_ca import (
     wait_until,
 )
 
-BASE_HOSTS = ["auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com",
-              "storage.googleapis.com", "gcr.io", "cloudresourcemanager.googleapis.com"]
-EXTRA_HOSTS = ["api.openai.com", "bigquery.googleapis.com", "oauth2.googleapis.com",
-               "bigquerydatatransfer.googleapis.com", "sts.googleapis.com", "api.tomtom.com",
-               "isoline.router.hereapi.com", "events.launchdarkly.com",
-               "stream.launchdarkly.com", "clientstream.launchdarkly.com",
-               "acme.snowflakecomputing.com", "dbc-1.cloud.databricks.com"]
-EGRESS = [c for c in network.CHECKS if c.id == "egress"]
+BASE_HOSTS = [
+    "auth.carto.com",
+    "pubsub.googleapis.com",
+    "www.googleapis.com",
+    "storage.googleapis.com",
+    "gcr.io",
+    "cloudresourcemanager.googleapis.com",
+]
+EXTRA_HOSTS = [
+    "api.openai.com",
+    "bigquery.googleapis.com",
+    "oauth2.googleapis.com",
+    "bigquerydatatransfer.googleapis.com",
+    "sts.googleapis.com",
+    "api.tomtom.com",
+    "isoline.router.hereapi.com",
+    "events.launchdarkly.com",
+    "stream.launchdarkly.com",
+    "clientstream.launchdarkly.com",
+    "acme.snowflakecomputing.com",
+    "dbc-1.cloud.databricks.com",
+]
+EGRESS = [c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID]
 
 
 def loopback_resolver(names: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -74,16 +93,24 @@ def egress_server(test_ca: TestCA) -> Iterator[LoopbackServer]:
         yield server
 
 
-def egress_context(ca: TestCA, port: int | dict[str, int], *, timeout: float = 2.0,
-                   resolver=None, **network_settings) -> CheckContext:  # type: ignore[no-untyped-def]
+def egress_context(
+    ca: TestCA,
+    port: int | dict[str, int],
+    *,
+    timeout: float = 2.0,
+    resolver=None,
+    **network_settings,
+) -> CheckContext:  # type: ignore[no-untyped-def]
     proxy = network_settings.pop("proxy", None) or ProxySettings()
     # The test CA plays the part of a TLS-inspecting firewall's CA (network.proxy.ca_file).
     proxy.ca_file = str(ca.ca_file)
-    answers = Answers(domain="carto.example.com",
-                      network=NetworkSettings(proxy=proxy, egress_timeout=timeout,
-                                              **network_settings))
-    ctx = CheckContext(target=LocalTarget(), answers=answers,
-                       resolver=resolver or loopback_resolver())
+    answers = Answers(
+        domain="carto.example.com",
+        network=NetworkSettings(proxy=proxy, egress_timeout=timeout, **network_settings),
+    )
+    ctx = CheckContext(
+        target=LocalTarget(), answers=answers, resolver=resolver or loopback_resolver()
+    )
     ctx.cache[network.EGRESS_PORT_KEY] = port
     return ctx
 
@@ -101,21 +128,24 @@ def assert_actionable(result: CheckResult) -> None:
 # --- net.domain ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("raw", "status", "says"), [
-    ("carto.example.com", Status.PASS, "valid"),
-    ("Bücher.Example.com", Status.PASS, "xn--bcher-kva.example.com"),
-    ("https://carto.example.com", Status.FAIL, "scheme"),
-    ("example.com/carto", Status.FAIL, "path"),
-    ("carto.example.com:8443", Status.FAIL, "port"),
-    ("10.0.0.5", Status.FAIL, "IP address"),
-    ("carto", Status.FAIL, "single label"),
-    ("carto_app.example.com", Status.FAIL, "not allowed"),
-    ("*.example.com", Status.FAIL, "wildcard"),
-    ("-bad.example.com", Status.FAIL, "hyphen"),
-    ("a" * 64 + ".example.com", Status.FAIL, "63"),
-    ("xn--zz.example.com", Status.FAIL, "punycode"),
-    ("", Status.FAIL, "empty"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "says"),
+    [
+        ("carto.example.com", Status.PASS, "valid"),
+        ("Bücher.Example.com", Status.PASS, "xn--bcher-kva.example.com"),
+        ("https://carto.example.com", Status.FAIL, "scheme"),
+        ("example.com/carto", Status.FAIL, "path"),
+        ("carto.example.com:8443", Status.FAIL, "port"),
+        ("10.0.0.5", Status.FAIL, "IP address"),
+        ("carto", Status.FAIL, "single label"),
+        ("carto_app.example.com", Status.FAIL, "not allowed"),
+        ("*.example.com", Status.FAIL, "wildcard"),
+        ("-bad.example.com", Status.FAIL, "hyphen"),
+        ("a" * 64 + ".example.com", Status.FAIL, "63"),
+        ("xn--zz.example.com", Status.FAIL, "punycode"),
+        ("", Status.FAIL, "empty"),
+    ],
+)
 def test_domain_syntax(raw: str, status: Status, says: str) -> None:
     ctx = CheckContext(target=LocalTarget(), answers=Answers(domain=raw or " "))
     outcome = network.check_domain(ctx)
@@ -145,8 +175,12 @@ def test_validator_is_shared_with_the_answers_loader() -> None:
 
 def own_address() -> str:
     """A non-loopback address of this machine (what a DNS record would point at)."""
-    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "scope", "global"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     addresses = network.parse_ip_addr(out)
     if not addresses:
         raise RuntimeError("this machine has no global IPv4 address for the net.dns tests")
@@ -154,8 +188,12 @@ def own_address() -> str:
 
 
 def dns_result(resolve, platform: str = "compose") -> CheckResult:  # type: ignore[no-untyped-def]
-    ctx = CheckContext(target=LocalTarget(), platform=platform,
-                       answers=Answers(domain="carto.example.com"), resolver=resolve)
+    ctx = CheckContext(
+        target=LocalTarget(),
+        platform=platform,
+        answers=Answers(domain="carto.example.com"),
+        resolver=resolve,
+    )
     checks = [c for c in network.CHECKS if c.id.startswith("net.")]
     return by_id(run_checks(ctx, checks))["net.dns"]
 
@@ -202,9 +240,11 @@ def test_dns_on_kubernetes_only_needs_to_resolve() -> None:
 
 
 def test_parse_ip_addr_reads_both_formats() -> None:
-    text = ("1: lo    inet 127.0.0.1/8 scope host lo\\\n"
-            "4: eth0    inet6 fe80::1%eth0/64 scope link\\\n"
-            "4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\\n")
+    text = (
+        "1: lo    inet 127.0.0.1/8 scope host lo\\\n"
+        "4: eth0    inet6 fe80::1%eth0/64 scope link\\\n"
+        "4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\\n"
+    )
     assert network.parse_ip_addr(text) == ["127.0.0.1", "fe80::1", "192.0.2.2"]
     assert network.parse_ip_addr("192.0.2.2 fd00::2 \n") == ["192.0.2.2", "fd00::2"]
 
@@ -223,10 +263,13 @@ def test_base_hosts_are_always_required() -> None:
 
 
 def test_hosts_follow_features_warehouses_and_cloud() -> None:
-    hosts = hosts_for(cloud="gcp", warehouses=["bigquery", "snowflake", "databricks"],
-                      features=["ai_agents", "lds", "feature_flags", "workload_identity"],
-                      snowflake_account_url="acme.snowflakecomputing.com",
-                      databricks_host="dbc-1.cloud.databricks.com")
+    hosts = hosts_for(
+        cloud="gcp",
+        warehouses=["bigquery", "snowflake", "databricks"],
+        features=["ai_agents", "lds", "feature_flags", "workload_identity"],
+        snowflake_account_url="acme.snowflakecomputing.com",
+        databricks_host="dbc-1.cloud.databricks.com",
+    )
     assert set(hosts) == set(BASE_HOSTS + EXTRA_HOSTS)
     assert not hosts["events.launchdarkly.com"].required
     assert hosts["acme.snowflakecomputing.com"].bypass_proxy
@@ -249,16 +292,19 @@ def test_wildcard_hosts_need_the_concrete_name() -> None:
     assert "acme.s3.amazonaws.com" in hosts and not hosts["acme.s3.amazonaws.com"].missing_answer
 
 
-@pytest.mark.parametrize(("host", "no_proxy", "bypass"), [
-    ("auth.carto.com", None, False),
-    ("auth.carto.com", "*", True),
-    ("auth.carto.com", "carto.com", True),
-    ("auth.carto.com", ".carto.com", True),
-    ("auth.carto.com", "localhost, .internal ,carto.com:443", True),
-    ("notcarto.com", "carto.com", False),
-    ("10.1.2.3", "10.0.0.0/8", True),
-    ("gcr.io", ".googleapis.com", False),
-])
+@pytest.mark.parametrize(
+    ("host", "no_proxy", "bypass"),
+    [
+        ("auth.carto.com", None, False),
+        ("auth.carto.com", "*", True),
+        ("auth.carto.com", "carto.com", True),
+        ("auth.carto.com", ".carto.com", True),
+        ("auth.carto.com", "localhost, .internal ,carto.com:443", True),
+        ("notcarto.com", "carto.com", False),
+        ("10.1.2.3", "10.0.0.0/8", True),
+        ("gcr.io", ".googleapis.com", False),
+    ],
+)
 def test_no_proxy_rules(host: str, no_proxy: str | None, bypass: bool) -> None:
     assert bypasses_proxy(host, no_proxy) is bypass
 
@@ -266,8 +312,7 @@ def test_no_proxy_rules(host: str, no_proxy: str | None, bypass: bool) -> None:
 # --- probes against real servers -------------------------------------------------------------
 
 
-def test_egress_passes_for_every_base_host(test_ca: TestCA,
-                                           egress_server: LoopbackServer) -> None:
+def test_egress_passes_for_every_base_host(test_ca: TestCA, egress_server: LoopbackServer) -> None:
     results = run_checks(egress_context(test_ca, egress_server.port), EGRESS)
     assert [r.id for r in results] == [f"egress.{h}" for h in BASE_HOSTS]
     for result in results:
@@ -286,8 +331,9 @@ def test_wrong_hostname_in_the_server_certificate_fails_at_tls(test_ca: TestCA) 
     assert_actionable(result)
 
 
-def test_untrusted_certificate_fails_at_tls(test_ca: TestCA, tmp_path: Path,
-                                            egress_server: LoopbackServer) -> None:
+def test_untrusted_certificate_fails_at_tls(
+    test_ca: TestCA, tmp_path: Path, egress_server: LoopbackServer
+) -> None:
     other = TestCA(tmp_path / "other", "unrelated root")
     ctx = egress_context(test_ca, egress_server.port)
     ctx.answers.network.proxy.ca_file = str(other.ca_file)  # type: ignore[union-attr]
@@ -304,8 +350,9 @@ def test_connection_refused_fails_at_connect(test_ca: TestCA) -> None:
     assert "firewall" in result.remediation
 
 
-def test_name_that_does_not_resolve_fails_at_dns(test_ca: TestCA,
-                                                 egress_server: LoopbackServer) -> None:
+def test_name_that_does_not_resolve_fails_at_dns(
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     resolve = loopback_resolver()
 
     def without_gcr(name: str) -> list[str]:
@@ -341,14 +388,19 @@ def test_unresolvable_slow_resolver_is_cut_at_the_deadline(test_ca: TestCA) -> N
         return ["127.0.0.1"]
 
     start = time.monotonic()
-    result = probe_host("gcr.io", target=LocalTarget(), resolver=hanging,
-                        context=tls_context(str(test_ca.ca_file)), port=1, timeout=0.5)
+    result = probe_host(
+        "gcr.io",
+        target=LocalTarget(),
+        resolver=hanging,
+        context=tls_context(str(test_ca.ca_file)),
+        port=1,
+        timeout=0.5,
+    )
     assert time.monotonic() - start < 0.9
     assert not result.ok and result.stage == "DNS" and result.timed_out
 
 
-def test_optional_host_failure_is_a_warning(test_ca: TestCA,
-                                            egress_server: LoopbackServer) -> None:
+def test_optional_host_failure_is_a_warning(test_ca: TestCA, egress_server: LoopbackServer) -> None:
     ports = {h: egress_server.port for h in BASE_HOSTS}
     ports["events.launchdarkly.com"] = free_loopback_port()
     ctx = egress_context(test_ca, ports, features=["feature_flags"])
@@ -360,7 +412,8 @@ def test_optional_host_failure_is_a_warning(test_ca: TestCA,
 
 
 def test_wildcard_without_a_concrete_name_is_skipped_with_the_answer_to_give(
-        test_ca: TestCA, egress_server: LoopbackServer) -> None:
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     ctx = egress_context(test_ca, egress_server.port, warehouses=["snowflake"])
     result = by_id(run_checks(ctx, EGRESS))["egress.*.snowflakecomputing.com"]
     assert result.status == Status.SKIP
@@ -369,7 +422,7 @@ def test_wildcard_without_a_concrete_name_is_skipped_with_the_answer_to_give(
 
 def test_no_answers_skips_egress() -> None:
     results = run_checks(CheckContext(target=LocalTarget()), EGRESS)
-    assert [(r.id, r.status) for r in results] == [("egress", Status.SKIP)]
+    assert [(r.id, r.status) for r in results] == [("egress.hosts", Status.SKIP)]
     assert "answers" in results[0].message
 
 
@@ -384,22 +437,34 @@ def test_through_a_real_proxy_passes(test_ca: TestCA, egress_server: LoopbackSer
     names = {h: "127.0.0.1" for h in BASE_HOSTS}
     with tinyproxy_with_hosts(names) as proxy:
         before = egress_server.handshakes
-        ctx = egress_context(test_ca, egress_server.port, resolver=refuse_local_dns,
-                             proxy=ProxySettings(https=proxy.url))
+        ctx = egress_context(
+            test_ca,
+            egress_server.port,
+            resolver=refuse_local_dns,
+            proxy=ProxySettings(https=proxy.url),
+        )
         results = run_checks(ctx, EGRESS)
         for result in results:
             assert result.status == Status.PASS, result
             assert f"via proxy {proxy.url}" in result.observed
-        wait_until(lambda: egress_server.handshakes >= before + len(BASE_HOSTS), timeout=5,
-                   what="the handshakes through the proxy")
+        wait_until(
+            lambda: egress_server.handshakes >= before + len(BASE_HOSTS),
+            timeout=5,
+            what="the handshakes through the proxy",
+        )
         assert "CONNECT auth.carto.com" in proxy.log()
 
 
-def test_proxy_refusing_connect_fails_naming_the_proxy(test_ca: TestCA,
-                                                       egress_server: LoopbackServer) -> None:
+def test_proxy_refusing_connect_fails_naming_the_proxy(
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     with tinyproxy_with_hosts({"gcr.io": "127.0.0.1"}, deny_connect=True) as proxy:
-        ctx = egress_context(test_ca, egress_server.port, resolver=refuse_local_dns,
-                             proxy=ProxySettings(https=proxy.url))
+        ctx = egress_context(
+            test_ca,
+            egress_server.port,
+            resolver=refuse_local_dns,
+            proxy=ProxySettings(https=proxy.url),
+        )
         result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
     assert result.status == Status.FAIL
     assert result.data["stage"] == "proxy CONNECT"
@@ -407,22 +472,29 @@ def test_proxy_refusing_connect_fails_naming_the_proxy(test_ca: TestCA,
     assert "refuse" in result.remediation and "gcr.io" in result.remediation
 
 
-def test_unreachable_proxy_fails_at_the_proxy_stage(test_ca: TestCA,
-                                                    egress_server: LoopbackServer) -> None:
+def test_unreachable_proxy_fails_at_the_proxy_stage(
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     dead = f"http://127.0.0.1:{free_loopback_port()}"
-    ctx = egress_context(test_ca, egress_server.port, resolver=refuse_local_dns,
-                         proxy=ProxySettings(https=dead))
+    ctx = egress_context(
+        test_ca, egress_server.port, resolver=refuse_local_dns, proxy=ProxySettings(https=dead)
+    )
     result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
     assert result.status == Status.FAIL and result.data["stage"] == "proxy"
     assert dead in result.message and "network.proxy.https" in result.remediation
 
 
-def test_no_proxy_and_vendor_bypass_go_direct(test_ca: TestCA,
-                                              egress_server: LoopbackServer) -> None:
+def test_no_proxy_and_vendor_bypass_go_direct(
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     dead = f"http://127.0.0.1:{free_loopback_port()}"
     ctx = egress_context(
-        test_ca, egress_server.port, proxy=ProxySettings(https=dead, no_proxy=".carto.com"),
-        warehouses=["snowflake"], snowflake_account_url="acme.snowflakecomputing.com")
+        test_ca,
+        egress_server.port,
+        proxy=ProxySettings(https=dead, no_proxy=".carto.com"),
+        warehouses=["snowflake"],
+        snowflake_account_url="acme.snowflakecomputing.com",
+    )
     results = by_id(run_checks(ctx, EGRESS))
     assert results["egress.auth.carto.com"].status == Status.PASS
     assert "direct" in results["egress.auth.carto.com"].observed
@@ -431,12 +503,74 @@ def test_no_proxy_and_vendor_bypass_go_direct(test_ca: TestCA,
     assert results["egress.gcr.io"].status == Status.FAIL  # not exempt: the dead proxy
 
 
-def test_unreadable_proxy_ca_file_fails_with_the_setting(test_ca: TestCA, tmp_path: Path,
-                                                         egress_server: LoopbackServer) -> None:
+def test_unreadable_proxy_ca_file_fails_with_the_setting(
+    test_ca: TestCA, tmp_path: Path, egress_server: LoopbackServer
+) -> None:
     ctx = egress_context(test_ca, egress_server.port)
     ctx.answers.network.proxy.ca_file = str(tmp_path / "nope.pem")  # type: ignore[union-attr]
     result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
     assert result.status == Status.FAIL and "network.proxy.ca_file" in result.remediation
+
+
+@contextlib.contextmanager
+def tls_front(ca: TestCA, backend_port: int) -> Iterator[int]:
+    """A TLS terminator on 127.0.0.1 (certificate for the IP, from the test CA) that pipes
+    each connection to a plain backend: with tinyproxy behind it, an https:// proxy."""
+    issued = ca.issue(["127.0.0.1"])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = issued.write(Path(tmp))
+        context.load_cert_chain(files.fullchain, files.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve(conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            tls = context.wrap_socket(conn, server_side=True)
+            backend = socket.create_connection(("127.0.0.1", backend_port))
+            threading.Thread(target=pipe, args=(backend, tls), daemon=True).start()
+            pipe(tls, backend)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+def test_through_an_https_proxy_passes(test_ca: TestCA, egress_server: LoopbackServer) -> None:
+    """TLS to the proxy, CONNECT inside it, then the host's own TLS inside that."""
+    with (
+        tinyproxy_with_hosts({"gcr.io": "127.0.0.1"}) as proxy,
+        tls_front(test_ca, proxy.port) as front,
+    ):
+        url = f"https://127.0.0.1:{front}"
+        ctx = egress_context(
+            test_ca,
+            egress_server.port,
+            resolver=refuse_local_dns,
+            proxy=ProxySettings(https=url),
+        )
+        result = by_id(run_checks(ctx, EGRESS))["egress.gcr.io"]
+        assert result.status == Status.PASS, result
+        assert f"via proxy {url}" in result.observed
+        assert "CONNECT gcr.io" in proxy.log()
 
 
 # --- a remote target -------------------------------------------------------------------------
@@ -461,8 +595,9 @@ class NamedRemote(LocalTarget):
         return socket.create_connection((self.hosts[host], port), timeout=timeout)
 
 
-def test_remote_target_resolves_and_connects_itself(test_ca: TestCA,
-                                                    egress_server: LoopbackServer) -> None:
+def test_remote_target_resolves_and_connects_itself(
+    test_ca: TestCA, egress_server: LoopbackServer
+) -> None:
     target = NamedRemote({h: "127.0.0.1" for h in BASE_HOSTS if h != "gcr.io"})
     ctx = egress_context(test_ca, egress_server.port, resolver=refuse_local_dns)
     ctx.target = target
@@ -493,8 +628,10 @@ def test_cli_json_report_for_net_tls_db_egress(test_ca: TestCA, tmp_path: Path) 
     issued = test_ca.issue(hosts)
     files = issued.write(tmp_path / "server")
     domain_cert = test_ca.issue(["carto.example.com"], not_after=None).write(tmp_path / "site")
-    names = {h: "127.0.0.1" for h in hosts} | {"carto.example.com": "127.0.0.1",
-                                                "api.tomtom.com": "127.0.0.2"}
+    names = {h: "127.0.0.1" for h in hosts} | {
+        "carto.example.com": "127.0.0.1",
+        "api.tomtom.com": "127.0.0.2",
+    }
     answers = tmp_path / "answers.yaml"
     answers.write_text(f"""
 domain: carto.example.com
@@ -510,13 +647,32 @@ network:
     answers.chmod(0o600)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    argv = namespaced([sys.executable, str(driver), str(REPO), str(files.fullchain),
-                       str(files.key), sys.executable, "-m", "installer", "preflight",
-                       "--answers", str(answers), "--format", "json",
-                       "--only", "net,tls,db,egress"], names, tmp_path / "ns", network=True)
+    argv = namespaced(
+        [
+            sys.executable,
+            str(driver),
+            str(REPO),
+            str(files.fullchain),
+            str(files.key),
+            sys.executable,
+            "-m",
+            "installer",
+            "preflight",
+            "--answers",
+            str(answers),
+            "--format",
+            "json",
+            "--only",
+            "net,tls,db,egress",
+        ],
+        names,
+        tmp_path / "ns",
+        network=True,
+    )
     env = cli_env({"SSL_CERT_FILE": str(test_ca.ca_file), "NETDB_TEST_PW": "not-a-real-pw"})
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False
+    )
     assert proc.returncode == 3, proc.stderr
     report = json.loads(proc.stdout)
     checks = {c["id"]: c for c in report["checks"]}
@@ -536,3 +692,15 @@ network:
     assert "connection refused" in checks["db.connect"]["message"]
     assert checks["db.privileges"]["status"] == "skip"
     assert "not-a-real-pw" not in proc.stdout
+
+
+def test_egress_timeout_is_bounded_by_the_answers_loader() -> None:
+    from installer.answers import parse_answers
+    from installer.errors import AnswersError
+
+    assert parse_answers({"network": {"egress_timeout": 2}}).network.egress_timeout == 2.0
+    with pytest.raises(AnswersError, match="network.egress_timeout: 120 s is out of range"):
+        parse_answers({"network": {"egress_timeout": 120}})
+    # The engine's limit for each egress check sits above the largest allowed probe time.
+    egress = EGRESS[0]
+    assert egress.timeout > 60.0

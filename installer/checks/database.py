@@ -70,8 +70,10 @@ class ConnectFailure(Exception):
         return self.message
 
 
-_PREAMBLE = re.compile(r'(?:connection failed:\s*)?connection to server at "[^"]*"'
-                       r'(?: \([^)]*\))?, port \d+ failed:\s*')
+_PREAMBLE = re.compile(
+    r'(?:connection failed:\s*)?connection to server at "[^"]*"'
+    r"(?: \([^)]*\))?, port \d+ failed:\s*"
+)
 
 
 def _libpq_reason(text: str) -> str:
@@ -85,98 +87,145 @@ def _libpq_reason(text: str) -> str:
     return " ".join(reason.split())
 
 
-def classify_error(text: str, db: DatabaseSettings, *, user: str, dbname: str,
-                   sslmode: str, where: str) -> ConnectFailure:
+def classify_error(
+    text: str, db: DatabaseSettings, *, user: str, dbname: str, sslmode: str, where: str
+) -> ConnectFailure:
     """Name the failure class of a libpq connection error, with the fix for it."""
     lowered = text.lower()
     reason = _libpq_reason(text)
     at = f"{db.host}:{db.port}"
     if "does not match host name" in lowered:
         return ConnectFailure(
-            "certificate", f"certificate rejected: the server's certificate does not name "
-            f"{db.host} ({reason})",
+            "certificate",
+            f"certificate rejected: the server's certificate does not name {db.host} ({reason})",
             f"connect with the name the certificate was issued for (database.host), or have "
             f"the certificate reissued with {db.host}; sslmode verify-ca skips the name check",
-            reason)
+            reason,
+        )
     if "root certificate file" in lowered and "does not exist" in lowered:
         return ConnectFailure(
-            "certificate", f"certificate rejected: sslmode {sslmode} needs the CA that signed "
+            "certificate",
+            f"certificate rejected: sslmode {sslmode} needs the CA that signed "
             "the server's certificate, and no database.ssl.ca_file is given",
             "set database.ssl.ca_file to your provider's CA bundle (e.g. the RDS global bundle "
             "or the Cloud SQL server CA), or use sslmode require (encrypted, not verified)",
-            reason)
+            reason,
+        )
     if "could not read root certificate" in lowered or "could not load" in lowered:
         return ConnectFailure(
-            "certificate", f"the CA file {db.ssl.ca_file} cannot be used ({reason})",
-            "point database.ssl.ca_file at a readable PEM file with the CA certificate", reason)
+            "certificate",
+            f"the CA file {db.ssl.ca_file} cannot be used ({reason})",
+            "point database.ssl.ca_file at a readable PEM file with the CA certificate",
+            reason,
+        )
     if "certificate verify failed" in lowered or "certificate" in lowered and "ssl" in lowered:
         return ConnectFailure(
-            "certificate", f"certificate rejected: the server's certificate is not signed by the "
+            "certificate",
+            f"certificate rejected: the server's certificate is not signed by the "
             f"CA in {db.ssl.ca_file or 'the default location'} ({reason})",
             "set database.ssl.ca_file to the CA that issued the server's certificate (ask your "
-            "provider for its CA bundle)", reason)
+            "provider for its CA bundle)",
+            reason,
+        )
     if "server does not support ssl" in lowered:
         return ConnectFailure(
-            "tls-off", f"the server at {at} has TLS turned off, but sslmode is {sslmode}",
+            "tls-off",
+            f"the server at {at} has TLS turned off, but sslmode is {sslmode}",
             "enable ssl on the server (ssl = on in postgresql.conf), or set "
-            "database.ssl.enabled: false if the network path is private", reason)
+            "database.ssl.enabled: false if the network path is private",
+            reason,
+        )
     if "no pg_hba.conf entry" in lowered:
         if "no encryption" in lowered:
             return ConnectFailure(
-                "tls-required", f"TLS required by the server: {at} refuses connections "
-                "without encryption",
+                "tls-required",
+                f"TLS required by the server: {at} refuses connections without encryption",
                 "set database.ssl.enabled: true (mode require, or verify-full with "
-                "database.ssl.ca_file)", reason)
+                "database.ssl.ca_file)",
+                reason,
+            )
         return ConnectFailure(
-            "hba", f"the server refuses this client: {reason}",
+            "hba",
+            f"the server refuses this client: {reason}",
             f"add a pg_hba.conf line allowing user {user} to database {dbname} from {where} "
-            "(host/hostssl ... scram-sha-256), then reload the server", reason)
+            "(host/hostssl ... scram-sha-256), then reload the server",
+            reason,
+        )
     if "password authentication failed" in lowered:
         return ConnectFailure(
-            "password", f"bad password: the server refused the password for {user} (or that "
+            "password",
+            f"bad password: the server refused the password for {user} (or that "
             "user does not exist)",
             f"check database.admin_user and the password in database.admin_password_env / "
-            f"_file; test with `psql -h {db.host} -p {db.port} -U {user} -d {dbname}`", reason)
+            f"_file; test with `psql -h {db.host} -p {db.port} -U {user} -d {dbname}`",
+            reason,
+        )
     if "no password supplied" in lowered:
         return ConnectFailure(
-            "password", f"bad password: the server asks for {user}'s password and the answers "
-            "give none",
-            "set database.admin_password_env (or admin_password_file)", reason)
+            "password",
+            f"bad password: the server asks for {user}'s password and the answers give none",
+            "set database.admin_password_env (or admin_password_file)",
+            reason,
+        )
     if re.search(r'database ".*" does not exist', lowered):
         return ConnectFailure(
-            "database-missing", f"database missing: {dbname} does not exist on {at}",
-            "set database.admin_database to a database the admin can log in to (usually "
-            "postgres)", reason)
+            "database-missing",
+            f"database missing: {dbname} does not exist on {at}",
+            "set database.admin_database to a database the admin can log in to (usually postgres)",
+            reason,
+        )
     if re.search(r'role ".*" does not exist', lowered):
         return ConnectFailure(
-            "password", f"bad user: the role {user} does not exist on {at}",
-            "check database.admin_user", reason)
+            "password",
+            f"bad user: the role {user} does not exist on {at}",
+            "check database.admin_user",
+            reason,
+        )
     if "connection refused" in lowered:
         return ConnectFailure(
-            "refused", f"connection refused: nothing listens on {at} (as seen from {where})",
+            "refused",
+            f"connection refused: nothing listens on {at} (as seen from {where})",
             f"check database.host and database.port, that PostgreSQL runs and listens on that "
-            f"address (listen_addresses), and that no firewall rejects port {db.port}", reason)
+            f"address (listen_addresses), and that no firewall rejects port {db.port}",
+            reason,
+        )
     if "timeout expired" in lowered or "timed out" in lowered:
         return ConnectFailure(
-            "timeout", f"timeout: {at} did not answer within {CONNECT_TIMEOUT} s (as seen from "
-            f"{where})",
+            "timeout",
+            f"timeout: {at} did not answer within {CONNECT_TIMEOUT} s (as seen from {where})",
             f"a firewall or security group is probably dropping the traffic: allow TCP "
-            f"{db.port} from {where} to {db.host}", reason)
-    if any(s in lowered for s in ("could not translate host name", "failed to resolve host",
-                                  "name or service not known", "does not resolve")):
+            f"{db.port} from {where} to {db.host}",
+            reason,
+        )
+    if any(
+        s in lowered
+        for s in (
+            "could not translate host name",
+            "failed to resolve host",
+            "name or service not known",
+            "does not resolve",
+        )
+    ):
         return ConnectFailure(
-            "dns", f"DNS: {db.host} does not resolve (from {where})",
+            "dns",
+            f"DNS: {db.host} does not resolve (from {where})",
             "check database.host for typos, and that the machine's DNS knows the name "
-            "(private DNS zones must be reachable from it)", reason)
+            "(private DNS zones must be reachable from it)",
+            reason,
+        )
     if "too many connections" in lowered or "remaining connection slots" in lowered:
         return ConnectFailure(
-            "full", f"the server is out of connection slots ({reason})",
+            "full",
+            f"the server is out of connection slots ({reason})",
             "raise max_connections or close idle sessions; CARTO needs its own connections too",
-            reason)
+            reason,
+        )
     return ConnectFailure(
-        "other", f"could not connect to {at}: {reason}",
+        "other",
+        f"could not connect to {at}: {reason}",
         "check database.host, port, admin_user and the password; the server log says more",
-        reason)
+        reason,
+    )
 
 
 # --- connecting ------------------------------------------------------------------------------
@@ -241,8 +290,9 @@ class _Relay:
 
 
 @contextlib.contextmanager
-def admin_connection(ctx: CheckContext, *, sslmode: str | None = None,
-                     sslrootcert: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+def admin_connection(
+    ctx: CheckContext, *, sslmode: str | None = None, sslrootcert: str | None = None
+) -> Iterator[psycopg.Connection[Any]]:
     """A read-only session as database.admin_user, or ConnectFailure naming the class."""
     import psycopg
 
@@ -253,11 +303,18 @@ def admin_connection(ctx: CheckContext, *, sslmode: str | None = None,
     user, dbname = db.admin_user, db.admin_database
     where = "this machine" if ctx.target.is_local else f"the target {ctx.target.name}"
     if "," in db.host:
-        raise ConnectFailure("other", f"database.host {db.host!r} names several hosts",
-                             "give one host name or address in database.host")
+        raise ConnectFailure(
+            "other",
+            f"database.host {db.host!r} names several hosts",
+            "give one host name or address in database.host",
+        )
     params: dict[str, Any] = {
-        "host": db.host, "port": db.port, "user": user, "dbname": dbname,
-        "sslmode": mode, "connect_timeout": CONNECT_TIMEOUT,
+        "host": db.host,
+        "port": db.port,
+        "user": user,
+        "dbname": dbname,
+        "sslmode": mode,
+        "connect_timeout": CONNECT_TIMEOUT,
         "application_name": APPLICATION_NAME,
     }
     if db.admin_password is not None:
@@ -275,11 +332,23 @@ def admin_connection(ctx: CheckContext, *, sslmode: str | None = None,
         try:
             addresses = ctx.resolver(db.host)
         except OSError as exc:
-            raise classify_error(f"could not translate host name: {exc}", db, user=user,
-                                 dbname=dbname, sslmode=mode, where=where) from None
+            raise classify_error(
+                f"could not translate host name: {exc}",
+                db,
+                user=user,
+                dbname=dbname,
+                sslmode=mode,
+                where=where,
+            ) from None
         if not addresses:
-            raise classify_error("could not translate host name", db, user=user,
-                                 dbname=dbname, sslmode=mode, where=where)
+            raise classify_error(
+                "could not translate host name",
+                db,
+                user=user,
+                dbname=dbname,
+                sslmode=mode,
+                where=where,
+            )
         # One entry per address: libpq tries them in turn and checks the certificate
         # against `host` for each.
         params["host"] = ",".join([db.host] * len(addresses))
@@ -292,8 +361,9 @@ def admin_connection(ctx: CheckContext, *, sslmode: str | None = None,
             text = str(exc)
             if relay is not None and relay.error is not None:
                 text = f"{_describe(relay.error)} ({text})"
-            raise classify_error(text, db, user=user, dbname=dbname, sslmode=mode,
-                                 where=where) from None
+            raise classify_error(
+                text, db, user=user, dbname=dbname, sslmode=mode, where=where
+            ) from None
         try:
             # Every statement runs in a READ ONLY transaction that is rolled back on close:
             # a preflight changes nothing, even by mistake.
@@ -361,8 +431,9 @@ def gather_facts(conn: psycopg.Connection[Any], db: DatabaseSettings) -> Databas
         "FROM pg_roles r WHERE r.rolname = current_user"
     ).fetchone()
     assert row is not None
-    facts = DatabaseFacts(str(row[0]), int(row[1]), str(row[2]), bool(row[3]), bool(row[4]),
-                          bool(row[5]))
+    facts = DatabaseFacts(
+        str(row[0]), int(row[1]), str(row[2]), bool(row[3]), bool(row[4]), bool(row[5])
+    )
     facts.memberships = [str(r[0]) for r in conn.execute(_MEMBERSHIPS).fetchall()]
     facts.workspace_role_exists = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", (db.user,)
@@ -376,7 +447,8 @@ def gather_facts(conn: psycopg.Connection[Any], db: DatabaseSettings) -> Databas
         # Last, in a savepoint: pg_stat_ssl may be hidden on managed servers.
         with contextlib.suppress(Exception), conn.transaction():
             tls_row = conn.execute(
-                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+                "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            ).fetchone()
             facts.tls_version = str(tls_row[0]) if tls_row and tls_row[0] else None
     return facts
 
@@ -437,12 +509,18 @@ def check_connect(ctx: CheckContext) -> Outcome:
         with admin_connection(ctx) as conn:
             facts = gather_facts(conn, db)
     except ConnectFailure as exc:
-        return failed(exc.message, observed=f"{db.host}:{db.port} as {db.admin_user}, sslmode "
-                      f"{mode}: {exc.detail or exc.kind}", remediation=exc.remediation,
-                      kind=exc.kind)
-    tls = (f"TLS {facts.tls_version or 'on'}" if facts.tls else "no TLS")
-    observed = (f"connected to {db.host}:{db.port} as {facts.user}, {tls}, sslmode {mode}, "
-                f"PostgreSQL {facts.version}")
+        return failed(
+            exc.message,
+            observed=f"{db.host}:{db.port} as {db.admin_user}, sslmode "
+            f"{mode}: {exc.detail or exc.kind}",
+            remediation=exc.remediation,
+            kind=exc.kind,
+        )
+    tls = f"TLS {facts.tls_version or 'on'}" if facts.tls else "no TLS"
+    observed = (
+        f"connected to {db.host}:{db.port} as {facts.user}, {tls}, sslmode {mode}, "
+        f"PostgreSQL {facts.version}"
+    )
     data = {"facts": facts}
     if not facts.tls and not _is_loopback_host(db.host or ""):
         return warned(
@@ -453,8 +531,9 @@ def check_connect(ctx: CheckContext) -> Outcome:
             "database.ssl.ca_file (or require, if you have no CA file)",
             **data,
         )
-    return passed(f"connected to {db.host}:{db.port} as {facts.user} ({tls})",
-                  observed=observed, **data)
+    return passed(
+        f"connected to {db.host}:{db.port} as {facts.user} ({tls})", observed=observed, **data
+    )
 
 
 def _facts(ctx: CheckContext) -> DatabaseFacts:
@@ -500,24 +579,33 @@ def judge_privileges(facts: DatabaseFacts) -> Outcome:
     managed = [r for r in facts.memberships if r in MANAGED_ADMIN_ROLES]
     managed_text = ", ".join(f"{r} ({MANAGED_ADMIN_ROLES[r]})" for r in managed)
     yes = {True: "yes", False: "no"}
-    observed = (f"role {facts.user}: superuser {yes[facts.superuser]}, CREATEROLE "
-                f"{yes[facts.createrole]}, CREATEDB {yes[facts.createdb]}"
-                + (f", member of {managed_text}" if managed else ""))
+    observed = (
+        f"role {facts.user}: superuser {yes[facts.superuser]}, CREATEROLE "
+        f"{yes[facts.createrole]}, CREATEDB {yes[facts.createdb]}"
+        + (f", member of {managed_text}" if managed else "")
+    )
     if facts.superuser:
         return passed(f"{facts.user} is a superuser", observed=observed)
-    missing = [name for name, has in (("CREATEROLE", facts.createrole),
-                                      ("CREATEDB", facts.createdb)) if not has]
+    missing = [
+        name
+        for name, has in (("CREATEROLE", facts.createrole), ("CREATEDB", facts.createdb))
+        if not has
+    ]
     if not missing:
         via = f" (as a member of {managed_text})" if managed else ""
         return passed(f"{facts.user} may create users and databases{via}", observed=observed)
     statement = f"ALTER ROLE {quote_ident(facts.user)} {' '.join(missing)};"
-    who = ("your cloud's admin user (the RDS master user, Cloud SQL's postgres user, Azure's "
-           "server admin)" if managed else "a superuser (e.g. `sudo -u postgres psql`)")
+    who = (
+        "your cloud's admin user (the RDS master user, Cloud SQL's postgres user, Azure's "
+        "server admin)"
+        if managed
+        else "a superuser (e.g. `sudo -u postgres psql`)"
+    )
     lacks = " and ".join(missing)
     return failed(
         f"{facts.user} lacks {lacks}: the installer must create CARTO's user "
-        f"and database" + (f" (membership in {managed_text} alone does not grant it)"
-                           if managed else ""),
+        f"and database"
+        + (f" (membership in {managed_text} alone does not grant it)" if managed else ""),
         observed=observed,
         remediation=f"run as {who}: {statement} Or set database.admin_user to a role that "
         "already has CREATEROLE and CREATEDB",
@@ -534,17 +622,23 @@ def check_workspace(ctx: CheckContext) -> Outcome:
     facts = _facts(ctx)
     user, name, owner = db.user, db.database, facts.workspace_db_owner
     role = "exists" if facts.workspace_role_exists else "absent"
-    observed = (f"user {user}: {role}; database {name}: "
-                + (f"exists, owned by {owner}" if owner else "absent"))
+    observed = f"user {user}: {role}; database {name}: " + (
+        f"exists, owned by {owner}" if owner else "absent"
+    )
     if owner is None:
         if facts.workspace_role_exists:
-            return passed(f"database {name} will be created; the user {user} already exists and "
-                          "will be used with the password in the answers", observed=observed)
-        return passed(f"user {user} and database {name} are absent: they will be created",
-                      observed=observed)
+            return passed(
+                f"database {name} will be created; the user {user} already exists and "
+                "will be used with the password in the answers",
+                observed=observed,
+            )
+        return passed(
+            f"user {user} and database {name} are absent: they will be created", observed=observed
+        )
     if owner == user:
-        return passed(f"database {name} exists and is owned by {user} (a re-run)",
-                      observed=observed)
+        return passed(
+            f"database {name} exists and is owned by {user} (a re-run)", observed=observed
+        )
     return warned(
         f"database {name} already exists but is owned by {owner}, not by {user}",
         observed=observed,
@@ -581,12 +675,17 @@ def check_tls(ctx: CheckContext) -> Outcome:
     try:
         load_certificates(Path(ca_file).read_bytes(), f"the CA file {ca_file}")
     except OSError as exc:
-        return failed(f"the CA file {ca_file} cannot be read: {exc.strerror}",
-                      observed=f"{ca_file}: {exc.strerror}",
-                      remediation="point database.ssl.ca_file at a readable PEM file")
+        return failed(
+            f"the CA file {ca_file} cannot be read: {exc.strerror}",
+            observed=f"{ca_file}: {exc.strerror}",
+            remediation="point database.ssl.ca_file at a readable PEM file",
+        )
     except CertificateFileError as exc:
-        return failed(str(exc), observed=f"{ca_file}: not a certificate",
-                      remediation="database.ssl.ca_file must hold the CA certificate(s) in PEM")
+        return failed(
+            str(exc),
+            observed=f"{ca_file}: not a certificate",
+            remediation="database.ssl.ca_file must hold the CA certificate(s) in PEM",
+        )
     try:
         with admin_connection(ctx, sslmode="verify-full", sslrootcert=ca_file):
             pass
@@ -606,31 +705,78 @@ def check_tls(ctx: CheckContext) -> Outcome:
             return failed(exc.message, observed=exc.detail, remediation=exc.remediation)
         if exc.kind in ("password", "database-missing", "hba", "full"):
             # The handshake (and so the verification) completed before the login failed.
-            return passed(f"verify-full with {ca_file} succeeded (the login itself failed: "
-                          "see db.connect)", observed=f"certificate verified for {db.host}")
-        return skipped(f"the server could not be reached to verify its certificate "
-                       f"({exc.kind}; see db.connect)")
-    return passed(f"the server's certificate is verified (verify-full) with {ca_file}",
-                  observed=f"verify-full ok for {db.host} with {ca_file}")
+            return passed(
+                f"verify-full with {ca_file} succeeded (the login itself failed: see db.connect)",
+                observed=f"certificate verified for {db.host}",
+            )
+        return skipped(
+            f"the server could not be reached to verify its certificate "
+            f"({exc.kind}; see db.connect)"
+        )
+    return passed(
+        f"the server's certificate is verified (verify-full) with {ca_file}",
+        observed=f"verify-full ok for {db.host} with {ca_file}",
+    )
 
 
 _BOTH = frozenset({"compose", "kubernetes"})
 
 CHECKS = [
-    Check("db.bundled", "Bundled database", "an external PostgreSQL (the bundled one is for "
-          "debugging only)", check_bundled, platforms=_BOTH, applies=_bundled_applies,
-          timeout=5.0),
-    Check("db.connect", "Database connection", "reachable with the admin credentials",
-          check_connect, platforms=_BOTH, applies=_applies, timeout=4.0 * CONNECT_TIMEOUT),
-    Check("db.version", "PostgreSQL version", "PostgreSQL 14 or above recommended",
-          check_version, platforms=_BOTH, needs=("db.connect",), applies=_applies,
-          timeout=5.0),
-    Check("db.privileges", "Database admin privileges", "admin may create users and databases",
-          check_privileges, platforms=_BOTH, needs=("db.connect",), applies=_applies,
-          timeout=5.0),
-    Check("db.workspace", "CARTO database and user", "the CARTO user and database absent, or "
-          "owned by that user", check_workspace, platforms=_BOTH, needs=("db.connect",),
-          applies=_applies, timeout=5.0),
-    Check("db.tls", "Database TLS", "server certificate trusted when TLS is on with a CA file",
-          check_tls, platforms=_BOTH, applies=_tls_applies, timeout=4.0 * CONNECT_TIMEOUT),
+    Check(
+        "db.bundled",
+        "Bundled database",
+        "an external PostgreSQL (the bundled one is for debugging only)",
+        check_bundled,
+        platforms=_BOTH,
+        applies=_bundled_applies,
+        timeout=5.0,
+    ),
+    Check(
+        "db.connect",
+        "Database connection",
+        "reachable with the admin credentials",
+        check_connect,
+        platforms=_BOTH,
+        applies=_applies,
+        timeout=4.0 * CONNECT_TIMEOUT,
+    ),
+    Check(
+        "db.version",
+        "PostgreSQL version",
+        "PostgreSQL 14 or above recommended",
+        check_version,
+        platforms=_BOTH,
+        needs=("db.connect",),
+        applies=_applies,
+        timeout=5.0,
+    ),
+    Check(
+        "db.privileges",
+        "Database admin privileges",
+        "admin may create users and databases",
+        check_privileges,
+        platforms=_BOTH,
+        needs=("db.connect",),
+        applies=_applies,
+        timeout=5.0,
+    ),
+    Check(
+        "db.workspace",
+        "CARTO database and user",
+        "the CARTO user and database absent, or owned by that user",
+        check_workspace,
+        platforms=_BOTH,
+        needs=("db.connect",),
+        applies=_applies,
+        timeout=5.0,
+    ),
+    Check(
+        "db.tls",
+        "Database TLS",
+        "server certificate trusted when TLS is on with a CA file",
+        check_tls,
+        platforms=_BOTH,
+        applies=_tls_applies,
+        timeout=4.0 * CONNECT_TIMEOUT,
+    ),
 ]

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from installer.egress import EgressHost, ProbeResult, Proxy
 
 EGRESS_PORT_KEY = "egress.port"
+# The family's own id, reported only when it has no members (no answers file); each member is
+# egress.<host>.
+EGRESS_FAMILY_ID = "egress.hosts"
 # A probe bounds itself to `network.egress_timeout` (at most PROBE_TIMEOUT_MAX, enforced by the
 # answers validator); the engine's limit sits above that bound so it never cuts a probe short.
 EGRESS_CHECK_TIMEOUT = PROBE_TIMEOUT_MAX + 5.0
@@ -199,8 +202,10 @@ def _suggest_record(ctx: CheckContext) -> str:
 
 def _egress_applies(ctx: CheckContext) -> str | None:
     if ctx.answers is None:
-        return ("no answers file: the hosts to check depend on the features, warehouses and "
-                "proxy in the answers")
+        return (
+            "no answers file: the hosts to check depend on the features, warehouses and "
+            "proxy in the answers"
+        )
     return None
 
 
@@ -255,12 +260,17 @@ def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
     route = f"via proxy {proxy.url}" if proxy else "direct"
     if host.bypass_proxy and settings and (settings.https or settings.http):
         route += " (the vendor says this service bypasses the proxy)"
-    data = {"stage": result.stage, "ok": result.ok, "timed_out": result.timed_out,
-            "elapsed_s": result.elapsed, "proxy": result.proxy, "kind": result.kind}
+    data = {
+        "stage": result.stage,
+        "ok": result.ok,
+        "timed_out": result.timed_out,
+        "elapsed_s": result.elapsed,
+        "proxy": result.proxy,
+        "kind": result.kind,
+    }
     if result.ok:
         return passed(
-            f"{host.host} answers over HTTPS ({result.tls_version}, certificate verified), "
-            f"{route}",
+            f"{host.host} answers over HTTPS ({result.tls_version}, certificate verified), {route}",
             observed=f"DNS + connect + TLS in {result.elapsed * 1000:.0f} ms, {route}",
             **data,
         )
@@ -269,10 +279,10 @@ def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
     message = f"{host.host}: {where}: {result.detail}"
     fix = egress_remediation(result, host, proxy)
     if not host.required:
-        return warned(f"optional host {message} ({host.why})", observed=observed,
-                      remediation=fix, **data)
-    return failed(f"{message} (needed for {host.why})", observed=observed, remediation=fix,
-                  **data)
+        return warned(
+            f"optional host {message} ({host.why})", observed=observed, remediation=fix, **data
+        )
+    return failed(f"{message} (needed for {host.why})", observed=observed, remediation=fix, **data)
 
 
 def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | None) -> str:
@@ -281,42 +291,62 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
     name = host.host
     allow = f"allow outbound HTTPS (TCP 443) from the target to {name}"
     if result.stage == DNS:
-        return (f"the target cannot resolve {name}: check its DNS servers (/etc/resolv.conf or "
-                "systemd-resolved); if this network only reaches the internet through a proxy, "
-                "set network.proxy.https")
+        return (
+            f"the target cannot resolve {name}: check its DNS servers (/etc/resolv.conf or "
+            "systemd-resolved); if this network only reaches the internet through a proxy, "
+            "set network.proxy.https"
+        )
     if result.stage == CONNECT:
         if result.kind == "timeout":
-            return (f"a firewall is probably dropping the traffic: {allow} (security group, "
-                    "firewall rules), or set network.proxy.https if a proxy is mandatory")
-        return (f"the connection was rejected (a firewall, or a host that refuses port "
-                f"443): {allow}, or set network.proxy.https if outbound traffic must go "
-                "through a proxy")
+            return (
+                f"a firewall is probably dropping the traffic: {allow} (security group, "
+                "firewall rules), or set network.proxy.https if a proxy is mandatory"
+            )
+        return (
+            f"the connection was rejected (a firewall, or a host that refuses port "
+            f"443): {allow}, or set network.proxy.https if outbound traffic must go "
+            "through a proxy"
+        )
     if result.stage == PROXY:
-        return (f"the target cannot reach the proxy {proxy.url if proxy else ''}: check "
-                "network.proxy.https (host and port) and that the proxy is running")
+        return (
+            f"the target cannot reach the proxy {proxy.url if proxy else ''}: check "
+            "network.proxy.https (host and port) and that the proxy is running"
+        )
     if result.stage == PROXY_CONNECT:
         if result.kind == "status 403":
-            return (f"the proxy's rules refuse {name}: ask its administrators to allow CONNECT "
-                    f"to {name}:443, or add {name} to network.proxy.no_proxy if the target may "
-                    "reach it directly")
+            return (
+                f"the proxy's rules refuse {name}: ask its administrators to allow CONNECT "
+                f"to {name}:443, or add {name} to network.proxy.no_proxy if the target may "
+                "reach it directly"
+            )
         if result.kind == "status 407":
-            return ("the proxy asks for a login, which CARTO cannot give: have the target's "
-                    "address allowed without authentication")
+            return (
+                "the proxy asks for a login, which CARTO cannot give: have the target's "
+                "address allowed without authentication"
+            )
         if result.kind in ("status 500", "status 502", "status 503", "status 504", "timeout"):
-            return (f"the proxy could not reach {name} itself: ask its administrators to allow "
-                    f"{name}:443 beyond the proxy")
+            return (
+                f"the proxy could not reach {name} itself: ask its administrators to allow "
+                f"{name}:443 beyond the proxy"
+            )
         return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:443"
     if result.stage == TLS:
         if result.kind == "verify":
-            return ("something between the target and the host presents its own certificate: "
-                    "if a proxy or firewall inspects TLS, put its CA certificate in "
-                    "network.proxy.ca_file (CARTO's services must trust it too); otherwise "
-                    f"the connection to {name} is being intercepted")
+            return (
+                "something between the target and the host presents its own certificate: "
+                "if a proxy or firewall inspects TLS, put its CA certificate in "
+                "network.proxy.ca_file (CARTO's services must trust it too); otherwise "
+                f"the connection to {name} is being intercepted"
+            )
         if result.kind == "timeout":
-            return (f"the TCP connection opened but nothing answered the TLS handshake: a "
-                    f"firewall that filters by name (SNI) may be holding it; {allow}")
-        return (f"the TLS handshake was cut: a firewall that filters by name (SNI) may be "
-                f"blocking {name}; {allow}")
+            return (
+                f"the TCP connection opened but nothing answered the TLS handshake: a "
+                f"firewall that filters by name (SNI) may be holding it; {allow}"
+            )
+        return (
+            f"the TLS handshake was cut: a firewall that filters by name (SNI) may be "
+            f"blocking {name}; {allow}"
+        )
     return allow
 
 
@@ -338,7 +368,7 @@ CHECKS = [
         applies=_no_answers_or_domain,
     ),
     Check(
-        "egress",
+        EGRESS_FAMILY_ID,
         "Outbound HTTPS",
         "DNS + TCP 443 + verified TLS to each host the deployment needs",
         check_egress,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import ssl
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +29,15 @@ if TYPE_CHECKING:
 EXPIRY_WARN_DAYS = 30
 MIN_RSA_BITS = 2048
 GOOD_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
+REQUIREMENT = (
+    "optional certificate for the domain; key must not be passphrase-protected; "
+    "self-signed generated when none"
 )
-REQUIREMENT = ("optional certificate for the domain; key must not be passphrase-protected; "
-               "self-signed generated when none")
-DECRYPT_FIX = ("remove the passphrase: `openssl pkey -in {key} -out {key}.nopass` (asks for it "
-               "once), then point tls.key_file at the new file and keep it private (chmod 600)")
+DECRYPT_FIX = (
+    "remove the passphrase: `openssl pkey -in {key} -out {key}.nopass` (asks for it "
+    "once), then point tls.key_file at the new file and keep it private (chmod 600)"
+)
 
 
 class CertificateFileError(ValueError):
@@ -82,15 +83,22 @@ def load_certificates(data: bytes, name: str = "the certificate file") -> list[x
         for label, block in blocks:
             if label in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"):
                 try:
-                    certs.append(x509.load_pem_x509_certificate(
-                        block.replace(b"TRUSTED CERTIFICATE", b"CERTIFICATE")))
+                    certs.append(
+                        x509.load_pem_x509_certificate(
+                            block.replace(b"TRUSTED CERTIFICATE", b"CERTIFICATE")
+                        )
+                    )
                 except ValueError as exc:
                     raise CertificateFileError(
-                        f"{name} has a damaged certificate (#{len(certs) + 1}): {exc}") from None
+                        f"{name} has a damaged certificate (#{len(certs) + 1}): {exc}"
+                    ) from None
         if not certs:
             kinds = ", ".join(sorted({label for label, _ in blocks}))
-            hint = " (it looks like the private key: swap the two files)" if "PRIVATE KEY" in \
-                kinds else ""
+            hint = (
+                " (it looks like the private key: swap the two files)"
+                if "PRIVATE KEY" in kinds
+                else ""
+            )
             raise CertificateFileError(f"{name} holds no certificate, only: {kinds}{hint}")
         return certs
     try:
@@ -135,7 +143,8 @@ def load_private_key(data: bytes, name: str = "the key file") -> KeyInfo:
         return KeyInfo(key, False, encoding)
     if pem_blocks(data):
         raise CertificateFileError(
-            f"{name} holds no private key (it looks like a certificate: swap the two files)")
+            f"{name} holds no private key (it looks like a certificate: swap the two files)"
+        )
     try:
         key = serialization.load_der_private_key(data, password=None)
     except TypeError:
@@ -208,15 +217,18 @@ def key_description(public_key: Any) -> tuple[str, str | None]:
         bits = public_key.key_size
         desc = f"RSA {bits} bits"
         if bits < MIN_RSA_BITS:
-            return desc, (f"the key is RSA {bits} bits: browsers refuse RSA keys under "
-                          f"{MIN_RSA_BITS} bits")
+            return desc, (
+                f"the key is RSA {bits} bits: browsers refuse RSA keys under {MIN_RSA_BITS} bits"
+            )
         return desc, None
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         curve = public_key.curve.name
         desc = f"EC {GOOD_CURVES.get(curve, curve)}"
         if curve not in GOOD_CURVES:
-            return desc, (f"the key uses the curve {curve}, which browsers do not all accept "
-                          "for certificates: use P-256 or P-384")
+            return desc, (
+                f"the key uses the curve {curve}, which browsers do not all accept "
+                "for certificates: use P-256 or P-384"
+            )
         return desc, None
     if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return "EdDSA", "browsers do not accept EdDSA (Ed25519/Ed448) server certificates"
@@ -241,6 +253,8 @@ def _date(value: datetime.datetime) -> str:
 
 def trusted_roots() -> list[x509.Certificate]:
     """Roots of the system trust store (SSL_CERT_FILE / SSL_CERT_DIR honoured)."""
+    import ssl
+
     from cryptography import x509
 
     paths = ssl.get_default_verify_paths()
@@ -248,8 +262,11 @@ def trusted_roots() -> list[x509.Certificate]:
     if paths.cafile:
         files.append(Path(paths.cafile))
     else:
-        files += [Path(p) for p in ("/etc/ssl/certs/ca-certificates.crt",
-                                    "/etc/pki/tls/certs/ca-bundle.crt") if Path(p).is_file()]
+        files += [
+            Path(p)
+            for p in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+            if Path(p).is_file()
+        ]
     if not files and paths.capath and Path(paths.capath).is_dir():
         files += sorted(p for p in Path(paths.capath).iterdir() if p.suffix in (".pem", ".crt"))
     roots: list[x509.Certificate] = []
@@ -272,9 +289,13 @@ def trusted_roots() -> list[x509.Certificate]:
     return roots
 
 
-def verify_chain(leaf: x509.Certificate, intermediates: list[x509.Certificate],
-                 domain: str, roots: list[x509.Certificate],
-                 now: datetime.datetime) -> str | None:
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    domain: str,
+    roots: list[x509.Certificate],
+    now: datetime.datetime,
+) -> str | None:
     """None when `leaf` + `intermediates` complete to one of `roots` for `domain`, else why."""
     from cryptography.x509 import DNSName
     from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -282,8 +303,9 @@ def verify_chain(leaf: x509.Certificate, intermediates: list[x509.Certificate],
     if not roots:
         return "no trusted root certificates were found on this machine"
     try:
-        verifier = PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(
-            DNSName(domain))
+        verifier = (
+            PolicyBuilder().store(Store(roots)).time(now).build_server_verifier(DNSName(domain))
+        )
         verifier.verify(leaf, intermediates)
     except VerificationError as exc:
         return str(exc)
@@ -292,10 +314,16 @@ def verify_chain(leaf: x509.Certificate, intermediates: list[x509.Certificate],
     return None
 
 
-def judge(certs: list[x509.Certificate], key: KeyInfo, domain: str, *,
-          now: datetime.datetime | None = None,
-          roots: list[x509.Certificate] | None = None,
-          cert_file: str = "the certificate file", key_file: str = "the key file") -> Findings:
+def judge(
+    certs: list[x509.Certificate],
+    key: KeyInfo,
+    domain: str,
+    *,
+    now: datetime.datetime | None = None,
+    roots: list[x509.Certificate] | None = None,
+    cert_file: str = "the certificate file",
+    key_file: str = "the key file",
+) -> Findings:
     """Every problem with this certificate chain and key for `domain`, worst first."""
     from cryptography.hazmat.primitives import hashes
 
@@ -306,99 +334,134 @@ def judge(certs: list[x509.Certificate], key: KeyInfo, domain: str, *,
     if is_ca(leaf):
         real_leaf = next((c for c in certs if not is_ca(c)), None)
         if real_leaf is None:
-            found.fail(f"{cert_file} holds only CA certificates "
-                       f"({', '.join(common_name(c.subject) for c in certs)}), not the "
-                       f"certificate for {domain}",
-                       "use the server certificate your CA issued for the domain, followed by "
-                       "its intermediates")
+            found.fail(
+                f"{cert_file} holds only CA certificates "
+                f"({', '.join(common_name(c.subject) for c in certs)}), not the "
+                f"certificate for {domain}",
+                "use the server certificate your CA issued for the domain, followed by "
+                "its intermediates",
+            )
             return found
         position = certs.index(real_leaf) + 1
-        found.fail(f"the certificates are in the wrong order: the file starts with the CA "
-                   f"certificate '{common_name(leaf.subject)}', and the server certificate "
-                   f"'{common_name(real_leaf.subject)}' is #{position}",
-                   "put the server certificate first, then the intermediates: "
-                   "`cat server.crt intermediate.crt > fullchain.pem`")
+        found.fail(
+            f"the certificates are in the wrong order: the file starts with the CA "
+            f"certificate '{common_name(leaf.subject)}', and the server certificate "
+            f"'{common_name(real_leaf.subject)}' is #{position}",
+            "put the server certificate first, then the intermediates: "
+            "`cat server.crt intermediate.crt > fullchain.pem`",
+        )
         leaf = real_leaf
     if key.encrypted:
-        found.fail(f"the private key is protected by a passphrase ({key.encoding}); CARTO needs "
-                   "an unencrypted key, since nothing can type the passphrase when it starts",
-                   DECRYPT_FIX.format(key=key_file))
+        found.fail(
+            f"the private key is protected by a passphrase ({key.encoding}); CARTO needs "
+            "an unencrypted key, since nothing can type the passphrase when it starts",
+            DECRYPT_FIX.format(key=key_file),
+        )
     elif key.key is not None and not same_public_key(key.key.public_key(), leaf.public_key()):
-        other = next((i for i, c in enumerate(certs)
-                      if c is not leaf and same_public_key(key.key.public_key(), c.public_key())),
-                     None)
-        where = (f" (it belongs to certificate #{other + 1}, "
-                 f"'{common_name(certs[other].subject)}')" if other is not None else "")
-        found.fail(f"the private key does not match the certificate for "
-                   f"'{common_name(leaf.subject)}'{where}",
-                   "use the key generated with this certificate's request (compare "
-                   "`openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)")
+        other = next(
+            (
+                i
+                for i, c in enumerate(certs)
+                if c is not leaf and same_public_key(key.key.public_key(), c.public_key())
+            ),
+            None,
+        )
+        where = (
+            f" (it belongs to certificate #{other + 1}, '{common_name(certs[other].subject)}')"
+            if other is not None
+            else ""
+        )
+        found.fail(
+            f"the private key does not match the certificate for "
+            f"'{common_name(leaf.subject)}'{where}",
+            "use the key generated with this certificate's request (compare "
+            "`openssl x509 -noout -pubkey -in CERT` with `openssl pkey -pubout -in KEY`)",
+        )
     names = dns_names(leaf)
     if names is None:
-        found.fail(f"the certificate names '{common_name(leaf.subject)}' only in its Common "
-                   "Name and has no subjectAltName: browsers ignore the Common Name",
-                   f"reissue the certificate with a subjectAltName DNS entry for {domain}")
+        found.fail(
+            f"the certificate names '{common_name(leaf.subject)}' only in its Common "
+            "Name and has no subjectAltName: browsers ignore the Common Name",
+            f"reissue the certificate with a subjectAltName DNS entry for {domain}",
+        )
     elif not any(name_matches(n, domain) for n in names):
         deep = [n for n in names if n.startswith("*.") and domain.endswith(n[1:])]
         if deep:
-            found.fail(f"the wildcard {deep[0]} does not cover {domain}: a wildcard stands for "
-                       "exactly one label",
-                       f"reissue with {domain} (or *.{domain.partition('.')[2]}) in the "
-                       "subjectAltName")
+            found.fail(
+                f"the wildcard {deep[0]} does not cover {domain}: a wildcard stands for "
+                "exactly one label",
+                f"reissue with {domain} (or *.{domain.partition('.')[2]}) in the subjectAltName",
+            )
         else:
-            found.fail(f"the certificate does not cover {domain} (it is for "
-                       f"{', '.join(names) or 'no DNS name'})",
-                       f"reissue the certificate with {domain} in its subjectAltName, or set "
-                       "domain: to a name it covers")
+            found.fail(
+                f"the certificate does not cover {domain} (it is for "
+                f"{', '.join(names) or 'no DNS name'})",
+                f"reissue the certificate with {domain} in its subjectAltName, or set "
+                "domain: to a name it covers",
+            )
     not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if now < not_before:
-        found.fail(f"the certificate is not valid yet: it starts on {_date(not_before)}",
-                   "wait until then, or check this machine's clock (`timedatectl`), or "
-                   "reissue the certificate")
+        found.fail(
+            f"the certificate is not valid yet: it starts on {_date(not_before)}",
+            "wait until then, or check this machine's clock (`timedatectl`), or "
+            "reissue the certificate",
+        )
     elif now > not_after:
         days = (now - not_after).days
-        found.fail(f"the certificate expired on {_date(not_after)} ({days} days ago)",
-                   "renew the certificate with your CA and give the new files")
+        found.fail(
+            f"the certificate expired on {_date(not_after)} ({days} days ago)",
+            "renew the certificate with your CA and give the new files",
+        )
     elif not_after - now < datetime.timedelta(days=EXPIRY_WARN_DAYS):
         days = (not_after - now).days
-        found.warn(f"the certificate expires in {days} days ({_date(not_after)})",
-                   "renew it now and give the new files; plan automatic renewal")
+        found.warn(
+            f"the certificate expires in {days} days ({_date(not_after)})",
+            "renew it now and give the new files; plan automatic renewal",
+        )
     _, weakness = key_description(leaf.public_key())
     if weakness:
         found.fail(weakness, "reissue with an RSA 2048+ or EC P-256/P-384 key")
     algorithm = leaf.signature_hash_algorithm
     if isinstance(algorithm, hashes.SHA1 | hashes.MD5):
-        found.fail(f"the certificate is signed with {algorithm.name.upper()}, which browsers "
-                   "refuse", "reissue it signed with SHA-256")
+        found.fail(
+            f"the certificate is signed with {algorithm.name.upper()}, which browsers refuse",
+            "reissue it signed with SHA-256",
+        )
     if found.problems:
         return found
     chain = certs[1:] if certs[0] is leaf else [c for c in certs if c is not leaf]
     self_signed = issued_by(leaf, leaf)
     if self_signed:
-        found.warn("the certificate is self-signed: browsers will warn every user until they "
-                   "trust it by hand",
-                   "use a certificate from a public CA (e.g. Let's Encrypt) or your company "
-                   "CA trusted by your users' browsers")
+        found.warn(
+            "the certificate is self-signed: browsers will warn every user until they "
+            "trust it by hand",
+            "use a certificate from a public CA (e.g. Let's Encrypt) or your company "
+            "CA trusted by your users' browsers",
+        )
         return found
     for i in range(len(certs) - 1):  # the leaf is first here: problems returned above
         if not issued_by(certs[i], certs[i + 1]):
-            found.warn(f"certificate #{i + 2} ('{common_name(certs[i + 1].subject)}') did "
-                       f"not issue #{i + 1} ('{common_name(certs[i].subject)}'): the chain "
-                       "is out of order or holds an unrelated certificate",
-                       "order the file as: server certificate, then the intermediate that "
-                       "signed it, then the next one up")
+            found.warn(
+                f"certificate #{i + 2} ('{common_name(certs[i + 1].subject)}') did "
+                f"not issue #{i + 1} ('{common_name(certs[i].subject)}'): the chain "
+                "is out of order or holds an unrelated certificate",
+                "order the file as: server certificate, then the intermediate that "
+                "signed it, then the next one up",
+            )
             break
     reason = verify_chain(leaf, chain, domain, trusted_roots() if roots is None else roots, now)
     if reason is not None:
         last = chain[-1] if chain else leaf
         detail = "" if "exhausted" in reason else f" ({reason})"
-        found.warn(f"the chain cannot be completed to a trusted root: no certificate in the "
-                   f"file or the trust store issued '{common_name(last.subject)}' (its issuer "
-                   f"is '{common_name(last.issuer)}'){detail}",
-                   "append the intermediate certificates to the certificate file, leaf first "
-                   "(`cat server.crt intermediate.crt > fullchain.pem`); your CA provides them "
-                   "as the 'chain' or 'CA bundle'. If your users' browsers trust a private CA, "
-                   "this warning may be expected")
+        found.warn(
+            f"the chain cannot be completed to a trusted root: no certificate in the "
+            f"file or the trust store issued '{common_name(last.subject)}' (its issuer "
+            f"is '{common_name(last.issuer)}'){detail}",
+            "append the intermediate certificates to the certificate file, leaf first "
+            "(`cat server.crt intermediate.crt > fullchain.pem`); your CA provides them "
+            "as the 'chain' or 'CA bundle'. If your users' browsers trust a private CA, "
+            "this warning may be expected",
+        )
     return found
 
 
@@ -411,8 +474,10 @@ def describe(leaf: x509.Certificate, now: datetime.datetime) -> str:
     else:
         until = f"valid until {leaf.not_valid_after_utc:%Y-%m-%d} ({left.days} days left)"
     san = ", ".join(names) if names else "none (CN only)"
-    return f"{common_name(leaf.subject)}; SAN {san}; {key}; {until}; issued by " \
+    return (
+        f"{common_name(leaf.subject)}; SAN {san}; {key}; {until}; issued by "
         f"{common_name(leaf.issuer)}"
+    )
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -443,20 +508,27 @@ def check_certificate(ctx: CheckContext) -> Outcome:
             "your company CA",
         )
     if not tls.certificate_file or not tls.key_file:
-        given, missing = (("tls.certificate_file", "tls.key_file") if tls.certificate_file
-                          else ("tls.key_file", "tls.certificate_file"))
-        return failed(f"{given} is set but {missing} is not: both are needed",
-                      observed=f"{given} only",
-                      remediation=f"add {missing} to the answers, or remove {given} to have a "
-                      "self-signed certificate generated")
+        given, missing = (
+            ("tls.certificate_file", "tls.key_file")
+            if tls.certificate_file
+            else ("tls.key_file", "tls.certificate_file")
+        )
+        return failed(
+            f"{given} is set but {missing} is not: both are needed",
+            observed=f"{given} only",
+            remediation=f"add {missing} to the answers, or remove {given} to have a "
+            "self-signed certificate generated",
+        )
     cert_path, key_path = tls.certificate_file, tls.key_file
     try:
         cert_data = Path(cert_path).read_bytes()
         key_data = Path(key_path).read_bytes()
     except OSError as exc:
-        return failed(f"cannot read {exc.filename}: {exc.strerror}",
-                      observed=f"{exc.filename}: {exc.strerror}",
-                      remediation="check tls.certificate_file and tls.key_file name readable files")
+        return failed(
+            f"cannot read {exc.filename}: {exc.strerror}",
+            observed=f"{exc.filename}: {exc.strerror}",
+            remediation="check tls.certificate_file and tls.key_file name readable files",
+        )
     if ctx.redactor is not None:
         ctx.redactor.add(key_data)
         for label, block in pem_blocks(cert_data):
@@ -466,19 +538,24 @@ def check_certificate(ctx: CheckContext) -> Outcome:
     try:
         certs = load_certificates(cert_data, f"the certificate file {cert_path}")
     except CertificateFileError as exc:
-        return failed(str(exc), observed=sizes,
-                      remediation="give tls.certificate_file as PEM (-----BEGIN CERTIFICATE-----"
-                      ", server certificate first, then the intermediates) or DER")
+        return failed(
+            str(exc),
+            observed=sizes,
+            remediation="give tls.certificate_file as PEM (-----BEGIN CERTIFICATE-----"
+            ", server certificate first, then the intermediates) or DER",
+        )
     try:
         key = load_private_key(key_data, f"the key file {key_path}")
     except CertificateFileError as exc:
-        return failed(str(exc), observed=sizes,
-                      remediation="give tls.key_file as the unencrypted PEM private key "
-                      "(-----BEGIN PRIVATE KEY-----) made with this certificate's request")
+        return failed(
+            str(exc),
+            observed=sizes,
+            remediation="give tls.key_file as the unencrypted PEM private key "
+            "(-----BEGIN PRIVATE KEY-----) made with this certificate's request",
+        )
     now = datetime.datetime.now(datetime.UTC)
     roots: list[x509.Certificate] = ctx.cached("tls.trusted_roots", trusted_roots)
-    found = judge(certs, key, domain, now=now, roots=roots, cert_file=cert_path,
-                  key_file=key_path)
+    found = judge(certs, key, domain, now=now, roots=roots, cert_file=cert_path, key_file=key_path)
     leaf = next((c for c in certs if not is_ca(c)), certs[0])
     observed = describe(leaf, now) + f"; {len(certs)} certificate(s) in the file"
     remediation = "; ".join(found.fixes)
@@ -488,8 +565,11 @@ def check_certificate(ctx: CheckContext) -> Outcome:
         return failed(head, observed=observed, remediation=remediation)
     if found.concerns:
         return warned("; ".join(found.concerns), observed=observed, remediation=remediation)
-    return passed(f"valid certificate for {domain}: key matches, chain complete, valid until "
-                  f"{leaf.not_valid_after_utc:%Y-%m-%d}", observed=observed)
+    return passed(
+        f"valid certificate for {domain}: key matches, chain complete, valid until "
+        f"{leaf.not_valid_after_utc:%Y-%m-%d}",
+        observed=observed,
+    )
 
 
 CHECKS = [

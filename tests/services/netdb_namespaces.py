@@ -28,7 +28,7 @@ from tests.services.tls_ca import LOOPBACK, free_loopback_port, wait_until
 
 # Mount the files, bring loopback up when there is a new network namespace, then exec argv.
 _SETUP = (
-    'set -e; hosts=$1; resolv=$2; net=$3; shift 3; '
+    "set -e; hosts=$1; resolv=$2; net=$3; shift 3; "
     'mount --bind "$hosts" /etc/hosts; mount --bind "$resolv" /etc/resolv.conf; '
     'if [ "$net" = 1 ]; then ip link set lo up; fi; exec "$@"'
 )
@@ -40,8 +40,9 @@ def hosts_file_text(names: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def namespaced(argv: Sequence[str], names: Mapping[str, str], directory: Path, *,
-               network: bool = False) -> list[str]:
+def namespaced(
+    argv: Sequence[str], names: Mapping[str, str], directory: Path, *, network: bool = False
+) -> list[str]:
     """`argv` wrapped to run with `names` in /etc/hosts (files written into `directory`)."""
     for tool in ("unshare", "mount", "ip"):
         if shutil.which(tool) is None:
@@ -54,8 +55,19 @@ def namespaced(argv: Sequence[str], names: Mapping[str, str], directory: Path, *
     for path in (hosts, resolv):
         path.chmod(0o644)  # tinyproxy drops to nobody and must still read them
     flags = ["--mount", "--net"] if network else ["--mount"]
-    return ["unshare", *flags, "--", "sh", "-c", _SETUP, "sh", str(hosts), str(resolv),
-            "1" if network else "0", *argv]
+    return [
+        "unshare",
+        *flags,
+        "--",
+        "sh",
+        "-c",
+        _SETUP,
+        "sh",
+        str(hosts),
+        str(resolv),
+        "1" if network else "0",
+        *argv,
+    ]
 
 
 @dataclass(frozen=True)
@@ -76,8 +88,9 @@ class NamedProxy:
 
 
 @contextlib.contextmanager
-def tinyproxy_with_hosts(names: Mapping[str, str], *,
-                         deny_connect: bool = False) -> Iterator[NamedProxy]:
+def tinyproxy_with_hosts(
+    names: Mapping[str, str], *, deny_connect: bool = False
+) -> Iterator[NamedProxy]:
     """A real tinyproxy on loopback that resolves `names` through its private /etc/hosts.
 
     `deny_connect` refuses every CONNECT (tinyproxy answers 403), as a locked-down corporate
@@ -89,8 +102,14 @@ def tinyproxy_with_hosts(names: Mapping[str, str], *,
     directory = Path(tempfile.mkdtemp(prefix="carto-netdb-proxy-"))
     directory.chmod(0o755)
     proxy = NamedProxy(LOOPBACK, free_loopback_port(), directory / "tinyproxy.log")
-    lines = [f"Port {proxy.port}", f"Listen {LOOPBACK}", f"Allow {LOOPBACK}", "Timeout 30",
-             "MaxClients 50", "LogLevel Info"]
+    lines = [
+        f"Port {proxy.port}",
+        f"Listen {LOOPBACK}",
+        f"Allow {LOOPBACK}",
+        "Timeout 30",
+        "MaxClients 50",
+        "LogLevel Info",
+    ]
     if os.geteuid() == 0:
         lines += ["User nobody", "Group nogroup"]
     # Without ConnectPort lines tinyproxy allows CONNECT to any port (the test servers use
@@ -101,8 +120,9 @@ def tinyproxy_with_hosts(names: Mapping[str, str], *,
     config.write_text("\n".join(lines) + "\n")
     argv = namespaced([binary, "-d", "-c", str(config)], names, directory / "ns")
     with proxy.log_file.open("wb") as log:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
 
     def ready() -> bool:
         if process.poll() is not None:
@@ -114,8 +134,9 @@ def tinyproxy_with_hosts(names: Mapping[str, str], *,
             return False
 
     try:
-        wait_until(ready, timeout=10, what=f"tinyproxy on {proxy.host}:{proxy.port}",
-                   details=proxy.log)
+        wait_until(
+            ready, timeout=10, what=f"tinyproxy on {proxy.host}:{proxy.port}", details=proxy.log
+        )
         yield proxy
     finally:
         process.terminate()
