@@ -290,8 +290,10 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                    health_timeout: float) -> DeployResult:
     from installer.preflight import run_preflight
     from installer.render import apply_render, plan_render
+    from installer.render.compose import check_inputs
 
-    require(answers, "package", "domain")
+    # Bad input stops the deployment before anything runs (exit 2, the key named).
+    check_inputs(answers, target, redactor)
     assert answers.domain is not None
     run = _Run(answers, target, redactor, emit, cancel)
     url = f"https://{answers.domain}"

@@ -29,7 +29,7 @@ from installer.envfile import (
     is_secret_key,
 )
 from installer.errors import AnswersError, InputError
-from installer.package import LICENSE_KEYS, read_package
+from installer.package import LICENSE_KEYS, Package, read_package
 from installer.render import FileChange, RenderPlan, stale_temp_files
 
 if TYPE_CHECKING:
@@ -299,9 +299,21 @@ def _read_target(target: Target, path: str) -> bytes | None:
                          "target.sudo") from None
 
 
-def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
-                 compose_command: Sequence[str] | None = None,
-                 compose_version: str | None = None) -> RenderPlan:
+@dataclass
+class Inputs:
+    """The answers' local inputs, read and checked before anything else happens."""
+
+    directory: str
+    package: Package
+    settings: list[tuple[str, str, str]]
+    certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
+    extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
+
+
+def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
+    """Everything about the input that does not depend on the Compose version: required
+    answers, the deployment directory, the package, the TLS and CA files. Raises
+    AnswersError naming the key; reads, never writes."""
     require(answers, "package", "domain")
     assert answers.package is not None and answers.domain is not None
     directory = answers.compose.directory
@@ -310,6 +322,28 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                            "give the full path of the deployment directory on the target, "
                            "e.g. /opt/carto")
     directory = posixpath.normpath(directory)
+    settings = owned_settings(answers)
+    tls = answers.tls
+    certificate = None
+    if tls.certificate_file or tls.key_file:
+        if not (tls.certificate_file and tls.key_file):
+            missing_key = "tls.key_file" if tls.certificate_file else "tls.certificate_file"
+            raise AnswersError(missing_key, "is required when the other TLS file is given",
+                               "give both tls.certificate_file and tls.key_file, or neither "
+                               "to have a self-signed certificate generated")
+        certificate = _given_certificate(answers, redactor)
+    extra: list[tuple[str, bytes]] = []
+    db = answers.database
+    if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
+        extra.append((DB_CA_NAME, _read_local(db.ssl.ca_file, "database.ssl.ca_file",
+                                              "database CA file")))
+    if not answers.redis.bundled and answers.redis.tls_ca_file:
+        extra.append((REDIS_CA_NAME, _read_local(answers.redis.tls_ca_file,
+                                                 "redis.tls_ca_file", "Redis CA file")))
+    proxy = answers.network.proxy
+    if proxy is not None and proxy.ca_file:
+        extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
+                                                 "proxy CA file")))
     missing = [name for name in VENDOR_FILES
                if not target.exists(posixpath.join(directory, name))]
     if missing:
@@ -324,10 +358,17 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    assert package.customer_env is not None
+    return Inputs(directory, package, settings, certificate, extra)
+
+
+def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
+                 compose_command: Sequence[str] | None = None,
+                 compose_version: str | None = None) -> RenderPlan:
+    inputs = check_inputs(answers, target, redactor)
+    assert answers.domain is not None
+    directory, package, settings = inputs.directory, inputs.package, inputs.settings
     tool = tool_from(compose_command, compose_version) or detect_compose(target)
     flavour: Flavour | None = tool.flavour if tool else None
-    settings = owned_settings(answers)
     for answer_key, _key, value in settings:
         problem = cannot_hold(value, flavour)
         if problem:
@@ -384,13 +425,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         (posixpath.join(certs, "key.json"), package.files["key.json"], 0o600, True),
         (posixpath.join(directory, "key.json"), package.files["key.json"], 0o600, True),
     ]
-    if answers.tls.certificate_file or answers.tls.key_file:
-        if not (answers.tls.certificate_file and answers.tls.key_file):
-            missing_key = "tls.key_file" if answers.tls.certificate_file else "tls.certificate_file"
-            raise AnswersError(missing_key, "is required when the other TLS file is given",
-                               "give both tls.certificate_file and tls.key_file, or neither "
-                               "to have a self-signed certificate generated")
-        cert_pem, key_pem = _given_certificate(answers, redactor)
+    if inputs.certificate is not None:
+        cert_pem, key_pem = inputs.certificate
     else:
         existing_cert = _read_target(target, cert_path)
         existing_key = _read_target(target, key_path)
@@ -406,20 +442,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                          f"(valid {SELF_SIGNED_DAYS} days); browsers will warn until you "
                          "give a certificate from a trusted CA")
     wanted += [(cert_path, cert_pem, 0o644, False), (key_path, key_pem, 0o600, True)]
-    db = answers.database
-    if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
-        wanted.append((posixpath.join(certs, DB_CA_NAME),
-                       _read_local(db.ssl.ca_file, "database.ssl.ca_file", "database CA file"),
-                       0o644, False))
-    if not answers.redis.bundled and answers.redis.tls_ca_file:
-        wanted.append((posixpath.join(certs, REDIS_CA_NAME),
-                       _read_local(answers.redis.tls_ca_file, "redis.tls_ca_file",
-                                   "Redis CA file"), 0o644, False))
-    proxy = answers.network.proxy
-    if proxy is not None and proxy.ca_file:
-        wanted.append((posixpath.join(certs, PROXY_CA_NAME),
-                       _read_local(proxy.ca_file, "network.proxy.ca_file", "proxy CA file"),
-                       0o644, False))
+    wanted += [(posixpath.join(certs, name), data, 0o644, False)
+               for name, data in inputs.extra_files]
     wanted += [(customer_path, new_customer, 0o600, True),
                (posixpath.join(directory, ".env"), dotenv, 0o600, True)]
 
