@@ -140,7 +140,8 @@ def _answers(tmp_path: Path, package: Path, directory: Path) -> Path:
 
 
 def _license(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
-    return {c["id"]: c for c in json.loads(result.stdout)["checks"] if c["id"].startswith("license")}
+    return {c["id"]: c for c in json.loads(result.stdout)["checks"]
+            if c["id"].startswith("license")}
 
 
 def test_license_checks_pass_warn_and_fail_through_the_cli(tmp_path: Path) -> None:

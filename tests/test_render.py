@@ -268,8 +268,9 @@ def test_given_certificate_problems_are_refused_naming_the_key(
     files = issued.write(tmp_path / "tls")
     (tmp_path / "tls/encrypted.key").write_bytes(issued.encrypted_key(b"passphrase"))
     (tmp_path / "tls/other.key").write_bytes(other.key)
+    encrypted = str(tmp_path / "tls/encrypted.key")
     cases = [
-        ({"certificate_file": str(files.fullchain), "key_file": str(tmp_path / "tls/encrypted.key")},
+        ({"certificate_file": str(files.fullchain), "key_file": encrypted},
          "tls.key_file", "protected by a passphrase"),
         ({"certificate_file": str(files.fullchain), "key_file": str(tmp_path / "tls/other.key")},
          "tls.key_file", "does not belong to the certificate"),
@@ -307,7 +308,7 @@ def test_a_killed_render_never_leaves_a_half_written_file(tmp_path: Path,
     initial = snapshot(directory)
     # What each variant's files are when complete (rendered in scratch copies).
     complete = []
-    for index, answers in enumerate(variants):
+    for index in range(len(variants)):
         scratch = tmp_path / f"scratch{index}"
         shutil.copytree(directory, scratch)
         render(answers_for(package.path, scratch, env={"USER": f"user-{'ab'[index]}-secret"},

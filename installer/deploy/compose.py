@@ -130,6 +130,7 @@ class ContainerView:
     image: str  # the image reference it was created from
     image_id: str
     created: str = ""
+    mounts: tuple[str, ...] = ()  # host paths mounted into it
 
     @property
     def display(self) -> str:
@@ -161,6 +162,7 @@ def list_containers(client: Any, project: str) -> list[ContainerView]:
             image=attrs.get("Config", {}).get("Image", ""),
             image_id=attrs.get("Image", ""),
             created=attrs.get("Created", ""),
+            mounts=tuple(str(m.get("Source", "")) for m in attrs.get("Mounts") or []),
         ))
     return sorted(views, key=lambda v: v.name)
 
@@ -368,8 +370,12 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
     else:
         watcher = _Watcher(run, project, expected)
         with _Step(run, "launch") as step:
+            before_up = {v.id: v.started_at for v in list_containers(run.client(), project)}
             _compose_up(run, command, watcher)
             step.detail = f"`{tool} up -d` done"
+            restarted = _reload_certificates(run, plan, command, project, expected, before_up)
+            if restarted:
+                step.detail += f"; restarted {', '.join(restarted)} for the new certificates"
         changed = True
         with _Step(run, "wait healthy") as step:
             step.detail = _wait_healthy(run, watcher, expected, health_timeout, command)
@@ -474,6 +480,32 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
             + run.redactor(last[-1] if last else "no output"),
             f"read the compose output above; after fixing, re-run `carto-installer deploy` "
             f"(it resumes). By hand: cd {run.directory} && {' '.join(command)} up -d")
+
+
+def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], project: str,
+                         expected: dict[str, int], before_up: dict[str, str]) -> list[str]:
+    """Services read certs/ when they start; Compose only recreates a container when its
+    configuration changes. When a certificate or key changed but a container that mounts
+    certs/ kept running, restart it so that it serves the new files."""
+    certs = posixpath.join(run.directory, "certs")
+    if not any(c.content_changed and c.path.startswith(certs + "/") for c in plan.changes):
+        return []
+    stale = sorted({
+        view.service for view in current_containers(list_containers(run.client(), project),
+                                                    expected)
+        if not is_job(view.service) and view.state == "running"
+        and before_up.get(view.id) == view.started_at
+        and any(m == certs or m.startswith(certs + "/") for m in view.mounts)
+    })
+    if not stale:
+        return []
+    run.emit(LogLine(f"restarting {', '.join(stale)} to load the new certificates"))
+    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300)
+    if not result.ok:
+        raise DeployError(f"`{' '.join(command)} restart {' '.join(stale)}` failed: "
+                          f"{run.redactor(result.output()[-300:])}",
+                          "restart them by hand, then re-run `carto-installer deploy`")
+    return stale
 
 
 class _Watcher:
