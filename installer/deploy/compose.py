@@ -236,6 +236,8 @@ class _Run:
         self.emit = emit
         self.cancel = cancel
         self.directory = posixpath.normpath(answers.compose.directory)
+        # target.sudo: Compose runs as root when the SSH user may not use Docker itself.
+        self.sudo = bool(answers.target and answers.target.sudo)
         self._client: Any = None
 
     def client(self, timeout: float = 30.0) -> Any:
@@ -450,7 +452,7 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
     def launch() -> None:
         try:
             outcome["result"] = run.target.run([*command, "up", "-d"], cwd=run.directory,
-                                               timeout=UP_TIMEOUT)
+                                               timeout=UP_TIMEOUT, sudo=run.sudo)
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
 
@@ -504,7 +506,8 @@ def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], projec
     if not stale:
         return []
     run.emit(LogLine(f"restarting {', '.join(stale)} to load the new certificates"))
-    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300)
+    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300,
+                            sudo=run.sudo)
     if not result.ok:
         raise DeployError(f"`{' '.join(command)} restart {' '.join(stale)}` failed: "
                           f"{run.redactor(result.output()[-300:])}",
