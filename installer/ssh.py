@@ -366,6 +366,7 @@ class SSHTarget(Target):
         self._redactor = redactor
         self._use_sudo = bool(settings.sudo) and user != "root"
         self._sudo_mode: str | None = None
+        self._sudo_error: TargetError | None = None
         self._sudo_lock = threading.Lock()
         self._sftp: Any = None
         self._sftp_lock = threading.Lock()
@@ -374,6 +375,7 @@ class SSHTarget(Target):
         self._session_limit = _SESSION_LIMIT
         self._forwarding_refused = False
         self._docker_bridge: _DockerBridge | None = None
+        self._docker_clients: dict[int, Any] = {}
         self._docker_lock = threading.Lock()
         self._closed = False
 
@@ -426,6 +428,8 @@ class SSHTarget(Target):
         target = cls(settings, user, transport, jump_transport, password, redactor, stats)
         log.info("connected to %s%s", target.name,
                  f" through {settings.jump.host}:{settings.jump.port}" if settings.jump else "")
+        if target._use_sudo:
+            target._probe_sudo_early()
         return target
 
     # --- channels ------------------------------------------------------------------------------
@@ -508,8 +512,23 @@ class SSHTarget(Target):
         """
         with self._sudo_lock:
             if self._sudo_mode is None:
-                self._sudo_mode = self._probe_sudo()
+                if self._sudo_error is not None:
+                    raise self._sudo_error
+                try:
+                    self._sudo_mode = self._probe_sudo()
+                except TargetError as exc:
+                    self._sudo_error = exc  # a refusal stays one: no second password try
+                    raise
             return self._sudo_mode == "password"
+
+    def _probe_sudo_early(self) -> None:
+        """Start the sudo probe now, alongside the first checks, instead of in front of the
+        first privileged command (three round trips saved on the critical path)."""
+        def probe() -> None:
+            with contextlib.suppress(Exception):  # raised again where sudo is used
+                self._sudo_needs_password()
+
+        threading.Thread(target=probe, daemon=True, name="ssh-sudo-probe").start()
 
     def _probe_sudo(self) -> str:
         script = ('if sudo -k -n true 2>/dev/null; then echo nopasswd; '
@@ -958,25 +977,31 @@ class SSHTarget(Target):
         `docker system dial-stdio` run on the target, with sudo when target.sudo is set. The
         docker SDK's own ssh:// transport runs the same command but opens its own SSH
         connections with its own host key handling, so it could not reuse this verified,
-        authenticated connection (jump host, passphrase, password, sudo)."""
-        import docker
+        authenticated connection (jump host, passphrase, password, sudo).
+
+        Each bridged connection holds one SSH session, so clients are shared (one per timeout)
+        and keep at most two idle connections."""
         import docker.errors
+        import requests.exceptions
 
         with self._docker_lock:
             if self._docker_bridge is None:
                 self._docker_bridge = _DockerBridge(self)
             bridge = self._docker_bridge
-        try:
-            # One pooled connection: extra ones made for concurrent requests are closed after
-            # use, so idle dial-stdio sessions never pile up against the server's MaxSessions.
-            return docker.DockerClient(base_url=f"unix://{bridge.path}", timeout=int(timeout),
-                                       max_pool_size=1)
-        except docker.errors.DockerException:
-            said = bridge.last_error()
-            if said:
+            client = self._docker_clients.get(int(timeout))
+            if client is not None:
+                return client
+            try:
+                client = _docker_client_on(bridge.path, int(timeout))
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                said = bridge.wait_for_error(2.0)
+                if said:
+                    raise docker.errors.DockerException(
+                        f"{said} (from `docker system dial-stdio` on {self.name})") from None
                 raise docker.errors.DockerException(
-                    f"{said} (from `docker system dial-stdio` on {self.name})") from None
-            raise
+                    f"cannot reach the Docker engine on {self.name}: {exc}") from None
+            self._docker_clients[int(timeout)] = client
+            return client
 
     # --- big files -----------------------------------------------------------------------------
 
@@ -1074,7 +1099,12 @@ class SSHTarget(Target):
         if self._closed:
             return
         self._closed = True
-        bridge, self._docker_bridge = self._docker_bridge, None
+        with self._docker_lock:
+            clients, self._docker_clients = list(self._docker_clients.values()), {}
+            bridge, self._docker_bridge = self._docker_bridge, None
+        for client in clients:
+            with contextlib.suppress(Exception):
+                client.close()
         if bridge is not None:
             bridge.close()
         with self._sftp_lock:
@@ -1283,7 +1313,11 @@ class _DockerBridge:
         self._closed = False
         threading.Thread(target=self._accept, daemon=True, name="ssh-docker").start()
 
-    def last_error(self) -> str:
+    def wait_for_error(self, seconds: float) -> str:
+        """What the last dial-stdio said on stderr (it may arrive just after its failure)."""
+        deadline = time.monotonic() + seconds
+        while not self._errors and time.monotonic() < deadline:
+            time.sleep(0.05)
         return self._errors[-1] if self._errors else ""
 
     def _accept(self) -> None:
@@ -1338,6 +1372,34 @@ class _DockerBridge:
         with contextlib.suppress(OSError):
             self._listener.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _docker_client_on(socket_path: str, timeout: int) -> docker.DockerClient:
+    """A docker SDK client for a Unix socket whose connections are reused across URLs.
+
+    docker-py keys its connection pools by the full request URL (its fix for requests
+    2.32), so every new endpoint opens a new connection: free on a local socket, but here each
+    one is an SSH session and a `docker` process on the target, and idle ones pile up. One
+    pool for every URL keeps it to the connections actually in use."""
+    import docker
+    import docker.constants
+    from docker.transport import UnixHTTPAdapter
+
+    class OnePoolAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+        def get_connection(self, url: Any, proxies: Any = None) -> Any:
+            return super().get_connection("http+docker://localhost", proxies)
+
+    adapter = OnePoolAdapter(f"http+unix://{socket_path}", timeout, max_pool_size=2)
+    # Ask the engine's API version through our adapter (a client given a version makes no
+    # request when built), then build the real client on the same adapter and connection.
+    probe = docker.APIClient(base_url=f"unix://{socket_path}", timeout=timeout,
+                             version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+    probe.mount("http+docker://", adapter)
+    api_version = str(probe.version(api_version=False)["ApiVersion"])
+    client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=timeout,
+                                 version=api_version)
+    client.api.mount("http+docker://", adapter)
+    return client
 
 
 def _pump_socket(conn: socket.socket, channel: Any, on_close: Callable[[], None]) -> None:

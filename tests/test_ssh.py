@@ -574,14 +574,19 @@ def test_docker_engine_over_ssh(shared_ssh_server: SSHServer, target_credentials
         client = target.docker_client(timeout=20)
         assert client.version()["Version"] == local["Version"]
         assert client.info()["ID"] == docker_engine.info()["ID"]
-        client.close()
+        assert {i.id for i in client.images.list()} == {i.id for i in docker_engine.images.list()}
+        client.containers.list(all=True)
+        client.networks.list()
+        # One API connection (one SSH session, one `docker` on the target) for all of it,
+        # however many endpoints; and one shared client.
+        assert target.stats.commands == 1
+        assert target.docker_client(timeout=20) is client
     # A non-root user through sudo (password on stdin ahead of the API stream).
     with connect(target_settings(shared_ssh_server, known_hosts, identity_file=key, sudo=True,
                                  password_env="PW",
                                  env={"PW": target_credentials.password})) as target:
         client = target.docker_client(timeout=20)
         assert client.info()["ID"] == docker_engine.info()["ID"]
-        client.close()
     # Without sudo, the socket is not the user's: the engine's own words come back.
     with connect(target_settings(shared_ssh_server, known_hosts, identity_file=key)) as target:
         with pytest.raises(docker.errors.DockerException) as denied:

@@ -173,10 +173,9 @@ def _stable_password() -> str:
         return password
 
 
-@pytest.fixture(scope="session")
-def target_credentials(tmp_path_factory: pytest.TempPathFactory) -> SSHCredentials:
-    """Like `ssh_credentials`, for a user of these tests alone (`cartossh`), whose password
-    does not change under a concurrent test session."""
+def make_target_credentials(directory: Path) -> SSHCredentials:
+    """SSH_USER (created if missing, with the stable password) and fresh client keys in
+    `directory`."""
     password = _stable_password()
     try:
         pwd.getpwnam(SSH_USER)
@@ -185,14 +184,28 @@ def target_credentials(tmp_path_factory: pytest.TempPathFactory) -> SSHCredentia
                        check=True, capture_output=True)
     subprocess.run(["chpasswd"], input=f"{SSH_USER}:{password}\n", text=True, check=True,
                    capture_output=True)
-    ed_path, rsa_path, passphrase, authorized = _make_client_keys(
-        tmp_path_factory.mktemp("ssh-target-client"))
+    ed_path, rsa_path, passphrase, authorized = _make_client_keys(directory)
     return SSHCredentials(user=SSH_USER, password=password, root_user="root",
                           ed25519_key=ed_path, rsa_key=rsa_path, rsa_passphrase=passphrase,
                           authorized_keys=authorized)
 
 
-def _allow_sudo(server: SSHServer) -> None:
+@pytest.fixture(scope="session")
+def target_credentials(tmp_path_factory: pytest.TempPathFactory) -> SSHCredentials:
+    """Like `ssh_credentials`, for a user of these tests alone (`cartossh`), whose password
+    does not change under a concurrent test session."""
+    return make_target_credentials(tmp_path_factory.mktemp("ssh-target-client"))
+
+
+def start_target_server(credentials: SSHCredentials, **options: Any) -> SSHServer:
+    """An sshd in a folder SSH_USER can enter, with SSH_USER's sudo rule; caller stops it."""
+    server = SSHServer(credentials, open_folder("carto-sshd-"), **options)
+    server.start()
+    allow_sudo(server)
+    return server
+
+
+def allow_sudo(server: SSHServer) -> None:
     """The fixture's sudoers drop-in names `cartotest`; give SSH_USER the same rule."""
     rule = {"password": f"{SSH_USER} ALL=(ALL:ALL) ALL\n",
             "nopasswd": f"{SSH_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n", "none": ""}[server.sudo]
@@ -222,10 +235,8 @@ def ssh_servers(target_credentials: SSHCredentials) -> Iterator[SSHServers]:
     started: list[SSHServer] = []
 
     def start(**options: Any) -> SSHServer:
-        server = SSHServer(target_credentials, open_folder("carto-sshd-"), **options)
+        server = start_target_server(target_credentials, **options)
         started.append(server)
-        server.start()
-        _allow_sudo(server)
         return server
 
     try:
@@ -247,7 +258,7 @@ def shared_ssh_server(target_credentials: SSHCredentials) -> Iterator[SSHServer]
     """One "Ubuntu 22.04" sshd for the whole session (sudo asks SSH_USER's password)."""
     server = SSHServer(target_credentials, open_folder("carto-sshd-shared-"))
     server.start()
-    _allow_sudo(server)
+    allow_sudo(server)
     try:
         yield server
     finally:
