@@ -169,7 +169,8 @@ class KubernetesSettings:
 @dataclass
 class TLSSettings:
     certificate_file: str | None = setting(
-        "Certificate file", "PEM, leaf first then intermediates; omit to generate a self-signed one",
+        "Certificate file",
+        "PEM, leaf first then intermediates; omit to generate a self-signed one",
         default=None, path="local",
     )
     key_file: str | None = setting(
@@ -358,7 +359,7 @@ class _Loader:
             if optional:
                 return None
             raise AnswersError(path, "must not be empty")
-        if dataclasses.is_dataclass(inner):
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
             return self.build(inner, raw, path)
         validator = f.metadata.get("validator")
         if inner is bool:
@@ -459,7 +460,8 @@ def parse_answers(
     version = data.get("version", ANSWERS_VERSION)
     if version != ANSWERS_VERSION:
         raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
-    answers: Answers = loader.build(Answers, data, "")
+    answers = loader.build(Answers, data, "")
+    assert isinstance(answers, Answers)
     answers.warnings.extend(loader.warnings)
     return answers
 
@@ -511,7 +513,8 @@ def answers_to_dict(obj: Any) -> dict[str, Any]:
             if sub:
                 out[f.name] = sub
             continue
-        if defaults is not None and getattr(defaults, f.name) == value and f.name not in ("version", "platform"):
+        always = f.name in ("version", "platform")
+        if defaults is not None and getattr(defaults, f.name) == value and not always:
             continue
         out[f.name] = list(value) if isinstance(value, list) else value
     return out

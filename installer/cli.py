@@ -71,27 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not run these categories or checks")
     pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
 
-    for name, text in _extra_commands():
+    from installer.commands import COMMANDS
+
+    for name, (text, add_arguments, _) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         common(p, answers_required=True)
-        _EXTRA_ARGS[name](p)
+        add_arguments(p)
     return parser
-
-
-# Commands beyond preflight register here: name -> (help, add_arguments, run).
-_EXTRA: dict[str, tuple[str, object, object]] = {}
-_EXTRA_ARGS: dict[str, object] = {}
-
-
-def _extra_commands() -> list[tuple[str, str]]:
-    from installer import commands
-
-    out = []
-    for name, (text, add_args, run) in commands.COMMANDS.items():
-        _EXTRA[name] = (text, add_args, run)
-        _EXTRA_ARGS[name] = add_args
-        out.append((name, text))
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,8 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _wizard(args, redactor)
         if args.command == "preflight":
             return _preflight(args, redactor)
-        _, _, run = _EXTRA[args.command]
-        return int(run(args, redactor))  # type: ignore[operator]
+        from installer.commands import COMMANDS
+
+        _, _, run = COMMANDS[args.command]
+        return int(run(args, redactor))
     except InstallerError as exc:
         log.info("stopped: %s", exc)
         sys.stderr.write(redactor(f"error: {exc}") + "\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from installer.answers import Answers
 from installer.checks.base import CheckContext, Resolver, system_resolver
@@ -31,12 +31,13 @@ def open_target(
         return LocalTarget()
     from installer.ssh import SSHTarget  # paramiko is only loaded for remote targets
 
-    return SSHTarget.connect(
+    target: Target = SSHTarget.connect(
         answers.target,
         accept_host_key=accept_host_key,
         confirm_host_key=confirm_host_key,
         redactor=redactor,
     )
+    return target
 
 
 def validate_names(names: Sequence[str], option: str) -> list[str]:
@@ -77,7 +78,7 @@ def run_preflight(
         cancel=cancel or threading.Event(),
         resolver=resolver or system_resolver,
     )
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     start = time.monotonic()
     checks = select(all_checks(), platform, only)
     results = run_checks(ctx, checks, skip=skip, on_event=on_event)

@@ -7,7 +7,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from installer import __version__
 from installer.checks.base import CheckResult, Status
@@ -37,7 +37,7 @@ class Report:
     platform: str
     target: str
     results: Sequence[CheckResult]
-    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     duration_s: float = 0.0
 
     def summary(self) -> dict[str, int]:

@@ -112,7 +112,7 @@ class Target(ABC):
             return None
         return result.stdout.strip() or None if result.ok else None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most targets hold nothing
         """Release connections. The default has none."""
 
     def __enter__(self) -> Target:

@@ -125,7 +125,9 @@ def validate_proxy_url(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("the proxy URL is empty")
     validate_env_value(value)
-    match = re.fullmatch(r"(https?)://(?:([^@/]*)@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", value)
+    match = re.fullmatch(
+        r"(https?)://(?:([^@/]*)@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", value
+    )
     if not match:
         raise ValueError(f"{value!r} is not a proxy URL like http://proxy.internal:3128")
     if match.group(2):

@@ -117,3 +117,41 @@ def test_log_file_records_the_run(tmp_path: Path) -> None:
     assert (log.stat().st_mode & 0o077) == 0
     text = log.read_text()
     assert "host.arch" in text and "run (local): sh -c" in text
+
+
+def _run_in_pty(*args: str, extra_env: dict[str, str]) -> str:
+    """Run the CLI with a real terminal as stdout; returns what it printed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env
+
+    env = cli_env(extra_env)
+    if "NO_COLOR" not in extra_env:
+        env.pop("NO_COLOR")  # cli_env sets it by default
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "installer", *args], stdout=secondary,
+                            stderr=secondary, stdin=subprocess.DEVNULL, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(primary)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_colours_only_on_a_terminal_and_never_with_no_color() -> None:
+    coloured = _run_in_pty("preflight", "--only", "host.arch", extra_env={"TERM": "xterm"})
+    assert "\x1b[32m" in coloured  # the pass mark in green
+    plain = _run_in_pty("preflight", "--only", "host.arch",
+                        extra_env={"TERM": "xterm", "NO_COLOR": "1"})
+    assert "host.arch" in plain and "\x1b[" not in plain

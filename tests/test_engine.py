@@ -117,8 +117,9 @@ def test_families_expand_into_one_result_each() -> None:
     def probe(c: CheckContext, host: str):
         return passed(f"reached {host}")
 
+    hosts = ("a.com", "b.com")
     family = Check("egress", "Egress", "443", probe,
-                   expand=lambda c: [(f"egress.{h}", f"HTTPS to {h}", h) for h in ("a.com", "b.com")])
+                   expand=lambda c: [(f"egress.{h}", f"HTTPS to {h}", h) for h in hosts])
     results = run_checks(ctx(), [family])
     assert [(r.id, r.message) for r in results] == [("egress.a.com", "reached a.com"),
                                                     ("egress.b.com", "reached b.com")]

@@ -56,27 +56,19 @@ def _https_get(address: tuple[str, int], ca_file: Path, server_name: str) -> byt
 # --- TLS -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("key_type", "intermediate"), [("rsa2048", False), ("ec256", True)]
-)
+@pytest.mark.parametrize(("key_type", "intermediate"), [("rsa2048", False), ("ec256", True)])
 def test_issued_chain_is_verified_by_a_real_tls_client(
     test_ca: TestCA, key_type: KeyType, intermediate: bool
 ) -> None:
-    issued = test_ca.issue(
-        ["localhost", LOOPBACK], key_type=key_type, intermediate=intermediate
-    )
+    issued = test_ca.issue(["localhost", LOOPBACK], key_type=key_type, intermediate=intermediate)
 
     with tls_server(issued.fullchain, issued.key) as server:
         for name in ("localhost", LOOPBACK):  # DNS SAN and IP SAN
-            assert _https_get(server.address, test_ca.ca_file, name).startswith(
-                b"HTTP/1.1 200 OK"
-            )
+            assert _https_get(server.address, test_ca.ca_file, name).startswith(b"HTTP/1.1 200 OK")
         assert server.handshakes == 2
 
     leaf = x509.load_pem_x509_certificate(issued.leaf)
-    expected_key = (
-        rsa.RSAPublicKey if key_type == "rsa2048" else ec.EllipticCurvePublicKey
-    )
+    expected_key = rsa.RSAPublicKey if key_type == "rsa2048" else ec.EllipticCurvePublicKey
     assert isinstance(leaf.public_key(), expected_key)
     assert bool(issued.chain) is intermediate
 
@@ -103,10 +95,7 @@ def test_issued_files_and_encrypted_key(test_ca: TestCA, tmp_path: Path) -> None
 
     files = issued.write(tmp_path)
 
-    assert (
-        files.fullchain.read_bytes()
-        == files.cert.read_bytes() + files.chain.read_bytes()
-    )
+    assert files.fullchain.read_bytes() == files.cert.read_bytes() + files.chain.read_bytes()
     assert files.key.stat().st_mode & 0o077 == 0
     assert b"ENCRYPTED" in issued.encrypted_key(b"secret")
 
@@ -132,32 +121,30 @@ def test_docker_engine_answers(docker_engine: docker.DockerClient) -> None:
     assert Version(docker_engine.version()["Version"].split("+")[0]) >= Version("20.10")
 
 
+# Certificates come in through a bind mount, so the image content is the same in every
+# session and parallel runs share one cached image.
+SERVE_TLS_SCRIPT = b"""#!/bin/sh
+exec socat OPENSSL-LISTEN:8443,reuseaddr,fork,cert=/certs/server.fullchain.pem,\\
+key=/certs/server.key,verify=0 "SYSTEM:echo hello-from-socat"
+"""
+
+
 def test_built_image_runs_socat_serving_tls(
-    docker_engine: docker.DockerClient, test_ca: TestCA
+    docker_engine: docker.DockerClient, test_ca: TestCA, tmp_path: Path
 ) -> None:
-    issued = test_ca.issue(["localhost", LOOPBACK])
-    files: dict[str, bytes | Path] = {
-        "/certs/server.pem": issued.fullchain,
-        "/certs/server.key": issued.key,
-    }
-    image_id = build_image(
-        docker_engine, "carto-test/socat:latest", files, binaries=["socat"]
-    )
-    assert (
-        build_image(docker_engine, "carto-test/socat:latest", files, binaries=["socat"])
-        == image_id
-    )  # cached
+    files: dict[str, bytes | Path] = {"/usr/local/bin/serve-tls": SERVE_TLS_SCRIPT}
+    image_id = build_image(docker_engine, "carto-test/socat:1", files, binaries=["socat"])
+    cached = build_image(docker_engine, "carto-test/socat:1", files, binaries=["socat"])
+    assert cached == image_id
+    test_ca.issue(["localhost", LOOPBACK]).write(tmp_path)
 
     port = free_loopback_port()
     container = docker_engine.containers.run(
         image_id,
-        [
-            "socat",
-            "OPENSSL-LISTEN:8443,reuseaddr,fork,cert=/certs/server.pem,key=/certs/server.key,verify=0",
-            "SYSTEM:echo hello-from-socat",
-        ],
+        ["serve-tls"],
         detach=True,
         ports={"8443/tcp": (LOOPBACK, port)},
+        volumes={str(tmp_path): {"bind": "/certs", "mode": "ro"}},
     )
     try:
         answers: list[bytes] = []
@@ -165,9 +152,7 @@ def test_built_image_runs_socat_serving_tls(
         def served() -> bool:
             # docker-proxy accepts before socat listens, so early attempts see an EOF.
             try:
-                answers.append(
-                    _https_get((LOOPBACK, port), test_ca.ca_file, "localhost")
-                )
+                answers.append(_https_get((LOOPBACK, port), test_ca.ca_file, "localhost"))
                 return True
             except (ssl.SSLError, OSError):
                 container.reload()
@@ -193,9 +178,7 @@ def test_compose_v2_plugin_and_v1_standalone(compose_v2: Path) -> None:
                 check=True,
             )
             assert "Docker Compose version v2." in v2.stdout
-    v1 = subprocess.run(
-        ["docker-compose", "version"], capture_output=True, text=True, check=True
-    )
+    v1 = subprocess.run(["docker-compose", "version"], capture_output=True, text=True, check=True)
     assert "docker-compose version 1.29.2" in v1.stdout
 
 
@@ -214,9 +197,7 @@ def test_postgres_accepts_verified_tls_and_plain_logins(
         assert conn.info.server_version // 10000 == 15
     with psycopg.connect(**postgres_server.dsn_kwargs(sslmode="disable")) as conn:
         assert not conn.info.pgconn.ssl_in_use
-    with pytest.raises(
-        psycopg.OperationalError, match="password authentication failed"
-    ):
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(**postgres_server.dsn_kwargs(password="wrong"))
 
 
@@ -232,20 +213,14 @@ def test_postgres_tls_required_refuses_plain_logins(
 def test_postgres_create_role_sets_exactly_the_asked_privileges(
     postgres_server: PostgresServer,
 ) -> None:
-    query = (
-        "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s"
-    )
+    query = "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = %s"
 
     postgres_server.create_role("svc_admin", "pw-2", createrole=True, createdb=True)
     assert postgres_server.execute(query, ("svc_admin",)) == [(False, True, True)]
 
-    postgres_server.create_role(
-        "svc_admin", "pw-3", superuser=True
-    )  # re-run: reset, not fail
+    postgres_server.create_role("svc_admin", "pw-3", superuser=True)  # re-run: reset, not fail
     assert postgres_server.execute(query, ("svc_admin",)) == [(True, False, False)]
-    psycopg.connect(
-        **postgres_server.dsn_kwargs(user="svc_admin", password="pw-3")
-    ).close()
+    psycopg.connect(**postgres_server.dsn_kwargs(user="svc_admin", password="pw-3")).close()
 
 
 # --- SSH -------------------------------------------------------------------------------
@@ -268,9 +243,7 @@ def _connect(
     return client
 
 
-def _run(
-    client: paramiko.SSHClient, command: str, stdin: str = ""
-) -> tuple[int, str, str]:
+def _run(client: paramiko.SSHClient, command: str, stdin: str = "") -> tuple[int, str, str]:
     channel_in, out, err = client.exec_command(command, timeout=20)
     if stdin:
         channel_in.write(stdin)
@@ -324,13 +297,9 @@ def test_ssh_remote_host_shows_its_own_os_release_and_proc_files(
         cpuinfo="processor\t: 0\nmodel name\t: Fake CPU\n",
     )
 
-    with _connect(
-        server, username="root", key_filename=str(ssh_credentials.ed25519_key)
-    ) as client:
+    with _connect(server, username="root", key_filename=str(ssh_credentials.ed25519_key)) as client:
         _, os_release, _ = _run(client, "cat /etc/os-release")
-        _, proc, _ = _run(
-            client, "head -1 /proc/meminfo; grep 'model name' /proc/cpuinfo"
-        )
+        _, proc, _ = _run(client, "head -1 /proc/meminfo; grep 'model name' /proc/cpuinfo")
 
     assert 'PRETTY_NAME="Ubuntu 22.04.4 LTS"' in os_release
     assert proc == "MemTotal:       16384000 kB\nmodel name\t: Fake CPU\n"
@@ -407,17 +376,13 @@ def test_ssh_jump_host_opens_direct_tcpip_to_the_target(
     with _connect(jump, **key_auth) as jump_client:
         transport = jump_client.get_transport()
         assert transport is not None
-        channel = transport.open_channel(
-            "direct-tcpip", (target.host, target.port), (LOOPBACK, 0)
-        )
+        channel = transport.open_channel("direct-tcpip", (target.host, target.port), (LOOPBACK, 0))
         with _connect(target, sock=channel, **key_auth) as target_client:
             assert "24.04" in _run(target_client, "cat /etc/os-release")[1]
             no_forwarding = target_client.get_transport()
             assert no_forwarding is not None
             with pytest.raises(paramiko.ChannelException):  # AllowTcpForwarding no
-                no_forwarding.open_channel(
-                    "direct-tcpip", (jump.host, jump.port), (LOOPBACK, 0)
-                )
+                no_forwarding.open_channel("direct-tcpip", (jump.host, jump.port), (LOOPBACK, 0))
 
 
 @pytest.fixture
@@ -475,9 +440,7 @@ def _get_through_proxy(proxy_url: str, server_port: int, ca_file: Path) -> int:
         conn.close()
 
 
-def test_proxy_tunnels_a_verified_tls_handshake(
-    http_proxy: str, test_ca: TestCA
-) -> None:
+def test_proxy_tunnels_a_verified_tls_handshake(http_proxy: str, test_ca: TestCA) -> None:
     issued = test_ca.issue(["localhost"])
     with tls_server(issued.fullchain, issued.key) as server:
         assert _get_through_proxy(http_proxy, server.port, test_ca.ca_file) == 200

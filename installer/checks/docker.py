@@ -129,8 +129,14 @@ def _probe(ctx: CheckContext, argv: list[str]) -> tuple[Version | None, str]:
 
 
 def check_compose(ctx: CheckContext) -> Outcome:
-    plugin, plugin_text = _probe(ctx, ["docker", "compose", "version"])
-    standalone, standalone_text = _probe(ctx, ["docker-compose", "version"])
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Both are slow to start (v1 is a Python program): ask them at the same time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        plugin_future = pool.submit(_probe, ctx, ["docker", "compose", "version"])
+        standalone_future = pool.submit(_probe, ctx, ["docker-compose", "version"])
+        plugin, _ = plugin_future.result()
+        standalone, _ = standalone_future.result()
     found = []
     if plugin is not None:
         found.append(f"docker compose v{plugin}")

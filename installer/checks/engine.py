@@ -166,7 +166,9 @@ def run_checks(
     return [results[i] for i in order if i in results]
 
 
-def _expand(ctx: CheckContext, checks: Sequence[Check]) -> tuple[list[_Instance], list[CheckResult]]:
+def _expand(
+    ctx: CheckContext, checks: Sequence[Check]
+) -> tuple[list[_Instance], list[CheckResult]]:
     instances: list[_Instance] = []
     early: list[CheckResult] = []
     for check in checks:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-
 from installer.checks.base import (
     Check,
     CheckContext,
@@ -310,7 +309,8 @@ def check_disk(ctx: CheckContext) -> Outcome:
             remediation="free space (`docker system prune`) or grow the disk: images and "
             "logs need 20 GB or more",
         )
-    return passed(f"enough disk for {what}", observed=observed)
+    return passed(f"{format_bytes(size)} with {format_bytes(free)} free for {what} ({path})",
+                  observed=observed)
 
 
 @dataclass

