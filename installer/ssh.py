@@ -444,13 +444,22 @@ class SSHTarget(Target):
         paramiko = _paramiko()
         first_refusal = 0.0
         while True:
+            waited = 0.0
             with self._sessions:
                 while self._sessions_open >= self._session_limit:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(f"no free SSH session on {self.name} in time")
-                    self._sessions.wait(min(remaining, 1.0))
+                    if waited >= 0.5:
+                        # Idle Docker API connections hold sessions too: let them go (the
+                        # SDK reconnects when it needs one).
+                        self._release_idle_docker()
+                        waited = -60.0
+                    started = time.monotonic()
+                    self._sessions.wait(min(remaining, 0.5))
+                    waited += time.monotonic() - started
                 self._sessions_open += 1
+                log.debug("%s: SSH session opening (%d open)", self.name, self._sessions_open)
             try:
                 channel = self._transport.open_session(
                     timeout=max(1.0, deadline - time.monotonic()))
@@ -490,6 +499,8 @@ class SSHTarget(Target):
                     with self._sessions:
                         self._sessions_open -= 1
                         self._sessions.notify()
+                        log.debug("%s: SSH session closed (%d open)", self.name,
+                                  self._sessions_open)
 
             channel._carto_release = release  # type: ignore[attr-defined]
             return channel
@@ -520,6 +531,13 @@ class SSHTarget(Target):
                     self._sudo_error = exc  # a refusal stays one: no second password try
                     raise
             return self._sudo_mode == "password"
+
+    def _release_idle_docker(self) -> None:
+        bridge = self._docker_bridge
+        if bridge is not None and bridge.adapter is not None:
+            log.debug("%s: closing idle Docker API connections to free SSH sessions", self.name)
+            with contextlib.suppress(Exception):
+                bridge.adapter.close()
 
     def _probe_sudo_early(self) -> None:
         """Start the sudo probe now, alongside the first checks, instead of in front of the
@@ -892,7 +910,10 @@ class SSHTarget(Target):
                     log.warning("%s refuses TCP forwarding; probing through a relay run on "
                                 "the target instead", self.name)
                 else:
-                    # OpenSSH says only "Connect failed" (DNS, refused, unreachable alike):
+                    error = self._connect_error(str(exc.text), host, port)
+                    if error.errno != errno.ECONNABORTED:  # the server said why
+                        raise error from None
+                    # Often OpenSSH says only "Connect failed" (refused, unreachable alike):
                     # the relay, run on the target, tells which, or connects after all.
                     log.info("direct-tcpip to %s:%s from %s failed (%s); asking the target",
                              host, port, self.name, exc.text)
@@ -980,7 +1001,7 @@ class SSHTarget(Target):
         authenticated connection (jump host, passphrase, password, sudo).
 
         Each bridged connection holds one SSH session, so clients are shared (one per timeout)
-        and keep at most two idle connections."""
+        and all of them share one pool that keeps at most two idle connections."""
         import docker.errors
         import requests.exceptions
 
@@ -992,7 +1013,7 @@ class SSHTarget(Target):
             if client is not None:
                 return client
             try:
-                client = _docker_client_on(bridge.path, int(timeout))
+                client = _docker_client_on(bridge, int(timeout))
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 said = bridge.wait_for_error(2.0)
                 if said:
@@ -1063,6 +1084,41 @@ class SSHTarget(Target):
         if progress:
             progress(size, size)
         return digest
+
+    def load_images_archive(self, local_path: str, progress: Progress | None = None,
+                            timeout: float = 3600.0) -> list[str]:
+        """`docker load` a local images archive on the target; the image tags loaded.
+
+        The archive is uploaded first (resumable, checked with sha256) into the login user's
+        ~/.cache/carto-installer, then loaded from there by the target's own `docker` (with
+        sudo when target.sudo is set) and removed. Streaming it through the Docker API would
+        start again from zero after a dropped connection; gigabytes over a slow link should
+        not."""
+        found = self.run(["sh", "-c", 'mkdir -p -m 700 -- "$HOME/.cache/carto-installer" && '
+                          'cd -- "$HOME/.cache/carto-installer" && pwd -P'], timeout=30)
+        if not found.ok or not found.stdout.strip().startswith("/"):
+            raise TargetError(f"cannot make a folder for the images archive on {self.name}: "
+                              f"{found.output()[:200]}",
+                              "check that the login user has a writable home folder")
+        remote = posixpath.join(found.stdout.strip(), os.path.basename(local_path))
+        self.upload(local_path, remote, progress=progress)
+        result = self.run(["docker", "load", "-i", remote], sudo=self._use_sudo,
+                          timeout=timeout)
+        if not result.ok:
+            raise TargetError(f"docker load on {self.name} failed: "
+                              f"{result.output().splitlines()[-1] if result.output() else ''}",
+                              "check the free disk space on the target (`df -h`) and the "
+                              f"archive (`docker load -i {remote}` by hand); the upload is "
+                              "kept, so a re-run does not send it again")
+        with contextlib.suppress(OSError):
+            self.remove(remote)
+        loaded = []
+        for line in result.stdout.splitlines():
+            name = line.partition("Loaded image:")[2].strip() or \
+                line.partition("Loaded image ID:")[2].strip()
+            if name:
+                loaded.append(name)
+        return loaded
 
     def _send_from(self, sftp: Any, local_path: str, remote: str, offset: int, size: int,
                    progress: Progress | None, sent: list[int]) -> None:
@@ -1311,6 +1367,8 @@ class _DockerBridge:
         self._listener.listen(16)
         self._errors: list[str] = []
         self._closed = False
+        self.adapter: Any = None  # the one connection pool every client of this target uses
+        self.api_version = ""
         threading.Thread(target=self._accept, daemon=True, name="ssh-docker").start()
 
     def wait_for_error(self, seconds: float) -> str:
@@ -1369,36 +1427,43 @@ class _DockerBridge:
 
     def close(self) -> None:
         self._closed = True
+        if self.adapter is not None:
+            with contextlib.suppress(Exception):
+                self.adapter.close()
         with contextlib.suppress(OSError):
             self._listener.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _docker_client_on(socket_path: str, timeout: int) -> docker.DockerClient:
-    """A docker SDK client for a Unix socket whose connections are reused across URLs.
+def _docker_client_on(bridge: _DockerBridge, timeout: int) -> docker.DockerClient:
+    """A docker SDK client for the bridge's socket, on the bridge's one connection pool.
 
-    docker-py keys its connection pools by the full request URL (its fix for requests
-    2.32), so every new endpoint opens a new connection: free on a local socket, but here each
-    one is an SSH session and a `docker` process on the target, and idle ones pile up. One
-    pool for every URL keeps it to the connections actually in use."""
+    docker-py keys its connection pools by the full request URL (its fix for requests 2.32),
+    so every new endpoint opens a new connection: free on a local socket, but here each one is
+    an SSH session and a `docker` process on the target, and idle ones pile up. One pool for
+    every URL and every client keeps it to the connections actually in use."""
     import docker
     import docker.constants
     from docker.transport import UnixHTTPAdapter
 
-    class OnePoolAdapter(UnixHTTPAdapter):  # type: ignore[misc]
-        def get_connection(self, url: Any, proxies: Any = None) -> Any:
-            return super().get_connection("http+docker://localhost", proxies)
+    base_url = f"unix://{bridge.path}"
+    if bridge.adapter is None:
 
-    adapter = OnePoolAdapter(f"http+unix://{socket_path}", timeout, max_pool_size=2)
-    # Ask the engine's API version through our adapter (a client given a version makes no
-    # request when built), then build the real client on the same adapter and connection.
-    probe = docker.APIClient(base_url=f"unix://{socket_path}", timeout=timeout,
-                             version=docker.constants.MINIMUM_DOCKER_API_VERSION)
-    probe.mount("http+docker://", adapter)
-    api_version = str(probe.version(api_version=False)["ApiVersion"])
-    client = docker.DockerClient(base_url=f"unix://{socket_path}", timeout=timeout,
-                                 version=api_version)
-    client.api.mount("http+docker://", adapter)
+        class OnePoolAdapter(UnixHTTPAdapter):  # type: ignore[misc]
+            def get_connection(self, url: Any, proxies: Any = None) -> Any:
+                return super().get_connection("http+docker://localhost", proxies)
+
+        adapter = OnePoolAdapter(f"http+unix://{bridge.path}", timeout, max_pool_size=2)
+        # Ask the engine's API version through our adapter (a client given a version makes
+        # no request when built); the real clients are then built on the same adapter.
+        probe = docker.APIClient(base_url=base_url, timeout=timeout,
+                                 version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        probe.mount("http+docker://", adapter)
+        bridge.api_version = str(probe.version(api_version=False)["ApiVersion"])
+        bridge.adapter = adapter
+    client = docker.DockerClient(base_url=base_url, timeout=timeout,
+                                 version=bridge.api_version)
+    client.api.mount("http+docker://", bridge.adapter)
     return client
 
 

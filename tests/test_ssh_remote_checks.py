@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 from pathlib import Path
 
 import docker
@@ -18,13 +19,24 @@ import pytest
 import yaml
 
 from installer.answers import parse_answers
-from installer.checks.base import Status
+from installer.checks import network
+from installer.checks.base import CheckContext, Status
+from installer.checks.engine import run_checks
 from installer.preflight import open_target, run_preflight
 from installer.redact import Redactor
+from installer.ssh import SSHTarget
 from installer.units import format_bytes
 from tests.helpers import run_cli
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.sshtarget_tools import SSH_USER, SSHServers, trust
+from tests.services.sshtarget_tools import (
+    SSH_USER,
+    SSHServers,
+    target_settings,
+    trust,
+    use_hosts,
+    wait_for,
+)
+from tests.services.tls_ca import TestCA, tls_server
 
 FAKE_MEMINFO = ("MemTotal:        4000000 kB\nMemFree:         3000000 kB\n"
                 "MemAvailable:    3500000 kB\n")
@@ -41,7 +53,9 @@ def local_pretty_name() -> str:
 @pytest.fixture
 def ubuntu_vm(ssh_servers: SSHServers) -> SSHServer:
     assert local_pretty_name() != REMOTE_OS, "this test needs a machine that is not it"
-    return ssh_servers(meminfo=FAKE_MEMINFO)
+    server = ssh_servers(meminfo=FAKE_MEMINFO)
+    use_hosts(server, {})  # no name the target looks up may leave this machine
+    return server
 
 
 def answers_data(server: SSHServer, known_hosts: Path, credentials: SSHCredentials, *,
@@ -65,7 +79,8 @@ def test_remote_host_facts_are_the_targets(ubuntu_vm: SSHServer,
     answers = parse_answers(answers_data(ubuntu_vm, known, target_credentials))
     redactor = Redactor()
     with open_target(answers, redactor=redactor) as target:
-        report = run_preflight(target, answers, "compose", redactor=redactor)
+        report = run_preflight(target, answers, "compose", redactor=redactor,
+                               skip=["egress"])  # see test_egress_is_probed_from_the_target
         stats = target.stats.as_dict()
     checks = by_id(report.results)
     assert report.target == f"root@127.0.0.1:{ubuntu_vm.port}"
@@ -143,3 +158,49 @@ def test_preflight_cli_over_ssh(ubuntu_vm: SSHServer, target_credentials: SSHCre
 
     bad_flag = run_cli(*args, "--accept-host-key", "MD5:00:11", env=env, cwd=tmp_path)
     assert bad_flag.returncode == 2 and "SHA256" in bad_flag.stderr
+
+
+# --- egress, probed from the target ----------------------------------------------------------
+
+EGRESS_HOSTS = ["auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com",
+                "storage.googleapis.com", "gcr.io", "cloudresourcemanager.googleapis.com"]
+
+
+def nothing_resolves_here(name: str) -> list[str]:
+    """The workstation's resolver in these tests: if a probe used it, it would fail."""
+    raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.mark.parametrize("forwarding", [True, False], ids=["direct-tcpip", "relay-on-target"])
+def test_egress_is_probed_from_the_target(forwarding: bool, ssh_servers: SSHServers,
+                                          target_credentials: SSHCredentials, test_ca: TestCA,
+                                          tmp_path: Path) -> None:
+    server = ssh_servers(allow_tcp_forwarding=forwarding)
+    # Only the target knows these names (all but gcr.io), through its own /etc/hosts.
+    use_hosts(server, {name: "127.0.0.1" for name in EGRESS_HOSTS if name != "gcr.io"})
+    known = trust(tmp_path / "known_hosts", server)
+    issued = test_ca.issue(EGRESS_HOSTS)
+    answers = parse_answers({
+        "version": 1, "domain": "carto.example.com",
+        "network": {"proxy": {"ca_file": str(test_ca.ca_file)}, "egress_timeout": 3},
+    })
+    settings = target_settings(server, known, identity_file=target_credentials.ed25519_key)
+    with tls_server(issued.fullchain, issued.key) as https, \
+            SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
+                              redactor=None) as target:
+        ctx = CheckContext(target=target, answers=answers, resolver=nothing_resolves_here)
+        ctx.cache[network.EGRESS_PORT_KEY] = https.port
+        results = by_id(run_checks(ctx, [c for c in network.CHECKS
+                                         if c.id == network.EGRESS_FAMILY_ID]))
+        # A channel per reachable host (gcr.io fails on the target before one opens).
+        assert target.stats.forwards == (len(EGRESS_HOSTS) - 1 if forwarding else 0)
+        # The server counts a handshake once its side of it is done: give it a moment.
+        assert wait_for(lambda: https.handshakes == len(EGRESS_HOSTS) - 1), https.handshakes
+    for name in EGRESS_HOSTS:
+        result = results[f"egress.{name}"]
+        if name == "gcr.io":
+            assert result.status == Status.FAIL, result
+            assert result.data["stage"] == "DNS" and "gcr.io" in result.message
+        else:
+            assert result.status == Status.PASS, result
+            assert "certificate verified" in result.message

@@ -10,6 +10,8 @@
 - `ssh_servers` / `one_ssh_server` / `shared_ssh_server`: sshd servers whose folders the test
   user can enter (the shared one lives for the session, for tests that neither restart it nor
   change its settings); `remote_dir`: a folder that user owns.
+- `use_hosts(server, names)`: the server's own /etc/hosts, so the target resolves real names
+  to loopback (and no other name leaves this machine).
 - `hostile_ssh_user`: a second user whose password is full of shell syntax, with sudo.
 """
 
@@ -25,7 +27,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,6 +301,26 @@ def hostile_ssh_user(shared_ssh_server: SSHServer) -> Iterator[tuple[str, str]]:
         yield HOSTILE_USER, HOSTILE_PASSWORD
     finally:
         rule.unlink(missing_ok=True)
+
+
+def use_hosts(server: SSHServer, names: Mapping[str, str]) -> None:
+    """Give the server's machine its own /etc/hosts (`names` -> addresses) and an empty
+    /etc/resolv.conf, bind-mounted into its mount namespace with nsenter: the target then
+    resolves real host names to loopback, and any other name fails on this machine (glibc
+    asks 127.0.0.1:53, where nothing answers) instead of reaching a DNS server off it."""
+    process = server._process
+    assert process is not None, "the server is not running"
+    if shutil.which("nsenter") is None:
+        raise RuntimeError("nsenter is missing: apt-get install -y util-linux")
+    hosts = server.directory / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n::1 localhost\n"
+                     + "".join(f"{address} {name}\n" for name, address in names.items()))
+    resolv = server.directory / "resolv.conf"
+    resolv.write_text("# empty: names not in /etc/hosts fail on this machine\n")
+    for source, target in ((hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")):
+        source.chmod(0o644)
+        subprocess.run(["nsenter", f"--target={process.pid}", "--mount", "--", "mount",
+                        "--bind", str(source), target], check=True, capture_output=True)
 
 
 def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
