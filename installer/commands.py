@@ -6,7 +6,56 @@ stay fast.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
-COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]] = {}
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _render_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print a unified diff of what would change (secret files by name "
+                        "only) and write nothing")
+
+
+def _deploy_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (scripts, CI)")
+    parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
+                        help="accept the risk of these failing checks: they no longer stop the "
+                        "deployment (listed in the output and the log)")
+
+
+def _no_args(parser: argparse.ArgumentParser) -> None:
+    return None
+
+
+def _run_render(args: Any, redactor: Any) -> int:
+    from installer.deploy.cli import run_render
+
+    return run_render(args, redactor)
+
+
+def _run_deploy(args: Any, redactor: Any) -> int:
+    from installer.deploy.cli import run_deploy
+
+    return run_deploy(args, redactor)
+
+
+def _run_status(args: Any, redactor: Any) -> int:
+    from installer.deploy.cli import run_status
+
+    return run_status(args, redactor)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]] = {
+    "render": ("write the configuration files (customer.env, .env, certs/) and nothing else",
+               _render_args, _run_render),
+    "deploy": ("preflight, render, launch, wait until healthy and verify over HTTPS",
+               _deploy_args, _run_deploy),
+    "status": ("health of an installed deployment: containers and the HTTPS answer",
+               _no_args, _run_status),
+}

@@ -1,0 +1,147 @@
+"""Deploying and checking a deployment: the core every front end calls.
+
+`deploy` runs the preflight, renders, launches, waits until the deployment is healthy and
+proves it answers over HTTPS; progress flows back as the plain events below. `status` reports
+the health of what is installed. Both honour the platform in the answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from installer.checks.engine import Event as CheckEvent
+from installer.errors import InputError, InstallerError
+
+if TYPE_CHECKING:
+    from installer.answers import Answers
+    from installer.redact import Redactor
+    from installer.render import RenderPlan
+    from installer.target import Target
+
+log = logging.getLogger("installer.deploy")
+
+DEFAULT_HEALTH_TIMEOUT = 900.0  # CARTO's services may take minutes on a first start
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    name: str  # "preflight", "render", "load images", "launch", "wait healthy", "verify https"
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str  # per container / pod
+    state: str
+    health: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    text: str  # already redacted
+
+
+@dataclass
+class DeployResult:
+    ok: bool
+    url: str  # https://<domain>
+    message: str
+    remediation: str = ""
+    accepted_risks: list[str] = field(default_factory=list)
+    changed: bool = False  # False when a re-run changed nothing
+
+
+@dataclass
+class StatusResult:
+    healthy: bool
+    services: list[ServiceState]
+    https: str  # what the HTTPS probe found, one line
+    message: str
+
+
+DeployEvent = StepStarted | StepFinished | ServiceState | LogLine | CheckEvent
+EventSink = Callable[[DeployEvent], None]
+
+
+class DeployCancelled(InstallerError):
+    """The user declined the confirmation or cancelled: nothing (more) was changed."""
+
+    exit_code = 130
+
+
+def deploy(answers: Answers, target: Target, *, redactor: Redactor,
+           skip: Sequence[str] = (),
+           cancel: threading.Event | None = None,
+           on_event: EventSink | None = None,
+           confirm: Callable[[RenderPlan], bool] | None = None,
+           health_timeout: float = DEFAULT_HEALTH_TIMEOUT) -> DeployResult:
+    """Preflight (a failure stops it unless named in `skip`), render (after `confirm`, None =
+    yes), optional `docker load`, launch, wait healthy, verify HTTPS.
+
+    Raises DeployError (exit 3) with message and remediation on failure, DeployCancelled when
+    `confirm` says no or `cancel` is set, InputError (exit 2) for bad input.
+    """
+    if answers.platform != "compose":
+        try:
+            from installer.deploy import helm  # type: ignore[attr-defined]
+        except ImportError:
+            raise InputError("deploying to Kubernetes is not part of this build",
+                             "use platform: compose, or a build with Helm support") from None
+        result: DeployResult = helm.deploy(answers, target, redactor=redactor, skip=skip,
+                                           cancel=cancel, on_event=on_event, confirm=confirm)
+        return result
+    from installer.deploy.compose import deploy_compose
+
+    return deploy_compose(answers, target, redactor=redactor, skip=skip,
+                          cancel=cancel or threading.Event(), emit=_safe(on_event),
+                          confirm=confirm, health_timeout=health_timeout)
+
+
+def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
+    """Health of an installed deployment: containers (or pods) and the HTTPS answer."""
+    if answers.platform != "compose":
+        try:
+            from installer.deploy import helm  # type: ignore[attr-defined]
+        except ImportError:
+            raise InputError("status for Kubernetes is not part of this build") from None
+        result: StatusResult = helm.status(answers, target, redactor=redactor)
+        return result
+    from installer.deploy.compose import status_compose
+
+    return status_compose(answers, target, redactor=redactor)
+
+
+def _safe(on_event: EventSink | None) -> EventSink:
+    def emit(event: DeployEvent) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # a front end's display bug must not stop a deployment
+            log.exception("event handler failed")
+
+    return emit
+
+
+__all__ = [
+    "DeployCancelled",
+    "DeployEvent",
+    "DeployResult",
+    "LogLine",
+    "ServiceState",
+    "StatusResult",
+    "StepFinished",
+    "StepStarted",
+    "deploy",
+    "status",
+]

@@ -1,0 +1,148 @@
+"""The `render`, `deploy` and `status` commands: the core calls, printed for people.
+
+Everything printed goes through the run's redactor. Errors the user can act on propagate as
+InstallerError, which the CLI shows with their fix and exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from installer.errors import InputError
+
+log = logging.getLogger("installer.deploy.cli")
+
+MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error": "ERR "}
+
+
+def _out(redactor: Any, text: str) -> None:
+    sys.stdout.write(redactor(text) + "\n")
+    sys.stdout.flush()
+
+
+def _load(args: Any, redactor: Any) -> Any:
+    from installer.answers import Answers
+    from installer.cli import load_answers_arg
+
+    answers = load_answers_arg(args.answers, redactor)
+    assert isinstance(answers, Answers)
+    return answers
+
+
+def _open(args: Any, answers: Any, redactor: Any) -> Any:
+    from installer.preflight import open_target
+
+    return open_target(answers, accept_host_key=getattr(args, "accept_host_key", None),
+                       redactor=redactor)
+
+
+def run_render(args: Any, redactor: Any) -> int:
+    from installer.render import apply_render, plan_render
+
+    answers = _load(args, redactor)
+    with _open(args, answers, redactor) as target:
+        plan = plan_render(answers, target, redactor=redactor)
+        if args.dry_run:
+            if plan.empty:
+                _out(redactor, "render --dry-run: nothing would change")
+                return 0
+            _out(redactor, f"render --dry-run: {len(plan.changes)} file(s) would change on "
+                 f"{target.name} (nothing written)")
+            _out(redactor, plan.summary())
+            sys.stdout.write(plan.diff(redactor))
+            return 0
+        if plan.empty:
+            _out(redactor, "render: nothing to change, the files already match the answers")
+            return 0
+        written = apply_render(plan, target)
+    for path in written:
+        _out(redactor, f"wrote {path}")
+    for note in plan.notes:
+        _out(redactor, f"note: {note}")
+    return 0
+
+
+class _Printer:
+    """Shows deploy events as lines; remembers check results to name accepted risks."""
+
+    def __init__(self, redactor: Any) -> None:
+        self.redactor = redactor
+        self.results: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        from installer.checks.engine import CheckFinished, CheckStarted
+        from installer.deploy import LogLine, ServiceState, StepFinished, StepStarted
+
+        if isinstance(event, CheckStarted):
+            return
+        if isinstance(event, CheckFinished):
+            result = event.result
+            self.results[result.id] = result
+            line = f"    {MARK.get(str(result.status), '?   ')} {result.id}: {result.message}"
+            if str(result.status) in ("warn", "fail", "error") and result.remediation:
+                line += f"\n           fix: {result.remediation}"
+            _out(self.redactor, line)
+        elif isinstance(event, StepStarted):
+            _out(self.redactor, f"==> {event.name}")
+        elif isinstance(event, StepFinished):
+            word = "done" if event.ok else "FAILED"
+            _out(self.redactor, f"    {word}: {event.detail}" if event.detail else f"    {word}")
+        elif isinstance(event, ServiceState):
+            health = f", {event.health}" if event.health and event.health not in event.state else ""
+            _out(self.redactor, f"    {event.name}: {event.state}{health}")
+        elif isinstance(event, LogLine):
+            _out(self.redactor, f"    | {event.text}")
+
+
+def _confirm_on_terminal(redactor: Any) -> Any:
+    def confirm(plan: Any) -> bool:
+        _out(redactor, "\nThe deployment will:")
+        _out(redactor, plan.summary())
+        sys.stdout.write("Proceed? [y/N] ")
+        sys.stdout.flush()
+        answer = sys.stdin.readline().strip().lower()
+        return answer in ("y", "yes")
+
+    return confirm
+
+
+def run_deploy(args: Any, redactor: Any) -> int:
+    from installer.deploy import deploy
+    from installer.preflight import validate_names
+
+    if not args.yes and not sys.stdin.isatty():
+        raise InputError("deploy asks before changing anything, and there is no terminal to "
+                         "ask on: use --yes",
+                         "add --yes to deploy without asking (scripts, CI)")
+    skip = validate_names(args.skip, "--skip")
+    answers = _load(args, redactor)
+    printer = _Printer(redactor)
+    with _open(args, answers, redactor) as target:
+        result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,
+                        confirm=None if args.yes else _confirm_on_terminal(redactor))
+    if result.accepted_risks:
+        _out(redactor, "accepted risks (--skip):")
+        for check_id in result.accepted_risks:
+            found = printer.results.get(check_id)
+            detail = f" ({found.status}: {found.message})" if found else ""
+            _out(redactor, f"  - {check_id}{detail}")
+            log.warning("deployed with the accepted risk %s%s", check_id, detail)
+    _out(redactor, result.message)
+    return 0 if result.ok else 3
+
+
+def run_status(args: Any, redactor: Any) -> int:
+    from installer.deploy import status
+
+    answers = _load(args, redactor)
+    with _open(args, answers, redactor) as target:
+        result = status(answers, target, redactor=redactor)
+    for service in result.services:
+        health = f" ({service.health})" if service.health and service.health not in service.state \
+            else ""
+        _out(redactor, f"  {service.name}: {service.state}{health}")
+    _out(redactor, f"  https: {result.https}")
+    _out(redactor, result.message)
+    return 0 if result.healthy else 3
