@@ -305,8 +305,8 @@ def test_cli_preflight_reports_every_k8s_check(k8s_cluster: FakeCluster, helm_bi
                        "\n  context: fixture\n")
     env = k8s_cluster.client_env()
     env["PATH"] = f"{helm_bin.parent}:{kubectl_bin.parent}:{env['PATH']}"
-    result = run_cli("preflight", "--answers", str(answers), "--format", "json", env=env,
-                     cwd=tmp_path)
+    result = run_cli("preflight", "--answers", str(answers), "--only", "k8s", "--format",
+                     "json", env=env, cwd=tmp_path)
     report = json.loads(result.stdout)
     statuses = {c["id"]: c["status"] for c in report["checks"]}
     assert statuses == {"k8s.cluster": "pass", "k8s.version": "pass", "k8s.helm": "pass",
@@ -318,8 +318,8 @@ def test_cli_preflight_without_answers_uses_kubeconfig_from_the_environment(
         k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path, tmp_path: Path) -> None:
     env = k8s_cluster.client_env()  # KUBECONFIG points at the fixture's kubeconfig
     env["PATH"] = f"{helm_bin.parent}:{kubectl_bin.parent}:{env['PATH']}"
-    result = run_cli("preflight", "--platform", "kubernetes", "--format", "json", env=env,
-                     cwd=tmp_path)
+    result = run_cli("preflight", "--platform", "kubernetes", "--only", "k8s", "--format",
+                     "json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     statuses = {c["id"]: c["status"] for c in json.loads(result.stdout)["checks"]}
     assert statuses["k8s.cluster"] == "pass" and statuses["k8s.nodes"] == "pass"
