@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,13 @@ def external_db_answers(cluster: FakeCluster, tmp_path: Path, package: HelmPacka
     return data
 
 
-def deploy(data: dict[str, Any], *, confirm: Any = None,
-           events: list[Any] | None = None) -> Any:
+def deploy(data: dict[str, Any], *, confirm: Any = None, events: list[Any] | None = None,
+           cancel: threading.Event | None = None) -> Any:
     redactor = Redactor()
     answers = parse_answers(data, redactor=redactor)
     return deploy_kubernetes(answers, LocalTarget(), redactor=redactor, skip=SKIP,
                              on_event=events.append if events is not None else None,
-                             confirm=confirm, resolver=loopback)
+                             confirm=confirm, resolver=loopback, cancel=cancel)
 
 
 def latest_release(cluster: FakeCluster) -> dict[str, Any]:
@@ -151,12 +152,12 @@ def test_install_stores_the_release_creates_the_secrets_and_a_rerun_changes_noth
     assert len(launched) == 1
     argv = shlex.split(launched[0].text[2:])
     work = Path.cwd()
-    assert argv[:9] == ["helm", "upgrade", "--install", "carto", str(CHART), "-n", "carto",
-                        "--create-namespace", "-f"]
-    assert argv[9:14] == [str(package.path / "carto-values.yaml"), "-f",
-                          str(package.path / "carto-secrets.yaml"), "-f",
-                          str(work / "customizations.yaml")]
-    assert argv[14:17] == ["--wait", "--timeout", "15m"]
+    # The Secrets step created the namespace, so helm is not asked to.
+    assert argv[:16] == ["helm", "upgrade", "--install", "carto", str(CHART), "-n", "carto",
+                         "-f", str(package.path / "carto-values.yaml"),
+                         "-f", str(package.path / "carto-secrets.yaml"),
+                         "-f", str(work / "customizations.yaml"), "--wait", "--timeout", "15m"]
+    assert any(isinstance(e, LogLine) and e.text == "created namespace carto" for e in events)
 
     cluster.reset_requests()
     events.clear()
@@ -169,10 +170,19 @@ def test_install_stores_the_release_creates_the_secrets_and_a_rerun_changes_noth
     assert "helm not run" in launch.detail
 
 
+def helm_command(events: list[Any]) -> list[str]:
+    line = next(e.text for e in events if isinstance(e, LogLine) and e.text.startswith("$ helm"))
+    return shlex.split(line[2:])
+
+
 def test_changed_answers_upgrade_the_release(cluster: FakeCluster, tmp_path: Path,
                                              package: HelmPackage) -> None:
     data = k8s_answers(cluster, package.path)
-    deploy(data)
+    events: list[Any] = []
+    deploy(data, events=events)
+    # No Secret to create first (bundled database, generated certificate): helm makes the
+    # namespace.
+    assert helm_command(events)[5:8] == ["-n", "carto", "--create-namespace"]
     data["domain"] = "maps.example.com"
     result = deploy(data)
     assert result.changed
@@ -225,6 +235,29 @@ def test_a_failed_preflight_stops_the_deploy(cluster: FakeCluster,
     assert "k8s.permissions: denied: create deployments.apps" in caught.value.message
     assert "--skip k8s.permissions" in caught.value.remediation
     assert cluster.mutation_counts() == Counter()
+
+
+def test_an_admin_limited_to_an_existing_namespace_can_install(
+        cluster: FakeCluster, package: HelmPackage) -> None:
+    """helm --create-namespace fails with Forbidden for such an admin even when the namespace
+    exists, so the flag is left out then."""
+    cluster.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "carto"}})
+    cluster.deny("create", "namespaces")
+    events: list[Any] = []
+    result = deploy(k8s_answers(cluster, package.path), events=events)
+    assert result.ok
+    assert "--create-namespace" not in helm_command(events)
+    assert latest_release(cluster)["info"]["status"] == "deployed"
+
+
+def test_a_cancel_stops_before_anything_changes(cluster: FakeCluster,
+                                                package: HelmPackage) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(DeployCancelled):
+        deploy(k8s_answers(cluster, package.path), cancel=cancel)
+    assert cluster.mutation_counts() == Counter()
+    assert not Path("customizations.yaml").exists()
 
 
 # ---- a stuck release -----------------------------------------------------------------------------
@@ -309,7 +342,9 @@ def test_a_failed_release_is_upgraded_again(cluster: FakeCluster,
     data = k8s_answers(cluster, package.path)
     deploy(data)
     set_release_status(cluster, "carto", "carto", "failed")
-    result = deploy(data)
+    shown: list[str] = []
+    result = deploy(data, confirm=lambda plan: shown.append(plan.summary()) or True)
+    assert "the last operation on release carto failed (revision 1" in shown[0]
     assert result.changed
     assert latest_release(cluster)["version"] == 2
     assert latest_release(cluster)["info"]["status"] == "deployed"
@@ -472,8 +507,7 @@ def test_cli_deploy_prints_and_logs_the_command_and_leaks_no_secret(
     assert first.returncode == 0, first.stdout + first.stderr
     command = next(line for line in first.stdout.splitlines() if "| $ helm upgrade" in line)
     command = command.split("| $ ", 1)[1]
-    assert command.startswith(f"helm upgrade --install carto {CHART} -n carto "
-                              "--create-namespace -f ")
+    assert command.startswith(f"helm upgrade --install carto {CHART} -n carto -f ")
     log = (work / "carto-installer.log").read_text()
     assert f"running {command}" in log
     second = run_cli_offline(tmp_path, *args, env=env, cwd=work)

@@ -227,18 +227,38 @@ def stuck_release(kube: Kube, release: str, history: list[Revision]) -> StuckRel
     return StuckRelease(last, argv, action)
 
 
+def failed_release_note(kube: Kube, release: str, history: list[Revision]) -> str | None:
+    """A failed last revision needs no fix first (helm upgrades over it), but say so and how
+    to go back instead."""
+    if not history or history[-1].status != "failed":
+        return None
+    last = history[-1]
+    good = [r for r in history[:-1] if r.status in GOOD]
+    back = ""
+    if good:
+        argv = kube.helm_argv("rollback", release, str(good[-1].number), namespace=True)
+        back = f"; to return to revision {good[-1].number} instead: `{shlex.join(argv)}`"
+    return (f"the last operation on release {release} failed (revision {last.number}: "
+            f"{last.description}); this upgrade replaces it{back}")
+
+
 # ---- Secrets --------------------------------------------------------------------------------
 
 
-def ensure_namespace(kube: Kube) -> bool:
-    """Create the namespace when missing (the Secrets go there before helm runs)."""
+def namespace_exists(kube: Kube) -> bool:
+    """Whether the namespace is there. One we may not even look at counts as there: we could
+    not create it either, and asking helm to (--create-namespace) would fail with Forbidden
+    for an admin whose rights stop at the namespace."""
     found = kube.kubectl("get", "namespace", kube.namespace, "-o", "name")
     if found.ok:
+        return True
+    failure = kube.failure(found.output())
+    if failure.kind == "not-found":
         return False
-    if kube.failure(found.output()).kind != "not-found":
-        raise KubeError(kube.failure(found.output()))
-    kube.checked(kube.kubectl("create", "namespace", kube.namespace))
-    return True
+    if failure.kind == "forbidden":
+        log.info("cannot see namespace %s: %s", kube.namespace, failure.message)
+        return True
+    raise KubeError(failure)
 
 
 def missing_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> list[str]:
@@ -482,10 +502,14 @@ def _customizations_after(plan: RenderPlan, path: str) -> bytes:
 
 
 def helm_upgrade_argv(kube: Kube, answers: Answers, chart: ChartInfo, files: list[str],
-                      description: str) -> list[str]:
+                      description: str, create_namespace: bool) -> list[str]:
+    """The one helm command. --create-namespace only when the namespace is missing: helm
+    then tries to create it even when it exists, which an admin limited to the namespace may
+    not do (the install fails with Forbidden)."""
     k8s = answers.kubernetes
-    argv = ["helm", "upgrade", "--install", k8s.release, chart.reference, "-n", k8s.namespace,
-            "--create-namespace"]
+    argv = ["helm", "upgrade", "--install", k8s.release, chart.reference, "-n", k8s.namespace]
+    if create_namespace:
+        argv.append("--create-namespace")
     for file in files:
         argv += ["-f", file]
     argv += ["--wait", "--timeout", HELM_TIMEOUT, "--description", description]
@@ -571,14 +595,23 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                 f"if no helm command is still running on it, run `{shlex.join(stuck.argv)}`, "
                 "then re-run the deploy (or run the deploy interactively, without --yes, and "
                 "accept the offered fix)")
+        # The Secrets step creates a missing namespace itself; otherwise helm does.
+        ns_missing = not up_to_date and not namespace_exists(kube)
+        create_namespace = ns_missing and not manifests
         if not up_to_date:
             if stuck is not None:
                 plan.actions.append(stuck.action)
+            note = failed_release_note(kube, k8s.release, history)
+            if note:
+                plan.notes.append(note)
             if manifests:
                 names = ", ".join(m["metadata"]["name"] for m in manifests)
-                plan.actions.append(f"create or update the Secrets {names} in namespace "
-                                    f"{k8s.namespace} (kubectl apply, from standard input)")
-            upgrade = helm_upgrade_argv(kube, answers, chart, files, description)
+                plan.actions.append(
+                    (f"create namespace {k8s.namespace}, then " if ns_missing else "")
+                    + f"create or update the Secrets {names} in namespace {k8s.namespace} "
+                    "(kubectl apply, from standard input)")
+            upgrade = helm_upgrade_argv(kube, answers, chart, files, description,
+                                        create_namespace)
             plan.actions.append(f"run `{shlex.join(upgrade)}`")
         if (not plan.empty or plan.actions) and confirm is not None and not confirm(plan):
             raise DeployCancelled("not confirmed: nothing was changed")
@@ -614,14 +647,15 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     applied: dict[str, str] = {}
     if manifests:
         with _Step(emit, redactor, "secrets") as step:
-            if ensure_namespace(kube):
+            if ns_missing:
+                kube.checked(kube.kubectl("create", "namespace", k8s.namespace))
                 emit(LogLine(f"created namespace {k8s.namespace}"))
             applied = apply_secrets(kube, manifests)
             step.detail = ", ".join(f"{name} {what}" for name, what in applied.items())
         _check_cancel(cancel)
 
     progress = _Progress(kube, k8s.release, emit, redactor)
-    argv = helm_upgrade_argv(kube, answers, chart, files, description)
+    argv = helm_upgrade_argv(kube, answers, chart, files, description, create_namespace)
     with _Step(emit, redactor, "launch") as step:
         command = shlex.join(argv)
         emit(LogLine(redactor(f"$ {command}")))
