@@ -32,6 +32,7 @@ from installer.validators import (
     validate_hostname,
     validate_identifier,
     validate_port,
+    validate_probe_timeout,
     validate_proxy_url,
 )
 
@@ -281,7 +282,10 @@ class NetworkSettings:
         "Bucket endpoint host", "AWS or Azure bucket endpoint, e.g. acme.blob.core.windows.net",
         default=None, validator=validate_hostname,
     )
-    egress_timeout: float = setting("Egress probe timeout (s)", default=5.0)
+    egress_timeout: float = setting(
+        "Egress probe timeout (s)", "Per host, for DNS + connect + TLS; hosts are probed at "
+        "the same time", default=5.0, validator=validate_probe_timeout,
+    )
 
 
 @dataclass

@@ -10,6 +10,8 @@ import ipaddress
 import re
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+PROBE_TIMEOUT_MIN = 0.5
+PROBE_TIMEOUT_MAX = 60.0
 
 
 def validate_domain(value: object) -> str:
@@ -17,6 +19,13 @@ def validate_domain(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("the domain is empty: give a full domain such as carto.example.com")
     raw = value.strip()
+    if any(c.isspace() for c in raw):
+        raise ValueError(f"{raw!r} contains a space: give one domain, such as carto.example.com")
+    if raw.startswith("*."):
+        raise ValueError(
+            f"{raw!r} is a wildcard: give the one domain CARTO will answer on, "
+            f"such as carto.{raw[2:]}"
+        )
     if "://" in raw:
         raise ValueError(
             f"{raw!r} has a scheme: give the domain alone, e.g. "
@@ -60,9 +69,34 @@ def validate_domain(value: object) -> str:
                     f"{raw!r} contains characters not allowed in a domain: {' '.join(bad)}"
                 )
             raise ValueError(f"the label {label!r} may not start or end with a hyphen")
+        if label.startswith("xn--") and not _is_a_label(label):
+            raise ValueError(f"the label {label!r} is not valid punycode (an xn-- label)")
     if labels[-1].isdigit():
         raise ValueError(f"{raw!r} ends in a numeric label; a top-level domain is never numeric")
     return ascii_name
+
+
+def _is_a_label(label: str) -> bool:
+    """True when an xn-- label decodes to Unicode (browsers refuse broken punycode)."""
+    try:
+        label.encode("ascii").decode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def validate_probe_timeout(value: object) -> float:
+    """Seconds to wait for one network probe: long enough for a slow link, bounded so a
+    preflight never hangs (the checks' own time limits are derived from the bound)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not PROBE_TIMEOUT_MIN <= seconds <= PROBE_TIMEOUT_MAX:
+        raise ValueError(
+            f"{seconds:g} s is out of range: give {PROBE_TIMEOUT_MIN:g} to "
+            f"{PROBE_TIMEOUT_MAX:g} seconds"
+        )
+    return seconds
 
 
 def _is_ip(text: str) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from installer.checks import docker, host, kubernetes, license
+from installer.checks import database, docker, host, kubernetes, license, network, tls
 from installer.checks.base import Check
 
 
 def all_checks() -> list[Check]:
-    return [*host.CHECKS, *docker.CHECKS, *kubernetes.CHECKS, *license.CHECKS]
+    return [*host.CHECKS, *docker.CHECKS, *kubernetes.CHECKS, *database.CHECKS,
+            *network.CHECKS, *tls.CHECKS, *license.CHECKS]

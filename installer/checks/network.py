@@ -1,0 +1,379 @@
+"""net.domain, net.dns and egress.<host>: the domain CARTO answers on, and what it must reach.
+
+Egress probes start on the target (see installer/egress.py) and run as one check per host, so
+the engine runs them all at once: twenty unreachable hosts cost about one per-host timeout.
+
+Test seam: `ctx.cache[EGRESS_PORT_KEY]` may hold a port (int) for every host, or a mapping
+host -> port, so tests can point probes at TLS servers on loopback ports. Nothing else sets
+it; a real run always probes 443.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from typing import TYPE_CHECKING, Any
+
+from installer.checks.base import (
+    Check,
+    CheckContext,
+    Outcome,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
+from installer.validators import PROBE_TIMEOUT_MAX, validate_domain
+
+if TYPE_CHECKING:
+    from installer.egress import EgressHost, ProbeResult, Proxy
+
+EGRESS_PORT_KEY = "egress.port"
+# The family's own id, reported only when it has no members (no answers file); each member is
+# egress.<host>.
+EGRESS_FAMILY_ID = "egress.hosts"
+# A probe bounds itself to `network.egress_timeout` (at most PROBE_TIMEOUT_MAX, enforced by the
+# answers validator); the engine's limit sits above that bound so it never cuts a probe short.
+EGRESS_CHECK_TIMEOUT = PROBE_TIMEOUT_MAX + 5.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _no_answers_or_domain(ctx: CheckContext) -> str | None:
+    if ctx.answers is None:
+        return "no answers file: give one with --answers to check the domain"
+    if not ctx.answers.domain:
+        return "the answers give no domain (domain: carto.example.com)"
+    return None
+
+
+# --- net.domain ------------------------------------------------------------------------------
+
+
+def check_domain(ctx: CheckContext) -> Outcome:
+    assert ctx.answers is not None and ctx.answers.domain is not None
+    raw = ctx.answers.domain
+    try:
+        domain = validate_domain(raw)
+    except ValueError as exc:
+        return failed(
+            f"the domain is not usable: {exc}",
+            observed=repr(raw),
+            remediation="set domain: to a full domain or subdomain of its own, such as "
+            "carto.example.com (no https://, no path, no port, not an IP address)",
+        )
+    note = f" (punycode of {raw.strip()})" if domain != raw.strip().lower().rstrip(".") else ""
+    return passed(f"{domain} is a valid domain{note}", observed=domain, domain=domain)
+
+
+# --- net.dns ---------------------------------------------------------------------------------
+
+_ADDR = re.compile(r"\binet6?\s+([0-9A-Fa-f:.]+)(?:/\d+)?")
+
+
+def parse_ip_addr(text: str) -> list[str]:
+    """Addresses from `ip -o addr show` (or `hostname -I`), in order, without repeats."""
+    found: list[str] = []
+    matches = _ADDR.findall(text)
+    if not matches:  # `hostname -I`: bare addresses separated by spaces
+        matches = text.split()
+    for candidate in matches:
+        try:
+            address = str(ipaddress.ip_address(candidate.split("%", 1)[0]))
+        except ValueError:
+            continue
+        if address not in found:
+            found.append(address)
+    return found
+
+
+def target_addresses(ctx: CheckContext) -> list[str]:
+    """The target's own addresses (all interfaces), plus, for a remote target, the addresses
+    its SSH host name resolves to (a public address behind NAT is often only known that way)."""
+
+    def compute() -> list[str]:
+        addresses: list[str] = []
+        for argv in (["ip", "-o", "addr", "show"], ["hostname", "-I"]):
+            try:
+                result = ctx.target.run(argv, timeout=10)
+            except (OSError, TimeoutError):
+                continue
+            if result.ok:
+                addresses = parse_ip_addr(result.stdout)
+                if addresses:
+                    break
+        if not ctx.target.is_local and ctx.answers and ctx.answers.target:
+            try:
+                for address in ctx.resolver(ctx.answers.target.host):
+                    if address not in addresses:
+                        addresses.append(address)
+            except OSError:
+                pass
+        return addresses
+
+    found: list[str] = ctx.cached("net.target_addresses", compute)
+    return found
+
+
+def _ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def check_dns(ctx: CheckContext) -> Outcome:
+    assert ctx.answers is not None and ctx.answers.domain is not None
+    domain = str(ctx.data("net.domain").get("domain") or validate_domain(ctx.answers.domain))
+    try:
+        resolved = ctx.resolver(domain)
+    except socket.gaierror as exc:
+        resolved, error = [], exc.strerror or str(exc)
+    except OSError as exc:
+        resolved, error = [], str(exc)
+    else:
+        error = "no address"
+    if not resolved:
+        where = _suggest_record(ctx)
+        return warned(
+            f"{domain} does not resolve yet ({error})",
+            observed="no A or AAAA record",
+            remediation=f"create a DNS A record for {domain}{where}; until it exists, users "
+            "cannot reach CARTO by name",
+        )
+    observed = ", ".join(resolved)
+    parsed = [(a, _ip(a)) for a in resolved]
+    loopback = [a for a, ip in parsed if ip is not None and ip.is_loopback]
+    if len(loopback) == len(resolved):
+        return warned(
+            f"{domain} resolves to {observed} (loopback): only this machine itself reaches it",
+            observed=observed,
+            remediation=f"point the DNS record for {domain} at the machine's network address"
+            f"{_suggest_record(ctx)}, and remove any /etc/hosts entry mapping it to loopback",
+        )
+    if ctx.platform == "kubernetes":
+        return passed(
+            f"{domain} resolves to {observed}; make sure that is the address of the cluster's "
+            "ingress or load balancer",
+            observed=observed,
+        )
+    own = {ip for ip in (_ip(a) for a in target_addresses(ctx)) if ip is not None}
+    elsewhere = [a for a, ip in parsed if ip not in own and a not in loopback]
+    here = [a for a, ip in parsed if ip in own and a not in loopback]
+    if not elsewhere:
+        return passed(f"{domain} points at this machine ({', '.join(here)})", observed=observed)
+    mine = ", ".join(a for a in target_addresses(ctx) if not _is_loopback_text(a)) or "unknown"
+    if here:
+        return warned(
+            f"{domain} points partly elsewhere: {', '.join(elsewhere)} is not an address of "
+            f"the target (its addresses: {mine})",
+            observed=observed,
+            remediation=f"remove the records for {', '.join(elsewhere)} from {domain}, or make "
+            "sure they forward port 443 to this machine; browsers may pick any of them",
+        )
+    return warned(
+        f"{domain} points at {observed}, which is not an address of the target (its "
+        f"addresses: {mine})",
+        observed=observed,
+        remediation=f"if {observed} is a NAT, firewall or load-balancer address in front of "
+        "the machine, make sure it forwards port 443 here; otherwise change the DNS record for "
+        f"{domain}{_suggest_record(ctx)}",
+    )
+
+
+def _is_loopback_text(address: str) -> bool:
+    ip = _ip(address)
+    return bool(ip and (ip.is_loopback or ip.is_link_local))
+
+
+def _suggest_record(ctx: CheckContext) -> str:
+    if ctx.platform == "kubernetes":
+        return " pointing at the ingress or load-balancer address"
+    try:
+        candidates = [a for a in target_addresses(ctx) if not _is_loopback_text(a)]
+    except Exception:
+        candidates = []
+    return f" pointing at {candidates[0]}" if candidates else ""
+
+
+# --- egress.<host> ---------------------------------------------------------------------------
+
+
+def _egress_applies(ctx: CheckContext) -> str | None:
+    if ctx.answers is None:
+        return (
+            "no answers file: the hosts to check depend on the features, warehouses and "
+            "proxy in the answers"
+        )
+    return None
+
+
+def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
+    if ctx.answers is None:
+        return []
+    from installer.egress import egress_hosts
+
+    return [(h.check_id, f"HTTPS to {h.host}", h) for h in egress_hosts(ctx.answers)]
+
+
+def _egress_port(ctx: CheckContext, host: str) -> int:
+    from installer.egress import HTTPS_PORT
+
+    value = ctx.cache.get(EGRESS_PORT_KEY, HTTPS_PORT)
+    if isinstance(value, dict):
+        return int(value.get(host, HTTPS_PORT))
+    return int(value)
+
+
+def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
+    from installer.egress import probe_host, proxy_for, tls_context
+
+    answers = ctx.answers
+    assert answers is not None
+    if host.missing_answer:
+        return skipped(
+            f"{host.why} needs outbound HTTPS to {host.host}; give the exact host in "
+            f"{host.missing_answer} to check it"
+        )
+    settings = answers.network.proxy
+    ca_file = settings.ca_file if settings else None
+    try:
+        context = ctx.cached("egress.tls_context", lambda: tls_context(ca_file))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return failed(
+            f"the proxy CA file {ca_file} cannot be used: {exc}",
+            observed=str(ca_file),
+            remediation="set network.proxy.ca_file to a readable PEM file holding the CA "
+            "certificate of the proxy or firewall that inspects TLS",
+        )
+    proxy = proxy_for(host, settings)
+    result = probe_host(
+        host.host,
+        target=ctx.target,
+        resolver=ctx.resolver,
+        context=context,
+        port=_egress_port(ctx, host.host),
+        timeout=answers.network.egress_timeout,
+        proxy=proxy,
+    )
+    route = f"via proxy {proxy.url}" if proxy else "direct"
+    if host.bypass_proxy and settings and (settings.https or settings.http):
+        route += " (the vendor says this service bypasses the proxy)"
+    data = {
+        "stage": result.stage,
+        "ok": result.ok,
+        "timed_out": result.timed_out,
+        "elapsed_s": result.elapsed,
+        "proxy": result.proxy,
+        "kind": result.kind,
+    }
+    if result.ok:
+        return passed(
+            f"{host.host} answers over HTTPS ({result.tls_version}, certificate verified), {route}",
+            observed=f"DNS + connect + TLS in {result.elapsed * 1000:.0f} ms, {route}",
+            **data,
+        )
+    where = f"{result.stage} failed"
+    observed = f"failed at {result.stage} after {result.elapsed:.1f} s, {route}"
+    message = f"{host.host}: {where}: {result.detail}"
+    fix = egress_remediation(result, host, proxy)
+    if not host.required:
+        return warned(
+            f"optional host {message} ({host.why})", observed=observed, remediation=fix, **data
+        )
+    return failed(f"{message} (needed for {host.why})", observed=observed, remediation=fix, **data)
+
+
+def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | None) -> str:
+    from installer.egress import CONNECT, DNS, PROXY, PROXY_CONNECT, TLS
+
+    name = host.host
+    allow = f"allow outbound HTTPS (TCP 443) from the target to {name}"
+    if result.stage == DNS:
+        return (
+            f"the target cannot resolve {name}: check its DNS servers (/etc/resolv.conf or "
+            "systemd-resolved); if this network only reaches the internet through a proxy, "
+            "set network.proxy.https"
+        )
+    if result.stage == CONNECT:
+        if result.kind == "timeout":
+            return (
+                f"a firewall is probably dropping the traffic: {allow} (security group, "
+                "firewall rules), or set network.proxy.https if a proxy is mandatory"
+            )
+        return (
+            f"the connection was rejected (a firewall, or a host that refuses port "
+            f"443): {allow}, or set network.proxy.https if outbound traffic must go "
+            "through a proxy"
+        )
+    if result.stage == PROXY:
+        return (
+            f"the target cannot reach the proxy {proxy.url if proxy else ''}: check "
+            "network.proxy.https (host and port) and that the proxy is running"
+        )
+    if result.stage == PROXY_CONNECT:
+        if result.kind == "status 403":
+            return (
+                f"the proxy's rules refuse {name}: ask its administrators to allow CONNECT "
+                f"to {name}:443, or add {name} to network.proxy.no_proxy if the target may "
+                "reach it directly"
+            )
+        if result.kind == "status 407":
+            return (
+                "the proxy asks for a login, which CARTO cannot give: have the target's "
+                "address allowed without authentication"
+            )
+        if result.kind in ("status 500", "status 502", "status 503", "status 504", "timeout"):
+            return (
+                f"the proxy could not reach {name} itself: ask its administrators to allow "
+                f"{name}:443 beyond the proxy"
+            )
+        return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:443"
+    if result.stage == TLS:
+        if result.kind == "verify":
+            return (
+                "something between the target and the host presents its own certificate: "
+                "if a proxy or firewall inspects TLS, put its CA certificate in "
+                "network.proxy.ca_file (CARTO's services must trust it too); otherwise "
+                f"the connection to {name} is being intercepted"
+            )
+        if result.kind == "timeout":
+            return (
+                f"the TCP connection opened but nothing answered the TLS handshake: a "
+                f"firewall that filters by name (SNI) may be holding it; {allow}"
+            )
+        return (
+            f"the TLS handshake was cut: a firewall that filters by name (SNI) may be "
+            f"blocking {name}; {allow}"
+        )
+    return allow
+
+
+CHECKS = [
+    Check(
+        "net.domain",
+        "Domain",
+        "a full domain or subdomain, never a path",
+        check_domain,
+        applies=_no_answers_or_domain,
+        timeout=5.0,
+    ),
+    Check(
+        "net.dns",
+        "Domain resolves to the machine",
+        "the domain points at the machine",
+        check_dns,
+        needs=("net.domain",),
+        applies=_no_answers_or_domain,
+    ),
+    Check(
+        EGRESS_FAMILY_ID,
+        "Outbound HTTPS",
+        "DNS + TCP 443 + verified TLS to each host the deployment needs",
+        check_egress,
+        applies=_egress_applies,
+        expand=expand_egress,
+        timeout=EGRESS_CHECK_TIMEOUT,
+    ),
+]
