@@ -390,7 +390,8 @@ class EnvFile:
         return changed
 
     def _append(self, line: str, key: str, raw: str) -> None:
-        newline = "\r\n" if any(e.text.endswith("\r\n") for e in self.entries) else "\n"
+        crlf = sum(e.text.endswith("\r\n") for e in self.entries)
+        newline = "\r\n" if crlf * 2 > len(self.entries) else "\n"  # the file's usual ending
         if self.entries and not self.entries[-1].text.endswith("\n"):
             self.entries[-1].text += newline
         if not any(entry.text.strip() == self.HEADER for entry in self.entries):

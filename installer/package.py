@@ -9,6 +9,7 @@ Defects are collected, each with a fix, rather than stopping at the first.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -308,9 +309,9 @@ def parse_service_account(text: str, redactor: Redactor | None = None
                if not isinstance(data.get(name), str) or not data[name]]
     if missing:
         problems.append(f"lacks {', '.join(missing)}")
-    key = data.get("private_key")
-    if isinstance(key, str) and key:
-        problem = _private_key_problem(key)
+    pem = data.get("private_key")
+    if isinstance(pem, str) and pem:
+        problem = _private_key_problem(pem)
         if problem:
             problems.append(problem)
     email = data.get("client_email")
@@ -319,7 +320,10 @@ def parse_service_account(text: str, redactor: Redactor | None = None
     return data, problems
 
 
+@functools.lru_cache(maxsize=4)
 def _private_key_problem(pem: str) -> str | None:
+    # Parsing checks the RSA key's consistency, which takes tens of milliseconds: the
+    # preflight and the render of one run read the same key, so remember the verdict.
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:

@@ -53,7 +53,8 @@ log = logging.getLogger("installer.deploy.compose")
 STATE_FILE = ".carto-installer-state.json"
 UP_TIMEOUT = 1800.0  # pulling CARTO's images from a registry can take long
 POLL_INTERVAL = 0.25
-SETTLE_SECONDS = 1.0  # a container without healthcheck must stay up this long
+UP_POLL_INTERVAL = 0.5
+SETTLE_SECONDS = 0.5  # a container without healthcheck must stay up this long
 CRASH_RESTARTS = 3  # restarts that make a container "crash-looping"
 LOG_LINES = 25
 HTTPS_WAIT = 30.0  # the router may need a moment after it is up
@@ -130,6 +131,7 @@ class ContainerView:
     image: str  # the image reference it was created from
     image_id: str
     created: str = ""
+    mounts: tuple[str, ...] = ()  # host paths mounted into it
 
     @property
     def display(self) -> str:
@@ -161,6 +163,7 @@ def list_containers(client: Any, project: str) -> list[ContainerView]:
             image=attrs.get("Config", {}).get("Image", ""),
             image_id=attrs.get("Image", ""),
             created=attrs.get("Created", ""),
+            mounts=tuple(str(m.get("Source", "")) for m in attrs.get("Mounts") or []),
         ))
     return sorted(views, key=lambda v: v.name)
 
@@ -290,8 +293,10 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                    health_timeout: float) -> DeployResult:
     from installer.preflight import run_preflight
     from installer.render import apply_render, plan_render
+    from installer.render.compose import check_inputs
 
-    require(answers, "package", "domain")
+    # Bad input stops the deployment before anything runs (exit 2, the key named).
+    check_inputs(answers, target, redactor)
     assert answers.domain is not None
     run = _Run(answers, target, redactor, emit, cancel)
     url = f"https://{answers.domain}"
@@ -366,8 +371,12 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
     else:
         watcher = _Watcher(run, project, expected)
         with _Step(run, "launch") as step:
+            before_up = {v.id: v.started_at for v in list_containers(run.client(), project)}
             _compose_up(run, command, watcher)
             step.detail = f"`{tool} up -d` done"
+            restarted = _reload_certificates(run, plan, command, project, expected, before_up)
+            if restarted:
+                step.detail += f"; restarted {', '.join(restarted)} for the new certificates"
         changed = True
         with _Step(run, "wait healthy") as step:
             step.detail = _wait_healthy(run, watcher, expected, health_timeout, command)
@@ -375,7 +384,9 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     with _Step(run, "verify https") as step:
         assert plan.trusted_certificate is not None
+        healthy_views = list_containers(run.client(), project)
         step.detail = verify_https(run, answers.domain, plan.trusted_certificate)
+        _still_healthy(run, project, expected, healthy_views, command)
     message = (f"CARTO answers at {url}" + (" (nothing changed)" if not changed else ""))
     return DeployResult(True, url, message, accepted_risks=accepted_ids, changed=changed)
 
@@ -446,7 +457,8 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
     worker = threading.Thread(target=launch, name="compose-up", daemon=True)
     worker.start()
     while worker.is_alive():
-        worker.join(POLL_INTERVAL)
+        # Progress only: a slower pace leaves the CPU to Compose and the engine.
+        worker.join(UP_POLL_INTERVAL)
         if run.cancel.is_set():
             # compose keeps going on the target; a re-run picks up from there.
             raise DeployCancelled("cancelled while `up -d` was running",
@@ -472,6 +484,32 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
             + run.redactor(last[-1] if last else "no output"),
             f"read the compose output above; after fixing, re-run `carto-installer deploy` "
             f"(it resumes). By hand: cd {run.directory} && {' '.join(command)} up -d")
+
+
+def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], project: str,
+                         expected: dict[str, int], before_up: dict[str, str]) -> list[str]:
+    """Services read certs/ when they start; Compose only recreates a container when its
+    configuration changes. When a certificate or key changed but a container that mounts
+    certs/ kept running, restart it so that it serves the new files."""
+    certs = posixpath.join(run.directory, "certs")
+    if not any(c.content_changed and c.path.startswith(certs + "/") for c in plan.changes):
+        return []
+    stale = sorted({
+        view.service for view in current_containers(list_containers(run.client(), project),
+                                                    expected)
+        if not is_job(view.service) and view.state == "running"
+        and before_up.get(view.id) == view.started_at
+        and any(m == certs or m.startswith(certs + "/") for m in view.mounts)
+    })
+    if not stale:
+        return []
+    run.emit(LogLine(f"restarting {', '.join(stale)} to load the new certificates"))
+    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300)
+    if not result.ok:
+        raise DeployError(f"`{' '.join(command)} restart {' '.join(stale)}` failed: "
+                          f"{run.redactor(result.output()[-300:])}",
+                          "restart them by hand, then re-run `carto-installer deploy`")
+    return stale
 
 
 class _Watcher:
@@ -541,6 +579,24 @@ def _wait_healthy(run: _Run, watcher: _Watcher, expected: dict[str, int], timeou
                 f"check the log lines above (cd {run.directory} && {' '.join(command)} ps / "
                 "logs), then re-run `carto-installer deploy`; it resumes")
         time.sleep(POLL_INTERVAL)
+
+
+def _still_healthy(run: _Run, project: str, expected: dict[str, int],
+                   earlier: list[ContainerView], command: list[str]) -> None:
+    """A last look after the HTTPS check: a service that crashed in the meantime (restarted,
+    or stopped) fails the deployment instead of passing for healthy."""
+    restarts = {v.id: v.restarts for v in earlier}
+    for view in current_containers(list_containers(run.client(), project), expected):
+        crashed = view.restarts > restarts.get(view.id, view.restarts)
+        stopped = view.state != "running" and not is_job(view.service)
+        if crashed or stopped:
+            _show_logs(run, view)
+            raise DeployError(
+                f"service {view.service} stopped being healthy ({view.display}, restarted "
+                f"{view.restarts} times)",
+                f"its last log lines are above; fix the cause, then re-run `carto-installer "
+                f"deploy`. All its logs: cd {run.directory} && {' '.join(command)} logs "
+                f"{view.service}")
 
 
 def _show_logs(run: _Run, view: ContainerView) -> None:

@@ -80,13 +80,14 @@ class RenderPlan:
     flavour: str | None = None  # compose: "v1" / "v2" env-file parser written for
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
     actions: list[str] = field(default_factory=list)  # what a deploy does after writing
+    stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
 
     def diff(self, redactor: Redactor) -> str:
         return "".join(change.diff(redactor) for change in self.changes)
 
     @property
     def empty(self) -> bool:
-        return not self.changes and not self.backups
+        return not self.changes and not self.backups and not self.stale
 
     def summary(self) -> str:
         """What applying would do, one file per line, without any content."""
@@ -94,6 +95,7 @@ class RenderPlan:
             return "nothing to change: the files already match the answers"
         lines = [f"  write {change.describe()}" for change in self.changes]
         lines += [f"  back up the current customer.env as {b}" for b in self.backups]
+        lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  then {action}" for action in self.actions]
         return "\n".join(lines)
@@ -131,7 +133,12 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
     """Write backups, then the files, each atomically with its mode; return the paths."""
     for folder in plan.directories:
         target.makedirs(folder, 0o755)
-    _remove_stale_temps(plan, target)
+    for stale in plan.stale:
+        try:
+            target.remove(stale)
+            log.info("removed %s, left by an interrupted write", stale)
+        except FileNotFoundError:
+            pass
     written: list[str] = []
     for backup in plan.backups:
         target.write_file(backup, plan.backup_sources[backup], 0o600)
@@ -144,13 +151,14 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
     return written
 
 
-def _remove_stale_temps(plan: RenderPlan, target: Target) -> None:
-    """Temporary files left by a write that was killed (SIGKILL, power loss) are removed, so
-    that the folder holds only whole files."""
+def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:
+    """Temporary files that a killed write (SIGKILL, power loss) left next to the files we
+    manage or their backups; removing them leaves only whole files in the folder."""
     names: dict[str, set[str]] = {}
-    for change in plan.changes:
-        folder, name = posixpath.split(change.path)
+    for path in managed:
+        folder, name = posixpath.split(path)
         names.setdefault(folder, set()).add(name)
+    found: list[str] = []
     for folder, ours in names.items():
         try:
             entries = target.listdir(folder)
@@ -158,12 +166,10 @@ def _remove_stale_temps(plan: RenderPlan, target: Target) -> None:
             continue
         for entry in entries:
             match = _STALE_TEMP.match(entry)
-            if match and match.group("name") in ours:
-                try:
-                    target.remove(posixpath.join(folder, entry))
-                    log.info("removed %s, left by an interrupted write", entry)
-                except OSError:
-                    pass
+            if match and (match.group("name") in ours
+                          or match.group("name").startswith("customer.env.bak.")):
+                found.append(posixpath.join(folder, entry))
+    return found
 
 
 __all__ = ["FileChange", "RenderPlan", "apply_render", "plan_render"]

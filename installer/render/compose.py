@@ -10,6 +10,7 @@ env.tpl. Values are encoded for the Compose that will read them (see installer.e
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import posixpath
 from collections.abc import Sequence
@@ -28,8 +29,8 @@ from installer.envfile import (
     is_secret_key,
 )
 from installer.errors import AnswersError, InputError
-from installer.package import LICENSE_KEYS, read_package
-from installer.render import FileChange, RenderPlan
+from installer.package import LICENSE_KEYS, Package, read_package
+from installer.render import FileChange, RenderPlan, stale_temp_files
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -181,7 +182,6 @@ def _read_local(path: str, answer_key: str, what: str) -> bytes:
 
 def _given_certificate(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes]:
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     tls = answers.tls
     assert tls.certificate_file and tls.key_file
@@ -196,7 +196,7 @@ def _given_certificate(answers: Answers, redactor: Redactor) -> tuple[bytes, byt
                            "give the certificate in PEM form (-----BEGIN CERTIFICATE-----), "
                            "leaf first, then intermediates") from None
     try:
-        key = load_pem_private_key(key_pem, password=None)
+        key_public = _key_public_der(key_pem)
     except TypeError:
         raise AnswersError("tls.key_file", f"{tls.key_file} is protected by a passphrase, "
                            "which CARTO's router cannot use",
@@ -205,11 +205,20 @@ def _given_certificate(answers: Answers, redactor: Redactor) -> tuple[bytes, byt
     except (ValueError, UnicodeError):
         raise AnswersError("tls.key_file", f"{tls.key_file} holds no PEM private key",
                            "give the unencrypted private key in PEM form") from None
-    if _public_der(key.public_key()) != _public_der(chain[0].public_key()):
+    if key_public != _public_der(chain[0].public_key()):
         raise AnswersError("tls.key_file", "the key does not belong to the certificate "
                            f"{tls.certificate_file} (its first certificate, the leaf)",
                            "give the key the certificate was issued for")
     return cert_pem, key_pem
+
+
+@functools.lru_cache(maxsize=8)
+def _key_public_der(key_pem: bytes) -> bytes:
+    """The public half of a PEM private key. Loading checks the key's consistency, which
+    is slow for RSA; a run loads the same key several times (preflight, render, re-render)."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return _public_der(load_pem_private_key(key_pem, password=None).public_key())
 
 
 def _public_der(public_key: object) -> bytes:
@@ -225,11 +234,10 @@ def reusable_self_signed(cert_pem: bytes | None, key_pem: bytes | None, domain: 
     if not cert_pem or not key_pem:
         return False
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
-        key = load_pem_private_key(key_pem, password=None)
+        key_public = _key_public_der(key_pem)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except (ValueError, TypeError, x509.ExtensionNotFound):
         return False
@@ -239,7 +247,7 @@ def reusable_self_signed(cert_pem: bytes | None, key_pem: bytes | None, domain: 
         and domain in names.value.get_values_for_type(x509.DNSName)
         and cert.not_valid_before_utc <= now
         and cert.not_valid_after_utc - now > RENEW_BEFORE
-        and _public_der(key.public_key()) == _public_der(cert.public_key())
+        and key_public == _public_der(cert.public_key())
     )
 
 
@@ -291,9 +299,21 @@ def _read_target(target: Target, path: str) -> bytes | None:
                          "target.sudo") from None
 
 
-def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
-                 compose_command: Sequence[str] | None = None,
-                 compose_version: str | None = None) -> RenderPlan:
+@dataclass
+class Inputs:
+    """The answers' local inputs, read and checked before anything else happens."""
+
+    directory: str
+    package: Package
+    settings: list[tuple[str, str, str]]
+    certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
+    extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
+
+
+def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
+    """Everything about the input that does not depend on the Compose version: required
+    answers, the deployment directory, the package, the TLS and CA files. Raises
+    AnswersError naming the key; reads, never writes."""
     require(answers, "package", "domain")
     assert answers.package is not None and answers.domain is not None
     directory = answers.compose.directory
@@ -302,6 +322,28 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                            "give the full path of the deployment directory on the target, "
                            "e.g. /opt/carto")
     directory = posixpath.normpath(directory)
+    settings = owned_settings(answers)
+    tls = answers.tls
+    certificate = None
+    if tls.certificate_file or tls.key_file:
+        if not (tls.certificate_file and tls.key_file):
+            missing_key = "tls.key_file" if tls.certificate_file else "tls.certificate_file"
+            raise AnswersError(missing_key, "is required when the other TLS file is given",
+                               "give both tls.certificate_file and tls.key_file, or neither "
+                               "to have a self-signed certificate generated")
+        certificate = _given_certificate(answers, redactor)
+    extra: list[tuple[str, bytes]] = []
+    db = answers.database
+    if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
+        extra.append((DB_CA_NAME, _read_local(db.ssl.ca_file, "database.ssl.ca_file",
+                                              "database CA file")))
+    if not answers.redis.bundled and answers.redis.tls_ca_file:
+        extra.append((REDIS_CA_NAME, _read_local(answers.redis.tls_ca_file,
+                                                 "redis.tls_ca_file", "Redis CA file")))
+    proxy = answers.network.proxy
+    if proxy is not None and proxy.ca_file:
+        extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
+                                                 "proxy CA file")))
     missing = [name for name in VENDOR_FILES
                if not target.exists(posixpath.join(directory, name))]
     if missing:
@@ -316,10 +358,17 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    assert package.customer_env is not None
+    return Inputs(directory, package, settings, certificate, extra)
+
+
+def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
+                 compose_command: Sequence[str] | None = None,
+                 compose_version: str | None = None) -> RenderPlan:
+    inputs = check_inputs(answers, target, redactor)
+    assert answers.domain is not None
+    directory, package, settings = inputs.directory, inputs.package, inputs.settings
     tool = tool_from(compose_command, compose_version) or detect_compose(target)
     flavour: Flavour | None = tool.flavour if tool else None
-    settings = owned_settings(answers)
     for answer_key, _key, value in settings:
         problem = cannot_hold(value, flavour)
         if problem:
@@ -376,13 +425,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         (posixpath.join(certs, "key.json"), package.files["key.json"], 0o600, True),
         (posixpath.join(directory, "key.json"), package.files["key.json"], 0o600, True),
     ]
-    if answers.tls.certificate_file or answers.tls.key_file:
-        if not (answers.tls.certificate_file and answers.tls.key_file):
-            missing_key = "tls.key_file" if answers.tls.certificate_file else "tls.certificate_file"
-            raise AnswersError(missing_key, "is required when the other TLS file is given",
-                               "give both tls.certificate_file and tls.key_file, or neither "
-                               "to have a self-signed certificate generated")
-        cert_pem, key_pem = _given_certificate(answers, redactor)
+    if inputs.certificate is not None:
+        cert_pem, key_pem = inputs.certificate
     else:
         existing_cert = _read_target(target, cert_path)
         existing_key = _read_target(target, key_path)
@@ -398,20 +442,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                          f"(valid {SELF_SIGNED_DAYS} days); browsers will warn until you "
                          "give a certificate from a trusted CA")
     wanted += [(cert_path, cert_pem, 0o644, False), (key_path, key_pem, 0o600, True)]
-    db = answers.database
-    if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
-        wanted.append((posixpath.join(certs, DB_CA_NAME),
-                       _read_local(db.ssl.ca_file, "database.ssl.ca_file", "database CA file"),
-                       0o644, False))
-    if not answers.redis.bundled and answers.redis.tls_ca_file:
-        wanted.append((posixpath.join(certs, REDIS_CA_NAME),
-                       _read_local(answers.redis.tls_ca_file, "redis.tls_ca_file",
-                                   "Redis CA file"), 0o644, False))
-    proxy = answers.network.proxy
-    if proxy is not None and proxy.ca_file:
-        wanted.append((posixpath.join(certs, PROXY_CA_NAME),
-                       _read_local(proxy.ca_file, "network.proxy.ca_file", "proxy CA file"),
-                       0o644, False))
+    wanted += [(posixpath.join(certs, name), data, 0o644, False)
+               for name, data in inputs.extra_files]
     wanted += [(customer_path, new_customer, 0o600, True),
                (posixpath.join(directory, ".env"), dotenv, 0o600, True)]
 
@@ -435,14 +467,16 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     backups: list[str] = []
     backup_sources: dict[str, bytes] = {}
     customer_change = next((c for c in changes if c.path == customer_path), None)
-    if current_customer is not None and customer_change and customer_change.content_changed:
+    if (current_customer is not None and customer_change and customer_change.content_changed
+            and not _already_backed_up(target, directory, current_customer)):
         backup = _backup_name(target, directory)
         backups.append(backup)
         backup_sources[backup] = current_customer
     if tool is None:
         notes.append("no Docker Compose found on the target: values were written so that "
                      "both docker-compose v1 and docker compose v2 read them")
-    plan = RenderPlan(changes, backups, notes, directory=directory,
+    stale = stale_temp_files(target, [path for path, *_ in wanted])
+    plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
                       backup_sources=backup_sources, directories=[directory, certs],
                       compose_command=tool.command if tool else [],
                       flavour=flavour, trusted_certificate=cert_pem)
@@ -460,6 +494,22 @@ def _rename_legacy(env: EnvFile) -> str | None:
         return "removed the legacy POSTGRES_PASSWORD line (POSTGRES_ADMIN_PASSWORD is set)"
     env.rename("POSTGRES_PASSWORD", "POSTGRES_ADMIN_PASSWORD")
     return "renamed POSTGRES_PASSWORD to POSTGRES_ADMIN_PASSWORD"
+
+
+def _already_backed_up(target: Target, directory: str, content: bytes) -> bool:
+    """True when the newest backup holds exactly this content (a run interrupted after its
+    backup but before customer.env itself must not leave a second copy on the next run)."""
+    try:
+        names = sorted((n for n in target.listdir(directory) if n.startswith("customer.env.bak.")),
+                       key=_backup_order)
+    except OSError:
+        return False
+    return bool(names) and _read_target(target, posixpath.join(directory, names[-1])) == content
+
+
+def _backup_order(name: str) -> tuple[str, int]:
+    stamp, _, counter = name.removeprefix("customer.env.bak.").partition("-")
+    return stamp, int(counter) if counter.isdigit() else 1
 
 
 def _backup_name(target: Target, directory: str) -> str:
