@@ -548,3 +548,44 @@ def test_cli_deploy_with_yes_refuses_a_stuck_release_with_exit_3(
     assert "stuck in pending-upgrade (revision 1)" in result.stderr
     assert "helm uninstall carto --wait --timeout 15m -n carto" in result.stderr
     assert k8s_cluster.mutation_counts() == Counter()
+
+
+def test_cli_deploy_on_a_terminal_offers_the_rollback_and_applies_it(
+        k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path, tmp_path: Path,
+        package: HelmPackage) -> None:
+    import pexpect
+
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump(k8s_answers(k8s_cluster, package.path)))
+    env = k8s_cluster.client_env()
+    env["PATH"] = f"{helm_bin.parent}:{kubectl_bin.parent}:{env['PATH']}"
+    for domain in ("carto.example.com", "maps.example.com"):  # revisions 1 and 2
+        result = k8s_cluster.run(helm_bin, "upgrade", "--install", "carto", str(CHART), "-n",
+                                 "carto", "--create-namespace", "-f",
+                                 str(package.path / "carto-values.yaml"), "--set",
+                                 f"appConfigValues.selfHostedDomain={domain}")
+        assert result.returncode == 0, result.stderr
+    set_release_status(k8s_cluster, "carto", "carto", "pending-upgrade")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    work = tmp_path / "tty"
+    work.mkdir()
+    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    child = pexpect.spawn(
+        "unshare", ["-m", "--propagation", "private", "sh", "-c", script, "sh", str(resolv),
+                    sys.executable, "-m", "installer", "deploy", "--answers", str(answers),
+                    "--skip", ",".join(SKIP)],
+        env=cli_env(env), cwd=str(work), encoding="utf-8", timeout=120, dimensions=(50, 200))
+    child.expect(r"Proceed\? \[y/N\]")
+    offer = child.before
+    assert "roll back release carto (stuck in pending-upgrade at revision 2) to revision 1" \
+        in offer
+    assert "helm upgrade --install carto" in offer
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    history = [decode_release(s)["info"] for s in release_secrets(k8s_cluster, "carto", "carto")]
+    # (helm leaves the abandoned revision 2 marked pending-upgrade; only the latest counts)
+    assert history[2]["description"] == "Rollback to 1"
+    assert [h["status"] for h in history[2:]] == ["superseded", "deployed"]
