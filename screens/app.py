@@ -139,19 +139,26 @@ class WizardApp(App[int]):
     async def _stop_and_exit(self) -> None:
         self._quitting = True
         screen = self._step_screen()
+        interrupted = bool(getattr(screen, "deploying", False))
         if screen is not None:
             screen.cancel_work()
             # The deploy stops at a safe point; wait for it so nothing is left half-done.
             while getattr(screen, "deploying", False):
                 await asyncio.sleep(0.05)
-        if not self.deployed and not self.farewell:
+        if interrupted:
+            self.farewell[:] = ["Stopped at the user's request during the deployment: every "
+                                "file written so far is complete. Run carto-installer again "
+                                "to finish."]
+        elif not self.deployed and not self.farewell:
             self.farewell.append("Stopped at the user's request. No changes were made to the "
                                  f"target. Run carto-installer again to resume at "
                                  f"'{STEP_TITLES[self.step]}'.")
         if self.deployed:
             self.exit(EXIT_OK)
+        elif self.deploy_failed and not interrupted:
+            self.exit(EXIT_FAILED)
         else:
-            self.exit(EXIT_FAILED if self.deploy_failed else EXIT_INTERRUPTED)
+            self.exit(EXIT_INTERRUPTED)
 
     def finish(self, code: int) -> None:
         self.exit(code)

@@ -121,7 +121,9 @@ class StepScreen(Screen[None]):
     ]
 
     def __init__(self, state: WizardState, *, live: bool = True) -> None:
-        super().__init__(id=f"step-{self.STEP}")
+        # No id: a step shown again (Back then Next) may meet its previous screen still
+        # being removed, and two screens may not share an id.
+        super().__init__(classes=f"step-{self.STEP}")
         self.state = state
         self.live = live
         self._checks_worker: Worker[Any] | None = None
@@ -181,8 +183,10 @@ class StepScreen(Screen[None]):
         if error is not None and field.text:
             self.set_hint(Text("✘ " + error), error=True)
         else:
-            browse = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
-            self.set_hint((field.help or field.spec.label) + browse)
+            extra = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
+            if field.spec.choices:
+                extra = f"  One of: {', '.join(field.spec.choices)} (→ completes)"
+            self.set_hint((field.help or field.spec.label) + extra)
 
     def on_field_input_changed(self, event: FieldInput.Changed) -> None:
         if self._field_of(self.focused) is event.field_input:

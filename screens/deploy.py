@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,16 +20,27 @@ from textual.worker import Worker, get_current_worker
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from screens.base import StepScreen, ask_from_thread
-from screens.state import describe_error, plan_fingerprint
+from screens.state import describe_error, plan_fingerprint, unusual_actions
 from screens.widgets.check_list import MARKS, SPINNER
 from screens.widgets.nav_button import NavButton
 
-DEPLOY_STEPS = ("preflight", "render", "load images", "launch", "wait healthy", "verify https")
+DEPLOY_STEPS = {
+    "compose": ("preflight", "render", "load images", "launch", "wait healthy", "verify https"),
+    "kubernetes": ("preflight", "render", "secrets", "launch", "address"),
+}
 NEXT_STEPS = (
-    "Open {url} and sign in with the account CARTO gave you.",
-    "Keep {answers} to re-run or upgrade: carto-installer deploy --answers {answers}",
-    "Check health any time: carto-installer status --answers {answers}",
+    "Open {url} and sign in with your CARTO account.",
+    "Re-run or upgrade: carto-installer deploy --answers {answers}",
+    "Health: carto-installer status --answers {answers}",
 )
+
+
+def shown_path(path: Path) -> str:
+    """A path as short as it can be shown: relative to the working directory when inside."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class DeployEventMessage(Message):
@@ -62,8 +74,13 @@ class DeployScreen(StepScreen):
         yield RichLog(id="deploy-log", wrap=True, markup=False, highlight=False)
         yield Static("", id="deploy-outcome")
 
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return DEPLOY_STEPS.get(self.state.answers.platform, DEPLOY_STEPS["compose"])
+
     def on_mount(self) -> None:
-        self.steps: dict[str, tuple[str, str]] = {name: ("pending", "") for name in DEPLOY_STEPS}
+        self.steps: dict[str, tuple[str, str]] = {name: ("pending", "")
+                                                  for name in self.step_names}
         self.checks = {s: 0 for s in Status}
         self.deploying = False
         self.finished_ok: bool | None = None
@@ -86,7 +103,7 @@ class DeployScreen(StepScreen):
     # --- running -------------------------------------------------------------------------
 
     def start_deploy(self) -> None:
-        self.steps = {name: ("pending", "") for name in DEPLOY_STEPS}
+        self.steps = {name: ("pending", "") for name in self.step_names}
         self.checks = {s: 0 for s in Status}
         self.deploying = True
         self.finished_ok = None
@@ -119,18 +136,27 @@ class DeployScreen(StepScreen):
         from screens.review import relative
         from screens.widgets.modals import ConfirmModal
 
-        if plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint:
+        unusual = unusual_actions(plan)
+        reviewed = plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint
+        if reviewed and not unusual:
             return True
         directory = getattr(plan, "directory", "")
-        body = Text("The files on the target changed since you reviewed them. Writing now "
-                    "would change:\n\n")
-        for change in plan.changes[:8]:
-            body.append(f"  {relative(change.describe(), directory)}\n")
-        if len(plan.changes) > 8:
-            body.append(f"  … and {len(plan.changes) - 8} more\n")
-        body.append("\nStop, then go Back to Review to see the new diff.", style="dim")
+        if reviewed:
+            body = Text("Before deploying, the installer needs to:\n\n")
+        else:
+            body = Text("The files on the target changed since you reviewed them. Writing "
+                        "now would change:\n\n")
+            for change in plan.changes[:8]:
+                body.append(f"  {relative(change.describe(), directory)}\n")
+            if len(plan.changes) > 8:
+                body.append(f"  … and {len(plan.changes) - 8} more\n")
+        for action in unusual:
+            body.append(f"  {self.state.redactor(action)}\n", style="bold")
+        for note in getattr(plan, "notes", []):
+            body.append(f"  note: {self.state.redactor(note)}\n", style="italic")
+        body.append("\nStop to leave everything as it is.", style="dim")
         answer = ask_from_thread(
-            self.app, lambda: ConfirmModal("Write these changes?", body, yes="Write them",
+            self.app, lambda: ConfirmModal("Go ahead?", body, yes="Go ahead",
                                            no="Stop"), cancel)
         return answer is True
 
@@ -147,9 +173,11 @@ class DeployScreen(StepScreen):
 
     @on(DeployEventMessage)
     def _event(self, message: DeployEventMessage) -> None:
-        if message.worker is not self._checks_worker:
-            return
-        event = message.event
+        if message.worker is self._checks_worker:
+            self.show_event(message.event)
+
+    def show_event(self, event: Any) -> None:
+        """Show one progress event of the deploy (a step, a service, a log line, a check)."""
         log = self.query_one(RichLog)
         kind = type(event).__name__
         if isinstance(event, CheckStarted):
@@ -233,14 +261,15 @@ class DeployScreen(StepScreen):
         self.deploying = False
         self._ticker.stop()
         self._elapsed = time.monotonic() - self._started
-        for name, (state, detail) in self.steps.items():
+        self.show_outcome(message.result, message.error, message.cancelled)
+
+    def show_outcome(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
+        """The end of a deployment: the URL and next steps, or the reason and the fix."""
+        for name, (state, _detail) in self.steps.items():
             if state == "pending":
                 self.steps[name] = ("skipped", "")
             elif state == "running":
                 self.steps[name] = ("failed", "stopped")
-        self.show_outcome(message.result, message.error, message.cancelled)
-
-    def show_outcome(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
         outcome = self.query_one("#deploy-outcome", Static)
         outcome.display = True
         minutes, seconds = divmod(int(self._elapsed), 60)
@@ -253,7 +282,7 @@ class DeployScreen(StepScreen):
         nxt = self.query_one("#next")
         if ok:
             self.app.deployed = True  # type: ignore[attr-defined]
-            answers = self.state.answers_path
+            answers = shown_path(self.state.answers_path)
             text.append(f"✔ CARTO is running at {result.url}\n", style="bold green")
             if not result.changed:
                 text.append("Nothing needed changing: it was already deployed like this.\n")

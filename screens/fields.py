@@ -51,6 +51,8 @@ class FieldSpec:
     def placeholder(self) -> str:
         if self.secret:
             return "(hidden as you type)"
+        if self.choices:
+            return " | ".join(self.choices)
         if self.default not in (None, dataclasses.MISSING, [], ""):
             return str(self.default)
         return ""
@@ -228,7 +230,8 @@ SSH_FIELDS = ("target.host", "target.port", "target.user", "target.identity_file
 JUMP_FIELDS = ("target.jump.host", "target.jump.port", "target.jump.user")
 COMPOSE_TARGET_FIELDS = ("compose.directory",)
 KUBERNETES_FIELDS = ("kubernetes.kubeconfig", "kubernetes.context", "kubernetes.namespace",
-                     "kubernetes.release", "kubernetes.chart", "kubernetes.image_registry")
+                     "kubernetes.release", "kubernetes.service_type", "kubernetes.chart",
+                     "kubernetes.image_registry")
 TLS_FIELDS = ("tls.certificate_file", "tls.key_file")
 DATABASE_FIELDS = ("database.host", "database.port", "database.admin_user",
                    "database.admin_password", "database.admin_database", "database.user",

@@ -44,6 +44,7 @@ from screens.state import (
     WizardState,
     describe_error,
     plan_fingerprint,
+    unusual_actions,
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
@@ -438,11 +439,13 @@ class PlainWizard:
         box: dict[str, Any] = {}
 
         def confirm(plan: Any) -> bool:
-            if plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint:
+            unusual = unusual_actions(plan)
+            reviewed = plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint
+            if reviewed and not unusual:
                 self.changes_started = True
                 return True
             reply: queue.Queue[bool] = queue.Queue()
-            inbox.put(("confirm", (plan, reply)))
+            inbox.put(("confirm", (plan, reply, reviewed, unusual)))
             answer = reply.get()
             self.changes_started = self.changes_started or answer
             return answer
@@ -492,10 +495,13 @@ class PlainWizard:
             except queue.Empty:
                 continue
             if kind == "confirm":
-                plan, reply = item
-                self.say("The files changed since the review. What would now be written:")
-                self.say(plan.diff(self.state.redactor))
-                reply.put(self.confirm("Write these changes?", default=False))
+                plan, reply, reviewed, unusual = item
+                if not reviewed:
+                    self.say("The files changed since the review. What would now be written:")
+                    self.say(plan.diff(self.state.redactor))
+                for action in unusual:
+                    self.say(f"  before deploying: {action}", "1")
+                reply.put(self.confirm("Go ahead?", default=False))
                 continue
             event = item
             name = type(event).__name__

@@ -361,6 +361,16 @@ def plan_fingerprint(plan: Any) -> str:
     return digest.hexdigest()
 
 
+# What every deploy does after writing the files, which pressing Deploy already agreed to.
+# Anything else the deploy plans (e.g. rolling back a Helm release stuck mid-operation) is
+# asked about first.
+ORDINARY_ACTIONS = ("run `", "docker load ", "create or update the Secrets", "create namespace")
+
+
+def unusual_actions(plan: Any) -> list[str]:
+    return [a for a in getattr(plan, "actions", []) if not a.startswith(ORDINARY_ACTIONS)]
+
+
 def _core_module(name: str, what: str) -> Any:
     import importlib
 

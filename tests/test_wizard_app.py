@@ -61,6 +61,11 @@ async def test_steps_go_forward_and_back_by_keyboard_keeping_the_answers(tmp_pat
         assert state.answers.kubernetes.namespace == "carto-prod"
         await pilot.press("ctrl+n")
         assert field(app, "kubernetes.namespace").text == "carto-prod"
+        # A step shown again before its previous screen is gone (fast Back/Next) is fine.
+        app.goto("platform")
+        app.goto("platform")
+        await pilot.pause()
+        assert step_of(app) == "platform"
 
 
 @sync
@@ -308,3 +313,50 @@ async def test_no_color_is_respected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     async with app.run_test(size=SIZE):
         assert not app.no_color
 
+
+
+@sync
+async def test_every_control_of_every_step_is_reached_with_tab(tmp_path: Path) -> None:
+    from textual.widgets import Checkbox, RadioSet
+
+    from screens.widgets.nav_button import NavButton
+
+    state = new_state(tmp_path)
+    app = WizardApp(state, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        for step in ("welcome", "platform", "target", "requirements", "domain_tls",
+                     "database", "license", "network", "review", "deploy"):
+            app.goto(step)
+            await wait_until(pilot, lambda: step_of(app) == step, timeout=5, what=step)
+            await pilot.pause()
+            screen = app.screen
+            controls = [w for w in screen.query(
+                "Input, RadioSet, Checkbox, NavButton, CheckList, RichLog, #review-diff")
+                if w.focusable and _shown(w)]
+            assert controls, step
+            # Tab walks the screen's focus chain: every control must be on it ...
+            chain = screen.focus_chain
+            missing = [f"{type(w).__name__}#{w.id}" for w in controls if w not in chain]
+            assert missing == [], f"{step}: Tab never reaches {missing}"
+            # ... and the key really moves along it.
+            if len(chain) > 1:
+                before = app.focused
+                await pilot.press("tab")
+                assert app.focused is not before and app.focused in chain
+                await pilot.press("shift+tab")
+                assert app.focused is before
+            kinds = {type(w) for w in controls}
+            if step == "database":
+                assert any(issubclass(k, RadioSet) for k in kinds)
+                assert any(issubclass(k, Checkbox) for k in kinds)
+            # (while a deployment runs, Back and Next are disabled: Ctrl+C stops it)
+            assert any(issubclass(k, NavButton) for k in kinds) or step == "deploy"
+
+
+def _shown(widget: object) -> bool:
+    node = widget
+    while node is not None:
+        if not getattr(node, "display", True):
+            return False
+        node = getattr(node, "parent", None)
+    return True

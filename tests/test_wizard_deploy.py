@@ -20,23 +20,25 @@ import yaml
 import installer.preflight
 from installer.checks.base import Status
 from screens.app import WizardApp
-from screens.base import StepScreen
 from screens.state import ANSWERS_NAME, SESSION_NAME
-from screens.widgets.check_list import CheckList
-from screens.widgets.field_input import FieldInput
 from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
 from tests.fixtures.package import make_package
 from tests.helpers import host_ports_lock
-from tests.services.wizard_support import new_state, paste, screen_text, sync, wait_until
+from tests.services.wizard_support import (
+    fill,
+    loopback,
+    new_state,
+    next_step,
+    no_dialog,
+    screen_text,
+    settle_checks,
+    sync,
+    wait_until,
+)
 
 SIZE = (80, 24)
 DOMAIN = "carto.wizard.test"
 CARTO_DB_PASSWORD = "W1zard 'db' pass$word #1"
-
-
-def loopback(name: str) -> list[str]:
-    """Every name resolves to this machine: the test never sends traffic elsewhere."""
-    return ["127.0.0.1"]
 
 
 @pytest.fixture(scope="module")
@@ -67,50 +69,6 @@ def slow_to_start(deploy_dir: Path) -> Path:
     assert slow != text, "the fixture's router healthcheck changed: update this test"
     compose.write_text(slow)
     return deploy_dir
-
-
-def no_dialog(app: WizardApp) -> bool:
-    """Fails at once when a dialog nobody expected is waiting for an answer."""
-    from textual.screen import ModalScreen
-
-    assert not isinstance(app.screen, ModalScreen), f"unexpected dialog:\n{screen_text(app)}"
-    return True
-
-
-def step_of(app: WizardApp) -> str:
-    screen = app.screen
-    assert isinstance(screen, StepScreen), f"{type(screen).__name__}\n{screen_text(app)}"
-    return screen.STEP
-
-
-async def fill(pilot: Any, path: str, text: str) -> None:
-    """Focus a field, clear it with the keyboard and paste `text` into it."""
-    field = pilot.app.screen.query_one("#f-" + path.replace(".", "-"), FieldInput)
-    field.input.focus()
-    await pilot.press("home", "ctrl+k")
-    await paste(pilot, text)
-    assert field.input.value == text
-    assert field.error is None, f"{path}: {field.error}"
-
-
-async def next_step(pilot: Any, expected: str, timeout: float = 60) -> None:
-    await pilot.press("ctrl+n")
-    await wait_until(pilot, lambda: isinstance(pilot.app.screen, StepScreen)
-                     and pilot.app.screen.STEP == expected, timeout=timeout,
-                     what=f"the {expected} step")
-
-
-async def settle_checks(pilot: Any, state: Any, step: str, timeout: float = 60) -> None:
-    """Wait for the step's checks; accept the risk of each failure, by name, with `a`."""
-    screen = pilot.app.screen
-    await wait_until(pilot, lambda: not screen.busy and state.step_results(step),
-                     timeout=timeout, what=f"the {step} checks")
-    check_list = screen.query_one(CheckList)
-    for result in list(state.blocking(step)):
-        check_list.focus()
-        check_list.highlighted = check_list.get_option_index(result.id)
-        await pilot.press("a")
-        assert state.is_accepted(result.id)
 
 
 async def walk_to_review(pilot: Any, state: Any, deploy_dir: Path, package: Path,
@@ -282,11 +240,20 @@ async def test_ctrl_c_during_the_deployment_stops_it_promptly_and_cleanly(
             assert deploy.finished_ok is False
             assert "Deployment stopped at your request" in screen_text(app)
             assert app.screen.query_one("#next").label == "Retry"
-            # Quitting now needs no waiting and says where things stand.
-            await pilot.press("ctrl+q", "y")
-            await wait_until(pilot, lambda: not app.is_running, timeout=10, what="the exit")
-        assert app.return_value == 3
-        assert any("stopped" in line for line in app.farewell)
+            # Retry, then quit in the middle: the dialog says a deployment is running, and
+            # quitting stops it at a safe point before the installer exits.
+            await pilot.press("ctrl+n")
+            await wait_until(pilot, lambda: no_dialog(app) and deploy.deploying
+                             and deploy.steps["wait healthy"][0] == "running",
+                             timeout=120, what="the retried deployment")
+            await pilot.press("ctrl+q")
+            assert "The deployment is running" in screen_text(app)
+            await pilot.press("y")
+            took = await wait_until(pilot, lambda: not app.is_running, timeout=10,
+                                    what="the exit")
+            assert took < 3.0
+        assert app.return_value == 130
+        assert any("every file written so far is complete" in line for line in app.farewell)
         # Every file the render wrote is whole (atomic writes) and private.
         for name in ("customer.env", ".env", "certs/key.json"):
             assert stat.S_IMODE((deploy_dir / name).stat().st_mode) == 0o600

@@ -180,7 +180,9 @@ def test_domain_rejected_as_typed(snap_compare: Any) -> None:
     s.answers.domain = None
 
     async def type_url(pilot: Any) -> None:
-        await pilot.press(*"https://carto.example.com/x")
+        from tests.services.wizard_support import paste
+
+        await paste(pilot, "https://carto.example.com/x")
 
     app = WizardApp(s, start="domain_tls", live=False)
     assert snap_compare(app, run_before=no_blink(type_url))
@@ -211,3 +213,96 @@ def test_network(snap_compare: Any) -> None:
 def test_quit_confirmation(snap_compare: Any, key: str) -> None:
     app = WizardApp(state(), start="platform", live=False)
     assert snap_compare(app, press=[key], run_before=no_blink())
+
+
+def review_plan() -> Any:
+    from installer.render import FileChange, RenderPlan
+
+    directory = "/opt/carto"
+    old_env = b"SELFHOSTED_DOMAIN=old.example.com\nPOSTGRES_PASSWORD=legacy\n"
+    cert = (b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUfixedfixedfixed\n"
+            b"-----END CERTIFICATE-----\n")
+    return RenderPlan(
+        changes=[
+            FileChange(f"{directory}/customer.env", old_env, b"x" * 1484, 0o600, True,
+                       0o644, ["SELFHOSTED_DOMAIN", "POSTGRES_ADMIN_PASSWORD"]),
+            FileChange(f"{directory}/.env", None, b"x" * 1843, 0o600, True),
+            FileChange(f"{directory}/certs/key.json", None, b"x" * 2128, 0o600, True),
+            FileChange(f"{directory}/certs/carto.example.com.crt", None, cert, 0o644, False),
+            FileChange(f"{directory}/certs/carto.example.com.key", None, b"x" * 241, 0o600,
+                       True),
+        ],
+        backups=[f"{directory}/customer.env.bak.20260426T101500"],
+        notes=["renamed POSTGRES_PASSWORD to POSTGRES_ADMIN_PASSWORD"],
+        directory=directory,
+    )
+
+
+def test_review(snap_compare: Any) -> None:
+    s = state()
+    s.reviewed_plan = review_plan()
+    s.accept_risk("host.cpu")
+    assert snap_compare(WizardApp(s, start="review", live=False), run_before=no_blink())
+
+
+def deploy_events() -> list[Any]:
+    from installer.checks.engine import CheckFinished
+    from installer.deploy import LogLine, ServiceState, StepFinished, StepStarted
+
+    events: list[Any] = [StepStarted("preflight")]
+    events += [CheckFinished(r) for r in REQUIREMENTS]
+    events += [StepFinished("preflight", True, "8 passed, 1 warning, accepted: host.cpu"),
+               StepStarted("render"), LogLine("customer.env copied from the package"),
+               StepFinished("render", True, "wrote 7 file(s)"), StepStarted("launch")]
+    for name in ("redis", "router", "workspace-api", "workspace-migrations"):
+        events.append(ServiceState(name, "running", "starting" if name == "router" else ""))
+    events += [StepFinished("launch", True, "`docker compose up -d` done"),
+               StepStarted("wait healthy"), ServiceState("router", "running", "healthy"),
+               ServiceState("workspace-migrations", "exited (0)")]
+    return events
+
+
+def test_deploy_succeeded(snap_compare: Any) -> None:
+    from installer.deploy import DeployResult, StepFinished, StepStarted
+
+    async def run(pilot: Any) -> None:
+        screen = pilot.app.screen
+        for event in deploy_events() + [
+                StepFinished("wait healthy", True, "4 containers healthy after 3.0 s"),
+                StepStarted("verify https"),
+                StepFinished("verify https", True, "HTTP 200, certificate verified")]:
+            screen.show_event(event)
+        screen.show_outcome(DeployResult(True, "https://carto.example.com", "CARTO answers",
+                                         changed=True), None, False)
+
+    s = state()
+    s.accept_risk("host.cpu")
+    assert snap_compare(WizardApp(s, start="deploy", live=False), run_before=no_blink(run))
+
+
+def test_deploy_failed_with_the_fix(snap_compare: Any) -> None:
+    from installer.deploy import StepFinished
+    from installer.errors import DeployError
+
+    async def run(pilot: Any) -> None:
+        screen = pilot.app.screen
+        for event in deploy_events() + [
+                StepFinished("wait healthy", False, "workspace-api keeps restarting")]:
+            screen.show_event(event)
+        screen.show_outcome(None, DeployError(
+            "service workspace-api keeps restarting (exit code 1, 5 restarts)",
+            "its last log lines are above; fix WORKSPACE_POSTGRES_HOST in the answers, then "
+            "Retry"), False)
+
+    s = state()
+    assert snap_compare(WizardApp(s, start="deploy", live=False), run_before=no_blink(run))
+
+
+def test_deploy_in_progress(snap_compare: Any) -> None:
+    async def run(pilot: Any) -> None:
+        for event in deploy_events():
+            pilot.app.screen.show_event(event)
+
+    s = state()
+    s.accept_risk("host.cpu")
+    assert snap_compare(WizardApp(s, start="deploy", live=False), run_before=no_blink(run))

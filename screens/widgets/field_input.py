@@ -92,10 +92,17 @@ class FieldInput(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(self._label, classes="field-label")
+        suggester = None
+        if self.spec.choices:
+            from textual.suggester import SuggestFromList
+
+            # Type the first letters, → completes: a choice is typed like any other answer.
+            suggester = SuggestFromList(self.spec.choices, case_sensitive=False)
         yield Input(
             value=self._initial,
             placeholder=self.spec.placeholder,
             password=self.spec.secret,
+            suggester=suggester,
             compact=True,
             validators=[SpecValidator(self)],
             validate_on=["changed", "submitted"],

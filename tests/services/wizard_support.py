@@ -62,3 +62,78 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
         asyncio.run(test(*args, **kwargs))
 
     return run
+
+
+# --- walking the wizard by keyboard ----------------------------------------------------
+
+
+def loopback(name: str) -> list[str]:
+    """A resolver for which every name is this machine: tests send no traffic elsewhere."""
+    return ["127.0.0.1"]
+
+
+def no_dialog(app: Any) -> bool:
+    """Fails at once when a dialog nobody expected is waiting for an answer."""
+    from textual.screen import ModalScreen
+
+    assert not isinstance(app.screen, ModalScreen), f"unexpected dialog:\n{screen_text(app)}"
+    return True
+
+
+def step_of(app: Any) -> str:
+    from screens.base import StepScreen
+
+    screen = app.screen
+    assert isinstance(screen, StepScreen), f"{type(screen).__name__}\n{screen_text(app)}"
+    return screen.STEP
+
+
+async def fill(pilot: Any, path: str, text: str) -> None:
+    """Focus a field, clear it with the keyboard and paste `text` into it."""
+    from screens.widgets.field_input import FieldInput
+
+    field = pilot.app.screen.query_one("#f-" + path.replace(".", "-"), FieldInput)
+    field.input.focus()
+    await pilot.press("home", "ctrl+k")
+    await paste(pilot, text)
+    assert field.input.value == text
+    assert field.error is None, f"{path}: {field.error}"
+
+
+async def next_step(pilot: Any, expected: str, timeout: float = 60) -> None:
+    from screens.base import StepScreen
+
+    await pilot.press("ctrl+n")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, StepScreen)
+                     and pilot.app.screen.STEP == expected, timeout=timeout,
+                     what=f"the {expected} step")
+
+
+async def settle_checks(pilot: Any, state: Any, step: str, timeout: float = 60) -> None:
+    """Wait for the step's checks; accept the risk of each failure, by name, with `a`."""
+    from screens.widgets.check_list import CheckList
+
+    screen = pilot.app.screen
+    await wait_until(pilot, lambda: no_dialog(pilot.app) and not screen.busy
+                     and bool(state.step_results(step)), timeout=timeout,
+                     what=f"the {step} checks")
+    check_list = screen.query_one(CheckList)
+    for result in list(state.blocking(step)):
+        check_list.focus()
+        check_list.highlighted = check_list.get_option_index(result.id)
+        await pilot.press("a")
+        assert state.is_accepted(result.id)
+
+
+async def choose(pilot: Any, radio_set: str, button: str) -> None:
+    """Pick a radio button with the keyboard: focus the set, move to it, press Enter."""
+    radios = pilot.app.screen.query_one(radio_set)
+    radios.focus()
+    await pilot.pause()
+    wanted = radios.query_one(button)
+    for _ in range(len(radios.children)):
+        if radios._selected is not None and radios.children[radios._selected] is wanted:
+            break
+        await pilot.press("down")
+    await pilot.press("enter")
+    assert wanted.value, f"{button} is not chosen"
