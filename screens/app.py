@@ -15,7 +15,6 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from installer.redact import Redactor
 from screens.state import STEP_TITLES, STEPS, WizardState
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -164,7 +163,7 @@ class WizardApp(App[int]):
         self.exit(code)
 
 
-def run_app(args: argparse.Namespace, redactor: Redactor) -> int:
+def run_app(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer` with a terminal: run the wizard, then say where things stand."""
     from installer.cli import load_answers_arg
 

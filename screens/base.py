@@ -23,7 +23,14 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
-from screens.state import STEP_CATEGORIES, STEP_TITLES, STEPS, Cancelled, WizardState, describe_error
+from screens.state import (
+    STEP_CATEGORIES,
+    STEP_TITLES,
+    STEPS,
+    Cancelled,
+    WizardState,
+    describe_error,
+)
 from screens.widgets.keybar import KeyBar
 from screens.widgets.nav_button import NavButton
 
@@ -306,11 +313,11 @@ class StepScreen(Screen[None]):
         cancel = worker.cancelled_event
         key = self.state_key()
         try:
-            results = self.state.run_checks(
-                names, cancel=cancel,
-                on_event=lambda event: self.post_message(CheckEvent(worker, event)),
-                confirm_host_key=self.host_key_confirmer(cancel),
-            )
+            def show(event: CheckStarted | CheckFinished) -> None:
+                self.post_message(CheckEvent(worker, event))
+
+            results = self.state.run_checks(names, cancel=cancel, on_event=show,
+                                            confirm_host_key=self.host_key_confirmer(cancel))
         except Cancelled:
             self.post_message(ChecksEnded(worker))
             return
@@ -399,7 +406,8 @@ class StepScreen(Screen[None]):
             return Text("")
         counts = {s: sum(1 for r in results if r.status == s) for s in Status}
         text = Text(no_wrap=True, overflow="ellipsis")
-        parts = [(counts[Status.PASS], "passed", "green"), (counts[Status.WARN], "warned", "yellow"),
+        parts = [(counts[Status.PASS], "passed", "green"),
+                 (counts[Status.WARN], "warned", "yellow"),
                  (counts[Status.FAIL] + counts[Status.ERROR], "failed", "red"),
                  (counts[Status.SKIP], "skipped", "dim")]
         first = True

@@ -13,12 +13,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.nav_button import NavButton
+from screens.widgets.toggles import Choice, Tick
 
 BUNDLED_WARNING = (
     "The bundled PostgreSQL container is for debugging and evaluation only: CARTO states it "
@@ -86,7 +86,7 @@ class DatabaseScreen(StepScreen):
         return [f for f in self.query(FieldInput)
                 if ssl or f.spec.path not in DATABASE_SSL_FIELDS]
 
-    def validate(self):  # type: ignore[no-untyped-def]
+    def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self._fields():
             error = field.error
             if error is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -121,11 +121,11 @@ class DeployScreen(StepScreen):
         worker = get_current_worker()
         cancel = worker.cancelled_event
         try:
-            result = self.state.deploy(
-                cancel=cancel,
-                on_event=lambda event: self.post_message(DeployEventMessage(worker, event)),
-                confirm=lambda plan: self._confirm_plan(plan, cancel),
-            )
+            def show(event: Any) -> None:
+                self.post_message(DeployEventMessage(worker, event))
+
+            result = self.state.deploy(cancel=cancel, on_event=show,
+                                       confirm=lambda plan: self._confirm_plan(plan, cancel))
         except BaseException as exc:  # every outcome must reach the screen
             self.post_message(DeployEnded(worker, error=exc, cancelled=cancel.is_set()))
         else:
@@ -232,7 +232,7 @@ class DeployScreen(StepScreen):
             else:
                 line.append(" · ", style="dim")
             line.append(f"{name:<13}", style="bold" if state == "running" else "")
-            if name == "preflight" and sum(self.checks.values()):
+            if name == "preflight" and any(self.checks.values()):
                 c = self.checks
                 line.append(f"{c[Status.PASS]}✔ {c[Status.WARN]}! "
                             f"{c[Status.FAIL] + c[Status.ERROR]}✘", style="dim")

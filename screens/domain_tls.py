@@ -9,13 +9,13 @@ from textual import on
 from textual.containers import Vertical, VerticalScroll
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import RadioButton, RadioSet, Static
+from textual.widgets import RadioSet, Static
 
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.fields import TLS_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
+from screens.widgets.toggles import Choice
 
 RECHECK_DELAY = 0.6  # seconds of quiet typing before the DNS and TLS checks run again
 
@@ -87,7 +87,7 @@ class DomainTLSScreen(StepScreen):
         if self.checks_stale():
             self.start_checks()
 
-    def validate(self):  # type: ignore[no-untyped-def]
+    def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self.query(FieldInput):
             if field.spec.path in TLS_FIELDS and not self.own_files:
                 continue

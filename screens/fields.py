@@ -241,10 +241,22 @@ LICENSE_FIELDS = ("package", "compose.images_archive")
 PROXY_FIELDS = ("network.proxy.http", "network.proxy.https", "network.proxy.no_proxy",
                 "network.proxy.ca_file")
 # Extra hosts the egress checks need, shown only when the choice that needs them is made.
-NETWORK_HOST_FIELDS = {
-    "network.snowflake_account_url": lambda a: "snowflake" in a.network.warehouses,
-    "network.databricks_host": lambda a: "databricks" in a.network.warehouses,
-    "network.bucket_host": lambda a: a.network.cloud in ("aws", "azure"),
+def _uses_snowflake(a: Any) -> bool:
+    return "snowflake" in a.network.warehouses
+
+
+def _uses_databricks(a: Any) -> bool:
+    return "databricks" in a.network.warehouses
+
+
+def _buckets_need_a_host(a: Any) -> bool:
+    return a.network.cloud in ("aws", "azure")
+
+
+NETWORK_HOST_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "network.snowflake_account_url": _uses_snowflake,
+    "network.databricks_host": _uses_databricks,
+    "network.bucket_host": _buckets_need_a_host,
 }
 
 CHOICE_TITLES = {

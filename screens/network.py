@@ -11,11 +11,11 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
 from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
+from screens.widgets.toggles import Choice, Tick
 
 
 class NetworkScreen(StepScreen):
@@ -92,7 +92,7 @@ class NetworkScreen(StepScreen):
             out.append(field)
         return out
 
-    def validate(self):  # type: ignore[no-untyped-def]
+    def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self._fields():
             error = field.error
             if error is not None:

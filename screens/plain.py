@@ -21,8 +21,6 @@ from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import InstallerError
-from installer.redact import Redactor
-from installer.report import CATEGORY_TITLES
 from screens.fields import (
     CHOICE_TITLES,
     COMPOSE_TARGET_FIELDS,
@@ -357,7 +355,8 @@ class PlainWizard:
         self.heading("license")
 
         def ask() -> None:
-            paths = LICENSE_FIELDS if self.state.answers.platform == "compose" else LICENSE_FIELDS[:1]
+            compose = self.state.answers.platform == "compose"
+            paths = LICENSE_FIELDS if compose else LICENSE_FIELDS[:1]
             for path in paths:
                 self.ask_field(path, required=path == "package")
 
@@ -548,7 +547,7 @@ class PlainWizard:
         return self.deploy()
 
 
-def run_plain(args: argparse.Namespace, redactor: Redactor) -> int:
+def run_plain(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer --plain`: the wizard as questions and answers."""
     from installer.cli import load_answers_arg
 

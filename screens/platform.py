@@ -8,10 +8,10 @@ from rich.text import Text
 from textual import on
 from textual.containers import Horizontal
 from textual.widget import Widget
-from textual.widgets import RadioButton, RadioSet, Static
+from textual.widgets import RadioSet, Static
 
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
+from screens.widgets.toggles import Choice
 
 # From the vendor's deployment requirements (REQUIREMENTS.md); each is checked on step 4.
 REQUIREMENTS = {

@@ -12,10 +12,9 @@ from textual import on, work
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Checkbox, RadioButton, RadioSet, Static
+from textual.widgets import Checkbox, RadioSet, Static
 from textual.worker import Worker, get_current_worker
 
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.fields import (
     COMPOSE_TARGET_FIELDS,
@@ -26,6 +25,7 @@ from screens.fields import (
 )
 from screens.state import Cancelled, describe_error, run_cancellable
 from screens.widgets.field_input import FieldInput
+from screens.widgets.toggles import Choice, Tick
 
 
 class Connected(Message):

@@ -10,9 +10,9 @@ from textual.widget import Widget
 from textual.widgets import RadioButton, RadioSet, Static
 
 from installer.errors import InstallerError
-from screens.widgets.toggles import Choice, Tick
 from screens.base import StepScreen
 from screens.state import STEP_TITLES, SavedSession
+from screens.widgets.toggles import Choice
 
 WELCOME = (
     "This wizard installs CARTO Self-Hosted on a single VM with Docker Compose, or on "

@@ -8,9 +8,9 @@ tests/test_plain_pty.py.
 from __future__ import annotations
 
 import argparse
-import sys
 import io
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
 def test_checks_print_live_and_a_failure_needs_a_named_accepted_risk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _closed_docker(monkeypatch)  # docker.engine fails the same way on every machine
-    prompts = ScriptedPrompts({
+    ScriptedPrompts({
         "What now?": ["rerun", "accept"],
         "Accept the risk of these failed checks": [ALL],
     }).install(monkeypatch)
@@ -315,8 +315,9 @@ def test_a_real_install_through_a_pseudo_terminal(
                 child.send(keys)
             child.close()
             assert child.exitstatus == 0, transcript.getvalue()[-3000:]
-        except (pexpect.TIMEOUT, AssertionError):
-            raise AssertionError(f"after {seen[-3:]}:\n{_plain_text(transcript.getvalue())[-4000:]}")
+        except (pexpect.TIMEOUT, AssertionError) as exc:
+            tail = _plain_text(transcript.getvalue())[-4000:]
+            raise AssertionError(f"after {seen[-3:]}:\n{tail}") from exc
         finally:
             if child.isalive():
                 child.terminate(force=True)
@@ -329,5 +330,5 @@ def test_a_real_install_through_a_pseudo_terminal(
     assert "verify https" in out
     saved = (workdir / "carto-answers.yaml").read_text()
     assert PTY_DOMAIN in saved and carto_password not in saved
-    assert f"SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
+    assert "SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
     assert not (workdir / SESSION_NAME).exists()  # finished: nothing to resume

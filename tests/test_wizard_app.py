@@ -7,13 +7,11 @@ step is covered by tests/test_wizard_snapshots.py.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
 import pytest
 import yaml
-from textual.widgets import Input
 
 from installer.checks.base import Status
 from screens.app import WizardApp
@@ -100,8 +98,8 @@ async def test_every_input_of_every_step_takes_a_paste(tmp_path: Path) -> None:
         state = new_state(tmp_path)
         state.answers.platform = platform
         if step == "target" and platform == "compose":
-            from screens.fields import blank_section
             from installer.answers import JumpHost, SSHTarget
+            from screens.fields import blank_section
 
             state.answers.target = blank_section(SSHTarget)
             state.answers.target.jump = blank_section(JumpHost)
@@ -327,7 +325,8 @@ async def test_every_control_of_every_step_is_reached_with_tab(tmp_path: Path) -
         for step in ("welcome", "platform", "target", "requirements", "domain_tls",
                      "database", "license", "network", "review", "deploy"):
             app.goto(step)
-            await wait_until(pilot, lambda: step_of(app) == step, timeout=5, what=step)
+            await wait_until(pilot, lambda step=step: step_of(app) == step,  # type: ignore[misc]
+                             timeout=5, what=step)
             await pilot.pause()
             screen = app.screen
             controls = [w for w in screen.query(
@@ -360,3 +359,47 @@ def _shown(widget: object) -> bool:
             return False
         node = getattr(node, "parent", None)
     return True
+
+
+@sync
+async def test_an_answers_file_prefills_every_step_and_is_saved_back_with_references(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from installer.answers import load_answers
+    from installer.redact import Redactor
+
+    monkeypatch.setenv("WIZ_ADMIN_PW", "from-the-environment-pw")
+    answers_file = tmp_path / "answers.yaml"
+    answers_file.write_text(yaml.safe_dump({
+        "version": 1, "platform": "compose", "domain": "prefilled.example.com",
+        "compose": {"directory": "/srv/carto"},
+        "database": {"host": "db.prefilled.internal", "admin_password_env": "WIZ_ADMIN_PW",
+                     "password_file": str(tmp_path / "pw")},
+    }))
+    (tmp_path / "pw").write_text("from-a-file-pw\n")
+    answers_file.chmod(0o600)
+    redactor = Redactor()
+    answers = load_answers(answers_file, redactor=redactor)
+    state = new_state(tmp_path, answers=answers, redactor=redactor)
+    app = WizardApp(state, live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "Answers pre-filled from" in screen_text(app)
+        assert state.prefilled_from == answers_file
+        app.goto("target")
+        await pilot.pause()
+        assert field(app, "compose.directory").text == "/srv/carto"
+        app.goto("domain_tls")
+        await pilot.pause()
+        assert field(app, "domain").text == "prefilled.example.com"
+        app.goto("database")
+        await pilot.pause()
+        assert field(app, "database.host").text == "db.prefilled.internal"
+        admin = field(app, "database.admin_password")
+        assert admin.input.password and admin.text == "from-the-environment-pw"
+        assert "from-the-environment-pw" not in screen_text(app)
+        await pilot.press("ctrl+n")  # unchanged: the secrets keep where they came from
+        assert step_of(app) == "license"
+    saved = state.save_answers()
+    text = saved.read_text()
+    assert "admin_password_env: WIZ_ADMIN_PW" in text
+    assert f"password_file: {tmp_path / 'pw'}" in text
+    assert "from-the-environment-pw" not in text and "from-a-file-pw" not in text

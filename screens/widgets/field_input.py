@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
+from installer.answers import Secret
 from screens.fields import FieldSpec
 
 
@@ -88,6 +89,7 @@ class FieldInput(Horizontal):
         self.spec = spec
         self.required = required
         self._label = label or spec.label
+        self._original = value
         self._initial = spec.format(value)
 
     def compose(self) -> ComposeResult:
@@ -150,8 +152,15 @@ class FieldInput(Horizontal):
 
     @property
     def value(self) -> Any:
-        """The parsed value; raises ValueError when the text is not acceptable."""
-        return self.spec.parse(self.text)
+        """The parsed value; raises ValueError when the text is not acceptable.
+
+        A secret left as it came (from `*_env` or `*_file` in an answers file) keeps its
+        origin, so the saved answers still name the variable or file, never the value."""
+        value = self.spec.parse(self.text)
+        if (isinstance(value, Secret) and isinstance(self._original, Secret)
+                and value.value == self._original.value):
+            return self._original
+        return value
 
     @property
     def help(self) -> str:

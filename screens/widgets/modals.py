@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Static
 
 from screens.widgets.nav_button import NavButton
-from textual.widgets import Input, Label, Static
 
 
 class ConfirmModal(ModalScreen[bool]):

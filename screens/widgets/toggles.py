@@ -9,14 +9,14 @@ from textual.widgets import Checkbox, RadioButton
 class Choice(RadioButton):
     """A radio button: ● when chosen, ○ when not."""
 
-    @property  # type: ignore[override]
-    def BUTTON_INNER(self) -> str:  # noqa: N802 - Textual's name for the glyph
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - Textual's name
         return "●" if self.value else "○"
 
 
 class Tick(Checkbox):
     """A checkbox: ✔ when ticked, blank when not."""
 
-    @property  # type: ignore[override]
-    def BUTTON_INNER(self) -> str:  # noqa: N802
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802
         return "✔" if self.value else " "

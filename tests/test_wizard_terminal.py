@@ -1,0 +1,76 @@
+"""`carto-installer` as a person starts it: in a real terminal (a pseudo-terminal), the Textual
+wizard; with TERM=dumb, the plain prompts; with no terminal, a clear error."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pexpect
+import yaml
+
+from screens.state import SESSION_NAME
+from tests.helpers import cli_env, run_cli
+
+CTRL_N, CTRL_Q, CTRL_C, HOME, CTRL_K = "\x0e", "\x11", "\x03", "\x01", "\x0b"
+
+
+def spawn(cwd: Path, **env: str) -> pexpect.spawn:
+    environment = cli_env({"TERM": "xterm-256color", **env})
+    environment.pop("NO_COLOR", None)
+    return pexpect.spawn(sys.executable, ["-m", "installer"], cwd=str(cwd), env=environment,
+                         encoding="utf-8", dimensions=(24, 80), timeout=30)
+
+
+def test_the_tui_in_a_real_terminal_takes_a_bracketed_paste_and_quits_cleanly(
+        tmp_path: Path) -> None:
+    child = spawn(tmp_path, DOCKER_HOST="tcp://127.0.0.1:9")  # checks need not be slow
+    try:
+        child.expect_exact("Have ready")
+        child.expect_exact("Step 1 of 10")
+        child.send(CTRL_N)
+        child.expect_exact("Where will CARTO run?")
+        child.send(CTRL_N)
+        child.expect_exact("Which machine will run CARTO?")
+        child.send("\t")  # from the choice to the deployment directory
+        child.send(HOME + CTRL_K)
+        # What the terminal sends when the user pastes: Textual's parser must take it whole.
+        child.send("\x1b[200~/srv/pasted/carto\x1b[201~")
+        child.expect_exact("/srv/pasted/carto")
+        child.send(CTRL_N)
+        child.expect_exact("Step 4 of 10")
+        child.send(CTRL_Q)
+        child.expect_exact("Quit the installer?")
+        child.send("y")
+        child.expect_exact("No changes were made")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130
+    session = yaml.safe_load((tmp_path / SESSION_NAME).read_text())
+    assert session["step"] == "requirements"
+    assert session["answers"]["compose"]["directory"] == "/srv/pasted/carto"
+
+
+def test_term_dumb_gets_the_plain_prompts(tmp_path: Path) -> None:
+    import io
+
+    child = spawn(tmp_path, TERM="dumb")
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect_exact("Where will CARTO run?")
+        child.send(CTRL_C)
+        child.expect_exact("No changes were made.")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130
+    assert "\x1b[?1049h" not in transcript.getvalue()  # never switched to full screen
+
+
+def test_without_a_terminal_the_wizard_says_to_use_an_answers_file(tmp_path: Path) -> None:
+    result = run_cli(cwd=tmp_path)
+    assert result.returncode == 2
+    assert "needs a terminal" in result.stderr and "--answers" in result.stderr
+    assert not (tmp_path / SESSION_NAME).exists()
