@@ -164,6 +164,15 @@ class StepScreen(Screen[None]):
         hint.update(text)
         hint.set_class(error, "-error")
 
+    def show_problem(self, field: FieldInput | None, message: str) -> None:
+        """Why Next did not go on: the reason on the hint line, the field focused. The field
+        remembers it was refused, so its hint shows the error (not its help) even when
+        empty, until it is edited."""
+        self.set_hint(Text("✘ " + message), error=True)
+        if field is not None:
+            field.refused = message
+            field.input.focus()
+
     def set_status(self, text: str | Text) -> None:
         self.query_one("#status", Static).update(text)
 
@@ -187,7 +196,9 @@ class StepScreen(Screen[None]):
 
     def _hint_for(self, field: FieldInput) -> None:
         error = field.error
-        if error is not None and field.text:
+        if field.refused is not None:
+            self.set_hint(Text("✘ " + field.refused), error=True)
+        elif error is not None and field.text:
             self.set_hint(Text("✘ " + error), error=True)
         else:
             extra = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
@@ -230,9 +241,7 @@ class StepScreen(Screen[None]):
         problem = self.validate()
         if problem is not None:
             field, message = problem
-            self.set_hint(Text("✘ " + message), error=True)
-            if field is not None:
-                field.input.focus()
+            self.show_problem(field, message)
             return
         self.commit()
         if self.has_checks and self.live and self.checks_stale():

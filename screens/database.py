@@ -115,9 +115,7 @@ class DatabaseScreen(StepScreen):
         problem = self.validate()
         if problem is not None:
             field, message = problem
-            self.set_hint(Text("✘ " + message), error=True)
-            if field is not None:
-                field.input.focus()
+            self.show_problem(field, message)
             return
         self.commit()
         self.start_checks()

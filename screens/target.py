@@ -162,9 +162,7 @@ class TargetScreen(StepScreen):
         problem = self.validate()
         if problem is not None:
             field, message = problem
-            self.set_hint(Text("✘ " + message), error=True)
-            if field is not None:
-                field.input.focus()
+            self.show_problem(field, message)
             return
         self.commit()
         if not self.live or self.kubernetes or self.state.answers.target is None:

@@ -21,7 +21,7 @@ from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.modals import ConfirmModal
 from tests.services.tls_ca import free_loopback_port, silent_server
-from tests.services.wizard_support import new_state, paste, screen_text, sync, wait_until
+from tests.services.wizard_support import fill, new_state, paste, screen_text, sync, wait_until
 
 SIZE = (80, 24)
 
@@ -403,3 +403,67 @@ async def test_an_answers_file_prefills_every_step_and_is_saved_back_with_refere
     assert "admin_password_env: WIZ_ADMIN_PW" in text
     assert f"password_file: {tmp_path / 'pw'}" in text
     assert "from-the-environment-pw" not in text and "from-a-file-pw" not in text
+
+
+@sync
+async def test_certificate_files_are_picked_with_the_keyboard(tmp_path: Path) -> None:
+    from screens.widgets.modals import FilePicker
+
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    (tls / "fullchain.pem").write_text("not checked here\n")
+    state = new_state(tmp_path)
+    state.answers.domain = "carto.example.com"
+    app = WizardApp(state, start="domain_tls", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("tab", "down", "enter")  # "Use my certificate and key files"
+        cert = field(app, "tls.certificate_file")
+        assert cert.display
+        cert.input.focus()
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, FilePicker)
+        await pilot.press("home", "ctrl+k")
+        await paste(pilot, str(tls))
+        await pilot.press("enter")  # a folder: the tree opens there
+        await wait_until(pilot, lambda: "fullchain.pem" in screen_text(app), timeout=5,
+                         what="the folder's files")
+        await pilot.press("down", "enter")  # the file under the folder's root
+        await wait_until(pilot, lambda: not isinstance(app.screen, FilePicker), timeout=5,
+                         what="the picker to close")
+        assert cert.text == str(tls / "fullchain.pem")
+        assert app.focused is cert.input
+        key = field(app, "tls.key_file")
+        key.input.focus()
+        await pilot.press("ctrl+o", "escape")  # Esc leaves the field as it was
+        assert key.text == "" and not isinstance(app.screen, FilePicker)
+
+
+@sync
+async def test_network_choices_show_the_hosts_they_need_and_the_proxy(tmp_path: Path) -> None:
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="network", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        snowflake = field(app, "network.snowflake_account_url")
+        assert not snowflake.display
+        app.screen.query_one("#wh-snowflake").focus()
+        await pilot.press("space")
+        assert snowflake.display
+        await pilot.press("ctrl+n")  # the account host is now required
+        await pilot.pause()
+        assert step_of(app) == "network" and "is required" in screen_text(app)
+        assert app.focused is snowflake.input
+        await fill(pilot, "network.snowflake_account_url", "acme.snowflakecomputing.com")
+        app.screen.query_one("#use-proxy").focus()
+        await pilot.press("space")
+        await pilot.press("ctrl+n")  # a proxy needs its URL
+        await pilot.pause()
+        assert step_of(app) == "network" and "give the proxy's URL" in screen_text(app)
+        await fill(pilot, "network.proxy.https", "http://proxy.internal:3128")
+        await fill(pilot, "network.proxy.no_proxy", "localhost,.internal")
+        await pilot.press("ctrl+n")
+        assert step_of(app) == "review"
+    n = state.answers.network
+    assert n.warehouses == ["snowflake"] and n.snowflake_account_url == \
+        "acme.snowflakecomputing.com"
+    assert n.proxy is not None and n.proxy.https == "http://proxy.internal:3128"
+    assert n.proxy.no_proxy == "localhost,.internal" and n.proxy.http is None

@@ -91,6 +91,8 @@ class FieldInput(Horizontal):
         self._label = label or spec.label
         self._original = value
         self._initial = spec.format(value)
+        # Why Next was refused because of this field, until it is edited (see StepScreen).
+        self.refused: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(self._label, classes="field-label")
@@ -182,6 +184,7 @@ class FieldInput(Horizontal):
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        self.refused = None
         error = self.error
         self._show(error)
         self.post_message(self.Changed(self, error))
