@@ -125,7 +125,8 @@ def test_port_443_held_by_a_foreign_container_names_it(docker_engine: docker.Doc
 def test_port_443_held_by_carto_router_passes(docker_engine: docker.DockerClient) -> None:
     with host_ports_lock():
         container = _serve_443(docker_engine, f"carto-test-router-{uuid.uuid4().hex[:8]}",
-                               {"com.docker.compose.service": "router"})
+                               {"com.docker.compose.service": "router",
+                                "com.docker.compose.project.working_dir": "/opt/carto"})
         try:
             result = run_cli("preflight", "--only", "host.ports", "--format", "json")
         finally:
@@ -133,3 +134,18 @@ def test_port_443_held_by_carto_router_passes(docker_engine: docker.DockerClient
     check = checks(result)["host.ports"]
     assert check["status"] == "pass"
     assert "CARTO's own router" in check["message"]
+
+
+def test_another_projects_router_on_443_is_not_ours(docker_engine: docker.DockerClient) -> None:
+    with host_ports_lock():
+        name = f"carto-test-other-router-{uuid.uuid4().hex[:8]}"
+        container = _serve_443(docker_engine, name,
+                               {"com.docker.compose.service": "router",
+                                "com.docker.compose.project.working_dir": "/srv/other-app"})
+        try:
+            result = run_cli("preflight", "--only", "host.ports", "--format", "json")
+        finally:
+            _remove(container)
+    check = checks(result)["host.ports"]
+    assert check["status"] == "fail"
+    assert name in check["message"]
