@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from tests.helpers import cli_env, host_ports_lock, run_cli
 from tests.services.dockerd import build_image
@@ -100,8 +101,14 @@ def test_no_compose_at_all_fails_with_install_advice(tmp_path: Path) -> None:
 
 def _serve_443(client: docker.DockerClient, name: str, labels: dict[str, str]):
     image = build_image(client, "carto-installer-test/listener:1")
-    return client.containers.run(image, ["httpd", "-f", "-p", "8443"], name=name, detach=True,
-                                 ports={"8443/tcp": 443}, labels=labels)
+    try:
+        return client.containers.run(image, ["httpd", "-f", "-p", "8443"], name=name,
+                                     detach=True, ports={"8443/tcp": 443}, labels=labels)
+    except docker.errors.APIError:
+        # Created but not started (e.g. 443 taken by a process outside the lock): clean up.
+        for leftover in client.containers.list(all=True, filters={"name": name}):
+            leftover.remove(force=True)
+        raise
 
 
 def _remove(container) -> None:
