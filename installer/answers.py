@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import types
 import typing
@@ -40,6 +41,7 @@ PLATFORMS = ("compose", "kubernetes")
 CLOUDS = ("gcp", "aws", "azure", "other")
 WAREHOUSES = ("bigquery", "carto-dw", "snowflake", "databricks", "postgres", "redshift", "oracle")
 FEATURES = ("ai_agents", "lds", "feature_flags", "workload_identity")
+SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -153,13 +155,39 @@ class ComposeSettings:
     )
 
 
+def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
+    """Kubernetes names (namespaces, helm releases): lower-case letters, digits and '-'."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"the {what} is empty")
+        if len(value) > longest:
+            raise ValueError(f"{value!r} is {len(value)} characters; a {what} has at most "
+                             f"{longest}")
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", value):
+            raise ValueError(f"{value!r} is not a valid {what}: use lower-case letters, digits "
+                             "and '-', starting and ending with a letter or digit")
+        return value
+
+    return check
+
+
 @dataclass
 class KubernetesSettings:
     kubeconfig: str = setting("kubeconfig", default="~/.kube/config", path="local")
     context: str | None = setting("Context", "Defaults to the kubeconfig's current context",
                                   default=None)
-    namespace: str = setting("Namespace", default="carto", validator=validate_identifier)
-    release: str = setting("Release name", default="carto", validator=validate_identifier)
+    # helm stores a release in a Secret named after it and labels objects with it: at most
+    # 53 characters, DNS-label form; a namespace is a DNS label (63).
+    namespace: str = setting("Namespace", default="carto", validator=_dns_label("namespace", 63))
+    release: str = setting("Release name", default="carto",
+                           validator=_dns_label("release name", 53))
+    service_type: str = setting(
+        "Router service type",
+        "LoadBalancer: the cluster gives CARTO an address to point the domain at; ClusterIP: "
+        "you expose it yourself (ingress, gateway)",
+        default="LoadBalancer", validator=_choice(SERVICE_TYPES), choices=SERVICE_TYPES,
+    )
     chart: str = setting("Chart", "carto/carto, or a local .tgz for restricted networks",
                          default="carto/carto")
     image_registry: str | None = setting(

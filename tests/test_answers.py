@@ -93,6 +93,8 @@ BAD = [
      "database.password_env: the environment variable NOT_SET_ANYWHERE is not set"),
     ({"database": {"admin_password_env": "WITH_NEWLINE"}},
      "database.admin_password_env: the secret contains a line break"),
+    ({"database": {"password_env": None, "password_file": "{nul}"}},
+     "database.password_file: the secret contains a NUL character"),
     ({"database": {"bundled": False, "host": "db.internal", "password_env": None}},
      "database.password: is required"),
     ({"compose": {"directory": "relative/dir"}},
@@ -113,7 +115,11 @@ def test_bad_answers_exit_2_name_the_key_and_write_nothing(
         case: dict[str, Any], tmp_path: Path, command: str, change: dict[str, Any],
         message: str) -> None:
     directory = Path(case["compose"]["directory"])
-    data = merge(case, json.loads(json.dumps(change).replace("{tmp}", str(tmp_path))))
+    nul_file = tmp_path / "nul-password"
+    nul_file.write_bytes(b"before\x00after\n")
+    change = json.loads(json.dumps(change).replace("{tmp}", str(tmp_path))
+                        .replace("{nul}", str(nul_file)))
+    data = merge(case, change)
     answers = tmp_path / "answers.yaml"
     answers.write_text(yaml.safe_dump(data))
     answers.chmod(0o600)

@@ -93,7 +93,7 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
     """
     if answers.platform != "compose":
         try:
-            from installer.deploy import helm  # type: ignore[attr-defined]
+            from installer.deploy import helm
         except ImportError:
             raise InputError("deploying to Kubernetes is not part of this build",
                              "use platform: compose, or a build with Helm support") from None
@@ -111,7 +111,7 @@ def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusRes
     """Health of an installed deployment: containers (or pods) and the HTTPS answer."""
     if answers.platform != "compose":
         try:
-            from installer.deploy import helm  # type: ignore[attr-defined]
+            from installer.deploy import helm
         except ImportError:
             raise InputError("status for Kubernetes is not part of this build") from None
         result: StatusResult = helm.status(answers, target, redactor=redactor)

@@ -53,7 +53,8 @@ log = logging.getLogger("installer.deploy.compose")
 STATE_FILE = ".carto-installer-state.json"
 UP_TIMEOUT = 1800.0  # pulling CARTO's images from a registry can take long
 POLL_INTERVAL = 0.25
-SETTLE_SECONDS = 1.0  # a container without healthcheck must stay up this long
+UP_POLL_INTERVAL = 0.5
+SETTLE_SECONDS = 0.5  # a container without healthcheck must stay up this long
 CRASH_RESTARTS = 3  # restarts that make a container "crash-looping"
 LOG_LINES = 25
 HTTPS_WAIT = 30.0  # the router may need a moment after it is up
@@ -235,6 +236,8 @@ class _Run:
         self.emit = emit
         self.cancel = cancel
         self.directory = posixpath.normpath(answers.compose.directory)
+        # target.sudo: Compose runs as root when the SSH user may not use Docker itself.
+        self.sudo = bool(answers.target and answers.target.sudo)
         self._client: Any = None
 
     def client(self, timeout: float = 30.0) -> Any:
@@ -383,7 +386,9 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     with _Step(run, "verify https") as step:
         assert plan.trusted_certificate is not None
+        healthy_views = list_containers(run.client(), project)
         step.detail = verify_https(run, answers.domain, plan.trusted_certificate)
+        _still_healthy(run, project, expected, healthy_views, command)
     message = (f"CARTO answers at {url}" + (" (nothing changed)" if not changed else ""))
     return DeployResult(True, url, message, accepted_risks=accepted_ids, changed=changed)
 
@@ -447,14 +452,15 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
     def launch() -> None:
         try:
             outcome["result"] = run.target.run([*command, "up", "-d"], cwd=run.directory,
-                                               timeout=UP_TIMEOUT)
+                                               timeout=UP_TIMEOUT, sudo=run.sudo)
         except BaseException as exc:  # handed to the main thread
             outcome["error"] = exc
 
     worker = threading.Thread(target=launch, name="compose-up", daemon=True)
     worker.start()
     while worker.is_alive():
-        worker.join(POLL_INTERVAL)
+        # Progress only: a slower pace leaves the CPU to Compose and the engine.
+        worker.join(UP_POLL_INTERVAL)
         if run.cancel.is_set():
             # compose keeps going on the target; a re-run picks up from there.
             raise DeployCancelled("cancelled while `up -d` was running",
@@ -500,7 +506,8 @@ def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], projec
     if not stale:
         return []
     run.emit(LogLine(f"restarting {', '.join(stale)} to load the new certificates"))
-    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300)
+    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300,
+                            sudo=run.sudo)
     if not result.ok:
         raise DeployError(f"`{' '.join(command)} restart {' '.join(stale)}` failed: "
                           f"{run.redactor(result.output()[-300:])}",
@@ -575,6 +582,24 @@ def _wait_healthy(run: _Run, watcher: _Watcher, expected: dict[str, int], timeou
                 f"check the log lines above (cd {run.directory} && {' '.join(command)} ps / "
                 "logs), then re-run `carto-installer deploy`; it resumes")
         time.sleep(POLL_INTERVAL)
+
+
+def _still_healthy(run: _Run, project: str, expected: dict[str, int],
+                   earlier: list[ContainerView], command: list[str]) -> None:
+    """A last look after the HTTPS check: a service that crashed in the meantime (restarted,
+    or stopped) fails the deployment instead of passing for healthy."""
+    restarts = {v.id: v.restarts for v in earlier}
+    for view in current_containers(list_containers(run.client(), project), expected):
+        crashed = view.restarts > restarts.get(view.id, view.restarts)
+        stopped = view.state != "running" and not is_job(view.service)
+        if crashed or stopped:
+            _show_logs(run, view)
+            raise DeployError(
+                f"service {view.service} stopped being healthy ({view.display}, restarted "
+                f"{view.restarts} times)",
+                f"its last log lines are above; fix the cause, then re-run `carto-installer "
+                f"deploy`. All its logs: cd {run.directory} && {' '.join(command)} logs "
+                f"{view.service}")
 
 
 def _show_logs(run: _Run, view: ContainerView) -> None:

@@ -111,7 +111,7 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
     """
     if answers.platform == "kubernetes":
         try:
-            from installer.render import helm  # type: ignore[attr-defined]
+            from installer.render import helm
         except ImportError:
             from installer.errors import InputError
 

@@ -251,12 +251,10 @@ def reusable_self_signed(cert_pem: bytes | None, key_pem: bytes | None, domain: 
     )
 
 
-def _generate(domain: str) -> tuple[bytes, bytes]:
-    try:  # the project's generator, once branch checks-net-db is merged
-        from installer.tlsgen import generate_self_signed
-    except ImportError:
-        from installer.render._selfsigned import generate_self_signed
-    cert, key = generate_self_signed(domain, days=SELF_SIGNED_DAYS)
+def _generate(domain: str, redactor: Redactor) -> tuple[bytes, bytes]:
+    from installer.tlsgen import generate_self_signed
+
+    cert, key = generate_self_signed(domain, days=SELF_SIGNED_DAYS, redactor=redactor)
     return bytes(cert), bytes(key)
 
 
@@ -436,7 +434,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
             assert existing_cert is not None and existing_key is not None
             cert_pem, key_pem = existing_cert, existing_key
         else:
-            cert_pem, key_pem = _generate(domain)
+            cert_pem, key_pem = _generate(domain, redactor)
             redactor.add(key_pem)
             notes.append(f"generated a self-signed certificate for {domain} "
                          f"(valid {SELF_SIGNED_DAYS} days); browsers will warn until you "

@@ -1,0 +1,384 @@
+"""Rendering for Kubernetes: `customizations.yaml` in the working directory, without secrets.
+
+The vendor's two package files (carto-values.yaml, carto-secrets.yaml) are used as they are:
+straight from the package folder, or extracted next to customizations.yaml when the package is
+a zip (carto-secrets.yaml with mode 0600). helm reads the three files in that order, the
+right-most winning.
+
+No secret goes into customizations.yaml: the TLS pair and the database and Redis passwords
+go into Kubernetes Secrets that deploy creates (`secret_manifests`), referenced by name
+through the chart's `existingSecret` keys. An existing customizations.yaml is kept: only the
+keys the installer owns change (the admin's own customisations stay), passwords pasted into
+it are removed, and the previous file is backed up once when anything changes. Rendering
+needs no cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from installer.answers import Answers, Secret, require
+from installer.errors import AnswersError, InputError
+from installer.render import FileChange, RenderPlan
+
+if TYPE_CHECKING:
+    from installer.package import Package
+    from installer.redact import Redactor
+    from installer.target import Target
+
+CUSTOMIZATIONS = "customizations.yaml"
+VALUES = "carto-values.yaml"
+SECRETS = "carto-secrets.yaml"
+# Keys inside the Secrets; the chart is told each name through existingSecret*Key.
+TLS_CERT_KEY, TLS_KEY_KEY = "tls.crt", "tls.key"
+DB_PASSWORD_KEY, DB_ADMIN_PASSWORD_KEY = "carto-password", "admin-password"
+REDIS_PASSWORD_KEY = "carto-redis-password"  # noqa: S105 - a key name, not a password
+# Always excluded from the proxy: in-cluster service traffic must never go through it.
+PROXY_EXCLUDED_ALWAYS = (".svc.cluster.local", "localhost", "127.0.0.1")
+_DELETE = object()  # marks an owned key that must not be in the file
+HEADER = (
+    "# customizations.yaml for the CARTO Helm chart, kept by carto-installer.\n"
+    "# The installer owns the keys it writes here and leaves any other key alone. No secrets:\n"
+    "# the TLS pair and passwords are in Kubernetes Secrets referenced by existingSecret.\n"
+)
+
+
+@dataclass(frozen=True)
+class SecretNames:
+    tls: str
+    postgresql: str
+    redis: str
+
+
+def secret_names(answers: Answers) -> SecretNames:
+    release = answers.kubernetes.release
+    return SecretNames(tls=f"{release}-tls-certificate",
+                       postgresql=f"{release}-external-postgresql",
+                       redis=f"{release}-external-redis")
+
+
+def working_directory() -> Path:
+    return Path.cwd()
+
+
+def require_local(answers: Answers, target: Target) -> None:
+    if answers.target is not None or not target.is_local:
+        raise InputError(
+            "for Kubernetes, kubectl and helm run on this machine: the answers must not name "
+            "a `target:`",
+            "remove the `target:` section (it is for the Docker Compose VM) and make sure this "
+            "machine reaches the cluster with the kubeconfig given in kubernetes.kubeconfig")
+
+
+def _read_local(path: str, key: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise AnswersError(key, f"the {what} {path} does not exist") from None
+    except OSError as exc:
+        raise AnswersError(key, f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+
+
+def _ca_text(path: str | None, key: str, what: str) -> str | None:
+    """A CA certificate file's PEM text (public: it may go into the values file)."""
+    if not path:
+        return None
+    data = _read_local(path, key, what)
+    text = data.decode("utf-8", "replace")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise AnswersError(key, f"{path} holds no PEM certificate",
+                           "give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)")
+    if "PRIVATE KEY" in text:
+        raise AnswersError(key, f"{path} also holds a private key, which must not be copied "
+                           "into the values", "give a file with the CA certificate only")
+    return text
+
+
+def read_kubernetes_package(answers: Answers, redactor: Redactor) -> Package:
+    from installer.package import read_package
+
+    require(answers, "package")
+    assert answers.package is not None
+    package = read_package(answers.package, "kubernetes", redactor)
+    if not package.ok:
+        raise InputError(f"the installation package is not usable: {package.summary()}",
+                         package.remediation())
+    return package
+
+
+def tls_pair(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes] | None:
+    """(certificate chain, key) checked like for Compose, or None for a generated one."""
+    tls = answers.tls
+    if not tls.certificate_file and not tls.key_file:
+        return None
+    if not (tls.certificate_file and tls.key_file):
+        missing = "tls.key_file" if tls.certificate_file else "tls.certificate_file"
+        raise AnswersError(missing, "give both tls.certificate_file and tls.key_file, or "
+                           "neither (a self-signed certificate is then generated)")
+    from installer.render.compose import _given_certificate
+
+    return _given_certificate(answers, redactor)
+
+
+def _proxy_values(answers: Answers) -> dict[str, Any]:
+    proxy = answers.network.proxy
+    url = (proxy.https or proxy.http) if proxy else None
+    if proxy is None or not url:
+        return {"enabled": False}
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    excluded = list(PROXY_EXCLUDED_ALWAYS)
+    for item in (proxy.no_proxy or "").split(","):
+        item = item.strip()
+        if item and item not in excluded:
+            excluded.append(item)
+    values: dict[str, Any] = {"enabled": True, "host": parts.hostname, "port": port,
+                              "type": parts.scheme, "excludedDomains": excluded,
+                              "sslRejectUnauthorized": True}
+    ca = _ca_text(proxy.ca_file, "network.proxy.ca_file", "proxy CA file")
+    values["sslCA"] = ca if ca else _DELETE
+    return values
+
+
+def owned_values(answers: Answers) -> dict[str, Any]:
+    """The keys the installer sets in customizations.yaml (`_DELETE`: must be absent)."""
+    require(answers, "domain")
+    names = secret_names(answers)
+    k8s = answers.kubernetes
+    given_tls = bool(answers.tls.certificate_file and answers.tls.key_file)
+    tls: dict[str, Any] = {"httpsEnabled": True, "autoGenerate": not given_tls}
+    tls["existingSecret"] = ({"name": names.tls, "keyKey": TLS_KEY_KEY, "certKey": TLS_CERT_KEY}
+                             if given_tls else _DELETE)
+    values: dict[str, Any] = {
+        "appConfigValues": {"selfHostedDomain": answers.domain},
+        "tlsCerts": tls,
+        # The other TLS style holds the private key in the values: never, and never both.
+        "router": {"service": {"type": k8s.service_type}, "tlsCertificates": _DELETE},
+        "global": {"imageRegistry": k8s.image_registry or _DELETE},
+        "externalProxy": _proxy_values(answers),
+    }
+    db = answers.database
+    if db.bundled:
+        values["internalPostgresql"] = {"enabled": True}
+        values["externalPostgresql"] = {"password": _DELETE, "adminPassword": _DELETE}
+    else:
+        require(answers, "database.host", "database.password", "database.admin_password")
+        ca = _ca_text(db.ssl.ca_file, "database.ssl.ca_file", "database CA file") \
+            if db.ssl.enabled else None
+        values["internalPostgresql"] = {"enabled": False}
+        values["externalPostgresql"] = {
+            "host": db.host, "port": str(db.port), "user": db.user, "database": db.database,
+            "adminUser": db.admin_user, "adminDatabase": db.admin_database,
+            "sslEnabled": db.ssl.enabled, "sslCA": ca if ca else _DELETE,
+            "existingSecret": names.postgresql,
+            "existingSecretPasswordKey": DB_PASSWORD_KEY,
+            "existingSecretAdminPasswordKey": DB_ADMIN_PASSWORD_KEY,
+            "password": _DELETE, "adminPassword": _DELETE,
+        }
+    redis = answers.redis
+    if redis.bundled:
+        values["internalRedis"] = {"enabled": True}
+        values["externalRedis"] = {"password": _DELETE}
+    else:
+        require(answers, "redis.host")
+        ca = _ca_text(redis.tls_ca_file, "redis.tls_ca_file", "Redis CA file") \
+            if redis.tls_enabled else None
+        values["internalRedis"] = {"enabled": False}
+        values["externalRedis"] = {
+            "host": redis.host, "port": str(redis.port), "tlsEnabled": redis.tls_enabled,
+            "tlsCA": ca if ca else _DELETE,
+            "existingSecret": names.redis if redis.password else _DELETE,
+            "existingSecretPasswordKey": REDIS_PASSWORD_KEY if redis.password else _DELETE,
+            "password": _DELETE,
+        }
+    return values
+
+
+def merge_owned(existing: dict[str, Any], owned: dict[str, Any],
+                removed: list[str] | None = None, prefix: str = "") -> dict[str, Any]:
+    """`existing` with the owned keys set (maps merge, `_DELETE` removes); names the removed
+    keys that held something in `removed`."""
+    out = copy.deepcopy(existing)
+    for key, value in owned.items():
+        path = f"{prefix}{key}"
+        if value is _DELETE:
+            if key in out:
+                if removed is not None and out[key] not in (None, "", {}, []):
+                    removed.append(path)
+                del out[key]
+        elif isinstance(value, dict):
+            current = out.get(key)
+            merged = merge_owned(current if isinstance(current, dict) else {}, value, removed,
+                                 path + ".")
+            if merged or key in out:
+                out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+def _dump(values: dict[str, Any]) -> bytes:
+    import yaml
+
+    return (HEADER + yaml.safe_dump(values, sort_keys=False, allow_unicode=True,
+                                    default_flow_style=False)).encode("utf-8")
+
+
+def _mode_of(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+
+
+def _existing_customizations(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    import yaml
+
+    try:
+        before = path.read_bytes()
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(before.decode("utf-8", "replace"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path} is not valid YAML{where}",
+                         "fix or move the file; the installer keeps the keys it does not own "
+                         "and so must be able to read it") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is not a YAML mapping", "fix or move the file")
+    return before, data
+
+
+def values_files(answers: Answers, directory: Path | None = None) -> list[str]:
+    """The -f files for helm, in order: carto-values.yaml, carto-secrets.yaml (from the
+    package folder, or extracted next to customizations.yaml), customizations.yaml."""
+    folder = directory or working_directory()
+    assert answers.package is not None
+    package = Path(answers.package)
+    source = package if package.is_dir() else folder
+    return [str(source / VALUES), str(source / SECRETS), str(folder / CUSTOMIZATIONS)]
+
+
+def plan_render_kubernetes(answers: Answers, target: Target, *,
+                           redactor: Redactor) -> RenderPlan:
+    """Compute customizations.yaml (and the extracted package files for a zip); write nothing."""
+    require_local(answers, target)
+    require(answers, "package", "domain")
+    package = read_kubernetes_package(answers, redactor)
+    tls_pair(answers, redactor)  # refuse a bad certificate or key now, before anything runs
+    folder = working_directory()
+    changes: list[FileChange] = []
+    notes: list[str] = []
+    backups: list[str] = []
+    backup_sources: dict[str, bytes] = {}
+
+    if package.kind == "zip":
+        for name, mode, secret in ((VALUES, 0o644, False), (SECRETS, 0o600, True)):
+            path = folder / name
+            data = package.files[name]
+            before = path.read_bytes() if path.is_file() else None
+            if secret and before is not None:
+                redactor.add(before)
+            mode_before = _mode_of(path)
+            if before != data or mode_before != mode:
+                changes.append(FileChange(str(path), before, data, mode, secret,
+                                          mode_before=mode_before))
+    else:
+        secrets_path = Path(package.path) / SECRETS
+        secrets_mode = _mode_of(secrets_path)
+        if secrets_mode is not None and secrets_mode & (stat.S_IRGRP | stat.S_IROTH):
+            notes.append(f"{secrets_path} is readable by other users (mode {secrets_mode:o}): "
+                         f"`chmod 600 {secrets_path}`")
+
+    path = folder / CUSTOMIZATIONS
+    before, existing = _existing_customizations(path)
+    removed: list[str] = []
+    merged = merge_owned(existing, owned_values(answers), removed)
+    for key in removed:
+        notes.append(f"removed {key} from {CUSTOMIZATIONS}: "
+                     + ("secrets live in Kubernetes Secrets now"
+                        if "assword" in key or "tlsCertificates" in key
+                        else "the answers no longer set it"))
+    after = _dump(merged)
+    mode_before = _mode_of(path)
+    # An unchanged meaning keeps the file as it is (with the admin's comments and layout).
+    if before is not None and merged == existing:
+        after = before
+    if before != after or (mode_before is not None and mode_before != 0o644):
+        changes.append(FileChange(str(path), before, after, 0o644, False,
+                                  mode_before=mode_before))
+        if before is not None and before != after:
+            backup = f"{path}.bak.{time.strftime('%Y%m%d-%H%M%S')}"
+            backups.append(backup)
+            backup_sources[backup] = before
+    return RenderPlan(changes=changes, backups=backups, notes=notes, directory=str(folder),
+                      backup_sources=backup_sources)
+
+
+# The render dispatch (installer/render/__init__.py) calls `helm.plan_render`.
+plan_render = plan_render_kubernetes
+
+
+# ---- the Secrets deploy creates -------------------------------------------------------------
+
+
+def _b64(value: str | bytes) -> str:
+    raw = value.encode("utf-8") if isinstance(value, str) else value
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _secret_value(secret: Secret | None) -> str:
+    assert secret is not None
+    return secret.value
+
+
+def secret_manifests(answers: Answers, redactor: Redactor) -> list[dict[str, Any]]:
+    """The Secrets customizations.yaml references, as API objects (data base64-encoded).
+
+    Only ever sent to `kubectl apply` on its standard input: never on a command line, never
+    in a file.
+    """
+    names = secret_names(answers)
+    labels = {"app.kubernetes.io/managed-by": "carto-installer",
+              "app.kubernetes.io/instance": answers.kubernetes.release}
+    namespace = answers.kubernetes.namespace
+
+    def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "type": kind,
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                "data": data}
+
+    out: list[dict[str, Any]] = []
+    pair = tls_pair(answers, redactor)
+    if pair is not None:
+        cert, key = pair
+        out.append(secret(names.tls, {TLS_CERT_KEY: _b64(cert), TLS_KEY_KEY: _b64(key)},
+                          "kubernetes.io/tls"))
+    db = answers.database
+    if not db.bundled:
+        out.append(secret(names.postgresql, {
+            DB_PASSWORD_KEY: _b64(_secret_value(db.password)),
+            DB_ADMIN_PASSWORD_KEY: _b64(_secret_value(db.admin_password))}))
+    if not answers.redis.bundled and answers.redis.password is not None:
+        out.append(secret(names.redis, {REDIS_PASSWORD_KEY: _b64(answers.redis.password.value)}))
+    for manifest in out:
+        for value in manifest["data"].values():
+            redactor.add(value)  # the base64 forms too, should a tool ever echo them
+    return out
+
+
+__all__ = ["CUSTOMIZATIONS", "SecretNames", "owned_values", "plan_render",
+           "plan_render_kubernetes", "secret_manifests", "secret_names", "values_files"]
