@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--answers", metavar="FILE", required=answers_required,
                        help="answers file (YAML, see README)")
         p.add_argument("--accept-host-key", metavar="SHA256:...",
-                       help="accept this SSH host key fingerprint if the host is not yet known")
+                       help="accept this SSH host key fingerprint (as `ssh-keygen -l` prints "
+                       "it) if the target is not yet in known_hosts; with a jump host, give "
+                       "both fingerprints separated by a comma. A changed key is always "
+                       "refused")
 
     pre = sub.add_parser("preflight", help="check every requirement and print a report",
                          description="Run the requirement checks that apply and print a report. "

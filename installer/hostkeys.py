@@ -225,7 +225,8 @@ class HostKeyVerifier:
                     "Someone may be intercepting this connection, or the fingerprint was "
                     "copied from another machine. Nothing was sent to the server",
                     "compare with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on "
-                    "the machine itself (its console), then pass that fingerprint",
+                    "the machine itself (its console), then pass that fingerprint (with a "
+                    "jump host, both fingerprints, separated by a comma)",
                 )
             log.info("host key of %s accepted with --accept-host-key (%s)", name, shown)
         elif self.confirm is not None:

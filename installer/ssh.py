@@ -1006,6 +1006,8 @@ class SSHTarget(Target):
         import requests.exceptions
 
         with self._docker_lock:
+            if self._closed:
+                raise TargetError(f"the SSH connection to {self.name} is closed")
             if self._docker_bridge is None:
                 self._docker_bridge = _DockerBridge(self)
             bridge = self._docker_bridge
@@ -1152,9 +1154,10 @@ class SSHTarget(Target):
     # --- end -----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+        with self._docker_lock:  # no Docker bridge may appear after this
+            if self._closed:
+                return
+            self._closed = True
         with self._docker_lock:
             clients, self._docker_clients = list(self._docker_clients.values()), {}
             bridge, self._docker_bridge = self._docker_bridge, None

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import docker
+import docker.errors
 
 from tests.helpers import cli_env, host_ports_lock, run_cli
 from tests.services.dockerd import build_image
@@ -100,8 +101,14 @@ def test_no_compose_at_all_fails_with_install_advice(tmp_path: Path) -> None:
 
 def _serve_443(client: docker.DockerClient, name: str, labels: dict[str, str]):
     image = build_image(client, "carto-installer-test/listener:1")
-    return client.containers.run(image, ["httpd", "-f", "-p", "8443"], name=name, detach=True,
-                                 ports={"8443/tcp": 443}, labels=labels)
+    try:
+        return client.containers.run(image, ["httpd", "-f", "-p", "8443"], name=name,
+                                     detach=True, ports={"8443/tcp": 443}, labels=labels)
+    except docker.errors.APIError:
+        # Created but not started (e.g. 443 taken by a process outside the lock): clean up.
+        for leftover in client.containers.list(all=True, filters={"name": name}):
+            leftover.remove(force=True)
+        raise
 
 
 def _remove(container) -> None:
@@ -125,7 +132,8 @@ def test_port_443_held_by_a_foreign_container_names_it(docker_engine: docker.Doc
 def test_port_443_held_by_carto_router_passes(docker_engine: docker.DockerClient) -> None:
     with host_ports_lock():
         container = _serve_443(docker_engine, f"carto-test-router-{uuid.uuid4().hex[:8]}",
-                               {"com.docker.compose.service": "router"})
+                               {"com.docker.compose.service": "router",
+                                "com.docker.compose.project.working_dir": "/opt/carto"})
         try:
             result = run_cli("preflight", "--only", "host.ports", "--format", "json")
         finally:
@@ -133,3 +141,18 @@ def test_port_443_held_by_carto_router_passes(docker_engine: docker.DockerClient
     check = checks(result)["host.ports"]
     assert check["status"] == "pass"
     assert "CARTO's own router" in check["message"]
+
+
+def test_another_projects_router_on_443_is_not_ours(docker_engine: docker.DockerClient) -> None:
+    with host_ports_lock():
+        name = f"carto-test-other-router-{uuid.uuid4().hex[:8]}"
+        container = _serve_443(docker_engine, name,
+                               {"com.docker.compose.service": "router",
+                                "com.docker.compose.project.working_dir": "/srv/other-app"})
+        try:
+            result = run_cli("preflight", "--only", "host.ports", "--format", "json")
+        finally:
+            _remove(container)
+    check = checks(result)["host.ports"]
+    assert check["status"] == "fail"
+    assert name in check["message"]

@@ -298,6 +298,16 @@ def test_jump_host(ssh_servers: SSHServers, target_credentials: SSHCredentials,
     assert "(jump host)" in unknown.value.message
     assert closed_bastion.host_key_fingerprint() in unknown.value.message
 
+    # Both unknown: one flag accepts both fingerprints, and both are recorded.
+    fresh_bastion = ssh_servers(allow_tcp_forwarding=True)
+    empty = tmp_path / "empty_known_hosts"
+    both = f"{fresh_bastion.host_key_fingerprint()},{target_server.host_key_fingerprint()}"
+    with connect(target_settings(target_server, empty, identity_file=key, jump=fresh_bastion),
+                 accept=both) as target:
+        assert target.run(["true"]).ok
+    assert empty.read_text().splitlines() == [fresh_bastion.known_hosts_line(),
+                                              target_server.known_hosts_line()]
+
 
 # --- host keys ------------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from tests.services.dockerd import build_image
 from tests.services.netdb_namespaces import namespaced
 from tests.services.sshd import SSHCredentials, SSHServer
 from tests.services.sshtarget_tools import (
+    SSH_USER,
     SSHServers,
     kill_ssh_sessions,
     open_folder,
@@ -188,6 +189,47 @@ def test_remote_deploy_end_to_end(vm: SSHServer, target_credentials: SSHCredenti
             for mine in tags.values():
                 with contextlib.suppress(docker.errors.ImageNotFound):
                     docker_engine.images.remove(mine)
+
+
+def test_remote_deploy_as_a_sudo_user(vm: SSHServer, target_credentials: SSHCredentials,
+                                      docker_engine: docker.DockerClient, compose_v2: Path,
+                                      remote_folder: Path, tmp_path: Path) -> None:
+    """The usual VM: log in as an ordinary user who may not use Docker and cannot write the
+    root-owned deployment directory; target.sudo with its password does both."""
+    build_images(docker_engine)
+    package = make_package(tmp_path / "pkg")
+    directory = make_deployment(remote_folder / "carto-sudo")  # root-owned, 0755
+    known = trust(tmp_path / "known_hosts", vm)
+    answers = write_answers(
+        tmp_path / "answers.yaml", package=package.path, directory=directory, domain=DOMAIN,
+        extra={"target": {"host": vm.host, "port": vm.port, "user": SSH_USER, "sudo": True,
+                          "password_env": "SSH_PASSWORD",
+                          "identity_file": str(target_credentials.ed25519_key),
+                          "known_hosts": str(known)}})
+    # Without `${`: as this user, the target may only offer docker-compose v1 (the test
+    # machine's v2 plugin is root's), whose .env parser cannot hold it.
+    env = {"TEST_PG_ADMIN_PASSWORD": "sudo-Admin 'q' #1", "TEST_PG_PASSWORD": "sudo user ünï",
+           "SSH_PASSWORD": target_credentials.password}
+    argv = namespaced([sys.executable, "-m", "installer", "deploy", "--yes", "--skip", SKIP,
+                       "--answers", str(answers)], {DOMAIN: "127.0.0.1"}, tmp_path / "names")
+    with host_ports_lock():
+        try:
+            result = subprocess.run(argv, env=cli_env(env), cwd=tmp_path, capture_output=True,
+                                    text=True, timeout=600, check=False,
+                                    stdin=subprocess.DEVNULL)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert f"CARTO answers at https://{DOMAIN}" in result.stdout
+            for name in (".env", "customer.env", f"certs/{DOMAIN}.key"):
+                info = (directory / name).stat()
+                assert (info.st_uid, oct(info.st_mode & 0o777)) == (0, "0o600"), name
+            log = (tmp_path / "carto-installer.log").read_text()
+            assert f"run ({SSH_USER}@127.0.0.1:{vm.port}, sudo): docker" in log
+            for text in (log, result.stdout, result.stderr):
+                assert target_credentials.password not in text
+                assert env["TEST_PG_ADMIN_PASSWORD"] not in text
+        finally:
+            for command in (["docker", "compose"], ["docker-compose"]):
+                compose_down(directory, command)
 
 
 def test_images_archive_upload_resumes_and_loads(ssh_servers: SSHServers,

@@ -129,14 +129,12 @@ def _probe(ctx: CheckContext, argv: list[str]) -> tuple[Version | None, str]:
 
 
 def check_compose(ctx: CheckContext) -> Outcome:
-    from concurrent.futures import ThreadPoolExecutor
-
-    # Both are slow to start (v1 is a Python program): ask them at the same time.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        plugin_future = pool.submit(_probe, ctx, ["docker", "compose", "version"])
-        standalone_future = pool.submit(_probe, ctx, ["docker-compose", "version"])
-        plugin, _ = plugin_future.result()
-        standalone, _ = standalone_future.result()
+    # The v2 plugin answers in milliseconds; v1 (a Python program) takes half a second to
+    # start, so it is only asked when the plugin cannot be used.
+    plugin, _ = _probe(ctx, ["docker", "compose", "version"])
+    standalone = None
+    if plugin is None or plugin < Version("2"):
+        standalone, _ = _probe(ctx, ["docker-compose", "version"])
     found = []
     if plugin is not None:
         found.append(f"docker compose v{plugin}")

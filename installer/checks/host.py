@@ -398,8 +398,22 @@ def _attach_containers(ctx: CheckContext, found: dict[int, Listener]) -> None:
         for name, labels, host_ports in containers:
             if port in host_ports:
                 listener.container = name
-                listener.is_carto_router = labels.get("com.docker.compose.service") == "router"
+                listener.is_carto_router = _is_our_router(ctx, labels)
                 break
+
+
+def _is_our_router(ctx: CheckContext, labels: dict[str, str]) -> bool:
+    """The router service of the Compose project in *our* deployment directory.
+
+    Another project's "router" on 443 would make `up -d` fail with "port is already
+    allocated", so the project's folder must match too.
+    """
+    from installer.answers import ComposeSettings
+
+    directory = (ctx.answers.compose if ctx.answers else ComposeSettings()).directory
+    workdir = labels.get("com.docker.compose.project.working_dir", "")
+    return (labels.get("com.docker.compose.service") == "router"
+            and workdir.rstrip("/") == directory.rstrip("/"))
 
 
 def check_ports(ctx: CheckContext) -> Outcome:
