@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -157,6 +157,7 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
     if args.output:
         _check_writable(args.output)
     with open_target(answers, accept_host_key=args.accept_host_key,
+                     passphrase_prompt=terminal_passphrase_prompt(),
                      redactor=redactor) as target:  # type: ignore[arg-type]
         report = run_preflight(target, answers, platform, only=only, skip=skip,
                                redactor=redactor)  # type: ignore[arg-type]
@@ -176,6 +177,19 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
     else:
         sys.stdout.write(text)
     return report.exit_code(strict=args.strict)
+
+
+def terminal_passphrase_prompt() -> Callable[[str], str] | None:
+    """Ask for an identity file's passphrase on the terminal (never echoed), if there is one."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(question: str) -> str:
+        import getpass
+
+        return getpass.getpass(f"{question}: ")
+
+    return ask
 
 
 def _check_writable(path: str) -> None:

@@ -25,6 +25,7 @@ def open_target(
     accept_host_key: str | None = None,
     confirm_host_key: HostKeyConfirm | None = None,
     redactor: Redactor | None = None,
+    passphrase_prompt: Callable[[str], str] | None = None,
 ) -> Target:
     """The machine the answers name: this one, or a remote one over SSH."""
     if answers is None or answers.target is None:
@@ -36,6 +37,7 @@ def open_target(
         accept_host_key=accept_host_key,
         confirm_host_key=confirm_host_key,
         redactor=redactor,
+        passphrase_prompt=passphrase_prompt,
     )
     return target
 

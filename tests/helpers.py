@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parent.parent
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for running this checkout's CLI in a subprocess."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    previous = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + previous if previous else "")
     env.setdefault("NO_COLOR", "1")
     if extra:
         env.update(extra)

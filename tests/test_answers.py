@@ -164,3 +164,23 @@ def test_deploy_without_terminal_or_yes_asks_for_yes(case: dict[str, Any], tmp_p
     assert result.returncode == 2
     assert "use --yes" in result.stderr
     assert snapshot(directory) == before
+
+
+def test_the_readme_answers_examples_validate() -> None:
+    """Every YAML block in the README is a valid answers file, by the schema and the loader."""
+    import re
+
+    import jsonschema
+    import yaml
+
+    from installer.answers import parse_answers
+
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    assert blocks, "the README shows an answers example"
+    schema = json.loads((REPO / "assets" / "answers.schema.json").read_text())
+    for block in blocks:
+        data = yaml.safe_load(block)
+        jsonschema.validate(data, schema)
+        env = {"PGADMIN_PASSWORD": "x" * 12, "WORKSPACE_DB_PASSWORD": "y" * 12}
+        parse_answers(data, base=REPO, env=env)

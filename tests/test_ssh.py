@@ -16,6 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -724,3 +725,35 @@ def test_concurrent_commands_share_one_connection(key_target: SSHTarget) -> None
                                 .stdout.strip(), range(24)))
     assert outputs == [str(i) for i in range(24)]
     assert key_target.stats.connections == 1
+
+
+def test_cli_asks_for_the_identity_passphrase_on_the_terminal(
+        shared_ssh_server: SSHServer, target_credentials: SSHCredentials, known_hosts: Path,
+        tmp_path: Path, no_agent: None) -> None:
+    """The command line, on a real terminal, asks for an encrypted key's passphrase without
+    echoing it, then checks the remote machine."""
+    import json
+
+    import pexpect
+    import yaml
+
+    from tests.helpers import cli_env
+
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"version": 1, "target": {
+        "host": shared_ssh_server.host, "port": shared_ssh_server.port, "user": SSH_USER,
+        "identity_file": str(target_credentials.rsa_key), "known_hosts": str(known_hosts)}}))
+    env = cli_env()
+    env.pop("SSH_AUTH_SOCK", None)
+    child = pexpect.spawn(sys.executable, ["-m", "installer", "preflight", "--answers",
+                                           str(answers), "--only", "host.os", "--format", "json"],
+                          env=env, cwd=str(tmp_path), encoding="utf-8", timeout=60)
+    child.expect(f"Passphrase for {target_credentials.rsa_key}: ")
+    child.sendline(target_credentials.rsa_passphrase)
+    child.expect(pexpect.EOF)
+    child.close()
+    output = child.before
+    assert target_credentials.rsa_passphrase not in output
+    report = json.loads(output[output.index("{"):])
+    assert report["target"] == f"{SSH_USER}@{shared_ssh_server.host}:{shared_ssh_server.port}"
+    assert report["checks"][0]["observed"].startswith("Ubuntu 22.04")

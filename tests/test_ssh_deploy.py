@@ -139,6 +139,8 @@ def test_remote_deploy_end_to_end(vm: SSHServer, target_credentials: SSHCredenti
             assert result.returncode == 0, out + result.stderr
             assert f"root@127.0.0.1:{vm.port}" in out
             assert f"loaded {tags[APP_IMAGE]}" in out
+            # Over SSH the archive travels as a resumable upload with progress, then loads.
+            assert f"uploading {archive.name}: 100%" in out
             assert "router: running" in out and "workspace-migrations: exited (0)" in out
             assert "certificate verified" in out
             assert f"CARTO answers at https://{DOMAIN}" in out

@@ -120,7 +120,10 @@ def check_version(ctx: CheckContext) -> Outcome:
 
 def _probe(ctx: CheckContext, argv: list[str]) -> tuple[Version | None, str]:
     try:
-        result = ctx.target.run(argv, timeout=20)
+        # The deployment runs Compose with sudo when target.sudo is set, and root may have
+        # another Compose (e.g. the v2 plugin under /root/.docker): ask the same user.
+        sudo = bool(ctx.answers and ctx.answers.target and ctx.answers.target.sudo)
+        result = ctx.target.run(argv, timeout=20, sudo=sudo)
     except (CommandNotFound, TimeoutError) as exc:
         return None, str(exc)
     if not result.ok:

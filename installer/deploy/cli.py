@@ -32,10 +32,11 @@ def _load(args: Any, redactor: Any) -> Any:
 
 
 def _open(args: Any, answers: Any, redactor: Any) -> Any:
+    from installer.cli import terminal_passphrase_prompt
     from installer.preflight import open_target
 
     return open_target(answers, accept_host_key=getattr(args, "accept_host_key", None),
-                       redactor=redactor)
+                       redactor=redactor, passphrase_prompt=terminal_passphrase_prompt())
 
 
 def run_render(args: Any, redactor: Any) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import posixpath
 import re
 import socket
@@ -41,7 +42,7 @@ from installer.deploy import (
     StepStarted,
 )
 from installer.envfile import EnvFile, Flavour
-from installer.errors import DeployError, InputError
+from installer.errors import DeployError, InputError, InstallerError
 from installer.target import CommandNotFound, Target
 
 if TYPE_CHECKING:
@@ -653,6 +654,29 @@ def load_images(run: _Run, path: str, images: dict[str, list[str]]) -> tuple[boo
     """`docker load` the archive on the target, unless every image in it is already there."""
     if images and not _images_missing(run, images):
         return False, f"all {len(images)} image(s) in {path} are already loaded"
+    remote_loader = getattr(run.target, "load_images_archive", None)
+    if remote_loader is not None:
+        # Over SSH: a resumable, checksummed upload first, then `docker load` on the target,
+        # so a dropped connection does not start gigabytes again from zero.
+        shown = [-1]
+
+        def progress(done: int, total: int) -> None:
+            percent = done * 100 // total if total else 100
+            if percent // 10 != shown[0] // 10 or done == total:
+                shown[0] = percent
+                run.emit(LogLine(f"uploading {os.path.basename(path)}: {percent}% "
+                                 f"({done // 2**20} of {total // 2**20} MiB)"))
+
+        try:
+            tags = sorted(remote_loader(path, progress=progress))
+        except InstallerError:
+            raise
+        except Exception as exc:  # paramiko's errors are not OSErrors
+            raise DeployError(f"uploading or loading {path} failed: {exc}",
+                              "run deploy again: the upload resumes where it stopped") from None
+        for tag in tags:
+            run.emit(LogLine(f"loaded {tag}"))
+        return True, f"loaded {len(tags)} image tag(s) from {path}"
     loader = run.target.docker_client(timeout=UP_TIMEOUT)
     try:
         with open(path, "rb") as handle:
