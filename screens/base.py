@@ -326,7 +326,8 @@ class StepScreen(Screen[None]):
                 self.post_message(CheckEvent(worker, event))
 
             results = self.state.run_checks(names, cancel=cancel, on_event=show,
-                                            confirm_host_key=self.host_key_confirmer(cancel))
+                                            confirm_host_key=self.host_key_confirmer(cancel),
+                                            passphrase_prompt=self.passphrase_asker(cancel))
         except Cancelled:
             self.post_message(ChecksEnded(worker))
             return
@@ -345,6 +346,16 @@ class StepScreen(Screen[None]):
                                    cancel) is True
 
         return confirm
+
+    def passphrase_asker(self, cancel: threading.Event) -> Callable[[str], str]:
+        from screens.widgets.modals import SecretModal
+
+        def ask(question: str) -> str:
+            answer = ask_from_thread(
+                self.app, lambda: SecretModal("SSH key passphrase", question), cancel)
+            return answer or ""
+
+        return ask
 
     def cancel_work(self) -> bool:
         """Stop running checks. True when something was running."""

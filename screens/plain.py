@@ -143,6 +143,9 @@ class PlainWizard:
                  "/etc/ssh/ssh_host_ed25519_key.pub` shows on that machine.")
         return self.confirm(f"Accept the host key {fingerprint}?", default=False)
 
+    def ask_passphrase(self, question: str) -> str:
+        return str(questionary.password(f"{question}:").unsafe_ask() or "")
+
     # --- checks --------------------------------------------------------------------------
 
     def run_checks(self, step: str, names: list[str] | None = None) -> list[CheckResult]:
@@ -156,18 +159,25 @@ class PlainWizard:
 
         done = threading.Event()
         box: dict[str, Any] = {}
-        host_key_requests: queue.Queue[tuple[str, str, queue.Queue[bool]]] = queue.Queue()
+        # Questions the checks' thread needs answered (host key, key passphrase): asked here,
+        # on the main thread, which owns the terminal.
+        questions: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...], queue.Queue[Any]]]
+        questions = queue.Queue()
 
-        def confirm_from_thread(host: str, fingerprint: str) -> bool:
-            reply: queue.Queue[bool] = queue.Queue()
-            host_key_requests.put((host, fingerprint, reply))
-            return reply.get()
+        def asked_here(function: Callable[..., Any]) -> Callable[..., Any]:
+            def ask(*args: Any) -> Any:
+                reply: queue.Queue[Any] = queue.Queue()
+                questions.put((function, args, reply))
+                return reply.get()
+
+            return ask
 
         def work() -> None:
             try:
                 box["results"] = self.state.run_checks(
                     names or list(STEP_CATEGORIES[step]), cancel=cancel, on_event=printer,
-                    confirm_host_key=confirm_from_thread)
+                    confirm_host_key=asked_here(self.confirm_host_key),
+                    passphrase_prompt=asked_here(self.ask_passphrase))
             except BaseException as exc:
                 box["error"] = exc
             finally:
@@ -178,8 +188,8 @@ class PlainWizard:
         try:
             while not (done.is_set() and events.empty()):
                 try:
-                    host, fingerprint, reply = host_key_requests.get_nowait()
-                    reply.put(self.confirm_host_key(host, fingerprint))
+                    function, args, reply = questions.get_nowait()
+                    reply.put(function(*args))
                 except queue.Empty:
                     pass
                 try:
@@ -291,7 +301,7 @@ class PlainWizard:
                 else:
                     a.target.jump = None
                 try:
-                    target = self.state.connect(self.confirm_host_key)
+                    target = self.state.connect(self.confirm_host_key, self.ask_passphrase)
                 except InstallerError as exc:
                     self.say(f"✘ {exc}", "31")
                     if not self.confirm("Change the connection settings and try again?",
@@ -400,7 +410,7 @@ class PlainWizard:
         """Show what will be written; True when the user wants to deploy."""
         self.heading("review")
         saved = self.state.save_answers()
-        plan = self.state.plan(self.confirm_host_key)
+        plan = self.state.plan(self.confirm_host_key, self.ask_passphrase)
         self.state.reviewed_plan = plan
         self.state.reviewed_diff = plan.diff(self.state.redactor)
         self.state.reviewed_fingerprint = plan_fingerprint(plan)

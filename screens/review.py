@@ -82,7 +82,8 @@ class ReviewScreen(StepScreen):
         worker = get_current_worker()
         cancel = worker.cancelled_event
         try:
-            plan = run_cancellable(lambda: self.state.plan(self.host_key_confirmer(cancel)),
+            plan = run_cancellable(lambda: self.state.plan(self.host_key_confirmer(cancel),
+                                                           self.passphrase_asker(cancel)),
                                    cancel)
         except Cancelled:
             return

@@ -245,8 +245,11 @@ class WizardState:
         return (t.host, t.port, t.user, t.identity_file, t.known_hosts, t.sudo, jump,
                 t.password.value if t.password else None)
 
-    def connect(self, confirm_host_key: Callable[[str, str], bool] | None = None) -> Target:
-        """The open target the answers name, reusing the connection when nothing changed."""
+    def connect(self, confirm_host_key: Callable[[str, str], bool] | None = None,
+                passphrase_prompt: Callable[[str], str] | None = None) -> Target:
+        """The open target the answers name, reusing the connection when nothing changed.
+        `confirm_host_key` is asked about a host key seen for the first time,
+        `passphrase_prompt` for an identity file's passphrase (when ssh-agent lacks it)."""
         from installer.preflight import open_target
 
         key = self._key()
@@ -258,7 +261,8 @@ class WizardState:
             old.close()
         try:
             target = open_target(self.answers, accept_host_key=self.accept_host_key,
-                                 confirm_host_key=confirm_host_key, redactor=self.redactor)
+                                 confirm_host_key=confirm_host_key, redactor=self.redactor,
+                                 passphrase_prompt=passphrase_prompt)
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("installer"):
                 raise InputError(
@@ -283,12 +287,13 @@ class WizardState:
     def run_checks(self, categories: Sequence[str], *, cancel: threading.Event,
                    on_event: Callable[[Event], None] | None = None,
                    confirm_host_key: Callable[[str, str], bool] | None = None,
+                   passphrase_prompt: Callable[[str], str] | None = None,
                    ) -> list[CheckResult]:
         """Run the checks of `categories` (and what they need) on the target. Raises Cancelled."""
         from installer.preflight import run_preflight
 
         def work() -> list[CheckResult]:
-            target = self.connect(confirm_host_key)
+            target = self.connect(confirm_host_key, passphrase_prompt)
             report = run_preflight(target, self.answers, self.answers.platform,
                                    only=list(categories), redactor=self.redactor, cancel=cancel,
                                    on_event=on_event, resolver=self.resolver)
@@ -331,10 +336,11 @@ class WizardState:
 
     # --- render and deploy ------------------------------------------------------------------
 
-    def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None) -> Any:
+    def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None,
+             passphrase_prompt: Callable[[str], str] | None = None) -> Any:
         """The RenderPlan: what would be written. Writes nothing."""
         render = _core_module("installer.render", "render the configuration")
-        return render.plan_render(self.answers, self.connect(confirm_host_key),
+        return render.plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
                                   redactor=self.redactor)
 
     def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],

@@ -178,7 +178,8 @@ class TargetScreen(StepScreen):
         cancel = worker.cancelled_event
         try:
             target = run_cancellable(
-                lambda: self.state.connect(self.host_key_confirmer(cancel)), cancel)
+                lambda: self.state.connect(self.host_key_confirmer(cancel),
+                                           self.passphrase_asker(cancel)), cancel)
         except Cancelled:
             return
         except Exception as exc:

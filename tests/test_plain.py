@@ -332,3 +332,47 @@ def test_a_real_install_through_a_pseudo_terminal(
     assert PTY_DOMAIN in saved and carto_password not in saved
     assert "SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
     assert not (workdir / SESSION_NAME).exists()  # finished: nothing to resume
+
+
+def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_servers: Any,
+        target_credentials: Any) -> None:
+    from tests.services.wizard_support import PASSPHRASE, encrypted_copy
+
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    identity = encrypted_copy(target_credentials.ed25519_key, tmp_path / "id_ed25519")
+    vm = ssh_servers()
+    known_hosts = tmp_path / "known_hosts"
+    prompts = ScriptedPrompts({
+        "Which machine will run CARTO?": ["Another machine, over SSH"],
+        "Target host:": [vm.host],
+        "SSH port:": [str(vm.port)],
+        "SSH user:": ["root"],
+        "Identity file:": [str(identity)],
+        "SSH password:": [""],
+        "known_hosts file:": [str(known_hosts)],
+        "Run privileged commands with sudo?": [False],
+        "Go through a jump host (bastion)?": [False],
+        # Refused first: nothing is trusted, and the user may try again.
+        f"Accept the host key {vm.host_key_fingerprint()}?": [False, True],
+        "Change the connection settings and try again?": [True],
+        f"Passphrase for {identity}:": [PASSPHRASE],
+        "Deployment directory:": [KeyboardInterrupt],
+    }).install(monkeypatch)
+    prompts.script["Target host:"].append(vm.host)  # type: ignore[union-attr]
+    for key in ("SSH port:", "SSH user:", "Identity file:", "SSH password:",
+                "known_hosts file:", "Run privileged commands with sudo?",
+                "Go through a jump host (bastion)?"):
+        prompts.script[key].append(prompts.script[key][0])  # type: ignore[union-attr]
+    out = io.StringIO()
+    state = new_state(tmp_path)
+    wizard = PlainWizard(state, out=out)
+    with pytest.raises(KeyboardInterrupt):
+        wizard.target()
+    text = out.getvalue()
+    assert "host key" in text.lower() and vm.host_key_fingerprint() in text
+    assert f"✔ connected to root@{vm.host}:{vm.port}" in text
+    assert vm.host_public_key.split()[1] in known_hosts.read_text()
+    assert PASSPHRASE not in text and PASSPHRASE in state.redactor._secrets
+    assert prompts.unanswered() == []
+    state.close()

@@ -16,18 +16,21 @@ import pytest
 import installer.preflight
 from installer.checks.base import Status
 from screens.app import WizardApp
-from screens.widgets.modals import HostKeyModal
+from screens.widgets.modals import HostKeyModal, SecretModal
 from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
 from tests.fixtures.package import make_package
 from tests.helpers import host_ports_lock
 from tests.services.sshtarget_tools import open_folder, use_hosts
 from tests.services.wizard_support import (
+    PASSPHRASE,
     choose,
+    encrypted_copy,
     fill,
     loopback,
     new_state,
     next_step,
     no_dialog,
+    paste,
     screen_text,
     settle_checks,
     step_of,
@@ -37,8 +40,6 @@ from tests.services.wizard_support import (
 
 SIZE = (80, 24)
 DOMAIN = "carto-over-ssh.wizard.test"
-
-
 @pytest.fixture
 def remote_folder() -> Iterator[Path]:
     folder = open_folder("carto-wizard-ssh-", 0o755)
@@ -62,6 +63,8 @@ async def test_the_wizard_installs_on_a_machine_over_ssh(
         tmp_path: Path, ssh_servers: Any, target_credentials: Any, docker_engine: Any,
         compose_v2: Path, remote_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     build_images(docker_engine)
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # no agent: the passphrase is asked
+    identity = encrypted_copy(target_credentials.ed25519_key, tmp_path / "id_ed25519")
     vm = ssh_servers()
     use_hosts(vm, {})  # the VM resolves no name: nothing it probes leaves this machine
     monkeypatch.setattr(installer.preflight, "system_resolver", loopback)
@@ -81,7 +84,7 @@ async def test_the_wizard_installs_on_a_machine_over_ssh(
             await fill(pilot, "target.host", vm.host)
             await fill(pilot, "target.port", str(vm.port))
             await fill(pilot, "target.user", "root")
-            await fill(pilot, "target.identity_file", str(target_credentials.ed25519_key))
+            await fill(pilot, "target.identity_file", str(identity))
             await fill(pilot, "target.known_hosts", str(known_hosts))
             await fill(pilot, "compose.directory", str(deploy_dir))
 
@@ -98,11 +101,20 @@ async def test_the_wizard_installs_on_a_machine_over_ssh(
             assert known_hosts.read_text() == ""
             assert "host key" in screen_text(app).lower()
 
-            # Accepting it goes on, and remembers the key.
+            # Accepting it goes on, and remembers the key; then the identity file's
+            # passphrase is asked in a masked dialog.
             await host_key_dialog(pilot)
             await pilot.press("y")
+            await wait_until(pilot, lambda: isinstance(app.screen, SecretModal), timeout=30,
+                             what="the passphrase dialog")
+            assert app.screen.question == f"Passphrase for {identity}"
+            assert "Passphrase for" in screen_text(app)
+            await paste(pilot, PASSPHRASE)
+            assert PASSPHRASE not in screen_text(app)
+            await pilot.press("enter")
             await wait_until(pilot, lambda: no_dialog(app) and step_of(app) == "requirements",
                              timeout=30, what="the connection")
+            assert PASSPHRASE in state.redactor._secrets  # masked in the log from now on
             assert state.target is not None and state.target.name == f"root@{vm.host}:{vm.port}"
             assert vm.host_public_key.split()[1] in known_hosts.read_text()
 

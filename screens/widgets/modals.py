@@ -218,3 +218,53 @@ class InfoModal(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class SecretModal(ModalScreen[str | None]):
+    """Ask for a secret (an identity file's passphrase): masked as typed, Esc gives up."""
+
+    DEFAULT_CSS = """
+    SecretModal {
+        align: center middle;
+    }
+    SecretModal > Vertical {
+        width: 64;
+        max-width: 100%;
+        height: auto;
+        border: thick $primary;
+        background: $panel;
+        padding: 0 1;
+    }
+    SecretModal .modal-title {
+        text-style: bold;
+        padding: 0 0 1 0;
+    }
+    SecretModal .modal-help {
+        color: $text-muted;
+        padding: 1 0 0 0;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, question: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="modal-title")
+            yield Static(self.question)
+            yield Input(password=True, compact=True, id="secret")
+            yield Static("Enter to continue · Esc to give up", classes="modal-help")
+
+    def on_mount(self) -> None:
+        self.query_one("#secret", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

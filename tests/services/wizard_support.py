@@ -137,3 +137,21 @@ async def choose(pilot: Any, radio_set: str, button: str) -> None:
         await pilot.press("down")
     await pilot.press("enter")
     assert wanted.value, f"{button} is not chosen"
+
+
+PASSPHRASE = "key passphrase: pasted, never shown"
+
+
+def encrypted_copy(key: Path, dest: Path) -> Path:
+    """The identity file protected by PASSPHRASE (its .pub alongside, as ssh-keygen leaves)."""
+    from cryptography.hazmat.primitives import serialization
+
+    private = serialization.load_ssh_private_key(key.read_bytes(), password=None)
+    dest.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(PASSPHRASE.encode())))
+    dest.chmod(0o600)
+    public = key.with_name(key.name + ".pub")
+    if public.exists():
+        dest.with_name(dest.name + ".pub").write_bytes(public.read_bytes())
+    return dest
