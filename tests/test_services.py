@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import http.client
@@ -230,7 +231,12 @@ def _connect(
     server: SSHServer, *, sock: paramiko.Channel | None = None, **auth: Any
 ) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    # Even in the fixture's own tests the host key is verified: the one the server was given.
+    key_type, key_b64 = server.host_public_key.split()[:2]
+    name = f"[{server.host}]:{server.port}" if server.port != 22 else server.host
+    client.get_host_keys().add(name, key_type, paramiko.PKey.from_type_string(
+        key_type, base64.b64decode(key_b64)))
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.connect(
         server.host,
         server.port,
