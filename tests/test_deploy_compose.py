@@ -246,3 +246,30 @@ def test_without_yes_the_terminal_is_asked_and_no_changes_nothing(
     assert "not confirmed: nothing was changed" in child.before
     assert {str(p): p.read_bytes() for p in case.directory.rglob("*") if p.is_file()} == before
     assert not case.containers(docker_engine)
+
+
+def test_status_sees_a_restart_loop_even_while_the_container_is_briefly_running() -> None:
+    """Between two crashes a looping container is "running": status must still call it
+    failing (a race the end-to-end test once lost), judged by the engine's clock."""
+    from installer.deploy.compose import CRASH_RESTARTS, ContainerView, assess
+
+    def view(restarts: int, started: str) -> ContainerView:
+        return ContainerView(id="1", name="p-api-1", service="api", state="running", health="",
+                             exit_code=1, restarts=restarts, started_at=started,
+                             restart_policy="always", image="i", image_id="sha")
+
+    class Engine:
+        def info(self) -> dict[str, str]:
+            return {"SystemTime": "2026-11-26T07:30:05.000000001Z"}
+
+    from installer.deploy.compose import _settled_by_engine_clock
+
+    settled = _settled_by_engine_clock(Engine())
+    just_restarted = view(CRASH_RESTARTS, "2026-11-26T07:30:04.5Z")
+    verdict = assess([just_restarted], {"api": 1}, settled)
+    assert not verdict.healthy
+    assert "keeps failing" in verdict.failing[0][1]
+    recovered = view(CRASH_RESTARTS, "2026-11-26T07:29:00Z")
+    assert assess([recovered], {"api": 1}, settled).healthy
+    fresh = view(0, "2026-11-26T07:30:04Z")
+    assert assess([fresh], {"api": 1}, settled).healthy

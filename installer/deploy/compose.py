@@ -56,6 +56,9 @@ UP_TIMEOUT = 1800.0  # pulling CARTO's images from a registry can take long
 POLL_INTERVAL = 0.25
 UP_POLL_INTERVAL = 0.5
 SETTLE_SECONDS = 0.5  # a container without healthcheck must stay up this long
+# status: a container that has crashed CRASH_RESTARTS times counts as recovered only after
+# staying up this long (a restart loop spends most of its time "running" between crashes).
+RECOVERED_SECONDS = 10.0
 CRASH_RESTARTS = 3  # restarts that make a container "crash-looping"
 LOG_LINES = 25
 HTTPS_WAIT = 30.0  # the router may need a moment after it is up
@@ -207,6 +210,10 @@ def assess(views: list[ContainerView], expected: dict[str, int],
         if view.state == "running" and not job:
             if view.health == "unhealthy":
                 result.failing.append((view, "its healthcheck reports unhealthy"))
+            elif view.restarts >= CRASH_RESTARTS and not settled(view):
+                # Caught between two crashes of a restart loop: running, but not for long.
+                result.failing.append((view, f"it keeps failing (restarted {view.restarts} "
+                                       f"times, last exit code {view.exit_code})"))
             elif view.health == "starting" or not settled(view):
                 result.waiting.append(f"{view.service}: {view.display}")
             continue
@@ -768,6 +775,34 @@ def verify_https(run: _Run, domain: str, trusted_pem: bytes) -> str:
 # --- status -------------------------------------------------------------------------------------
 
 
+def _parse_docker_time(text: str) -> float | None:
+    """Docker's RFC 3339 times carry nanoseconds; datetime takes microseconds."""
+    from datetime import datetime
+
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", text or "")
+    if not match:
+        return None
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + fraction + zone).timestamp()
+
+
+def _settled_by_engine_clock(client: Any) -> Callable[[ContainerView], bool]:
+    """For a one-off look (status): a container counts as settled once it has been running
+    long enough by the engine's own clock (the target's clock may differ from ours)."""
+    try:
+        now = _parse_docker_time(str(client.info().get("SystemTime", "")))
+    except Exception:  # no clock to compare with: judge by state alone
+        now = None
+
+    def settled(view: ContainerView) -> bool:
+        started = _parse_docker_time(view.started_at)
+        needed = RECOVERED_SECONDS if view.restarts >= CRASH_RESTARTS else SETTLE_SECONDS
+        return now is None or started is None or now - started >= needed
+
+    return settled
+
+
 def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     from installer.render.compose import detect_compose
 
@@ -784,8 +819,9 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
     env = env_values(dotenv, tool.flavour if tool else None)
     project = project_name(run.directory, env)
     expected = expected_services(compose_text.decode("utf-8", "replace"), env)
-    views = list_containers(run.client(), project)
-    verdict = assess(views, expected)
+    client = run.client()
+    views = list_containers(client, project)
+    verdict = assess(views, expected, _settled_by_engine_clock(client))
     services = [ServiceState(v.service, v.state if v.state != "exited" else v.display, v.health)
                 for v in views]
     services += [ServiceState(w.split(":", 1)[0], "missing") for w in verdict.waiting
