@@ -357,3 +357,37 @@ def test_parse_quantity_refuses_nonsense() -> None:
 ])
 def test_classify_helm_and_kubectl_errors(output: str, kind: str) -> None:
     assert classify(output).kind == kind
+
+
+# ---- license.version against the chart's minimum -------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "status"), [("2024.6.1", "pass"), ("2023.12.1", "fail")])
+def test_package_version_is_checked_against_the_charts_minimum(
+        cluster: FakeCluster, tmp_path: Path, version: str, status: str) -> None:
+    """Before any install: the test chart says 2024.1.1 is its minimum (an annotation read
+    with the real `helm show chart`), so an older package fails at preflight instead of in
+    the chart's pre-install hook."""
+    from tests.services.k8s_package import k8s_answers, make_helm_package
+
+    package = make_helm_package(tmp_path / "pkg", version=version)
+    answers = parse_answers(k8s_answers(cluster, package.path))
+    results = run(cluster, "license", answers)
+    check = results["license.version"]
+    assert check.status == status, check.message
+    assert "2024.1.1" in check.message
+    if status == "fail":
+        assert "BackoffLimitExceeded" in check.message and check.remediation
+    assert not cluster.mutating_requests()  # a preflight changes nothing in the cluster
+
+
+def test_unreadable_chart_leaves_the_minimum_unknown(cluster: FakeCluster,
+                                                    tmp_path: Path) -> None:
+    from tests.services.k8s_package import k8s_answers, make_helm_package
+
+    package = make_helm_package(tmp_path / "pkg")
+    data = k8s_answers(cluster, package.path)
+    data["kubernetes"]["chart"] = str(tmp_path / "no-such-chart.tgz")
+    check = run(cluster, "license", parse_answers(data))["license.version"]
+    assert check.status == "warn"
+    assert "minimum unknown" in check.observed and check.remediation

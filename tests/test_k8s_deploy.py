@@ -217,7 +217,7 @@ def test_a_package_older_than_the_chart_minimum_is_refused_before_installing(
     cluster.reset_requests()
     with pytest.raises(DeployError) as caught:
         deploy(k8s_answers(cluster, old.path))
-    assert "2023.12.1 is older than 2024.1.1" in caught.value.message
+    assert "2023.12.1 is older than the chart's minimum 2024.1.1" in caught.value.message
     assert "BackoffLimitExceeded" in caught.value.message
     assert "newer installation package" in caught.value.remediation
     assert caught.value.exit_code == 3

@@ -52,13 +52,7 @@ def check_version(ctx: CheckContext) -> Outcome:
         return failed("the package does not state its version",
                       observed="no version", remediation=DOWNLOAD_FIX)
     if ctx.platform == "kubernetes":
-        return warned(
-            f"package {version}: the chart's minimum version is only checked by its "
-            "pre-install hook",
-            observed=f"package {version}, minimum unknown",
-            remediation="compare customerPackageVersion with the chart's release notes; if the "
-            "install fails with BackoffLimitExceeded, download a newer package",
-        )
+        return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
     text = ctx.target.read_text(path)
@@ -82,10 +76,49 @@ def check_version(ctx: CheckContext) -> Outcome:
     )
 
 
+def _check_version_against_chart(ctx: CheckContext, version: str) -> Outcome:
+    """The chart's own minimum, read before installing: otherwise its pre-install hook fails
+    with BackoffLimitExceeded and the reason is buried in a job's log."""
+    from installer.deploy.helm import chart_info
+    from installer.errors import InstallerError
+    from installer.kube import Kube
+
+    assert ctx.answers is not None
+    chart = ctx.answers.kubernetes.chart
+    try:
+        info = chart_info(Kube(ctx.target, ctx.answers.kubernetes), chart)
+    except InstallerError as exc:
+        return warned(
+            f"package {version}: cannot read the minimum version from the chart {chart} "
+            f"({exc.message})",
+            observed=f"package {version}, minimum unknown",
+            remediation=exc.remediation or "make the chart readable (`helm show chart "
+            f"{chart}`); deploy checks the minimum again before installing",
+        )
+    if not info.minimum:
+        return warned(
+            f"package {version}: the chart {chart} does not state a minimum package version",
+            observed=f"package {version}, minimum unknown",
+            remediation="if the install fails with BackoffLimitExceeded, download a newer "
+            "package",
+        )
+    if version_at_least(version, info.minimum):
+        return passed(f"package {version} is not older than the chart's minimum "
+                      f"{info.minimum}", observed=version)
+    return failed(
+        f"the package {version} is older than the chart's minimum {info.minimum}: its "
+        "pre-install hook would fail with BackoffLimitExceeded",
+        observed=f"{version} < {info.minimum}",
+        remediation="download a newer installation package (CARTO Workspace > Settings > "
+        "Self-Hosted) and point `package:` at it, or install an older chart version",
+    )
+
+
 CHECKS: list[Check] = [
     Check("license.package", "Installation package",
           "customer.env + key.json (compose) or carto-values.yaml + carto-secrets.yaml "
           "(kubernetes), all parseable", check_package, timeout=15, applies=_needs_package),
-    Check("license.version", "Package version", ">= MIN_VERSION", check_version, timeout=15,
+    Check("license.version", "Package version", ">= MIN_VERSION (compose) or the chart's "
+          "minimum (kubernetes)", check_version, timeout=60,
           needs=("license.package",), applies=_needs_package),
 ]

@@ -37,8 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer.answers import Answers, require
-from installer.checks.base import Status
-from installer.checks.engine import is_named
 from installer.deploy import (
     DeployCancelled,
     DeployResult,
@@ -48,6 +46,7 @@ from installer.deploy import (
     StatusResult,
     StepFinished,
     StepStarted,
+    gate_on_preflight,
 )
 from installer.errors import DeployError, InputError
 from installer.kube import Kube, KubeError, first_error_line
@@ -550,19 +549,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
         report = run_preflight(target, answers, "kubernetes", redactor=redactor, cancel=cancel,
                                on_event=emit, resolver=resolver)
         _check_cancel(cancel)
-        bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
-        accepted = [r for r in bad if is_named(r.id, skip)]
-        blocking = [r for r in bad if not is_named(r.id, skip)]
-        for result in accepted:
-            log.warning("accepted risk (--skip): %s %s: %s", result.id, result.status,
-                        result.message)
-        if blocking:
-            listing = "; ".join(f"{r.id}: {r.message}" for r in blocking)
-            raise DeployError(
-                f"the preflight found {len(blocking)} blocking problem"
-                f"{'s' if len(blocking) > 1 else ''}: {listing}",
-                "fix each one (its remediation is shown above), or accept the risk by "
-                "naming it: --skip " + ",".join(r.id for r in blocking))
+        accepted = gate_on_preflight(report, skip)
         summary = report.summary()
         step.detail = (f"{summary['pass']} passed, {summary['warn']} warnings, "
                        f"{summary['skip']} skipped" + (
