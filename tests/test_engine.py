@@ -144,3 +144,46 @@ def test_events_and_cancel() -> None:
     assert time.monotonic() - t0 < 2
     assert results[0].status == Status.SKIP and results[0].message == "cancelled"
     assert isinstance(events[0], CheckStarted) and isinstance(events[-1], CheckFinished)
+
+
+def test_a_stuck_check_never_holds_the_programs_exit() -> None:
+    """After a check overran its timeout, the program ends at once (a quit or Ctrl-C must
+    not wait for a hanging probe)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import cli_env
+
+    script = (
+        "import time\n"
+        "from installer.checks.base import Check, CheckContext, passed\n"
+        "from installer.checks.engine import run_checks\n"
+        "from installer.target import LocalTarget\n"
+        "hang = Check('host.hang', 'hang', 'r', lambda c: (time.sleep(60), passed('x'))[1],"
+        " timeout=0.3)\n"
+        "print(run_checks(CheckContext(target=LocalTarget()), [hang])[0].status)\n"
+    )
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], env=cli_env(), capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.stdout.strip() == "error", done.stderr
+    assert time.monotonic() - start < 10
+
+
+def test_at_most_max_workers_checks_run_at_once() -> None:
+    lock = threading.Lock()
+    now_running = [0]
+    peak = [0]
+
+    def counted(ctx: CheckContext):
+        with lock:
+            now_running[0] += 1
+            peak[0] = max(peak[0], now_running[0])
+        time.sleep(0.1)
+        with lock:
+            now_running[0] -= 1
+        return passed("ok")
+
+    results = run_checks(ctx(), [make(f"host.c{i}", counted) for i in range(6)], max_workers=2)
+    assert [r.status for r in results] == [Status.PASS] * 6
+    assert peak[0] == 2

@@ -10,9 +10,10 @@ that raises becomes `error` with the cause; one that overruns its timeout become
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,65 +106,79 @@ def run_checks(
 
     pending = {i.id: i for i in instances}
     running: dict[Future[Outcome], tuple[_Instance, float]] = {}
-    executor = ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(instances) or 1)),
-                                  thread_name_prefix="check")
-    try:
-        while pending or running:
-            if ctx.cancel.is_set():
-                for inst in list(pending.values()):
-                    _finish(ctx, results, emit, inst, Outcome(Status.SKIP, "cancelled"), 0.0)
-                pending.clear()
-                for future, (inst, started) in list(running.items()):
-                    future.cancel()
-                    _finish(ctx, results, emit, inst, Outcome(Status.SKIP, "cancelled"),
-                            time.monotonic() - started)
-                running.clear()
-                break
+    limit = max(1, max_workers)
+    while pending or running:
+        if ctx.cancel.is_set():
             for inst in list(pending.values()):
-                if is_named(inst.id, skip):
-                    del pending[inst.id]
-                    _finish(ctx, results, emit, inst,
-                            Outcome(Status.SKIP, "skipped on request (--skip)"), 0.0)
-                    continue
-                blocker = _blocked(inst, results, pending, running)
-                if blocker == "wait":
-                    continue
+                _finish(ctx, results, emit, inst, Outcome(Status.SKIP, "cancelled"), 0.0)
+            pending.clear()
+            for future, (inst, started) in list(running.items()):
+                future.cancel()
+                _finish(ctx, results, emit, inst, Outcome(Status.SKIP, "cancelled"),
+                        time.monotonic() - started)
+            running.clear()
+            break
+        for inst in list(pending.values()):
+            if len(running) >= limit:
+                break
+            if is_named(inst.id, skip):
                 del pending[inst.id]
-                if blocker is not None:
-                    _finish(ctx, results, emit, inst, Outcome(Status.SKIP, blocker), 0.0)
-                    continue
-                reason = inst.check.applies(ctx) if inst.check.applies else None
-                if reason:
-                    _finish(ctx, results, emit, inst, Outcome(Status.SKIP, reason), 0.0)
-                    continue
-                emit(CheckStarted(inst.id, inst.title))
-                future = executor.submit(_call, inst, ctx)
-                running[future] = (inst, time.monotonic())
-            if not running:
+                _finish(ctx, results, emit, inst,
+                        Outcome(Status.SKIP, "skipped on request (--skip)"), 0.0)
                 continue
-            now = time.monotonic()
-            next_deadline = min(start + inst.check.timeout for inst, start in running.values())
-            # Wake at least every 0.1 s so a cancel (Ctrl-C, Back) is honoured promptly.
-            done, _ = wait(list(running), timeout=min(max(0.0, next_deadline - now) + 0.01, 0.1),
-                           return_when=FIRST_COMPLETED)
-            now = time.monotonic()
-            for future in list(running):
-                inst, started = running[future]
-                if future in done:
-                    del running[future]
-                    _finish(ctx, results, emit, inst, _outcome_of(future), now - started)
-                elif now - started >= inst.check.timeout:
-                    del running[future]
-                    _finish(ctx, results, emit, inst, Outcome(
-                        Status.ERROR,
-                        f"the check did not finish within {inst.check.timeout:g} s",
-                        remediation="re-run; if it persists, the target may be overloaded "
-                        "or a service it queries is hanging",
-                    ), now - started)
-    finally:
-        # Threads of timed-out checks are left to end on their own; never wait for them.
-        executor.shutdown(wait=False, cancel_futures=True)
+            blocker = _blocked(inst, results, pending, running)
+            if blocker == "wait":
+                continue
+            del pending[inst.id]
+            if blocker is not None:
+                _finish(ctx, results, emit, inst, Outcome(Status.SKIP, blocker), 0.0)
+                continue
+            reason = inst.check.applies(ctx) if inst.check.applies else None
+            if reason:
+                _finish(ctx, results, emit, inst, Outcome(Status.SKIP, reason), 0.0)
+                continue
+            emit(CheckStarted(inst.id, inst.title))
+            future = _start(inst, ctx)
+            running[future] = (inst, time.monotonic())
+        if not running:
+            continue
+        now = time.monotonic()
+        next_deadline = min(start + inst.check.timeout for inst, start in running.values())
+        # Wake at least every 0.1 s so a cancel (Ctrl-C, Back) is honoured promptly.
+        done, _ = wait(list(running), timeout=min(max(0.0, next_deadline - now) + 0.01, 0.1),
+                       return_when=FIRST_COMPLETED)
+        now = time.monotonic()
+        for future in list(running):
+            inst, started = running[future]
+            if future in done:
+                del running[future]
+                _finish(ctx, results, emit, inst, _outcome_of(future), now - started)
+            elif now - started >= inst.check.timeout:
+                del running[future]
+                _finish(ctx, results, emit, inst, Outcome(
+                    Status.ERROR,
+                    f"the check did not finish within {inst.check.timeout:g} s",
+                    remediation="re-run; if it persists, the target may be overloaded "
+                    "or a service it queries is hanging",
+                ), now - started)
     return [results[i] for i in order if i in results]
+
+
+def _start(inst: _Instance, ctx: CheckContext) -> Future[Outcome]:
+    """Run one check in a daemon thread. A check that overran its timeout (or a run that
+    was cancelled or interrupted) never holds the program's exit: nobody waits for it."""
+    future: Future[Outcome] = Future()
+
+    def runner() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(_call(inst, ctx))
+        except BaseException as exc:  # delivered to the engine through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=runner, name=f"check-{inst.id}", daemon=True).start()
+    return future
 
 
 def _expand(
