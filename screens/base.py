@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
@@ -118,6 +119,9 @@ class StepScreen(Screen[None]):
 
     STEP: ClassVar[str] = ""
     AUTO_CHECKS: ClassVar[bool] = False  # run this step's checks when it is shown
+    # Re-run this step's checks once typing pauses for RECHECK_DELAY s and the form is valid.
+    RECHECK_AS_YOU_TYPE: ClassVar[bool] = False
+    RECHECK_DELAY: ClassVar[float] = 0.6
     NEXT_LABEL: ClassVar[str] = "Next ▶"
     HINT: ClassVar[str] = ""
 
@@ -134,6 +138,7 @@ class StepScreen(Screen[None]):
         self.state = state
         self.live = live
         self._checks_worker: Worker[Any] | None = None
+        self._recheck_timer: Timer | None = None
 
     # --- layout ------------------------------------------------------------------------
 
@@ -213,6 +218,24 @@ class StepScreen(Screen[None]):
 
     def form_changed(self, field: FieldInput) -> None:
         """A field's text changed (already validated)."""
+        if self.RECHECK_AS_YOU_TYPE:
+            self.schedule_recheck()
+
+    def schedule_recheck(self) -> None:
+        """Re-check once the user pauses typing (each keystroke restarts the wait)."""
+        if not self.live:
+            return
+        if self._recheck_timer is not None:
+            self._recheck_timer.stop()
+        self._recheck_timer = self.set_timer(self.RECHECK_DELAY, self._recheck)
+
+    def _recheck(self) -> None:
+        self._recheck_timer = None
+        if self.validate() is not None or self.busy:
+            return
+        self.commit()
+        if self.checks_stale():
+            self.start_checks()
 
     # --- navigation --------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 from textual import on
 from textual.containers import Vertical, VerticalScroll
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
@@ -17,12 +16,11 @@ from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice
 
-RECHECK_DELAY = 0.6  # seconds of quiet typing before the DNS and TLS checks run again
-
 
 class DomainTLSScreen(StepScreen):
     STEP = "domain_tls"
     AUTO_CHECKS = True
+    RECHECK_AS_YOU_TYPE = True
     HINT = "The domain users will open CARTO at, e.g. carto.example.com."
 
     def compose_body(self) -> Iterable[Widget]:
@@ -47,7 +45,6 @@ class DomainTLSScreen(StepScreen):
                             empty_text="DNS and certificate results appear here.")
 
     def on_mount(self) -> None:
-        self._timer: Timer | None = None
         super().on_mount()
         self._sync()
         self.query_one("#f-domain", FieldInput).input.focus()
@@ -66,26 +63,7 @@ class DomainTLSScreen(StepScreen):
     @on(RadioSet.Changed)
     def _choice(self, event: RadioSet.Changed) -> None:
         self._sync()
-        self._schedule()
-
-    def form_changed(self, field: FieldInput) -> None:
-        self._schedule()
-
-    def _schedule(self) -> None:
-        """Re-check once the user pauses typing and the form is valid."""
-        if not self.live:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_timer(RECHECK_DELAY, self._recheck)
-
-    def _recheck(self) -> None:
-        self._timer = None
-        if self.validate() is not None or self.busy:
-            return
-        self.commit()
-        if self.checks_stale():
-            self.start_checks()
+        self.schedule_recheck()
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self.query(FieldInput):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from textual.containers import Vertical
-from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
@@ -14,12 +13,11 @@ from screens.fields import LICENSE_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 
-RECHECK_DELAY = 0.6
-
 
 class LicenseScreen(StepScreen):
     STEP = "license"
     AUTO_CHECKS = True
+    RECHECK_AS_YOU_TYPE = True
     HINT = "The folder or zip CARTO sent you. Ctrl+O browses for it."
 
     @property
@@ -43,27 +41,11 @@ class LicenseScreen(StepScreen):
                         empty_text="The package's validation appears here.")
 
     def on_mount(self) -> None:
-        self._timer: Timer | None = None
         super().on_mount()
         self.query_one("#f-package", FieldInput).input.focus()
 
     def checks_wanted(self) -> bool:
         return self.validate() is None and self.checks_stale()
-
-    def form_changed(self, field: FieldInput) -> None:
-        if not self.live:
-            return
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = self.set_timer(RECHECK_DELAY, self._recheck)
-
-    def _recheck(self) -> None:
-        self._timer = None
-        if self.validate() is not None or self.busy:
-            return
-        self.commit()
-        if self.checks_stale():
-            self.start_checks()
 
     def commit(self) -> None:
         for field in self.query(FieldInput):
