@@ -261,16 +261,22 @@ class StepScreen(Screen[None]):
             self.app.notify("Checks are still running: wait, or press Ctrl+C to stop them.",
                             timeout=4)
             return
-        problem = self.validate()
-        if problem is not None:
-            field, message = problem
-            self.show_problem(field, message)
+        if not self.commit_if_valid():
             return
-        self.commit()
         if self.has_checks and self.live and self.checks_stale():
             self.start_checks(then_next=True)
             return
         self.advance_if_clear()
+
+    def commit_if_valid(self) -> bool:
+        """Store the form in the answers, or point at its first problem and return False."""
+        problem = self.validate()
+        if problem is not None:
+            field, message = problem
+            self.show_problem(field, message)
+            return False
+        self.commit()
+        return True
 
     def advance_if_clear(self) -> None:
         blocking = self.state.blocking(self.STEP)

@@ -112,10 +112,6 @@ class DatabaseScreen(StepScreen):
     def action_test(self) -> None:
         if self.busy:
             return
-        problem = self.validate()
-        if problem is not None:
-            field, message = problem
-            self.show_problem(field, message)
+        if not self.commit_if_valid():
             return
-        self.commit()
         self.start_checks()

@@ -159,12 +159,8 @@ class TargetScreen(StepScreen):
     def action_next(self) -> None:
         if self.busy:
             return
-        problem = self.validate()
-        if problem is not None:
-            field, message = problem
-            self.show_problem(field, message)
+        if not self.commit_if_valid():
             return
-        self.commit()
         if not self.live or self.kubernetes or self.state.answers.target is None:
             self.app.advance(self.STEP)  # type: ignore[attr-defined]
             return
