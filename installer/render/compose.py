@@ -121,11 +121,14 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
             ("database.admin_user", "POSTGRES_ADMIN_USER", db.admin_user),
             ("database.admin_password", "POSTGRES_ADMIN_PASSWORD", db.admin_password.value),
             ("database.admin_database", "POSTGRES_ADMIN_DB", db.admin_database),
+            # The vendor's stack knows two settings only: TLS with `require`, or none with
+            # `disable` (see ssl_note); a stricter mode is the installer's own check.
             ("database.ssl.enabled", "WORKSPACE_POSTGRES_SSL_ENABLED",
              "true" if db.ssl.enabled else "false"),
+            ("database.ssl.enabled", "WORKSPACE_POSTGRES_SSL_MODE",
+             "require" if db.ssl.enabled else "disable"),
         ]
         if db.ssl.enabled:
-            out.append(("database.ssl.mode", "WORKSPACE_POSTGRES_SSL_MODE", db.ssl.mode))
             if db.ssl.ca_file:
                 out.append(("database.ssl.ca_file", "WORKSPACE_POSTGRES_SSL_CA",
                             f"{SERVICE_CERT_DIR}/{DB_CA_NAME}"))
@@ -166,6 +169,38 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
             out.append(("network.proxy.ca_file", "NODE_EXTRA_CA_CERTS",
                         f"{SERVICE_CERT_DIR}/{PROXY_CA_NAME}"))
     return out
+
+
+def setting_groups(settings: Sequence[tuple[str, str, str]]) -> list[list[tuple[str, str]]]:
+    """The installer's keys in the groups the vendor's customer.env keeps as blocks: the
+    database, Redis and TLS settings each go together (their first key selects the block:
+    LOCAL_POSTGRES_SCALE, LOCAL_REDIS_SCALE, ROUTER_SSL_AUTOGENERATE); any other key alone."""
+    groups: list[list[tuple[str, str]]] = []
+    previous = ""
+    for answer_key, key, value in settings:
+        root = answer_key.split(".", 1)[0]
+        if groups and root == previous and root in ("database", "redis", "tls"):
+            groups[-1].append((key, value))
+        else:
+            groups.append([(key, value)])
+        previous = root
+    return groups
+
+
+def ssl_note(answers: Answers) -> str | None:
+    """What CARTO's own services will do with the database connection, said plainly."""
+    db = answers.database
+    if db.bundled:
+        return None
+    if not db.ssl.enabled:
+        return ("database TLS is off: CARTO's services connect to PostgreSQL without "
+                "encryption (WORKSPACE_POSTGRES_SSL_ENABLED=false, "
+                "WORKSPACE_POSTGRES_SSL_MODE=disable)")
+    ca = (" and trust the CA in certs/postgresql-ssl-ca.crt" if db.ssl.ca_file else "")
+    stricter = (f"; database.ssl.mode {db.ssl.mode} is applied by the installer's own "
+                "database checks only" if db.ssl.mode != "require" else "")
+    return ("CARTO's services connect to PostgreSQL with WORKSPACE_POSTGRES_SSL_MODE=require "
+            f"(the only TLS mode the vendor's stack uses): encrypted{ca}{stricter}")
 
 
 def _read_local(path: str, answer_key: str, what: str) -> bytes:
@@ -399,8 +434,11 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
             if env.raw(key) != raw:
                 env.set_line(key, raw)
 
-    for _answer_key, key, value in settings:
-        env.set(key, value, flavour)
+    for group in setting_groups(settings):
+        env.fill_block(group, flavour)
+    ssl = ssl_note(answers)
+    if ssl:
+        notes.append(ssl)
 
     new_customer = env.text().encode("utf-8")
     for key in env.keys():
