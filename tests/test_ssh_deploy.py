@@ -141,7 +141,7 @@ def test_remote_deploy_end_to_end(vm: SSHServer, target_credentials: SSHCredenti
             assert f"loaded {tags[APP_IMAGE]}" in out
             # Over SSH the archive travels as a resumable upload with progress, then loads.
             assert f"uploading {archive.name}: 100%" in out
-            assert "router: running" in out and "workspace-migrations: exited (0)" in out
+            assert "router-http: running" in out and "workspace-migrations: exited (0)" in out
             assert "certificate verified" in out
             assert f"CARTO answers at https://{DOMAIN}" in out
 

@@ -158,7 +158,7 @@ async def test_the_wizard_installs_carto_with_compose_for_real(
             assert all(s in ("ok", "skipped") for s, _ in deploy.steps.values()), deploy.steps
             assert deploy.steps["verify https"][0] == "ok"
             services = deploy.query_one("#deploy-services").rows
-            assert {"router", "workspace-api"} <= {str(k.value) for k in services}
+            assert {"router-http", "workspace-api"} <= {str(k.value) for k in services}
             await pilot.press("ctrl+n")  # Finish
             await wait_until(pilot, lambda: not app.is_running, timeout=10, what="the exit")
         assert app.return_value == 0
