@@ -205,3 +205,31 @@ def image_registries(compose_text: str, values: Mapping[str, str]) -> list[str]:
         if host and host not in hosts:
             hosts.append(host)
     return hosts
+
+
+# --- package completeness ----------------------------------------------------------------------
+
+GAPS_FIX = ("download the installation package again (CARTO Workspace > Settings > "
+            "Self-Hosted, or the vendor's tools/carto-download-customer-package.sh): a package "
+            "older than the deployment directory lacks the variables newer releases use")
+
+
+def describe_gaps(missing: list[str], env_tpl: str) -> str:
+    """A message naming the missing variables and, for one, what it would break."""
+    example = ""
+    for entry in EnvFile.parse(env_tpl).entries:
+        if entry.key and entry.raw and any(r.name == missing[0] for r in references(entry.raw)):
+            example = (f" (e.g. env.tpl's {entry.key}={entry.raw.strip()} would be built with "
+                       f"an empty {missing[0]})")
+            break
+    names = ", ".join(missing)
+    return (f"customer.env lacks {names}, which the deployment directory's env.tpl or "
+            f"docker-compose.yml use{example}")
+
+
+def package_gaps(env_tpl: str, compose_text: str, customer_env: EnvFile,
+                 installer_keys: Iterable[str]) -> list[str]:
+    """Variables the deployment directory uses that neither the package's customer.env (with
+    a value) nor the installer provides."""
+    provided = {key for key, value in customer_env.items().items() if value.strip()}
+    return missing_variables(env_tpl, compose_text, provided | set(installer_keys))

@@ -31,6 +31,7 @@ from installer.envfile import (
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
 from installer.render import FileChange, RenderPlan, stale_temp_files
+from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -447,6 +448,11 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     version = _read_target(target, posixpath.join(directory, "VERSION")) or b""
     env_tpl = _read_target(target, posixpath.join(directory, "env.tpl")) or b""
+    compose_yml = _read_target(target, posixpath.join(directory, "docker-compose.yml")) or b""
+    template_text = env_tpl.decode("utf-8", "replace")
+    missing = package_gaps(template_text, compose_yml.decode("utf-8", "replace"), env, [])
+    if missing:
+        raise AnswersError("package", describe_gaps(missing, template_text), GAPS_FIX)
     dotenv = build_dotenv(new_customer, version, env_tpl)
     for key, value in EnvFile.parse(dotenv.decode("utf-8", "replace")).items(
             flavour or "v2").items():
