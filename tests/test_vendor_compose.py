@@ -1,0 +1,177 @@
+"""Conformance with the vendor's real Compose deployment directories (../shared/vendor).
+
+Each release is copied into a temporary folder and rendered into; the vendor's own install.sh
+then builds its `.env` from the same customer.env, and both `.env` files are read through the
+real Compose parsers (docker-compose 1.29 and the docker compose v2 plugin): every variable
+must be equal, the vendor's docker-compose.yml must resolve with no unset variable, and every
+certificate path `.env` names must exist in certs/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from installer.answers import Answers, parse_answers
+from installer.envfile import EnvFile
+from installer.redact import Redactor
+from installer.render import apply_render, plan_render
+from installer.target import LocalTarget
+from tests.fixtures.package import GeneratedPackage, make_package
+from tests.helpers import run_cli
+from tests.services.tls_ca import TestCA
+from tests.services.vendor_compose import copy_release, releases
+from tests.test_envfile import compose_commands
+
+DOMAIN = "carto.vendor-test.example.com"
+TOOLS = {"v1": "1.29.2", "v2": "2.40.3"}
+# Secrets with the characters hand-written env files get wrong.
+SECRETS = {"ADMIN": "adm'in \"pw\" #1 $HOME", "USER": "us#er pw ünï \\ end"}
+CERT_DIRS = {"/etc/nginx/ssl/": "certs/", "/usr/src/certs/": "certs/"}
+CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())}
+
+
+def vendor_answers(package: Path, directory: Path, test_ca: TestCA, tls: dict[str, str],
+                   **extra: Any) -> Answers:
+    data: dict[str, Any] = {
+        "version": 1, "platform": "compose", "package": str(package),
+        "compose": {"directory": str(directory)}, "domain": DOMAIN, "tls": tls,
+        "database": {"bundled": False, "host": "db.internal", "admin_password_env": "ADMIN",
+                     "password_env": "USER",
+                     "ssl": {"enabled": True, "mode": "verify-full",
+                             "ca_file": str(test_ca.ca_file)}},
+        "redis": {"bundled": True},
+    }
+    data.update(extra)
+    return parse_answers(data, env=SECRETS)
+
+
+def render_for(answers: Answers, flavour: str) -> None:
+    command = ["docker-compose"] if flavour == "v1" else ["docker", "compose"]
+    plan = plan_render(answers, LocalTarget(), redactor=Redactor(), compose_command=command,
+                       compose_version=TOOLS[flavour])
+    apply_render(plan, LocalTarget())
+
+
+def environment(command: list[str], directory: Path, env_file: str) -> dict[str, str]:
+    """The environment a service gets from `env_file`, as this Compose reads it."""
+    probe = directory / f"probe-{env_file.strip('.')}"
+    probe.mkdir(exist_ok=True)
+    (probe / "docker-compose.yml").write_text(yaml.safe_dump({
+        "version": "2.4",
+        "services": {"probe": {"image": "busybox", "env_file": [str(directory / env_file)]}}}))
+    (probe / ".env").write_text("")  # no project variables: only env_file is read
+    json_format = ["--format", "json"] if command[0] == "docker" else []
+    result = subprocess.run([*command, "config", *json_format], cwd=probe, text=True,
+                            capture_output=True, timeout=120, env=CLEAN_ENV)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout) if json_format else yaml.safe_load(result.stdout)
+    return {k: str(v) for k, v in data["services"]["probe"]["environment"].items()}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory, test_ca: TestCA) -> dict[str, str]:
+    files = test_ca.issue([DOMAIN]).write(tmp_path_factory.mktemp("tls"))
+    return {"certificate_file": str(files.fullchain), "key_file": str(files.key)}
+
+
+@pytest.mark.parametrize("flavour", ["v1", "v2"])
+@pytest.mark.parametrize("release", releases())
+def test_render_matches_the_vendors_install_sh_through_the_real_compose(
+        release: str, flavour: str, tmp_path: Path, test_ca: TestCA,
+        tls: dict[str, str]) -> None:
+    command = compose_commands()[flavour]
+    package = make_package(tmp_path / "pkg")
+    ours = copy_release(release, tmp_path / "ours")
+    render_for(vendor_answers(package.path, ours, test_ca, tls), flavour)
+
+    # The vendor's own install.sh, on a copy holding the customer.env we wrote.
+    theirs = copy_release(release, tmp_path / "theirs")
+    shutil.copy(ours / "customer.env", theirs / "customer.env")
+    shutil.copy(package.path / "key.json", theirs / "key.json")
+    vendor = subprocess.run(["bash", "install.sh", "--ignore-checks"], cwd=theirs, text=True,
+                            capture_output=True, timeout=60, env=CLEAN_ENV)
+    assert vendor.returncode == 0, vendor.stdout + vendor.stderr
+    assert (theirs / "customer.env").read_bytes() == (ours / "customer.env").read_bytes(), \
+        "install.sh had something left to migrate in our customer.env"
+    assert (theirs / "certs/key.json").read_bytes() == (ours / "certs/key.json").read_bytes()
+
+    mine = environment(command, ours, ".env")
+    expected = environment(command, theirs, ".env")
+    assert mine == expected  # every variable, as this Compose reads it
+    assert mine["WORKSPACE_POSTGRES_PASSWORD"].replace("$$", "$") == SECRETS["USER"]
+    assert mine["POSTGRES_ADMIN_PASSWORD"].replace("$$", "$") == SECRETS["ADMIN"]
+    # env.tpl's derived values are whole (the package defines what they use).
+    topic = mine["EVENT_BUS_TOPIC"]
+    assert "//" not in topic and not topic.split("/")[-1].startswith("-"), topic
+    assert mine["WORKSPACE_POSTGRES_SSL_MODE"] == "require"
+
+    # The vendor's docker-compose.yml resolves with every variable set.
+    resolved = subprocess.run([*command, "config"], cwd=ours, text=True, capture_output=True,
+                              timeout=120, env=CLEAN_ENV)
+    assert resolved.returncode == 0, resolved.stderr
+    assert "is not set" not in resolved.stderr, resolved.stderr
+    assert "router-http" in resolved.stdout
+
+    # Every certificate path .env names exists in certs/.
+    named = {key: value for key, value in mine.items()
+             if any(value.startswith(prefix) for prefix in CERT_DIRS)}
+    assert {"GOOGLE_APPLICATION_CREDENTIALS", "ROUTER_SSL_CERTIFICATE_PATH",
+            "ROUTER_SSL_CERTIFICATE_KEY_PATH", "WORKSPACE_POSTGRES_SSL_CA"} <= set(named)
+    for key, value in named.items():
+        prefix = next(p for p in CERT_DIRS if value.startswith(p))
+        assert (ours / CERT_DIRS[prefix] / value[len(prefix):]).is_file(), (key, value)
+
+
+@pytest.mark.parametrize("release", releases())
+def test_a_package_lacking_what_env_tpl_uses_is_refused_naming_it(
+        release: str, tmp_path: Path, test_ca: TestCA, tls: dict[str, str]) -> None:
+    full = make_package(tmp_path / "full")
+    lacking = full.customer_env.replace("ACC_GCP_PROJECT_REGION=us-east1\n", "").replace(
+        "DO_ASSETS_DOMAIN=assets.do.carto.com\n", "DO_ASSETS_DOMAIN=\n")
+    package: GeneratedPackage = make_package(tmp_path / "pkg", customer_env=lacking)
+    directory = copy_release(release, tmp_path / "carto")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({
+        "version": 1, "platform": "compose", "package": str(package.path),
+        "compose": {"directory": str(directory)}, "domain": DOMAIN,
+        "database": {"bundled": True, "admin_password_env": "ADMIN", "password_env": "USER"}}))
+    answers.chmod(0o600)
+
+    report = run_cli("preflight", "--answers", str(answers), "--only", "license.package",
+                     "--format", "json", env=SECRETS, cwd=tmp_path)
+    check = {c["id"]: c for c in json.loads(report.stdout)["checks"]}["license.package"]
+    assert check["status"] == "fail"
+    assert "ACC_GCP_PROJECT_REGION" in check["message"] and "DO_ASSETS_DOMAIN" in check["message"]
+    assert "REACT_APP_DO_ASSETS_URL" in check["message"]  # what it would break, from env.tpl
+    assert "download the installation package again" in check["remediation"]
+
+    before = sorted(p.name for p in directory.iterdir())
+    rendered = run_cli("render", "--answers", str(answers), env=SECRETS, cwd=tmp_path)
+    assert rendered.returncode == 2, rendered.stdout + rendered.stderr
+    assert "ACC_GCP_PROJECT_REGION" in rendered.stderr
+    assert sorted(p.name for p in directory.iterdir()) == before  # nothing written
+
+    # The complete package passes.
+    answers.write_text(answers.read_text().replace(str(package.path), str(full.path)))
+    report = run_cli("preflight", "--answers", str(answers), "--only", "license.package",
+                     "--format", "json", env=SECRETS, cwd=tmp_path)
+    check = {c["id"]: c for c in json.loads(report.stdout)["checks"]}["license.package"]
+    assert check["status"] == "pass", check
+
+
+def test_the_vendor_format_package_fills_the_commented_blocks(tmp_path: Path, test_ca: TestCA,
+                                                               tls: dict[str, str]) -> None:
+    """customer.env reads as the vendor's docs describe: nothing appended at the end."""
+    package = make_package(tmp_path / "pkg")
+    directory = copy_release(releases()[-1], tmp_path / "carto")
+    render_for(vendor_answers(package.path, directory, test_ca, tls), "v2")
+    text = (directory / "customer.env").read_text()
+    assert EnvFile.HEADER not in text
+    assert len(text.splitlines()) == len(package.customer_env.splitlines())
