@@ -175,3 +175,117 @@ def test_the_vendor_format_package_fills_the_commented_blocks(tmp_path: Path, te
     text = (directory / "customer.env").read_text()
     assert EnvFile.HEADER not in text
     assert len(text.splitlines()) == len(package.customer_env.splitlines())
+
+
+def _write_answers(path: Path, package: Path, directory: Path, **compose: Any) -> Path:
+    path.write_text(yaml.safe_dump({
+        "version": 1, "platform": "compose", "package": str(package),
+        "compose": {"directory": str(directory), **compose}, "domain": DOMAIN,
+        "database": {"bundled": True}, "redis": {"bundled": True}}))
+    path.chmod(0o600)
+    return path
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_upgrade_across_the_real_releases_merges_the_new_package(tmp_path: Path) -> None:
+    """compose-2026.5.14 with package A, hand-edited by the admin, then compose-2026.7.16 with
+    package B: a three-way merge, its conflict refused until the admin chooses."""
+    old, new = releases()[0], releases()[-1]
+    assert old != new
+    first = make_package(tmp_path / "pkg-a")
+    text_a = first.customer_env + "OLD_FEATURE_FLAG=1\nEDITED_BY_ADMIN_ONLY=package-a\n"
+    package_a = make_package(tmp_path / "pkg-a2", customer_env=text_a, key_json=first.key_json)
+    bundled_password = EnvFile.parse(text_a).get("WORKSPACE_POSTGRES_PASSWORD")
+    text_b = (text_a
+              .replace("CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION=2026.4.1",
+                       "CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION=2026.6.2")
+              .replace("-thumbnails\n", "-thumbnails-v2\n")       # a new bucket
+              .replace("-client-storage\n", "-client-storage-v2\n")  # changed, and edited
+              .replace("OLD_FEATURE_FLAG=1\n", "")                 # dropped
+              .replace(f"WORKSPACE_POSTGRES_PASSWORD={bundled_password}\n",
+                       "WORKSPACE_POSTGRES_PASSWORD=a-new-random-one\n")
+              .replace("DO_ASSETS_DOMAIN=assets.do.carto.com\n",
+                       "DO_ASSETS_DOMAIN=assets.do.carto.com\nNEW_SDK_KEY=sdk-b-123\n"))
+    package_b = make_package(tmp_path / "pkg-b", customer_env=text_b, key_json=first.key_json)
+
+    directory = copy_release(old, tmp_path / "carto")
+    answers = _write_answers(tmp_path / "answers.yaml", package_a.path, directory)
+    done = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = (directory / ".carto-installer-package-base.json").read_text()
+    assert oct((directory / ".carto-installer-package-base.json").stat().st_mode & 0o777) \
+        == "0o600"
+    assert bundled_password not in record and "package-a" not in record  # digests only
+
+    # The admin's hand edits.
+    customer = directory / "customer.env"
+    edited = customer.read_text().replace("-client-storage\n", "-admins-own-bucket\n").replace(
+        "EDITED_BY_ADMIN_ONLY=package-a\n", "EDITED_BY_ADMIN_ONLY=mine\n") + "ADMIN_OWN=kept\n"
+    customer.write_text(edited)
+
+    # The new release is checked out over the old one; the new package arrives.
+    for path in copy_release(new, tmp_path / "new-release").iterdir():
+        if path.is_file():
+            shutil.copy(path, directory / path.name)
+    answers = _write_answers(answers, package_b.path, directory)
+    before = _files(directory)
+    dry = run_cli("render", "--answers", str(answers), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 2, dry.stdout + dry.stderr
+    out = dry.stdout
+    assert "new from the package: NEW_SDK_KEY" in out
+    assert ("changed by the package: CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION, "
+            "WORKSPACE_THUMBNAILS_BUCKET") in out
+    assert "dropped by the package: OLD_FEATURE_FLAG" in out
+    assert "your edits kept (the package left them alone): EDITED_BY_ADMIN_ONLY" in out
+    assert "CONFLICTS: edited by you and changed by the package" in out
+    assert "WORKSPACE_IMPORTS_BUCKET" in dry.stderr and "compose.take_package" in dry.stderr
+    for secret in (bundled_password, "a-new-random-one", "admins-own-bucket", "sdk-b-123"):
+        assert secret not in out + dry.stderr
+    refused = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert refused.returncode == 2 and "WORKSPACE_IMPORTS_BUCKET" in refused.stderr
+    assert _files(directory) == before  # nothing written
+
+    # The admin's explicit choice: the package's value.
+    answers = _write_answers(answers, package_b.path, directory,
+                             take_package=["WORKSPACE_IMPORTS_BUCKET"])
+    done = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    env = EnvFile.parse(customer.read_text())
+    assert env.get("CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION") == "2026.6.2"
+    assert env.get("WORKSPACE_IMPORTS_BUCKET", "v2").endswith("-client-storage-v2")
+    assert env.get("WORKSPACE_THUMBNAILS_BUCKET", "v2").endswith("-thumbnails-v2")
+    assert env.get("NEW_SDK_KEY") == "sdk-b-123"
+    assert "OLD_FEATURE_FLAG" not in env
+    assert env.get("EDITED_BY_ADMIN_ONLY") == "mine" and env.get("ADMIN_OWN") == "kept"
+    # The running bundled database keeps the password it was created with.
+    assert env.get("WORKSPACE_POSTGRES_PASSWORD") == bundled_password
+    # NEW_SDK_KEY sits where the new package has it, not at the end.
+    keys = env.keys()
+    assert keys.index("NEW_SDK_KEY") == keys.index("DO_ASSETS_DOMAIN") + 1
+    dotenv = environment(compose_commands()["v2"], directory, ".env")
+    assert dotenv["CARTO_SELFHOSTED_VERSION"] == (directory / "VERSION").read_text().strip()
+    assert dotenv["NEW_SDK_KEY"] == "sdk-b-123"
+
+    again = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert "nothing to change" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_conflict_kept_as_mine_keeps_the_admins_value(tmp_path: Path) -> None:
+    first = make_package(tmp_path / "pkg-a")
+    second = make_package(tmp_path / "pkg-b", key_json=first.key_json, customer_env=(
+        first.customer_env.replace("-client-storage\n", "-client-storage-v2\n")))
+    directory = copy_release(releases()[-1], tmp_path / "carto")
+    answers = _write_answers(tmp_path / "answers.yaml", first.path, directory)
+    assert run_cli("render", "--answers", str(answers), cwd=tmp_path).returncode == 0
+    customer = directory / "customer.env"
+    customer.write_text(customer.read_text().replace("-client-storage\n", "-mine\n"))
+    answers = _write_answers(answers, second.path, directory,
+                             keep_mine=["WORKSPACE_IMPORTS_BUCKET"])
+    done = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert EnvFile.parse(customer.read_text()).get("WORKSPACE_IMPORTS_BUCKET", "v2").endswith(
+        "-mine")

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.target import Target
 
+from installer.errors import InputError
+
 log = logging.getLogger("installer.render")
 
 
@@ -33,6 +35,7 @@ class FileChange:
     secret: bool  # content must never be displayed
     mode_before: int | None = None  # current permission bits, None when unknown/absent
     keys_changed: list[str] = field(default_factory=list)  # env files: names only
+    classes: list[str] = field(default_factory=list)  # customer.env: each kind of change, named
 
     @property
     def content_changed(self) -> bool:
@@ -59,7 +62,8 @@ class FileChange:
         if self.secret:
             state = "new" if self.before is None else "changed"
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""
-            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n"
+            classes = "".join(f"  {line}\n" for line in self.classes)
+            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n" + classes
         before = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
         after = self.after.decode("utf-8", "replace").splitlines(keepends=True)
         lines = list(difflib.unified_diff(before, after, fromfile=old_name, tofile=self.path))
@@ -81,6 +85,7 @@ class RenderPlan:
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
     actions: list[str] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
+    conflicts: list[str] = field(default_factory=list)  # customer.env keys needing a choice
 
     def diff(self, redactor: Redactor) -> str:
         return "".join(change.diff(redactor) for change in self.changes)
@@ -94,6 +99,7 @@ class RenderPlan:
         if self.empty and not self.actions:
             return "nothing to change: the files already match the answers"
         lines = [f"  write {change.describe()}" for change in self.changes]
+        lines += [f"    {line}" for change in self.changes for line in change.classes]
         lines += [f"  back up the current customer.env as {b}" for b in self.backups]
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
         lines += [f"  note: {note}" for note in self.notes]
@@ -129,8 +135,23 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
 _STALE_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
+def conflict_error(plan: RenderPlan) -> InputError:
+    keys = ", ".join(plan.conflicts)
+    return InputError(
+        f"customer.env: {keys} — edited by you and changed by the new installation package; "
+        "the installer will not choose between them",
+        f"add each key to compose.take_package (use the package's value) or "
+        f"compose.keep_mine (keep yours) in the answers file, e.g. `compose: {{take_package: "
+        f"[{plan.conflicts[0]}]}}`; `render --dry-run` shows every change")
+
+
 def apply_render(plan: RenderPlan, target: Target) -> list[str]:
-    """Write backups, then the files, each atomically with its mode; return the paths."""
+    """Write backups, then the files, each atomically with its mode; return the paths.
+
+    Refuses (InputError, exit 2, nothing written) while customer.env has unresolved
+    conflicts between the admin's edits and a new package."""
+    if plan.conflicts:
+        raise conflict_error(plan)
     for folder in plan.directories:
         target.makedirs(folder, 0o755)
     for stale in plan.stale:

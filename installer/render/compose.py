@@ -31,6 +31,7 @@ from installer.envfile import (
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
 from installer.render import FileChange, RenderPlan, stale_temp_files
+from installer.render.merge import BASE_RECORD, BaseRecord, MergeResult, merge_package
 from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
 if TYPE_CHECKING:
@@ -424,16 +425,20 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if note:
         notes.append(note)
 
-    # The license's keys follow the package, so a new package takes effect on re-render.
+    # A new package meets the current customer.env: a three-way merge against the package
+    # the current file came from (see installer.render.merge).
     package_env = EnvFile.parse(package.files["customer.env"].decode("utf-8-sig", "replace"))
     _rename_legacy(package_env)
-    for key in package_env.keys():
-        raw = package_env.raw(key)
-        if raw is None:
-            continue
-        if key in LICENSE_KEYS or key not in env:
-            if env.raw(key) != raw:
-                env.set_line(key, raw)
+    record_path = posixpath.join(directory, BASE_RECORD)
+    base = BaseRecord.loads(_read_target(target, record_path))
+    merge = MergeResult()
+    if current_customer is not None:
+        merge = merge_package(env, package_env, base,
+                              take_package=answers.compose.take_package,
+                              keep_mine=answers.compose.keep_mine, license_keys=LICENSE_KEYS)
+        if merge.note and merge.classes():
+            notes.append(merge.note)
+    record = BaseRecord.of(package_env, package.version or "", base.salt if base else None)
 
     for group in setting_groups(settings):
         env.fill_block(group, flavour)
@@ -487,7 +492,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted += [(posixpath.join(certs, name), data, 0o644, False)
                for name, data in inputs.extra_files]
     wanted += [(customer_path, new_customer, 0o600, True),
-               (posixpath.join(directory, ".env"), dotenv, 0o600, True)]
+               (posixpath.join(directory, ".env"), dotenv, 0o600, True),
+               (record_path, record.dumps(), 0o600, True)]
 
     current = {path: (current_customer if path == customer_path else _read_target(target, path))
                for path, *_ in wanted}
@@ -501,6 +507,13 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if path == customer_path and before is not None:
             change.keys_changed = changed_keys(before_env if before is not None
                                                else EnvFile([]), env)
+            owned_keys = {key for _answer, key, _value in settings}
+            from_answers = [key for key in change.keys_changed if key in owned_keys]
+            change.classes = merge.classes() + (
+                [f"set from the answers: {', '.join(from_answers)}"] if from_answers else [])
+        elif path == record_path:
+            change.classes = ["what is remembered of the package customer.env now comes from: "
+                              "key names and salted SHA-256 digests, no values"]
         elif path.endswith("/.env") and before is not None:
             change.keys_changed = changed_keys(EnvFile.parse(before.decode("utf-8", "replace")),
                                                EnvFile.parse(data.decode("utf-8", "replace")))
@@ -518,7 +531,11 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         notes.append("no Docker Compose found on the target: values were written so that "
                      "both docker-compose v1 and docker compose v2 read them")
     stale = stale_temp_files(target, [path for path, *_ in wanted])
+    if merge.conflicts and not changes:
+        changes.append(FileChange(customer_path, current_customer, new_customer, 0o600, True,
+                                  modes.get(customer_path), classes=merge.classes()))
     plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
+                      conflicts=merge.conflicts,
                       backup_sources=backup_sources, directories=[directory, certs],
                       compose_command=tool.command if tool else [],
                       flavour=flavour, trusted_certificate=cert_pem)
