@@ -171,9 +171,12 @@ def test_files_modes_backup_and_a_rerun_that_changes_nothing(tmp_path: Path,
     backups = [n for n in modes if n.startswith("customer.env.bak.")]
     assert len(backups) == 1
     assert (directory / backups[0]).read_text() == package.customer_env
-    for secret in (".env", "customer.env", "key.json", "certs/key.json", f"certs/{DOMAIN}.key",
-                   backups[0]):
+    for secret in (".env", "customer.env", "key.json", backups[0]):
         assert modes[secret] == 0o600, secret
+    # What containers read as their own user: owner and exactly that container's group.
+    for secret, gid in (("certs/key.json", 1000), (f"certs/{DOMAIN}.key", 101)):
+        assert modes[secret] == 0o640, secret
+        assert (directory / secret).stat().st_gid == gid, secret
     assert modes[f"certs/{DOMAIN}.crt"] == 0o644
     assert (directory / "certs/key.json").read_text() == package.key_json
     dotenv = (directory / ".env").read_bytes()
@@ -401,7 +404,11 @@ def test_a_killed_render_never_leaves_a_half_written_file(tmp_path: Path,
                 assert BaseRecord.loads(data) is not None, f"run {run}: {name} is cut"
             else:
                 assert data in allowed[name], f"run {run}: {name} is not a whole version"
-                if name.endswith((".env", "key.json", ".key")):
+                if name.startswith("certs/") and name.endswith(("key.json", ".key")):
+                    assert mode in (0o600, 0o640), name  # 0640 only once the group is set
+                    if mode == 0o640:
+                        assert (directory / name).stat().st_gid in (101, 1000), name
+                elif name.endswith((".env", "key.json", ".key")):
                     assert mode == 0o600, name
     # The kills landed before, during and after writing.
     assert outcomes.count(-signal.SIGKILL) >= 12

@@ -36,6 +36,7 @@ class FileChange:
     mode_before: int | None = None  # current permission bits, None when unknown/absent
     keys_changed: list[str] = field(default_factory=list)  # env files: names only
     classes: list[str] = field(default_factory=list)  # customer.env: each kind of change, named
+    group: int | None = None  # the group id that must be able to read it (a container's)
 
     @property
     def content_changed(self) -> bool:
@@ -166,10 +167,37 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         log.info("backed up to %s", backup)
         written.append(backup)
     for change in plan.changes:
-        target.write_file(change.path, change.after, change.mode)
+        if change.group is None:
+            target.write_file(change.path, change.after, change.mode)
+        else:  # private first; opened to the container's group once the group is set
+            target.write_file(change.path, change.after, change.mode & 0o700)
+            _give_group(plan, target, change)
         log.info("wrote %s (mode %o, %d bytes)", change.path, change.mode, len(change.after))
         written.append(change.path)
     return written
+
+
+def _give_group(plan: RenderPlan, target: Target, change: FileChange) -> None:
+    """chgrp the file to the reading container's gid, then open it to that group. Changing a
+    file's group to one the user is not in needs root: with neither root nor sudo the file
+    stays private and a note says which container cannot read it."""
+    sudo = bool(getattr(target, "_use_sudo", False))
+    for argv in (["chgrp", "--", str(change.group), change.path],
+                 ["chmod", "--", f"{change.mode:o}", change.path]):
+        try:
+            result = target.run(argv, timeout=15, sudo=sudo)
+        except (OSError, TimeoutError) as exc:
+            result = None
+            reason = str(exc)
+        else:
+            reason = result.output().strip()
+        if result is None or not result.ok:
+            plan.notes.append(
+                f"could not let group {change.group} read {change.path} ({reason[:200]}): it "
+                "stays readable by its owner only, so a container running as another user "
+                "cannot read it; run the installer as root or with target.sudo")
+            log.warning("chgrp/chmod of %s failed: %s", change.path, reason[:200])
+            return
 
 
 def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:

@@ -48,6 +48,15 @@ REDIS_CA_NAME = "redis-tls-ca.crt"
 PROXY_CA_NAME = "proxy-ca.crt"
 SELF_SIGNED_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
+# Which users read the secret files in the vendor's containers. docker-compose.yml sets no
+# `user:`, so each runs as its image's own user; the vendor's Helm chart, for the same images,
+# runs router-http (nginx) as uid/gid 101 and the Node.js backends (workspace-api, maps-api,
+# import-api, router-metrics, workspace-migrations, ...) as uid/gid 1000. Compose gives a
+# container no supplementary groups, so a file that is group-readable by exactly that gid is
+# readable by exactly those containers (and the installing user, its owner).
+ROUTER_GID = 101  # reads certs/<domain>.key at /etc/nginx/ssl/
+BACKEND_GID = 1000  # read certs/key.json at /usr/src/certs/ (GOOGLE_APPLICATION_CREDENTIALS)
+READER_MODE = 0o640
 VERSION_BANNER = "# ---- set by carto-installer from VERSION, as the vendor's install.sh does ----"
 TEMPLATE_BANNER = "# ---- env.tpl follows ----"
 
@@ -307,18 +316,24 @@ def build_dotenv(customer_env: bytes, version: bytes, env_tpl: bytes) -> bytes:
 
 def _modes(target: Target, paths: list[str]) -> dict[str, int]:
     """Permission bits of existing files on the target (one `stat` for all)."""
+    return {path: bits for path, (bits, _gid) in _stats(target, paths).items()}
+
+
+def _stats(target: Target, paths: list[str]) -> dict[str, tuple[int, int]]:
+    """(permission bits, group id) of existing files on the target (one `stat` for all)."""
     if not paths:
         return {}
     try:
-        result = target.run(["stat", "-c", "%a %n", "--", *paths], timeout=15)
+        result = target.run(["stat", "-c", "%a %g %n", "--", *paths], timeout=15)
     except (OSError, TimeoutError):
         return {}
-    modes: dict[str, int] = {}
+    stats: dict[str, tuple[int, int]] = {}
     for line in result.stdout.splitlines():
-        bits, _, name = line.partition(" ")
-        if bits.isdigit():
-            modes[name] = int(bits, 8)
-    return modes
+        bits, _, rest = line.partition(" ")
+        gid, _, name = rest.partition(" ")
+        if bits.isdigit() and gid.isdigit():
+            stats[name] = (int(bits, 8), int(gid))
+    return stats
 
 
 def _read_target(target: Target, path: str) -> bytes | None:
@@ -497,13 +512,20 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     current = {path: (current_customer if path == customer_path else _read_target(target, path))
                for path, *_ in wanted}
-    modes = _modes(target, [path for path, data in current.items() if data is not None])
+    # Files a container reads as its own non-root user: group-readable by exactly its group.
+    readers = {posixpath.join(certs, "key.json"): BACKEND_GID, key_path: ROUTER_GID}
+    stats = _stats(target, [path for path, data in current.items() if data is not None])
+    modes = {path: bits for path, (bits, _gid) in stats.items()}
     changes: list[FileChange] = []
     for path, data, mode, secret in wanted:
+        group = readers.get(path)
+        if group is not None:
+            mode = READER_MODE
         before = current[path]
-        if before == data and modes.get(path) == mode:
+        if before == data and modes.get(path) == mode and (
+                group is None or stats.get(path, (0, -1))[1] == group):
             continue
-        change = FileChange(path, before, data, mode, secret, modes.get(path))
+        change = FileChange(path, before, data, mode, secret, modes.get(path), group=group)
         if path == customer_path and before is not None:
             change.keys_changed = changed_keys(before_env if before is not None
                                                else EnvFile([]), env)
