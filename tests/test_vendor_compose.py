@@ -289,3 +289,34 @@ def test_a_conflict_kept_as_mine_keeps_the_admins_value(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert EnvFile.parse(customer.read_text()).get("WORKSPACE_IMPORTS_BUCKET", "v2").endswith(
         "-mine")
+
+
+def test_each_container_user_reads_exactly_its_own_secret_file(
+        tmp_path: Path, test_ca: TestCA, tls: dict[str, str], docker_engine: Any) -> None:
+    """The vendor's containers run as their images' users (router-http's nginx as 101, the
+    Node.js backends as 1000): each reads its file from certs/ mounted as in the vendor's
+    docker-compose.yml, and no other non-root user does."""
+    import docker.errors
+
+    from tests.services.dockerd import build_image
+
+    package = make_package(tmp_path / "pkg")
+    directory = copy_release(releases()[-1], tmp_path / "carto")
+    render_for(vendor_answers(package.path, directory, test_ca, tls), "v2")
+    image = build_image(docker_engine, "carto-installer-test/listener:1")
+    mounts = {str(directory / "certs"): {"bind": "/usr/src/certs", "mode": "ro"}}
+
+    def reads(user: str, name: str) -> bool:
+        try:
+            docker_engine.containers.run(image, ["cat", f"/usr/src/certs/{name}"], user=user,
+                                         volumes=mounts, remove=True)
+        except docker.errors.ContainerError:
+            return False
+        return True
+
+    assert reads("1000:1000", "key.json")  # workspace-api, maps-api, router-metrics, ...
+    assert reads("101:101", f"{DOMAIN}.key")  # router-http
+    assert not reads("1000:1000", f"{DOMAIN}.key")
+    assert not reads("101:101", "key.json")
+    assert not reads("1001:1001", "key.json") and not reads("1001:1001", f"{DOMAIN}.key")
+    assert reads("1001:1001", f"{DOMAIN}.crt")  # the certificate is public
