@@ -411,12 +411,10 @@ def _deployment_directory(ctx: CheckContext) -> str:
 def _publishers(ctx: CheckContext, port: int) -> list[str]:
     """The services of the deployment directory's docker-compose.yml that publish `port`
     (the vendor's router, `router-http` today): read from the file, never assumed."""
-    import posixpath
-
     from installer.vendor import services_publishing
 
-    path = posixpath.join(_deployment_directory(ctx), "docker-compose.yml")
-    text: str | None = ctx.cached(f"host.ports:compose:{path}", lambda: ctx.target.read_text(path))
+    text: str | None = ctx.cached("host.ports:compose",
+                                  lambda: ctx.deployment_file("docker-compose.yml"))
     return services_publishing(text, port) if text else []
 
 

@@ -62,9 +62,8 @@ def _compose_gaps(ctx: CheckContext, package: Package) -> str | None:
     assert ctx.answers is not None
     if package.customer_env is None:
         return None
-    directory = ctx.answers.compose.directory
-    template = ctx.target.read_text(posixpath.join(directory, "env.tpl"))
-    compose = ctx.target.read_text(posixpath.join(directory, "docker-compose.yml"))
+    template = ctx.deployment_file("env.tpl")
+    compose = ctx.deployment_file("docker-compose.yml")
     if template is None or compose is None:
         return None  # no deployment directory yet: render says so
     try:
@@ -85,7 +84,7 @@ def check_version(ctx: CheckContext) -> Outcome:
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
-    text = ctx.target.read_text(path)
+    text = ctx.deployment_file("MIN_VERSION")
     if text is None or not text.strip():
         return warned(
             f"MIN_VERSION is unknown ({path} is missing or empty)",

@@ -223,16 +223,13 @@ def compose_registries(ctx: CheckContext) -> list[str] | None:
     """The registries of the images the deployment directory will run: docker-compose.yml's
     `image:` values expanded with the `.env` that customer.env, VERSION and env.tpl make (the
     vendor's env.tpl sets DOCKER_REGISTRY_BASE_PATH). None when those files are not there."""
-    import posixpath
-
     from installer.vendor import dotenv_values, image_registries
 
     assert ctx.answers is not None
-    directory = ctx.answers.compose.directory
 
     def read(name: str) -> str | None:
         try:
-            return ctx.target.read_text(posixpath.join(directory, name))
+            return ctx.deployment_file(name)
         except OSError:
             return None
 

@@ -37,6 +37,7 @@ class FileChange:
     keys_changed: list[str] = field(default_factory=list)  # env files: names only
     classes: list[str] = field(default_factory=list)  # customer.env: each kind of change, named
     group: int | None = None  # the group id that must be able to read it (a container's)
+    from_release: bool = False  # a file of the vendor's release, laid down unchanged
 
     @property
     def content_changed(self) -> bool:
@@ -60,6 +61,8 @@ class FileChange:
         if not self.content_changed:
             old_mode = self.mode_before or 0
             return header + f"(mode {old_mode:o} -> {self.mode:o}, content unchanged)\n"
+        if self.from_release:
+            return header + f"(from the vendor's release, {len(self.after)} bytes)\n"
         if self.secret:
             state = "new" if self.before is None else "changed"
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""

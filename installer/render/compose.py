@@ -31,6 +31,7 @@ from installer.envfile import (
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
 from installer.render import FileChange, RenderPlan, stale_temp_files
+from installer.release import ReleaseFile, folders, release_file
 from installer.render.merge import BASE_RECORD, BaseRecord, MergeResult, merge_package
 from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
@@ -358,6 +359,7 @@ class Inputs:
     settings: list[tuple[str, str, str]]
     certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
     extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
+    release: list[ReleaseFile] | None = None  # the vendor's release, to lay down first
 
 
 def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
@@ -394,21 +396,37 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
     if proxy is not None and proxy.ca_file:
         extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
                                                  "proxy CA file")))
+    release = None
+    if answers.compose.release and _absent_or_empty(target, directory):
+        from installer.release import read_release
+
+        release = read_release(answers.compose.release)
     missing = [name for name in VENDOR_FILES
-               if not target.exists(posixpath.join(directory, name))]
+               if release is None and not target.exists(posixpath.join(directory, name))]
     if missing:
         where = "does not exist" if not target.exists(directory) else f"lacks {', '.join(missing)}"
         raise AnswersError(
             "compose.directory",
             f"{directory} on {target.name} {where}: it must be the vendor's deployment "
             "directory (docker-compose.yml, env.tpl, VERSION, MIN_VERSION)",
-            "unpack CARTO's carto-selfhosted release there, or point compose.directory at it",
+            "unpack CARTO's carto-selfhosted release there, point compose.directory at it, "
+            "or name the release (zip, tar.gz or folder) in compose.release to have it laid "
+            "down in an absent or empty compose.directory",
         )
     package = read_package(answers.package, "compose", redactor)
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    return Inputs(directory, package, settings, certificate, extra)
+    return Inputs(directory, package, settings, certificate, extra, release)
+
+
+def _absent_or_empty(target: Target, directory: str) -> bool:
+    if not target.exists(directory):
+        return True
+    try:
+        return not target.listdir(directory)
+    except OSError:
+        return False
 
 
 def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
@@ -466,9 +484,14 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if is_secret_key(key):
             redactor.add(env.get(key, flavour or "v2"))
 
-    version = _read_target(target, posixpath.join(directory, "VERSION")) or b""
-    env_tpl = _read_target(target, posixpath.join(directory, "env.tpl")) or b""
-    compose_yml = _read_target(target, posixpath.join(directory, "docker-compose.yml")) or b""
+    def vendor_file(name: str) -> bytes:
+        if inputs.release is not None:
+            return release_file(inputs.release, name) or b""
+        return _read_target(target, posixpath.join(directory, name)) or b""
+
+    version = vendor_file("VERSION")
+    env_tpl = vendor_file("env.tpl")
+    compose_yml = vendor_file("docker-compose.yml")
     template_text = env_tpl.decode("utf-8", "replace")
     missing = package_gaps(template_text, compose_yml.decode("utf-8", "replace"), env, [])
     if missing:
@@ -484,6 +507,12 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     cert_path = posixpath.join(certs, f"{domain}.crt")
     key_path = posixpath.join(certs, f"{domain}.key")
     wanted: list[tuple[str, bytes, int, bool]] = [
+        (posixpath.join(directory, file.name), file.data, file.mode, False)
+        for file in inputs.release or []]
+    if inputs.release:
+        notes.append(f"the deployment directory is laid down from the vendor's release "
+                     f"{answers.compose.release} ({len(inputs.release)} files)")
+    wanted += [
         (posixpath.join(certs, "key.json"), package.files["key.json"], 0o600, True),
         (posixpath.join(directory, "key.json"), package.files["key.json"], 0o600, True),
     ]
@@ -510,7 +539,9 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                (posixpath.join(directory, ".env"), dotenv, 0o600, True),
                (record_path, record.dumps(), 0o600, True)]
 
-    current = {path: (current_customer if path == customer_path else _read_target(target, path))
+    release_paths = {posixpath.join(directory, f.name) for f in inputs.release or []}
+    current = {path: (current_customer if path == customer_path
+                      else None if path in release_paths else _read_target(target, path))
                for path, *_ in wanted}
     # Files a container reads as its own non-root user: group-readable by exactly its group.
     readers = {posixpath.join(certs, "key.json"): BACKEND_GID, key_path: ROUTER_GID}
@@ -525,7 +556,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if before == data and modes.get(path) == mode and (
                 group is None or stats.get(path, (0, -1))[1] == group):
             continue
-        change = FileChange(path, before, data, mode, secret, modes.get(path), group=group)
+        change = FileChange(path, before, data, mode, secret, modes.get(path), group=group,
+                            from_release=path in release_paths)
         if path == customer_path and before is not None:
             change.keys_changed = changed_keys(before_env if before is not None
                                                else EnvFile([]), env)
@@ -558,7 +590,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                                   modes.get(customer_path), classes=merge.classes()))
     plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
                       conflicts=merge.conflicts,
-                      backup_sources=backup_sources, directories=[directory, certs],
+                      backup_sources=backup_sources,
+                      directories=[directory, *folders(directory, inputs.release or []), certs],
                       compose_command=tool.command if tool else [],
                       flavour=flavour, trusted_certificate=cert_pem)
     log.info("render plan for %s: %d file(s) to write, %d backup(s)", directory, len(changes),
