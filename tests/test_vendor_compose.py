@@ -320,3 +320,129 @@ def test_each_container_user_reads_exactly_its_own_secret_file(
     assert not reads("101:101", "key.json")
     assert not reads("1001:1001", "key.json") and not reads("1001:1001", f"{DOMAIN}.key")
     assert reads("1001:1001", f"{DOMAIN}.crt")  # the certificate is public
+
+
+# --- compose.release: the vendor's release laid down as the deployment directory ----------------
+
+
+def _archive(kind: str, source: Path, dest: Path, top: str = "carto-selfhosted-2026.7.16") -> Path:
+    """The release as the vendor's GitHub release tag downloads it: one top folder."""
+    import tarfile
+    import zipfile
+
+    if kind == "folder":
+        return copy_release(source.name, dest)
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    if kind == "zip":
+        path = dest.with_suffix(".zip")
+        with zipfile.ZipFile(path, "w") as archive:
+            for file in files:
+                info = zipfile.ZipInfo(f"{top}/{file.relative_to(source).as_posix()}")
+                info.external_attr = (0o100000 | (file.stat().st_mode & 0o777)) << 16
+                archive.writestr(info, file.read_bytes())
+        return path
+    path = dest.with_suffix(".tar.gz")
+    with tarfile.open(path, "w:gz") as archive:
+        for file in files:
+            archive.add(file, arcname=f"{top}/{file.relative_to(source).as_posix()}")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz", "folder"])
+def test_the_release_is_laid_down_when_the_directory_is_absent(kind: str, tmp_path: Path) -> None:
+    from tests.services.vendor_compose import vendor_release
+
+    source = vendor_release(releases()[-1])
+    release = _archive(kind, source, tmp_path / "release")
+    package = make_package(tmp_path / "pkg")
+    directory = tmp_path / "opt" / "carto"  # absent
+    answers = _write_answers(tmp_path / "answers.yaml", package.path, directory,
+                             release=str(release))
+    done = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for file in source.rglob("*"):
+        if file.is_file():
+            laid = directory / file.relative_to(source)
+            assert laid.read_bytes() == file.read_bytes(), file.name
+    assert (directory / "install.sh").stat().st_mode & 0o111  # still executable
+    assert (directory / ".env").is_file() and (directory / "certs/key.json").is_file()
+    again = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert "nothing to change" in again.stdout, again.stdout + again.stderr
+
+
+def _hostile(kind: str, path: Path, source: Path) -> Path:
+    import io
+    import tarfile
+    import zipfile
+
+    good = {f"rel/{p.relative_to(source).as_posix()}": p.read_bytes()
+            for p in source.rglob("*") if p.is_file()}
+    if kind in ("dotdot", "absolute"):
+        name = "rel/../../evil.sh" if kind == "dotdot" else "/tmp/evil.sh"
+        out = path.with_suffix(".zip")
+        with zipfile.ZipFile(out, "w") as archive:
+            for member, data in {**good, name: b"#!/bin/sh\n"}.items():
+                archive.writestr(member, data)
+        return out
+    out = path.with_suffix(".tar.gz")
+    with tarfile.open(out, "w:gz") as archive:
+        for member, data in good.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        if kind == "symlink":
+            link = tarfile.TarInfo("rel/certs")
+            link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+            archive.addfile(link)
+        else:  # oversized
+            big = tarfile.TarInfo("rel/huge.bin")
+            big.size = 17 * 1024 * 1024
+            archive.addfile(big, io.BytesIO(bytes(big.size)))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "oversized"])
+def test_a_hostile_release_is_refused_and_nothing_is_written(kind: str, tmp_path: Path) -> None:
+    from tests.services.vendor_compose import vendor_release
+
+    release = _hostile(kind, tmp_path / "release", vendor_release(releases()[-1]))
+    package = make_package(tmp_path / "pkg")
+    directory = tmp_path / "opt" / "carto"
+    answers = _write_answers(tmp_path / "answers.yaml", package.path, directory,
+                             release=str(release))
+    result = run_cli("render", "--answers", str(answers), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "compose.release" in result.stderr and "refused" in result.stderr
+    assert not directory.exists() and not (tmp_path / "evil.sh").exists()
+
+
+def test_the_release_is_laid_down_over_ssh(tmp_path: Path, shared_ssh_server: Any,
+                                           target_credentials: Any, remote_dir: Path) -> None:
+    from installer.ssh import SSHTarget
+    from tests.services.sshtarget_tools import target_settings, trust
+    from tests.services.vendor_compose import vendor_release
+
+    source = vendor_release(releases()[-1])
+    release = _archive("tar.gz", source, tmp_path / "release")
+    package = make_package(tmp_path / "pkg")
+    directory = remote_dir / "carto"
+    answers = parse_answers({
+        "version": 1, "platform": "compose", "package": str(package.path),
+        "compose": {"directory": str(directory), "release": str(release)}, "domain": DOMAIN,
+        "database": {"bundled": True}}, env={})
+    settings = target_settings(shared_ssh_server, trust(tmp_path / "known_hosts",
+                                                        shared_ssh_server),
+                               identity_file=target_credentials.ed25519_key)
+    with SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
+                           redactor=Redactor(), passphrase_prompt=None) as target:
+        plan = plan_render(answers, target, redactor=Redactor(),
+                           compose_command=["docker", "compose"], compose_version="2.40.3")
+        apply_render(plan, target)
+    assert (directory / "docker-compose.yml").read_bytes() == \
+        (source / "docker-compose.yml").read_bytes()
+    assert (directory / "install.sh").stat().st_mode & 0o111
+    assert (directory / "certs/key.json").read_bytes() == package.key_json.encode()
+    # A user that is neither root nor in the containers' groups cannot hand the keys to
+    # them: the key stays private and the notes say so.
+    assert any("could not let group 1000 read" in note for note in plan.notes)
+    assert oct((directory / "certs/key.json").stat().st_mode & 0o777) == "0o600"
