@@ -13,8 +13,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from tests.helpers import cli_env, host_ports_lock, run_cli
 from installer.vendor import services_publishing
+from tests.helpers import cli_env, host_ports_lock, run_cli
 from tests.services.dockerd import build_image
 from tests.services.vendor_compose import NEW_RELEASE, copy_release
 

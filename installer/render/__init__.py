@@ -189,12 +189,10 @@ def _give_group(plan: RenderPlan, target: Target, change: FileChange) -> None:
                  ["chmod", "--", f"{change.mode:o}", change.path]):
         try:
             result = target.run(argv, timeout=15, sudo=sudo)
+            failed, reason = not result.ok, result.output().strip()
         except (OSError, TimeoutError) as exc:
-            result = None
-            reason = str(exc)
-        else:
-            reason = result.output().strip()
-        if result is None or not result.ok:
+            failed, reason = True, str(exc)
+        if failed:
             plan.notes.append(
                 f"could not let group {change.group} read {change.path} ({reason[:200]}): it "
                 "stays readable by its owner only, so a container running as another user "

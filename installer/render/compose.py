@@ -30,8 +30,8 @@ from installer.envfile import (
 )
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
-from installer.render import FileChange, RenderPlan, stale_temp_files
 from installer.release import ReleaseFile, folders, release_file
+from installer.render import FileChange, RenderPlan, stale_temp_files
 from installer.render.merge import BASE_RECORD, BaseRecord, MergeResult, merge_package
 from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
@@ -549,14 +549,14 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     modes = {path: bits for path, (bits, _gid) in stats.items()}
     changes: list[FileChange] = []
     for path, data, mode, secret in wanted:
-        group = readers.get(path)
-        if group is not None:
+        reader_gid = readers.get(path)
+        if reader_gid is not None:
             mode = READER_MODE
         before = current[path]
         if before == data and modes.get(path) == mode and (
-                group is None or stats.get(path, (0, -1))[1] == group):
+                reader_gid is None or stats.get(path, (0, -1))[1] == reader_gid):
             continue
-        change = FileChange(path, before, data, mode, secret, modes.get(path), group=group,
+        change = FileChange(path, before, data, mode, secret, modes.get(path), group=reader_gid,
                             from_release=path in release_paths)
         if path == customer_path and before is not None:
             change.keys_changed = changed_keys(before_env if before is not None
