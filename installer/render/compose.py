@@ -566,8 +566,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
             change.classes = merge.classes() + (
                 [f"set from the answers: {', '.join(from_answers)}"] if from_answers else [])
         elif path == record_path:
-            change.classes = ["what is remembered of the package customer.env now comes from: "
-                              "key names and salted SHA-256 digests, no values"]
+            change.classes = ["records which package customer.env now comes from (key "
+                              "names and salted SHA-256 digests of the values, no values)"]
         elif path.endswith("/.env") and before is not None:
             change.keys_changed = changed_keys(EnvFile.parse(before.decode("utf-8", "replace")),
                                                EnvFile.parse(data.decode("utf-8", "replace")))
