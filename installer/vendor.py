@@ -232,4 +232,6 @@ def package_gaps(env_tpl: str, compose_text: str, customer_env: EnvFile,
     """Variables the deployment directory uses that neither the package's customer.env (with
     a value) nor the installer provides."""
     provided = {key for key, value in customer_env.items().items() if value.strip()}
+    if "POSTGRES_PASSWORD" in provided:  # install.sh (and render) rename the legacy name
+        provided.add("POSTGRES_ADMIN_PASSWORD")
     return missing_variables(env_tpl, compose_text, provided | set(installer_keys))

@@ -158,8 +158,9 @@ def test_a_package_lacking_what_env_tpl_uses_is_refused_naming_it(
     assert "ACC_GCP_PROJECT_REGION" in rendered.stderr
     assert sorted(p.name for p in directory.iterdir()) == before  # nothing written
 
-    # The complete package passes.
-    answers.write_text(answers.read_text().replace(str(package.path), str(full.path)))
+    # The complete package passes, even with no password in the answers: its legacy
+    # POSTGRES_PASSWORD line becomes POSTGRES_ADMIN_PASSWORD (as install.sh renames it).
+    _write_answers(answers, full.path, directory)
     report = run_cli("preflight", "--answers", str(answers), "--only", "license.package",
                      "--format", "json", env=SECRETS, cwd=tmp_path)
     check = {c["id"]: c for c in json.loads(report.stdout)["checks"]}["license.package"]
@@ -248,6 +249,11 @@ def test_upgrade_across_the_real_releases_merges_the_new_package(tmp_path: Path)
     refused = run_cli("render", "--answers", str(answers), cwd=tmp_path)
     assert refused.returncode == 2 and "WORKSPACE_IMPORTS_BUCKET" in refused.stderr
     assert _files(directory) == before  # nothing written
+    deploy = run_cli("deploy", "--answers", str(answers), "--yes", "--skip", "host,egress,net",
+                     cwd=tmp_path)
+    assert deploy.returncode == 2, deploy.stdout + deploy.stderr
+    assert "WORKSPACE_IMPORTS_BUCKET" in deploy.stderr and "==> launch" not in deploy.stdout
+    assert _files(directory) == before
 
     # The admin's explicit choice: the package's value.
     answers = _write_answers(answers, package_b.path, directory,
