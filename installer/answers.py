@@ -144,6 +144,15 @@ class SSHTarget:
         return f"{user}@{self.host}:{self.port}"
 
 
+def _env_names(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of customer.env key names")
+    for item in value:
+        if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
+            raise ValueError(f"{item!r} is not a customer.env key name")
+    return [str(item) for item in value]
+
+
 @dataclass
 class ComposeSettings:
     directory: str = setting(
@@ -151,10 +160,20 @@ class ComposeSettings:
         default="/opt/carto", path="target",
         validator=validate_target_directory,
     )
+    release: str | None = setting(
+        "Vendor release", "Optional: the vendor's release (zip, tar.gz or folder), laid down "
+        "as the deployment directory when that is absent", default=None, path="local",
+    )
     images_archive: str | None = setting(
         "Images archive", "Optional: `docker load` this archive on the target (no registry)",
         default=None, path="local",
     )
+    take_package: list[str] = setting(
+        "Take the package's value", "customer.env keys you edited that a newer package also "
+        "changed: use the package's value", factory=list, validator=_env_names)
+    keep_mine: list[str] = setting(
+        "Keep my value", "customer.env keys you edited that a newer package also changed: "
+        "keep your value", factory=list, validator=_env_names)
 
 
 def _dns_label(what: str, longest: int) -> Callable[[Any], str]:

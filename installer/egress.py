@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -59,7 +59,10 @@ class EgressHost:
 
 
 _ALWAYS = ("auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com")
-_DEPLOYMENT = ("storage.googleapis.com", "gcr.io", "cloudresourcemanager.googleapis.com")
+_DEPLOYMENT = ("storage.googleapis.com", "cloudresourcemanager.googleapis.com")  # registry between
+# Only when the deployment's own files cannot be read: the registry the vendor's env.tpl has
+# named so far (DOCKER_REGISTRY_BASE_PATH). Callers pass the registries they read instead.
+FALLBACK_REGISTRIES = ("gcr.io",)
 _BIGQUERY = (
     "bigquery.googleapis.com",
     "oauth2.googleapis.com",
@@ -73,8 +76,12 @@ _FEATURE_FLAGS = (
 )
 
 
-def egress_hosts(answers: Answers) -> list[EgressHost]:
-    """The hosts to probe for these answers, in a stable order, each listed once."""
+def egress_hosts(answers: Answers, registries: Sequence[str] | None = None) -> list[EgressHost]:
+    """The hosts to probe for these answers, in a stable order, each listed once.
+
+    `registries` are the hosts the deployment pulls its images from, read from what it will
+    run (Compose: the images docker-compose.yml names once env.tpl is expanded; Kubernetes:
+    the chart's images or the mirror); None when they could not be read."""
     network = answers.network
     wanted: dict[str, EgressHost] = {}
 
@@ -101,8 +108,15 @@ def egress_hosts(answers: Answers) -> list[EgressHost]:
 
     for host in _ALWAYS:
         add(host, "CARTO platform services")
-    for host in _DEPLOYMENT:
-        add(host, "images and deployment metadata")
+    add(_DEPLOYMENT[0], "images and deployment metadata")
+    if registries is None:
+        for host in FALLBACK_REGISTRIES:
+            add(host, "images (the vendor's usual registry: the deployment's own files could "
+                "not be read)")
+    else:
+        for host in registries:
+            add(host, "the registry the deployment pulls its images from")
+    add(_DEPLOYMENT[1], "images and deployment metadata")
     features = set(network.features)
     warehouses = set(network.warehouses)
     if "ai_agents" in features:

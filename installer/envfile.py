@@ -400,6 +400,100 @@ class EnvFile:
             self.entries.append(Entry(self.HEADER + newline))
         self.entries.append(Entry(line + newline, key, raw))
 
+    # --- the vendor's commented blocks ------------------------------------------------------
+
+    def _paragraphs(self) -> list[int]:
+        """For each entry, the number of the paragraph (blank-line separated) it is in."""
+        numbers: list[int] = []
+        current = 0
+        for entry in self.entries:
+            if not entry.text.strip():
+                current += 1
+                numbers.append(-1)
+            else:
+                numbers.append(current)
+        return numbers
+
+    def _commented(self, index: int) -> tuple[str, str] | None:
+        """(key, value text) when entry `index` is a commented-out `# KEY=value` line."""
+        entry = self.entries[index]
+        if entry.key is not None:
+            return None
+        match = _COMMENTED_KEY.match(entry.text.rstrip("\r\n"))
+        return (match.group(1), match.group(2)) if match else None
+
+    def _uncomment(self, index: int, key: str, value: str, flavour: Flavour | None) -> None:
+        entry = self.entries[index]
+        raw = encode(value, flavour)
+        self.entries[index] = Entry(f"{key}={raw}{entry.line_ending}", key, raw)
+
+    def _comment_out(self, index: int) -> None:
+        entry = self.entries[index]
+        self.entries[index] = Entry("# " + entry.text)
+
+    def place(self, key: str, value: str, flavour: Flavour | None) -> bool:
+        """Give `key` this value where the vendor's file expects it: its active entries in
+        place; else its commented placeholder (`# KEY=<FILL_ME>`, or a commented line already
+        holding this value) uncommented and filled; else appended. True when changed."""
+        if key in self:
+            return self.set(key, value, flavour)
+        for index in range(len(self.entries)):
+            found = self._commented(index)
+            if found and found[0] == key and _fits(found[1], value):
+                self._uncomment(index, key, value, flavour)
+                return True
+        return self.set(key, value, flavour)
+
+    def fill_block(self, settings: Sequence[tuple[str, str]], flavour: Flavour | None) -> bool:
+        """Set a group of keys whose first one selects one of the vendor's alternative blocks
+        (LOCAL_POSTGRES_SCALE=1 "local postgres" vs =0 "external postgres"). When the active
+        selector already has its value, or no commented block offers the wanted one, the keys
+        are set where they are. Otherwise the switch is made as the vendor's docs say: the
+        active block's lines are commented out, the commented block's lines uncommented and
+        filled, and the rest placed like `place`. True when the text changed."""
+        if not settings:
+            return False
+        selector, wanted = settings[0]
+        before = self.text()
+        paragraphs = self._paragraphs()
+        target = None
+        if not self.holds(selector, wanted, flavour):
+            for index in range(len(self.entries)):
+                found = self._commented(index)
+                if found and found[0] == selector and _fits(found[1], wanted):
+                    target = paragraphs[index]
+                    break
+        if target is not None:
+            members = {found[0] for index in range(len(self.entries))
+                       if paragraphs[index] == target and (found := self._commented(index))}
+            values = dict(settings)
+            switched = members | set(values)
+            # Comment out every active line of the block's keys outside the chosen block.
+            for index, entry in enumerate(self.entries):
+                if entry.key in switched and paragraphs[index] != target:
+                    self._comment_out(index)
+            # Uncomment the chosen block's lines of the keys that were active before (they
+            # keep the block's own value) and of the wanted keys (they get the answer).
+            was_active = {key for key in switched if key in EnvFile.parse(before)}
+            done: set[str] = set()
+            for index in range(len(self.entries)):
+                found = self._commented(index)
+                if (not found or paragraphs[index] != target or found[0] in done
+                        or found[0] not in was_active | set(values)):
+                    continue
+                key, text = found
+                if key in values:
+                    self._uncomment(index, key, values[key], flavour)
+                elif "<" not in text:
+                    self.entries[index] = Entry(f"{key}={text}{self.entries[index].line_ending}",
+                                                key, text)
+                else:
+                    continue  # a placeholder nobody fills stays commented
+                done.add(key)
+        for key, value in settings:
+            self.place(key, value, flavour)
+        return self.text() != before
+
     def rename(self, old: str, new: str) -> bool:
         """Rename every entry of `old` to `new`, keeping its value text."""
         changed = False
@@ -414,6 +508,16 @@ class EnvFile:
         before = len(self.entries)
         self.entries = [entry for entry in self.entries if entry.key != key]
         return len(self.entries) != before
+
+
+_COMMENTED_KEY = re.compile(r"^[ \t]*#[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=[ \t]*(.*)$")
+
+
+def _fits(commented_value: str, value: str) -> bool:
+    """A commented line is the place for `value` when it is a placeholder (`<FILL_ME>`,
+    `<cert>`, `<1 to enable | 0 to disable>`) or already shows that value."""
+    text = commented_value.strip()
+    return "<" in text or _strip_quotes(text) == value
 
 
 def _strip_quotes(raw: str) -> str:

@@ -704,3 +704,40 @@ def test_egress_timeout_is_bounded_by_the_answers_loader() -> None:
     # The engine's limit for each egress check sits above the largest allowed probe time.
     egress = EGRESS[0]
     assert egress.timeout > 60.0
+
+
+# --- the registry, read from the deployment directory ------------------------------------------
+
+
+def _egress_ids(directory: Path, **answers: object) -> list[str]:
+    from installer.answers import ComposeSettings
+
+    ctx = CheckContext(target=LocalTarget(), answers=Answers(
+        compose=ComposeSettings(directory=str(directory)), **answers))  # type: ignore[arg-type]
+    return [check_id for check_id, _title, _host in network.expand_egress(ctx)]
+
+
+def test_egress_probes_the_registry_the_vendors_env_tpl_names(tmp_path: Path) -> None:
+    from tests.services.vendor_compose import NEW_RELEASE, copy_release
+
+    directory = copy_release(NEW_RELEASE, tmp_path / "carto")
+    (directory / "customer.env").write_text("LOCAL_POSTGRES_SCALE=0\nLOCAL_REDIS_SCALE=1\n")
+    ids = _egress_ids(directory)
+    assert "egress.gcr.io" in ids  # DOCKER_REGISTRY_BASE_PATH=gcr.io/carto-onprem-artifacts
+    assert "egress.registry-1.docker.io" not in ids  # the bundled postgres is scaled to 0
+
+    # Another release (or a mirror) names another registry: that one is probed, not gcr.io.
+    template = directory / "env.tpl"
+    template.write_text(template.read_text().replace(
+        "DOCKER_REGISTRY_BASE_PATH=gcr.io/carto-onprem-artifacts",
+        "DOCKER_REGISTRY_BASE_PATH=us-docker.pkg.dev/carto-onprem-artifacts/gcr.io"))
+    (directory / "customer.env").write_text("LOCAL_POSTGRES_SCALE=1\nLOCAL_REDIS_SCALE=1\n")
+    ids = _egress_ids(directory)
+    assert "egress.us-docker.pkg.dev" in ids and "egress.gcr.io" not in ids
+    assert "egress.registry-1.docker.io" in ids  # the bundled postgres:13.2-alpine
+
+
+def test_egress_hosts_take_the_registries_they_are_given() -> None:
+    """The hook the Kubernetes side feeds with the chart's registries."""
+    hosts = [h.host for h in egress_hosts(Answers(), ["registry.internal", "quay.io"])]
+    assert "registry.internal" in hosts and "quay.io" in hosts and "gcr.io" not in hosts

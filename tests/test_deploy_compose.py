@@ -4,6 +4,7 @@ a service reading .env) and the docker compose v2 plugin."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import ssl
@@ -117,7 +118,7 @@ def test_deploy_end_to_end(images: dict[str, str], ports: None, tmp_path: Path,
         out = result.stdout
         assert "==> load images" in out and f"loaded {APP_IMAGE}" in out
         assert "workspace-migrations: exited (0)" in out
-        assert "router: running" in out
+        assert "router-http: running" in out
         assert "127.0.0.1:443, certificate verified (SNI and Host set to the domain" in out
         assert f"CARTO answers at https://{DOMAIN}" in out
         assert "accepted risks (--skip):\n  - host.cpu" in out
@@ -140,7 +141,14 @@ def test_deploy_end_to_end(images: dict[str, str], ports: None, tmp_path: Path,
         status_result = case.cli("status")
         assert status_result.returncode == 0, status_result.stdout
         assert "healthy: 3 container(s) up" in status_result.stdout
-        assert "redis" not in status_result.stdout  # scale 0: external Redis
+        assert "valkey" not in status_result.stdout  # scale 0: external Redis
+
+        # A re-deploy's preflight knows the running router as CARTO's own: the service that
+        # docker-compose.yml publishes 443 with (router-http, the vendor's name).
+        ports = case.cli("preflight", "--only", "host.ports", "--format", "json")
+        check = {c["id"]: c for c in json.loads(ports.stdout)["checks"]}["host.ports"]
+        assert check["status"] == "pass", check
+        assert "CARTO's own router" in check["message"]
 
         # Again with the same answers: nothing written, nothing restarted.
         before = case.containers(docker_engine)

@@ -13,8 +13,10 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from installer.vendor import services_publishing
 from tests.helpers import cli_env, host_ports_lock, run_cli
 from tests.services.dockerd import build_image
+from tests.services.vendor_compose import NEW_RELEASE, copy_release
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:
@@ -129,30 +131,57 @@ def test_port_443_held_by_a_foreign_container_names_it(docker_engine: docker.Doc
     assert f"docker stop {name}" in check["remediation"]
 
 
-def test_port_443_held_by_carto_router_passes(docker_engine: docker.DockerClient) -> None:
+def _answers_for(tmp_path: Path, directory: Path) -> Path:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(f"version: 1\nplatform: compose\ncompose: {{directory: {directory}}}\n")
+    return answers
+
+
+def _ports_check(docker_engine: docker.DockerClient, answers: Path, name: str,
+                 labels: dict[str, str]) -> dict:
     with host_ports_lock():
-        container = _serve_443(docker_engine, f"carto-test-router-{uuid.uuid4().hex[:8]}",
-                               {"com.docker.compose.service": "router",
-                                "com.docker.compose.project.working_dir": "/opt/carto"})
+        container = _serve_443(docker_engine, name, labels)
         try:
-            result = run_cli("preflight", "--only", "host.ports", "--format", "json")
+            result = run_cli("preflight", "--answers", str(answers), "--only", "host.ports",
+                             "--format", "json")
         finally:
             _remove(container)
-    check = checks(result)["host.ports"]
-    assert check["status"] == "pass"
+    return checks(result)["host.ports"]
+
+
+def test_port_443_held_by_the_vendors_router_passes(docker_engine: docker.DockerClient,
+                                                    tmp_path: Path) -> None:
+    """The router is whatever service the real docker-compose.yml publishes 443 with."""
+    directory = copy_release(NEW_RELEASE, tmp_path / "carto")
+    router = services_publishing((directory / "docker-compose.yml").read_text(), 443)
+    assert router == ["router-http"]  # what the vendor calls it today; derived, not assumed
+    check = _ports_check(docker_engine, _answers_for(tmp_path, directory),
+                         f"carto-test-router-{uuid.uuid4().hex[:8]}",
+                         {"com.docker.compose.service": router[0],
+                          "com.docker.compose.project.working_dir": str(directory)})
+    assert check["status"] == "pass", check
     assert "CARTO's own router" in check["message"]
 
 
-def test_another_projects_router_on_443_is_not_ours(docker_engine: docker.DockerClient) -> None:
-    with host_ports_lock():
-        name = f"carto-test-other-router-{uuid.uuid4().hex[:8]}"
-        container = _serve_443(docker_engine, name,
-                               {"com.docker.compose.service": "router",
-                                "com.docker.compose.project.working_dir": "/srv/other-app"})
-        try:
-            result = run_cli("preflight", "--only", "host.ports", "--format", "json")
-        finally:
-            _remove(container)
-    check = checks(result)["host.ports"]
+def test_a_service_the_compose_file_does_not_publish_443_with_is_not_the_router(
+        docker_engine: docker.DockerClient, tmp_path: Path) -> None:
+    """Our old stand-in's name, `router`, is not the vendor's: such a container in the same
+    project folder is something else holding 443."""
+    directory = copy_release(NEW_RELEASE, tmp_path / "carto")
+    name = f"carto-test-not-router-{uuid.uuid4().hex[:8]}"
+    check = _ports_check(docker_engine, _answers_for(tmp_path, directory), name,
+                         {"com.docker.compose.service": "router",
+                          "com.docker.compose.project.working_dir": str(directory)})
+    assert check["status"] == "fail"
+    assert name in check["message"]
+
+
+def test_another_projects_router_on_443_is_not_ours(docker_engine: docker.DockerClient,
+                                                    tmp_path: Path) -> None:
+    directory = copy_release(NEW_RELEASE, tmp_path / "carto")
+    name = f"carto-test-other-router-{uuid.uuid4().hex[:8]}"
+    check = _ports_check(docker_engine, _answers_for(tmp_path, directory), name,
+                         {"com.docker.compose.service": "router-http",
+                          "com.docker.compose.project.working_dir": "/srv/other-app"})
     assert check["status"] == "fail"
     assert name in check["message"]

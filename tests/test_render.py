@@ -23,6 +23,7 @@ from installer.errors import AnswersError
 from installer.redact import Redactor
 from installer.render import apply_render, plan_render
 from installer.render.compose import TEMPLATE_BANNER, VERSION_BANNER, owned_settings
+from installer.render.merge import BASE_RECORD, BaseRecord
 from installer.target import LocalTarget
 from tests.fixtures.compose_fixture import DEPLOYMENT, make_deployment
 from tests.fixtures.package import GeneratedPackage, make_package
@@ -132,22 +133,28 @@ def test_customer_env_keeps_comments_order_and_unknown_keys(tmp_path: Path,
     original = package.customer_env.splitlines()
     rendered = (directory / "customer.env").read_text().splitlines()
     owned = {key for _, key, _ in owned_settings(answers)}
-    for before, after in zip(original, rendered, strict=False):
+    # The vendor's file has a place for every key the installer sets: nothing is appended,
+    # each key is set (or its commented placeholder filled) on its own line.
+    assert len(rendered) == len(original)
+    for before, after in zip(original, rendered, strict=True):
         if before == after:
             continue
-        key = before.split("=", 1)[0]
+        key = before.removeprefix("# ").split("=", 1)[0]
         if key == "POSTGRES_PASSWORD":  # the legacy rename, value kept
             assert after == before.replace("POSTGRES_PASSWORD", "POSTGRES_ADMIN_PASSWORD", 1) \
                 or after.startswith("POSTGRES_ADMIN_PASSWORD=")
             continue
         assert key in owned, f"{key} changed but is not owned by the installer"
-    appended = rendered[len(original):]
-    assert appended[:2] == ["", EnvFile.HEADER]
-    assert all(line.split("=", 1)[0] in owned for line in appended[2:])
+        assert after.split("=", 1)[0] == key
     text = "\n".join(rendered)
+    assert EnvFile.HEADER not in text
+    tls_block = original.index("# ROUTER_SSL_AUTOGENERATE= <1 to enable | 0 to disable>")
+    assert rendered[tls_block:tls_block + 3] == [
+        "ROUTER_SSL_AUTOGENERATE=0", f"ROUTER_SSL_CERTIFICATE_PATH=/etc/nginx/ssl/{DOMAIN}.crt",
+        f"ROUTER_SSL_CERTIFICATE_KEY_PATH=/etc/nginx/ssl/{DOMAIN}.key"]
     assert "CUSTOM_UNKNOWN_SETTING=keep me  # with a trailing comment" in text
     assert "export EXPORTED_SETTING=also-kept" in text
-    assert "# Something the installer knows nothing about" in text
+    assert "# Something the admin added by hand" in text
     assert not [line for line in rendered if line.startswith("POSTGRES_PASSWORD=")]
     assert f"SELFHOSTED_DOMAIN={DOMAIN}" in rendered  # updated where it was
     assert rendered.index(f"SELFHOSTED_DOMAIN={DOMAIN}") == original.index(
@@ -164,9 +171,12 @@ def test_files_modes_backup_and_a_rerun_that_changes_nothing(tmp_path: Path,
     backups = [n for n in modes if n.startswith("customer.env.bak.")]
     assert len(backups) == 1
     assert (directory / backups[0]).read_text() == package.customer_env
-    for secret in (".env", "customer.env", "key.json", "certs/key.json", f"certs/{DOMAIN}.key",
-                   backups[0]):
+    for secret in (".env", "customer.env", "key.json", backups[0]):
         assert modes[secret] == 0o600, secret
+    # What containers read as their own user: owner and exactly that container's group.
+    for secret, gid in (("certs/key.json", 1000), (f"certs/{DOMAIN}.key", 101)):
+        assert modes[secret] == 0o640, secret
+        assert (directory / secret).stat().st_gid == gid, secret
     assert modes[f"certs/{DOMAIN}.crt"] == 0o644
     assert (directory / "certs/key.json").read_text() == package.key_json
     dotenv = (directory / ".env").read_bytes()
@@ -243,13 +253,38 @@ def test_external_database_tls_ca_and_proxy(tmp_path: Path, package: GeneratedPa
                           "ca_file": str(test_ca.ca_file)}},
         network={"proxy": {"https": "http://proxy.internal:3128",
                            "no_proxy": "localhost,.internal", "ca_file": str(test_ca.ca_file)}})
-    render(answers)
-    env = EnvFile.parse((directory / "customer.env").read_text())
+    plan = plan_render(answers, LocalTarget(), redactor=Redactor(),
+                       compose_command=TOOLS["v2"][0], compose_version=TOOLS["v2"][1])
+    # What the stack itself will do is said plainly: `require`, whatever the installer checks.
+    assert any("WORKSPACE_POSTGRES_SSL_MODE=require" in note and "verify-full is applied by "
+               "the installer's own database checks only" in note for note in plan.notes)
+    apply_render(plan, LocalTarget())
+    text = (directory / "customer.env").read_text()
+    env = EnvFile.parse(text)
     assert env.get("LOCAL_POSTGRES_SCALE") == "0"
     assert env.get("WORKSPACE_POSTGRES_HOST") == "db.internal"
     assert env.get("WORKSPACE_POSTGRES_PORT") == "6432"
     assert env.get("WORKSPACE_POSTGRES_SSL_ENABLED") == "true"
-    assert env.get("WORKSPACE_POSTGRES_SSL_MODE") == "verify-full"
+    assert env.get("WORKSPACE_POSTGRES_SSL_MODE") == "require"  # the vendor's only TLS mode
+    # As the vendor's docs describe: the local block commented out, the external block
+    # uncommented and filled where it stands, each key once.
+    lines = text.splitlines()
+    local = lines.index("# Configuration for using a local postgres, instead of an external "
+                        "one (comment when external postgres)")
+    assert lines[local + 1:local + 3] == ["# LOCAL_POSTGRES_SCALE=1",
+                                          "# WORKSPACE_POSTGRES_HOST=workspace-postgres"]
+    external = lines.index("# Your custom configuration for an external postgres database "
+                           "(comment when local postgres)")
+    assert lines[external + 1:external + 3] == ["LOCAL_POSTGRES_SCALE=0",
+                                                "WORKSPACE_POSTGRES_HOST=db.internal"]
+    assert "WORKSPACE_POSTGRES_INTERNAL_USER=carto" in lines[external:]
+    for key in ("LOCAL_POSTGRES_SCALE", "WORKSPACE_POSTGRES_HOST", "POSTGRES_ADMIN_PASSWORD",
+                "WORKSPACE_POSTGRES_SSL_MODE", "WORKSPACE_POSTGRES_SSL_CA"):
+        assert len([line for line in lines if line.startswith(key + "=")]) == 1, key
+    # A re-run changes nothing (the blocks do not flip back and forth).
+    again = plan_render(answers, LocalTarget(), redactor=Redactor(),
+                        compose_command=TOOLS["v2"][0], compose_version=TOOLS["v2"][1])
+    assert again.empty, again.summary()
     assert env.get("WORKSPACE_POSTGRES_SSL_CA") == "/usr/src/certs/postgresql-ssl-ca.crt"
     assert env.get("WORKSPACE_POSTGRES_INTERNAL_USER") == "carto"
     assert env.get("POSTGRES_LOGIN_USER") == "pgadmin"
@@ -258,6 +293,31 @@ def test_external_database_tls_ca_and_proxy(tmp_path: Path, package: GeneratedPa
     assert env.get("NODE_EXTRA_CA_CERTS") == "/usr/src/certs/proxy-ca.crt"
     assert (directory / "certs/postgresql-ssl-ca.crt").read_bytes() == test_ca.ca_pem
     assert (directory / "certs/proxy-ca.crt").read_bytes() == test_ca.ca_pem
+
+
+def test_database_without_tls_and_back_to_the_bundled_one(tmp_path: Path,
+                                                          package: GeneratedPackage) -> None:
+    directory = make_deployment(tmp_path / "deploy")
+    external = {"bundled": False, "host": "db.internal", "admin_password_env": "ADMIN",
+                "password_env": "USER", "ssl": {"enabled": False}}
+    answers = answers_for(package.path, directory, database=external)
+    plan = plan_render(answers, LocalTarget(), redactor=Redactor(),
+                       compose_command=TOOLS["v2"][0], compose_version=TOOLS["v2"][1])
+    assert any("without encryption" in note for note in plan.notes)
+    apply_render(plan, LocalTarget())
+    env = EnvFile.parse((directory / "customer.env").read_text())
+    assert env.get("WORKSPACE_POSTGRES_SSL_ENABLED") == "false"
+    assert env.get("WORKSPACE_POSTGRES_SSL_MODE") == "disable"
+    # Back to the bundled database: the local block comes back, the external one is
+    # commented out again, so the host is the bundled container's once more.
+    render(answers_for(package.path, directory))
+    text = (directory / "customer.env").read_text()
+    env = EnvFile.parse(text)
+    assert env.get("LOCAL_POSTGRES_SCALE") == "1"
+    assert env.get("WORKSPACE_POSTGRES_HOST") == "workspace-postgres"
+    assert env.get("POSTGRES_ADMIN_PASSWORD") == "admin-Secret-1"
+    assert "# WORKSPACE_POSTGRES_HOST=db.internal" in text.splitlines()
+    assert EnvFile.HEADER not in text
 
 
 def test_given_certificate_problems_are_refused_naming_the_key(
@@ -340,9 +400,15 @@ def test_a_killed_render_never_leaves_a_half_written_file(tmp_path: Path,
                 assert data in customer_versions and mode == 0o600, name
             elif "/." in "/" + name and name.endswith(".tmp"):
                 continue  # a temp file the kill left; checked below that the next run clears it
+            elif name == BASE_RECORD:  # its salt is random per installation: whole JSON
+                assert BaseRecord.loads(data) is not None, f"run {run}: {name} is cut"
             else:
                 assert data in allowed[name], f"run {run}: {name} is not a whole version"
-                if name.endswith((".env", "key.json", ".key")):
+                if name.startswith("certs/") and name.endswith(("key.json", ".key")):
+                    assert mode in (0o600, 0o640), name  # 0640 only once the group is set
+                    if mode == 0o640:
+                        assert (directory / name).stat().st_gid in (101, 1000), name
+                elif name.endswith((".env", "key.json", ".key")):
                     assert mode == 0o600, name
     # The kills landed before, during and after writing.
     assert outcomes.count(-signal.SIGKILL) >= 12
@@ -350,7 +416,7 @@ def test_a_killed_render_never_leaves_a_half_written_file(tmp_path: Path,
     final = snapshot(directory)
     assert not [n for n in final if n.endswith(".tmp")]
     for name, (data, _) in complete[0].items():
-        if not name.startswith("customer.env.bak."):
+        if not name.startswith("customer.env.bak.") and name != BASE_RECORD:
             assert final[name][0] == data, name
     assert plan_render(variants[0], LocalTarget(), redactor=Redactor(),
                        compose_command=["docker", "compose"], compose_version="2.40.3").empty

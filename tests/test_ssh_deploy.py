@@ -141,14 +141,18 @@ def test_remote_deploy_end_to_end(vm: SSHServer, target_credentials: SSHCredenti
             assert f"loaded {tags[APP_IMAGE]}" in out
             # Over SSH the archive travels as a resumable upload with progress, then loads.
             assert f"uploading {archive.name}: 100%" in out
-            assert "router: running" in out and "workspace-migrations: exited (0)" in out
+            assert "router-http: running" in out and "workspace-migrations: exited (0)" in out
             assert "certificate verified" in out
             assert f"CARTO answers at https://{DOMAIN}" in out
 
             # The files reached the remote directory whole, private, written by the target.
-            for name in (".env", "customer.env", f"certs/{DOMAIN}.key", "certs/key.json"):
+            for name in (".env", "customer.env"):
                 path = directory / name
                 assert oct(path.stat().st_mode & 0o777) == "0o600", name
+            # Read by the containers as their own users: the group of exactly those.
+            for name, gid in ((f"certs/{DOMAIN}.key", 101), ("certs/key.json", 1000)):
+                info = (directory / name).stat()
+                assert (oct(info.st_mode & 0o777), info.st_gid) == ("0o640", gid), name
             assert not [p.name for p in directory.rglob("*") if p.name.endswith(".tmp")]
             cert = (directory / "certs" / f"{DOMAIN}.crt").read_bytes()
 
@@ -221,9 +225,12 @@ def test_remote_deploy_as_a_sudo_user(vm: SSHServer, target_credentials: SSHCred
                                     stdin=subprocess.DEVNULL)
             assert result.returncode == 0, result.stdout + result.stderr
             assert f"CARTO answers at https://{DOMAIN}" in result.stdout
-            for name in (".env", "customer.env", f"certs/{DOMAIN}.key"):
+            for name in (".env", "customer.env"):
                 info = (directory / name).stat()
                 assert (info.st_uid, oct(info.st_mode & 0o777)) == (0, "0o600"), name
+            # The router's key: root's, readable by the router's group only (chgrp by sudo).
+            info = (directory / f"certs/{DOMAIN}.key").stat()
+            assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (0, 101, "0o640")
             log = (tmp_path / "carto-installer.log").read_text()
             assert f"run ({SSH_USER}@127.0.0.1:{vm.port}, sudo): docker" in log
             for text in (log, result.stdout, result.stderr):

@@ -158,7 +158,7 @@ async def test_the_wizard_installs_carto_with_compose_for_real(
             assert all(s in ("ok", "skipped") for s, _ in deploy.steps.values()), deploy.steps
             assert deploy.steps["verify https"][0] == "ok"
             services = deploy.query_one("#deploy-services").rows
-            assert {"router", "workspace-api"} <= {str(k.value) for k in services}
+            assert {"router-http", "workspace-api"} <= {str(k.value) for k in services}
             await pilot.press("ctrl+n")  # Finish
             await wait_until(pilot, lambda: not app.is_running, timeout=10, what="the exit")
         assert app.return_value == 0
@@ -168,9 +168,12 @@ async def test_the_wizard_installs_carto_with_compose_for_real(
         customer_env = (deploy_dir / "customer.env").read_text()
         assert f"SELFHOSTED_DOMAIN={DOMAIN}" in customer_env.replace('"', "").replace("'", "")
         assert "WORKSPACE_POSTGRES_HOST" in customer_env
-        for name in ("customer.env", ".env", "certs/key.json", f"certs/{DOMAIN}.key"):
+        for name in ("customer.env", ".env"):
             mode = stat.S_IMODE((deploy_dir / name).stat().st_mode)
             assert mode == 0o600, f"{name} is {mode:o}"
+        for name in ("certs/key.json", f"certs/{DOMAIN}.key"):  # the reading container's group
+            mode = stat.S_IMODE((deploy_dir / name).stat().st_mode)
+            assert mode == 0o640, f"{name} is {mode:o}"
         assert (deploy_dir / f"certs/{DOMAIN}.crt").exists()
         assert (deploy_dir / "certs/postgresql-ssl-ca.crt").read_bytes() == \
             postgres_server.ca_file.read_bytes()
@@ -255,8 +258,10 @@ async def test_ctrl_c_during_the_deployment_stops_it_promptly_and_cleanly(
         assert app.return_value == 130
         assert any("every file written so far is complete" in line for line in app.farewell)
         # Every file the render wrote is whole (atomic writes) and private.
-        for name in ("customer.env", ".env", "certs/key.json"):
+        for name in ("customer.env", ".env"):
             assert stat.S_IMODE((deploy_dir / name).stat().st_mode) == 0o600
+        # key.json: private, or (once its group is the backends') readable by that group.
+        assert stat.S_IMODE((deploy_dir / "certs/key.json").stat().st_mode) in (0o600, 0o640)
         assert not list(deploy_dir.rglob(".*.tmp"))
     finally:
         compose_down(deploy_dir)

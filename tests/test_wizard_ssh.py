@@ -157,8 +157,10 @@ async def test_the_wizard_installs_on_a_machine_over_ssh(
                                  what="the exit")
                 compose_down(deploy_dir)
         assert app.return_value == 0
-        for name in (".env", "customer.env", "certs/key.json", f"certs/{DOMAIN}.key"):
+        for name in (".env", "customer.env"):
             assert stat.S_IMODE((deploy_dir / name).stat().st_mode) == 0o600, name
+        for name in ("certs/key.json", f"certs/{DOMAIN}.key"):  # the reading container's group
+            assert stat.S_IMODE((deploy_dir / name).stat().st_mode) == 0o640, name
         assert state.answers.target is not None
         saved = (workdir / "carto-answers.yaml").read_text()
         assert f"host: {vm.host}" in saved and str(known_hosts) in saved

@@ -115,6 +115,31 @@ class CheckContext:
     def result(self, check_id: str) -> CheckResult | None:
         return self.results.get(check_id)
 
+    def deployment_file(self, name: str) -> str | None:
+        """A file of the vendor's deployment directory (docker-compose.yml, env.tpl, ...): from
+        the target, or, while the directory is absent, from the release the answers name
+        (compose.release), which render will lay down there. None when neither has it."""
+        import posixpath
+
+        from installer.answers import ComposeSettings
+
+        compose = self.answers.compose if self.answers else ComposeSettings()
+        text = self.target.read_text(posixpath.join(compose.directory, name))
+        if text is not None or not compose.release:
+            return text
+        from installer.errors import InputError
+        from installer.release import read_release, release_file
+
+        def load() -> Any:
+            try:
+                return read_release(str(compose.release))
+            except InputError:
+                return []
+
+        files = self.cached(f"release:{compose.release}", load)
+        data = release_file(files, name)
+        return None if data is None else data.decode("utf-8", "replace")
+
     def data(self, check_id: str) -> dict[str, Any]:
         result = self.results.get(check_id)
         return result.data if result else {}

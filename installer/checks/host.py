@@ -398,22 +398,37 @@ def _attach_containers(ctx: CheckContext, found: dict[int, Listener]) -> None:
         for name, labels, host_ports in containers:
             if port in host_ports:
                 listener.container = name
-                listener.is_carto_router = _is_our_router(ctx, labels)
+                listener.is_carto_router = _is_ours(ctx, labels, port)
                 break
 
 
-def _is_our_router(ctx: CheckContext, labels: dict[str, str]) -> bool:
-    """The router service of the Compose project in *our* deployment directory.
-
-    Another project's "router" on 443 would make `up -d` fail with "port is already
-    allocated", so the project's folder must match too.
-    """
+def _deployment_directory(ctx: CheckContext) -> str:
     from installer.answers import ComposeSettings
 
-    directory = (ctx.answers.compose if ctx.answers else ComposeSettings()).directory
+    return (ctx.answers.compose if ctx.answers else ComposeSettings()).directory
+
+
+def _publishers(ctx: CheckContext, port: int) -> list[str]:
+    """The services of the deployment directory's docker-compose.yml that publish `port`
+    (the vendor's router, `router-http` today): read from the file, never assumed."""
+    from installer.vendor import services_publishing
+
+    text: str | None = ctx.cached("host.ports:compose",
+                                  lambda: ctx.deployment_file("docker-compose.yml"))
+    return services_publishing(text, port) if text else []
+
+
+def _is_ours(ctx: CheckContext, labels: dict[str, str], port: int) -> bool:
+    """A container of the Compose project in *our* deployment directory, of the service its
+    docker-compose.yml publishes `port` with.
+
+    Another project's router on 443 would make `up -d` fail with "port is already
+    allocated", so the project's folder must match too.
+    """
     workdir = labels.get("com.docker.compose.project.working_dir", "")
-    return (labels.get("com.docker.compose.service") == "router"
-            and workdir.rstrip("/") == directory.rstrip("/"))
+    if workdir.rstrip("/") != _deployment_directory(ctx).rstrip("/"):
+        return False
+    return labels.get("com.docker.compose.service", "") in _publishers(ctx, port)
 
 
 def check_ports(ctx: CheckContext) -> Outcome:

@@ -38,11 +38,40 @@ def check_package(ctx: CheckContext) -> Outcome:
             observed=f"{count} defect{'s' if count > 1 else ''} in {package.kind} {package.path}",
             remediation=package.remediation(),
         )
+    gaps = _compose_gaps(ctx, package) if ctx.platform == "compose" else None
+    if gaps:
+        from installer.vendor import GAPS_FIX
+
+        return failed(gaps, observed=f"{package.kind} {package.path}, version {package.version}",
+                      remediation=GAPS_FIX)
     return passed(
         f"{files} present and parseable (tenant {package.tenant_id})",
         observed=f"{package.kind} {package.path}, version {package.version}",
         version=package.version,
     )
+
+
+def _compose_gaps(ctx: CheckContext, package: Package) -> str | None:
+    """What the deployment directory's env.tpl and docker-compose.yml use that the package
+    does not define (and the installer does not write): each would expand to an empty string
+    without any error from Compose."""
+    from installer.errors import AnswersError
+    from installer.render.compose import owned_settings
+    from installer.vendor import describe_gaps, package_gaps
+
+    assert ctx.answers is not None
+    if package.customer_env is None:
+        return None
+    template = ctx.deployment_file("env.tpl")
+    compose = ctx.deployment_file("docker-compose.yml")
+    if template is None or compose is None:
+        return None  # no deployment directory yet: render says so
+    try:
+        installer_keys = [key for _answer, key, _value in owned_settings(ctx.answers)]
+    except AnswersError:  # an incomplete answers file: the keys the installer always writes
+        installer_keys = ["LOCAL_POSTGRES_SCALE", "LOCAL_REDIS_SCALE"]
+    missing = package_gaps(template, compose, package.customer_env, installer_keys)
+    return describe_gaps(missing, template) if missing else None
 
 
 def check_version(ctx: CheckContext) -> Outcome:
@@ -55,7 +84,7 @@ def check_version(ctx: CheckContext) -> Outcome:
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
-    text = ctx.target.read_text(path)
+    text = ctx.deployment_file("MIN_VERSION")
     if text is None or not text.strip():
         return warned(
             f"MIN_VERSION is unknown ({path} is missing or empty)",

@@ -214,7 +214,46 @@ def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
         return []
     from installer.egress import egress_hosts
 
-    return [(h.check_id, f"HTTPS to {h.host}", h) for h in egress_hosts(ctx.answers)]
+    registries = compose_registries(ctx) if ctx.platform == "compose" else None
+    return [(h.check_id, f"HTTPS to {h.host}", h)
+            for h in egress_hosts(ctx.answers, registries)]
+
+
+def compose_registries(ctx: CheckContext) -> list[str] | None:
+    """The registries of the images the deployment directory will run: docker-compose.yml's
+    `image:` values expanded with the `.env` that customer.env, VERSION and env.tpl make (the
+    vendor's env.tpl sets DOCKER_REGISTRY_BASE_PATH). None when those files are not there."""
+    from installer.vendor import dotenv_values, image_registries
+
+    assert ctx.answers is not None
+
+    def read(name: str) -> str | None:
+        try:
+            return ctx.deployment_file(name)
+        except OSError:
+            return None
+
+    compose, template = read("docker-compose.yml"), read("env.tpl")
+    if not compose or template is None:
+        return None
+    customer = read("customer.env")
+    if customer is None and ctx.answers.package:
+        customer = _package_customer_env(ctx)
+    values = dotenv_values(customer or "", read("VERSION") or "", template)
+    return image_registries(compose, values) or None
+
+
+def _package_customer_env(ctx: CheckContext) -> str | None:
+    from installer.errors import InputError
+    from installer.package import read_package
+
+    assert ctx.answers is not None and ctx.answers.package
+    try:
+        package = read_package(ctx.answers.package, "compose", ctx.redactor)
+    except InputError:
+        return None
+    data = package.files.get("customer.env")
+    return data.decode("utf-8-sig", "replace") if data is not None else None
 
 
 def _egress_port(ctx: CheckContext, host: str) -> int:

@@ -53,6 +53,10 @@ def run_render(args: Any, redactor: Any) -> int:
                  f"{target.name} (nothing written)")
             _out(redactor, plan.summary())
             sys.stdout.write(plan.diff(redactor))
+            if plan.conflicts:
+                from installer.render import conflict_error
+
+                raise conflict_error(plan)
             return 0
         if plan.empty:
             _out(redactor, "render: nothing to change, the files already match the answers")

@@ -302,7 +302,7 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                    confirm: Callable[[RenderPlan], bool] | None,
                    health_timeout: float) -> DeployResult:
     from installer.preflight import run_preflight
-    from installer.render import apply_render, plan_render
+    from installer.render import apply_render, conflict_error, plan_render
     from installer.render.compose import check_inputs
 
     # Bad input stops the deployment before anything runs (exit 2, the key named).
@@ -333,6 +333,8 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
     with _Step(run, "render") as step:
         plan = plan_render(answers, target, redactor=redactor, compose_command=command,
                            compose_version=str(compose_data.get("version", "")))
+        if plan.conflicts:  # before asking anything: the answers must choose first (exit 2)
+            raise conflict_error(plan)
         run.check_cancel()
         tool = " ".join(command)
         archive = answers.compose.images_archive

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.target import Target
 
+from installer.errors import InputError
+
 log = logging.getLogger("installer.render")
 
 
@@ -33,6 +35,9 @@ class FileChange:
     secret: bool  # content must never be displayed
     mode_before: int | None = None  # current permission bits, None when unknown/absent
     keys_changed: list[str] = field(default_factory=list)  # env files: names only
+    classes: list[str] = field(default_factory=list)  # customer.env: each kind of change, named
+    group: int | None = None  # the group id that must be able to read it (a container's)
+    from_release: bool = False  # a file of the vendor's release, laid down unchanged
 
     @property
     def content_changed(self) -> bool:
@@ -56,10 +61,13 @@ class FileChange:
         if not self.content_changed:
             old_mode = self.mode_before or 0
             return header + f"(mode {old_mode:o} -> {self.mode:o}, content unchanged)\n"
+        if self.from_release:
+            return header + f"(from the vendor's release, {len(self.after)} bytes)\n"
         if self.secret:
             state = "new" if self.before is None else "changed"
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""
-            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n"
+            classes = "".join(f"  {line}\n" for line in self.classes)
+            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n" + classes
         before = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
         after = self.after.decode("utf-8", "replace").splitlines(keepends=True)
         lines = list(difflib.unified_diff(before, after, fromfile=old_name, tofile=self.path))
@@ -81,6 +89,7 @@ class RenderPlan:
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
     actions: list[str] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
+    conflicts: list[str] = field(default_factory=list)  # customer.env keys needing a choice
 
     def diff(self, redactor: Redactor) -> str:
         return "".join(change.diff(redactor) for change in self.changes)
@@ -94,6 +103,7 @@ class RenderPlan:
         if self.empty and not self.actions:
             return "nothing to change: the files already match the answers"
         lines = [f"  write {change.describe()}" for change in self.changes]
+        lines += [f"    {line}" for change in self.changes for line in change.classes]
         lines += [f"  back up the current customer.env as {b}" for b in self.backups]
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
         lines += [f"  note: {note}" for note in self.notes]
@@ -129,8 +139,23 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
 _STALE_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
+def conflict_error(plan: RenderPlan) -> InputError:
+    keys = ", ".join(plan.conflicts)
+    return InputError(
+        f"customer.env: {keys} — edited by you and changed by the new installation package; "
+        "the installer will not choose between them",
+        f"add each key to compose.take_package (use the package's value) or "
+        f"compose.keep_mine (keep yours) in the answers file, e.g. `compose: {{take_package: "
+        f"[{plan.conflicts[0]}]}}`; `render --dry-run` shows every change")
+
+
 def apply_render(plan: RenderPlan, target: Target) -> list[str]:
-    """Write backups, then the files, each atomically with its mode; return the paths."""
+    """Write backups, then the files, each atomically with its mode; return the paths.
+
+    Refuses (InputError, exit 2, nothing written) while customer.env has unresolved
+    conflicts between the admin's edits and a new package."""
+    if plan.conflicts:
+        raise conflict_error(plan)
     for folder in plan.directories:
         target.makedirs(folder, 0o755)
     for stale in plan.stale:
@@ -145,10 +170,35 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         log.info("backed up to %s", backup)
         written.append(backup)
     for change in plan.changes:
-        target.write_file(change.path, change.after, change.mode)
+        if change.group is None:
+            target.write_file(change.path, change.after, change.mode)
+        else:  # private first; opened to the container's group once the group is set
+            target.write_file(change.path, change.after, change.mode & 0o700)
+            _give_group(plan, target, change)
         log.info("wrote %s (mode %o, %d bytes)", change.path, change.mode, len(change.after))
         written.append(change.path)
     return written
+
+
+def _give_group(plan: RenderPlan, target: Target, change: FileChange) -> None:
+    """chgrp the file to the reading container's gid, then open it to that group. Changing a
+    file's group to one the user is not in needs root: with neither root nor sudo the file
+    stays private and a note says which container cannot read it."""
+    sudo = bool(getattr(target, "_use_sudo", False))
+    for argv in (["chgrp", "--", str(change.group), change.path],
+                 ["chmod", "--", f"{change.mode:o}", change.path]):
+        try:
+            result = target.run(argv, timeout=15, sudo=sudo)
+            failed, reason = not result.ok, result.output().strip()
+        except (OSError, TimeoutError) as exc:
+            failed, reason = True, str(exc)
+        if failed:
+            plan.notes.append(
+                f"could not let group {change.group} read {change.path} ({reason[:200]}): it "
+                "stays readable by its owner only, so a container running as another user "
+                "cannot read it; run the installer as root or with target.sudo")
+            log.warning("chgrp/chmod of %s failed: %s", change.path, reason[:200])
+            return
 
 
 def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:

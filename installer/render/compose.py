@@ -30,7 +30,10 @@ from installer.envfile import (
 )
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
+from installer.release import ReleaseFile, folders, release_file
 from installer.render import FileChange, RenderPlan, stale_temp_files
+from installer.render.merge import BASE_RECORD, BaseRecord, MergeResult, merge_package
+from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -46,6 +49,15 @@ REDIS_CA_NAME = "redis-tls-ca.crt"
 PROXY_CA_NAME = "proxy-ca.crt"
 SELF_SIGNED_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
+# Which users read the secret files in the vendor's containers. docker-compose.yml sets no
+# `user:`, so each runs as its image's own user; the vendor's Helm chart, for the same images,
+# runs router-http (nginx) as uid/gid 101 and the Node.js backends (workspace-api, maps-api,
+# import-api, router-metrics, workspace-migrations, ...) as uid/gid 1000. Compose gives a
+# container no supplementary groups, so a file that is group-readable by exactly that gid is
+# readable by exactly those containers (and the installing user, its owner).
+ROUTER_GID = 101  # reads certs/<domain>.key at /etc/nginx/ssl/
+BACKEND_GID = 1000  # read certs/key.json at /usr/src/certs/ (GOOGLE_APPLICATION_CREDENTIALS)
+READER_MODE = 0o640
 VERSION_BANNER = "# ---- set by carto-installer from VERSION, as the vendor's install.sh does ----"
 TEMPLATE_BANNER = "# ---- env.tpl follows ----"
 
@@ -121,11 +133,14 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
             ("database.admin_user", "POSTGRES_ADMIN_USER", db.admin_user),
             ("database.admin_password", "POSTGRES_ADMIN_PASSWORD", db.admin_password.value),
             ("database.admin_database", "POSTGRES_ADMIN_DB", db.admin_database),
+            # The vendor's stack knows two settings only: TLS with `require`, or none with
+            # `disable` (see ssl_note); a stricter mode is the installer's own check.
             ("database.ssl.enabled", "WORKSPACE_POSTGRES_SSL_ENABLED",
              "true" if db.ssl.enabled else "false"),
+            ("database.ssl.enabled", "WORKSPACE_POSTGRES_SSL_MODE",
+             "require" if db.ssl.enabled else "disable"),
         ]
         if db.ssl.enabled:
-            out.append(("database.ssl.mode", "WORKSPACE_POSTGRES_SSL_MODE", db.ssl.mode))
             if db.ssl.ca_file:
                 out.append(("database.ssl.ca_file", "WORKSPACE_POSTGRES_SSL_CA",
                             f"{SERVICE_CERT_DIR}/{DB_CA_NAME}"))
@@ -166,6 +181,38 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
             out.append(("network.proxy.ca_file", "NODE_EXTRA_CA_CERTS",
                         f"{SERVICE_CERT_DIR}/{PROXY_CA_NAME}"))
     return out
+
+
+def setting_groups(settings: Sequence[tuple[str, str, str]]) -> list[list[tuple[str, str]]]:
+    """The installer's keys in the groups the vendor's customer.env keeps as blocks: the
+    database, Redis and TLS settings each go together (their first key selects the block:
+    LOCAL_POSTGRES_SCALE, LOCAL_REDIS_SCALE, ROUTER_SSL_AUTOGENERATE); any other key alone."""
+    groups: list[list[tuple[str, str]]] = []
+    previous = ""
+    for answer_key, key, value in settings:
+        root = answer_key.split(".", 1)[0]
+        if groups and root == previous and root in ("database", "redis", "tls"):
+            groups[-1].append((key, value))
+        else:
+            groups.append([(key, value)])
+        previous = root
+    return groups
+
+
+def ssl_note(answers: Answers) -> str | None:
+    """What CARTO's own services will do with the database connection, said plainly."""
+    db = answers.database
+    if db.bundled:
+        return None
+    if not db.ssl.enabled:
+        return ("database TLS is off: CARTO's services connect to PostgreSQL without "
+                "encryption (WORKSPACE_POSTGRES_SSL_ENABLED=false, "
+                "WORKSPACE_POSTGRES_SSL_MODE=disable)")
+    ca = (" and trust the CA in certs/postgresql-ssl-ca.crt" if db.ssl.ca_file else "")
+    stricter = (f"; database.ssl.mode {db.ssl.mode} is applied by the installer's own "
+                "database checks only" if db.ssl.mode != "require" else "")
+    return ("CARTO's services connect to PostgreSQL with WORKSPACE_POSTGRES_SSL_MODE=require "
+            f"(the only TLS mode the vendor's stack uses): encrypted{ca}{stricter}")
 
 
 def _read_local(path: str, answer_key: str, what: str) -> bytes:
@@ -270,18 +317,24 @@ def build_dotenv(customer_env: bytes, version: bytes, env_tpl: bytes) -> bytes:
 
 def _modes(target: Target, paths: list[str]) -> dict[str, int]:
     """Permission bits of existing files on the target (one `stat` for all)."""
+    return {path: bits for path, (bits, _gid) in _stats(target, paths).items()}
+
+
+def _stats(target: Target, paths: list[str]) -> dict[str, tuple[int, int]]:
+    """(permission bits, group id) of existing files on the target (one `stat` for all)."""
     if not paths:
         return {}
     try:
-        result = target.run(["stat", "-c", "%a %n", "--", *paths], timeout=15)
+        result = target.run(["stat", "-c", "%a %g %n", "--", *paths], timeout=15)
     except (OSError, TimeoutError):
         return {}
-    modes: dict[str, int] = {}
+    stats: dict[str, tuple[int, int]] = {}
     for line in result.stdout.splitlines():
-        bits, _, name = line.partition(" ")
-        if bits.isdigit():
-            modes[name] = int(bits, 8)
-    return modes
+        bits, _, rest = line.partition(" ")
+        gid, _, name = rest.partition(" ")
+        if bits.isdigit() and gid.isdigit():
+            stats[name] = (int(bits, 8), int(gid))
+    return stats
 
 
 def _read_target(target: Target, path: str) -> bytes | None:
@@ -306,6 +359,7 @@ class Inputs:
     settings: list[tuple[str, str, str]]
     certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
     extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
+    release: list[ReleaseFile] | None = None  # the vendor's release, to lay down first
 
 
 def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
@@ -342,21 +396,37 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
     if proxy is not None and proxy.ca_file:
         extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
                                                  "proxy CA file")))
+    release = None
+    if answers.compose.release and _absent_or_empty(target, directory):
+        from installer.release import read_release
+
+        release = read_release(answers.compose.release)
     missing = [name for name in VENDOR_FILES
-               if not target.exists(posixpath.join(directory, name))]
+               if release is None and not target.exists(posixpath.join(directory, name))]
     if missing:
         where = "does not exist" if not target.exists(directory) else f"lacks {', '.join(missing)}"
         raise AnswersError(
             "compose.directory",
             f"{directory} on {target.name} {where}: it must be the vendor's deployment "
             "directory (docker-compose.yml, env.tpl, VERSION, MIN_VERSION)",
-            "unpack CARTO's carto-selfhosted release there, or point compose.directory at it",
+            "unpack CARTO's carto-selfhosted release there, point compose.directory at it, "
+            "or name the release (zip, tar.gz or folder) in compose.release to have it laid "
+            "down in an absent or empty compose.directory",
         )
     package = read_package(answers.package, "compose", redactor)
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    return Inputs(directory, package, settings, certificate, extra)
+    return Inputs(directory, package, settings, certificate, extra, release)
+
+
+def _absent_or_empty(target: Target, directory: str) -> bool:
+    if not target.exists(directory):
+        return True
+    try:
+        return not target.listdir(directory)
+    except OSError:
+        return False
 
 
 def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
@@ -388,27 +458,44 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if note:
         notes.append(note)
 
-    # The license's keys follow the package, so a new package takes effect on re-render.
+    # A new package meets the current customer.env: a three-way merge against the package
+    # the current file came from (see installer.render.merge).
     package_env = EnvFile.parse(package.files["customer.env"].decode("utf-8-sig", "replace"))
     _rename_legacy(package_env)
-    for key in package_env.keys():
-        raw = package_env.raw(key)
-        if raw is None:
-            continue
-        if key in LICENSE_KEYS or key not in env:
-            if env.raw(key) != raw:
-                env.set_line(key, raw)
+    record_path = posixpath.join(directory, BASE_RECORD)
+    base = BaseRecord.loads(_read_target(target, record_path))
+    merge = MergeResult()
+    if current_customer is not None:
+        merge = merge_package(env, package_env, base,
+                              take_package=answers.compose.take_package,
+                              keep_mine=answers.compose.keep_mine, license_keys=LICENSE_KEYS)
+        if merge.note and merge.classes():
+            notes.append(merge.note)
+    record = BaseRecord.of(package_env, package.version or "", base.salt if base else None)
 
-    for _answer_key, key, value in settings:
-        env.set(key, value, flavour)
+    for group in setting_groups(settings):
+        env.fill_block(group, flavour)
+    ssl = ssl_note(answers)
+    if ssl:
+        notes.append(ssl)
 
     new_customer = env.text().encode("utf-8")
     for key in env.keys():
         if is_secret_key(key):
             redactor.add(env.get(key, flavour or "v2"))
 
-    version = _read_target(target, posixpath.join(directory, "VERSION")) or b""
-    env_tpl = _read_target(target, posixpath.join(directory, "env.tpl")) or b""
+    def vendor_file(name: str) -> bytes:
+        if inputs.release is not None:
+            return release_file(inputs.release, name) or b""
+        return _read_target(target, posixpath.join(directory, name)) or b""
+
+    version = vendor_file("VERSION")
+    env_tpl = vendor_file("env.tpl")
+    compose_yml = vendor_file("docker-compose.yml")
+    template_text = env_tpl.decode("utf-8", "replace")
+    missing = package_gaps(template_text, compose_yml.decode("utf-8", "replace"), env, [])
+    if missing:
+        raise AnswersError("package", describe_gaps(missing, template_text), GAPS_FIX)
     dotenv = build_dotenv(new_customer, version, env_tpl)
     for key, value in EnvFile.parse(dotenv.decode("utf-8", "replace")).items(
             flavour or "v2").items():
@@ -420,6 +507,12 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     cert_path = posixpath.join(certs, f"{domain}.crt")
     key_path = posixpath.join(certs, f"{domain}.key")
     wanted: list[tuple[str, bytes, int, bool]] = [
+        (posixpath.join(directory, file.name), file.data, file.mode, False)
+        for file in inputs.release or []]
+    if inputs.release:
+        notes.append(f"the deployment directory is laid down from the vendor's release "
+                     f"{answers.compose.release} ({len(inputs.release)} files)")
+    wanted += [
         (posixpath.join(certs, "key.json"), package.files["key.json"], 0o600, True),
         (posixpath.join(directory, "key.json"), package.files["key.json"], 0o600, True),
     ]
@@ -443,20 +536,38 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted += [(posixpath.join(certs, name), data, 0o644, False)
                for name, data in inputs.extra_files]
     wanted += [(customer_path, new_customer, 0o600, True),
-               (posixpath.join(directory, ".env"), dotenv, 0o600, True)]
+               (posixpath.join(directory, ".env"), dotenv, 0o600, True),
+               (record_path, record.dumps(), 0o600, True)]
 
-    current = {path: (current_customer if path == customer_path else _read_target(target, path))
+    release_paths = {posixpath.join(directory, f.name) for f in inputs.release or []}
+    current = {path: (current_customer if path == customer_path
+                      else None if path in release_paths else _read_target(target, path))
                for path, *_ in wanted}
-    modes = _modes(target, [path for path, data in current.items() if data is not None])
+    # Files a container reads as its own non-root user: group-readable by exactly its group.
+    readers = {posixpath.join(certs, "key.json"): BACKEND_GID, key_path: ROUTER_GID}
+    stats = _stats(target, [path for path, data in current.items() if data is not None])
+    modes = {path: bits for path, (bits, _gid) in stats.items()}
     changes: list[FileChange] = []
     for path, data, mode, secret in wanted:
+        reader_gid = readers.get(path)
+        if reader_gid is not None:
+            mode = READER_MODE
         before = current[path]
-        if before == data and modes.get(path) == mode:
+        if before == data and modes.get(path) == mode and (
+                reader_gid is None or stats.get(path, (0, -1))[1] == reader_gid):
             continue
-        change = FileChange(path, before, data, mode, secret, modes.get(path))
+        change = FileChange(path, before, data, mode, secret, modes.get(path), group=reader_gid,
+                            from_release=path in release_paths)
         if path == customer_path and before is not None:
             change.keys_changed = changed_keys(before_env if before is not None
                                                else EnvFile([]), env)
+            owned_keys = {key for _answer, key, _value in settings}
+            from_answers = [key for key in change.keys_changed if key in owned_keys]
+            change.classes = merge.classes() + (
+                [f"set from the answers: {', '.join(from_answers)}"] if from_answers else [])
+        elif path == record_path:
+            change.classes = ["records which package customer.env now comes from (key "
+                              "names and salted SHA-256 digests of the values, no values)"]
         elif path.endswith("/.env") and before is not None:
             change.keys_changed = changed_keys(EnvFile.parse(before.decode("utf-8", "replace")),
                                                EnvFile.parse(data.decode("utf-8", "replace")))
@@ -474,8 +585,13 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         notes.append("no Docker Compose found on the target: values were written so that "
                      "both docker-compose v1 and docker compose v2 read them")
     stale = stale_temp_files(target, [path for path, *_ in wanted])
+    if merge.conflicts and not changes:
+        changes.append(FileChange(customer_path, current_customer, new_customer, 0o600, True,
+                                  modes.get(customer_path), classes=merge.classes()))
     plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
-                      backup_sources=backup_sources, directories=[directory, certs],
+                      conflicts=merge.conflicts,
+                      backup_sources=backup_sources,
+                      directories=[directory, *folders(directory, inputs.release or []), certs],
                       compose_command=tool.command if tool else [],
                       flavour=flavour, trusted_certificate=cert_pem)
     log.info("render plan for %s: %d file(s) to write, %d backup(s)", directory, len(changes),
