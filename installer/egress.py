@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
@@ -48,6 +48,7 @@ class EgressHost:
     missing_answer: str | None = None
     # The vendor says these go direct even when a proxy is configured.
     bypass_proxy: bool = False
+    port: int = HTTPS_PORT  # a registry mirror may listen elsewhere (registry.internal:5000)
 
     @property
     def check_id(self) -> str:
@@ -59,7 +60,10 @@ class EgressHost:
 
 
 _ALWAYS = ("auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com")
-_DEPLOYMENT = ("storage.googleapis.com", "gcr.io", "cloudresourcemanager.googleapis.com")
+_DEPLOYMENT = ("storage.googleapis.com", "cloudresourcemanager.googleapis.com")
+# The requirements page's registry: probed only when no registry could be read from the
+# deployment's own files (the chart's images, env.tpl).
+DOCUMENTED_REGISTRY = "gcr.io"
 _BIGQUERY = (
     "bigquery.googleapis.com",
     "oauth2.googleapis.com",
@@ -73,8 +77,12 @@ _FEATURE_FLAGS = (
 )
 
 
-def egress_hosts(answers: Answers) -> list[EgressHost]:
-    """The hosts to probe for these answers, in a stable order, each listed once."""
+def egress_hosts(answers: Answers, registries: Sequence[tuple[str, int]] | None = None,
+                 registry_reason: str = "container images") -> list[EgressHost]:
+    """The hosts to probe for these answers, in a stable order, each listed once.
+
+    `registries`: (host, port) of the registries the deployment's images come from, read
+    from its own files by the caller; None falls back to the requirements page's gcr.io."""
     network = answers.network
     wanted: dict[str, EgressHost] = {}
 
@@ -85,11 +93,12 @@ def egress_hosts(answers: Answers) -> list[EgressHost]:
         required: bool = True,
         missing: str | None = None,
         bypass: bool = False,
+        port: int = HTTPS_PORT,
     ) -> None:
         host = host.strip().rstrip(".").lower()
         old = wanted.get(host)
         if old is None:
-            wanted[host] = EgressHost(host, required, (reason,), missing, bypass)
+            wanted[host] = EgressHost(host, required, (reason,), missing, bypass, port)
         elif reason not in old.reasons:
             wanted[host] = EgressHost(
                 host,
@@ -97,12 +106,15 @@ def egress_hosts(answers: Answers) -> list[EgressHost]:
                 (*old.reasons, reason),
                 old.missing_answer,
                 old.bypass_proxy or bypass,
+                old.port,
             )
 
     for host in _ALWAYS:
         add(host, "CARTO platform services")
     for host in _DEPLOYMENT:
-        add(host, "images and deployment metadata")
+        add(host, "deployment metadata")
+    for host, port in registries if registries is not None else [(DOCUMENTED_REGISTRY, 443)]:
+        add(host, registry_reason, port=port)
     features = set(network.features)
     warehouses = set(network.warehouses)
     if "ai_agents" in features:

@@ -5,12 +5,13 @@ the engine runs them all at once: twenty unreachable hosts cost about one per-ho
 
 Test seam: `ctx.cache[EGRESS_PORT_KEY]` may hold a port (int) for every host, or a mapping
 host -> port, so tests can point probes at TLS servers on loopback ports. Nothing else sets
-it; a real run always probes 443.
+it; a real run probes 443, or the port of a registry mirror (registry.internal:5000).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from installer.validators import PROBE_TIMEOUT_MAX, validate_domain
 
 if TYPE_CHECKING:
     from installer.egress import EgressHost, ProbeResult, Proxy
+
+log = logging.getLogger("installer.checks.network")
 
 EGRESS_PORT_KEY = "egress.port"
 # The family's own id, reported only when it has no members (no answers file); each member is
@@ -214,15 +217,36 @@ def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
         return []
     from installer.egress import egress_hosts
 
-    return [(h.check_id, f"HTTPS to {h.host}", h) for h in egress_hosts(ctx.answers)]
+    registries, reason = (kubernetes_registries(ctx) if ctx.platform == "kubernetes"
+                          else (None, "container images"))
+    return [(h.check_id, f"HTTPS to {h.host}", h)
+            for h in egress_hosts(ctx.answers, registries, reason)]
 
 
-def _egress_port(ctx: CheckContext, host: str) -> int:
-    from installer.egress import HTTPS_PORT
+def kubernetes_registries(ctx: CheckContext) -> tuple[list[tuple[str, int]] | None, str]:
+    """(host, port) of the registries the chart's rendered workloads pull from (the mirror
+    in kubernetes.image_registry included, as the chart applies it), and why; None (the
+    requirements page's registry) when the chart cannot be rendered."""
+    from installer.chart import registry_endpoint
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
 
-    value = ctx.cache.get(EGRESS_PORT_KEY, HTTPS_PORT)
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError as exc:
+        log.info("egress: the chart's registries are unknown: %s", exc.message)
+        return None, ("container images (the requirements page's registry: the chart could "
+                      "not be rendered, see license.version)")
+    return ([registry_endpoint(r) for r in facts.registries],
+            f"container images of the {facts.label}")
+
+
+def _egress_port(ctx: CheckContext, host: EgressHost) -> int:
+    value = ctx.cache.get(EGRESS_PORT_KEY)
+    if value is None:
+        return host.port
     if isinstance(value, dict):
-        return int(value.get(host, HTTPS_PORT))
+        return int(value.get(host.host, host.port))
     return int(value)
 
 
@@ -253,7 +277,7 @@ def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
         target=ctx.target,
         resolver=ctx.resolver,
         context=context,
-        port=_egress_port(ctx, host.host),
+        port=_egress_port(ctx, host),
         timeout=answers.network.egress_timeout,
         proxy=proxy,
     )
