@@ -277,11 +277,12 @@ def judge_chart_minimum(version: str | None, chart: ChartFiles) -> PackageVersio
     label = f"chart {chart.name} {chart.version}"
     found = chart.minimum
     if found is None:
-        return judge_package_version(version, None, label, unknown_reason=(
+        return judge_package_version(version, None, "the chart's minimum", unknown_reason=(
             f"the {label} states no minimum package version: {chart.describe_minimum()}"))
     annotation, minimum = found
     return judge_package_version(
-        version, minimum, f"the minimum of {label} (Chart.yaml annotation {annotation})",
+        version, minimum, "the chart's minimum",
+        source=f"{label}, Chart.yaml annotation {annotation}",
         consequence="the chart's own pre-install check would stop the install "
         "(BackoffLimitExceeded)")
 

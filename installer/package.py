@@ -427,23 +427,24 @@ class PackageVersionVerdict:
         return self.status != "fail"
 
 
-def judge_package_version(version: str | None, minimum: str | None, where: str, *,
-                          unknown_reason: str = "", consequence: str = ""
+def judge_package_version(version: str | None, minimum: str | None, what: str, *,
+                          source: str = "", unknown_reason: str = "", consequence: str = ""
                           ) -> PackageVersionVerdict:
-    """Judge the package version against a minimum; `where` names the minimum's source
-    ("MIN_VERSION of /opt/carto", "the minVersion annotation of chart carto 1.280.1")."""
+    """Judge the package version against a minimum. `what` names the minimum ("the
+    deployment's MIN_VERSION", "the chart's minimum"), `source` where it was read."""
+    where = f" ({source})" if source else ""
     if not version:
         return PackageVersionVerdict(
             "fail", "the package does not state its version", "no version", DOWNLOAD_FIX)
     if minimum is None:
         return PackageVersionVerdict(
             "unknown", f"package {version}: "
-            + (unknown_reason or f"{where} states no minimum package version"),
+            + (unknown_reason or f"{what} is not stated{where}"),
             f"package {version}, minimum unknown")
     if version_at_least(version, minimum):
         return PackageVersionVerdict(
-            "pass", f"package {version} is not older than {minimum}, {where}", version)
+            "pass", f"package {version} is not older than {what} {minimum}{where}", version)
     return PackageVersionVerdict(
-        "fail", f"the installation package {version} is older than {minimum}, {where}"
+        "fail", f"the installation package {version} is older than {what} {minimum}{where}"
         + (f": {consequence}" if consequence else ""),
         f"{version} < {minimum}", NEW_PACKAGE_FIX)
