@@ -72,7 +72,8 @@ def check_version(ctx: CheckContext) -> Outcome:
     minimum = text.strip().replace('"', "") if text and text.strip() else None
     verdict = judge_package_version(version, minimum, "the deployment's MIN_VERSION",
                                     source=path,
-                                    unknown_reason=f"MIN_VERSION is unknown ({path} is missing or empty)")
+                                    unknown_reason=f"MIN_VERSION is unknown ({path} is "
+                                    "missing or empty)")
     return _outcome(verdict, "set compose.directory to the vendor's deployment directory (it "
                     "holds docker-compose.yml, env.tpl, VERSION and MIN_VERSION)")
 
