@@ -411,3 +411,73 @@ def test_a_chart_checkout_without_charts_is_refused_with_the_fix_and_exit_2(
     assert "charts/" in output and "helm dependency build" in output
     assert "k8s.cluster" not in output  # refused before the preflight ran
     assert not (tmp_path / CUSTOMIZATIONS).exists()
+
+
+# ---- the external database, checked as the chart needs it ----------------------------------------
+
+
+@pytest.fixture
+def newest_chart(tmp_path: Path) -> Path:
+    _require_vendor()
+    copy = tmp_path / CHARTS[-1].name
+    shutil.copyfile(CHARTS[-1], copy)
+    return copy
+
+
+def carto_db_context(server: Any, chart: Path, package: Path, user: str, password: str,
+                     database: str) -> CheckContext:
+    data = k8s_answers(None, package)
+    data["kubernetes"]["chart"] = str(chart)
+    data["database"] = {"bundled": False, "host": "127.0.0.1", "port": server.port,
+                        "user": user, "password": password, "database": database,
+                        "ssl": {"enabled": True, "mode": "verify-full",
+                                "ca_file": str(server.ca_file)}}
+    redactor = Redactor()
+    return CheckContext(LocalTarget(), "kubernetes", parse_answers(data, redactor=redactor),
+                        redactor)
+
+
+def test_with_a_chart_that_passes_no_admin_the_carto_user_is_checked_instead(
+        newest_chart: Path, helm_on_path: Path, postgres_server: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No admin credentials asked for; the CARTO user must log in to its database and may
+    create objects there; a missing user is said to be created by nothing."""
+    from psycopg import sql
+
+    from installer.checks import database
+    from installer.checks.base import Status
+    from installer.checks.engine import run_checks
+
+    monkeypatch.chdir(tmp_path)
+    package = vendor_package(newest_chart, tmp_path / "package", minimum_of(newest_chart))
+    suffix = secrets.token_hex(3)
+    owner, guest, password = f"vend_owner_{suffix}", f"vend_guest_{suffix}", "Vend-pass-1"
+    postgres_server.create_role(owner, password)
+    postgres_server.create_role(guest, password)
+    postgres_server.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+        sql.Identifier(f"vend_ws_{suffix}"), sql.Identifier(owner)))
+
+    def run(user: str) -> dict[str, Any]:
+        ctx = carto_db_context(postgres_server, newest_chart, package, user, password,
+                               f"vend_ws_{suffix}")
+        return {r.id: r for r in run_checks(ctx, database.CHECKS)}
+
+    results = run(owner)
+    assert results["db.connect"].status == Status.PASS, results["db.connect"]
+    assert f"as the CARTO user {owner}" in results["db.connect"].required
+    assert results["db.privileges"].status == Status.SKIP
+    assert "CREATEROLE" in results["db.privileges"].message
+    assert results["db.workspace"].status == Status.PASS, results["db.workspace"]
+    assert results["db.tls"].status == Status.PASS, results["db.tls"]
+
+    results = run(guest)  # logs in (CONNECT is PUBLIC's) but owns nothing there
+    workspace = results["db.workspace"]
+    assert workspace.status == Status.FAIL, workspace
+    assert f"GRANT CREATE ON DATABASE vend_ws_{suffix} TO {guest};" in workspace.remediation
+
+    results = run(f"vend_absent_{suffix}")
+    connect = results["db.connect"]
+    assert connect.status == Status.FAIL
+    assert "nothing creates the user" in connect.message
+    assert "CREATE ROLE" in connect.remediation and "CREATE DATABASE" in connect.remediation
+    assert not any("will be created" in r.message for r in results.values())
