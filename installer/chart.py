@@ -257,7 +257,7 @@ def fetch_chart(kube: Kube, reference: str) -> FetchedChart:
 
     folder = Path(tempfile.mkdtemp(prefix="carto-chart-"))
     try:
-        result = kube.helm("pull", reference, "--destination", str(folder), timeout=180)
+        result = kube.helm("pull", reference, "--destination", str(folder), timeout=60)
         if not result.ok:
             text = result.output()
             if re.search(r"repo .* not found|no repo named|failed to fetch|not found in .* "

@@ -469,6 +469,7 @@ def test_with_a_chart_that_passes_no_admin_the_carto_user_is_checked_instead(
     assert "CREATEROLE" in results["db.privileges"].message
     assert results["db.workspace"].status == Status.PASS, results["db.workspace"]
     assert results["db.tls"].status == Status.PASS, results["db.tls"]
+    assert "connect with sslmode require" in results["db.tls"].message
 
     results = run(guest)  # logs in (CONNECT is PUBLIC's) but owns nothing there
     workspace = results["db.workspace"]

@@ -30,6 +30,7 @@ from installer.checks.base import (
     Check,
     CheckContext,
     Outcome,
+    Status,
     failed,
     passed,
     skipped,
@@ -755,7 +756,34 @@ def _tls_applies(ctx: CheckContext) -> str | None:
     return None
 
 
+def stack_tls_note(ctx: CheckContext) -> str:
+    """On Kubernetes, what CARTO's own services will do with database TLS, read from the
+    rendered chart: the installer's verification is not theirs."""
+    if ctx.platform != "kubernetes":
+        return ""
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
+
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError:
+        return ""
+    modes = sorted(facts.database_ssl_modes)
+    if not modes:
+        return ""
+    return (f"; CARTO's services themselves connect with sslmode {' or '.join(modes)} (set by "
+            f"the {facts.label}, which knows no other mode): encrypted, but they do not check "
+            "the certificate; this verification is the installer's own")
+
+
 def check_tls(ctx: CheckContext) -> Outcome:
+    outcome = verify_tls(ctx)
+    if outcome.status in (Status.PASS, Status.WARN):
+        outcome.message += stack_tls_note(ctx)
+    return outcome
+
+
+def verify_tls(ctx: CheckContext) -> Outcome:
     from installer.checks.tls import CertificateFileError, load_certificates
 
     assert ctx.answers is not None
