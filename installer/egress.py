@@ -111,10 +111,11 @@ def egress_hosts(answers: Answers, registries: Sequence[tuple[str, int]] | None 
 
     for host in _ALWAYS:
         add(host, "CARTO platform services")
-    for host in _DEPLOYMENT:
-        add(host, "deployment metadata")
+    storage, metadata = _DEPLOYMENT
+    add(storage, "deployment metadata")
     for host, port in registries if registries is not None else [(DOCUMENTED_REGISTRY, 443)]:
         add(host, registry_reason, port=port)
+    add(metadata, "deployment metadata")
     features = set(network.features)
     warehouses = set(network.warehouses)
     if "ai_agents" in features:
