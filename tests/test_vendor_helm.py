@@ -411,6 +411,12 @@ def test_a_chart_checkout_without_charts_is_refused_with_the_fix_and_exit_2(
     assert "charts/" in output and "helm dependency build" in output
     assert "k8s.cluster" not in output  # refused before the preflight ran
     assert not (tmp_path / CUSTOMIZATIONS).exists()
+    # The preflight alone says it too, as a failed license.version.
+    result = run_cli("preflight", "--answers", str(answers), "--only", "license",
+                     "--format", "json", cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    check = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["license.version"]
+    assert check["status"] == "fail" and result.returncode == 3
+    assert "helm dependency build" in check["remediation"]
 
 
 # ---- the external database, checked as the chart needs it ----------------------------------------
