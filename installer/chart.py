@@ -299,13 +299,18 @@ def judge_chart_minimum(version: str | None, chart: ChartFiles) -> PackageVersio
 
 
 def render_manifests(kube: Kube, chart: Path, release: str, namespace: str,
-                     values_files: Sequence[Path]) -> list[dict[str, Any]]:
-    """`helm template` (offline, no cluster) with these values files, parsed."""
+                     values_files: Sequence[Path], output_dir: Path) -> list[dict[str, Any]]:
+    """`helm template` (offline, no cluster) with these values files, parsed.
+
+    The manifests go to `output_dir` (the caller's private folder), never through standard
+    output: the rendered Secrets hold the package's secrets base64-encoded, a form the log's
+    redaction would not recognise, and every command's output is logged."""
     import yaml
 
     from installer.kube import first_error_line
 
-    argv = ["template", release, str(chart), "--namespace", namespace]
+    argv = ["template", release, str(chart), "--namespace", namespace,
+            "--output-dir", str(output_dir)]
     for file in values_files:
         argv += ["-f", str(file)]
     result = kube.helm(*argv, timeout=120)
@@ -314,10 +319,12 @@ def render_manifests(kube: Kube, chart: Path, release: str, namespace: str,
         raise ChartError(f"the chart {chart} does not render with these values: {line}",
                          "fix what the chart names (see carto-installer.log for helm's whole "
                          "output)")
+    documents: list[Any] = []
     try:
-        documents = list(yaml.load_all(result.stdout, Loader=_safe_loader()))  # noqa: S506
-    except yaml.YAMLError:
-        raise ChartError(f"`helm template` of {chart} printed something that is not YAML"
+        for file in sorted(output_dir.rglob("*.yaml")):
+            documents += yaml.load_all(file.read_text(), Loader=_safe_loader())  # noqa: S506
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        raise ChartError(f"`helm template` of {chart} wrote something that is not YAML"
                          ) from None
     return [d for d in documents if isinstance(d, dict) and d.get("kind")]
 

@@ -42,7 +42,7 @@ from installer.checks.base import CheckContext
 from installer.checks.network import kubernetes_registries
 from installer.errors import DeployError
 from installer.package import version_at_least
-from installer.redact import Redactor
+from installer.redact import Redactor, setup_logging
 from installer.render import plan_render
 from installer.render.helm import (
     CUSTOMIZATIONS,
@@ -269,7 +269,23 @@ def test_the_chart_facts_name_the_registries_and_credentials_it_consumes(
     data = scenario("external-db-tls", tmp_path, package, chart)
     del data["database"]["admin_password"]  # not demanded: the chart does not read it
     answers = parse_answers(data, redactor=redactor)
-    facts = chart_facts(answers, LocalTarget(), redactor=redactor)
+    log_file = tmp_path / "carto-installer.log"
+    logger = setup_logging(str(log_file), redactor)
+    try:
+        facts = chart_facts(answers, LocalTarget(), redactor=redactor)
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+    # helm's rendering is logged, but the rendered Secrets (the package's secrets in base64)
+    # never pass through its output.
+    logged = log_file.read_text()
+    assert "helm template" in logged
+    package_secrets = yaml.safe_load((package / "carto-secrets.yaml").read_text())
+    for entry in package_secrets["cartoSecrets"].values():
+        value = str(entry["value"])
+        assert value not in logged
+        assert base64.b64encode(value.encode()).decode()[:24] not in logged
     assert facts.chart.minimum == ("minVersion", minimum_of(chart))
     assert facts.password_readers and not facts.admin_credentials_used
     assert set(facts.database_ssl_modes) == {"require"}

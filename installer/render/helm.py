@@ -287,7 +287,7 @@ def chart_facts(answers: Answers, target: Target, *, redactor: Redactor) -> Char
             path.write_bytes(data)
             files.append(path)
         manifests = render_manifests(kube, fetched.files.path, answers.kubernetes.release,
-                                     answers.kubernetes.namespace, files)
+                                     answers.kubernetes.namespace, files, folder / "rendered")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         fetched.cleanup()
