@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.version import Version
 
 from installer.answers import parse_answers
 from installer.chart import (
@@ -340,11 +341,31 @@ def test_our_judge_agrees_with_the_charts_own_version_check(chart: Path, helm_on
     minimum_var = next(k for k, v in env.items() if k != package_var and v == minimum_of(chart))
     assert read_chart_files(chart).minimum == ("minVersion", env[minimum_var])
     (tmp_path / "check.sh").write_text(script)
+    # The Compose release's install.sh compares with its own function: the same verdicts.
+    install_sh = sorted(VENDOR.glob("compose-*/install.sh"))
+    compose_check = ""
+    if install_sh:
+        text = install_sh[-1].read_text()
+        match = re.search(r"^(?:function\s+)?_check_min_cloud_version\s*\(\)\s*\{.*?^\}", text,
+                          re.M | re.S)
+        assert match, "install.sh no longer has _check_min_cloud_version"
+        compose_check = match.group(0)
+    canonical = re.compile(r"[1-9]\d*(\.(0|[1-9]\d*)){2}")
     for minimum, version in VERSION_PAIRS:
+        ours = version_at_least(version, minimum)
         run = subprocess.run(["bash", str(tmp_path / "check.sh")], capture_output=True,
                              env={"PATH": os.environ["PATH"], "LC_ALL": "C",
                                   minimum_var: minimum, package_var: version}, check=False)
-        assert (run.returncode == 0) == version_at_least(version, minimum), (minimum, version)
+        assert (run.returncode == 0) == ours, (minimum, version)
+        if compose_check:
+            run = subprocess.run(
+                ["bash", "-c", f'{compose_check}\n_check_min_cloud_version "$1" "$2"', "x",
+                 minimum, version], capture_output=True, env={"PATH": os.environ["PATH"],
+                                                              "LC_ALL": "C"}, check=False)
+            assert (run.returncode == 0) == ours, ("install.sh", minimum, version)
+        if canonical.fullmatch(minimum) and canonical.fullmatch(version):
+            # Where packaging.version reads both the same way, it agrees.
+            assert ours == (Version(version) >= Version(minimum)), (minimum, version)
 
 
 def test_a_package_below_the_charts_minimum_fails_license_version_with_exit_3(
