@@ -756,7 +756,7 @@ def _tls_applies(ctx: CheckContext) -> str | None:
     return None
 
 
-def stack_tls_note(ctx: CheckContext) -> str:
+def stack_tls_note(ctx: CheckContext, verified: bool) -> str:
     """On Kubernetes, what CARTO's own services will do with database TLS, read from the
     rendered chart: the installer's verification is not theirs."""
     if ctx.platform != "kubernetes":
@@ -773,13 +773,14 @@ def stack_tls_note(ctx: CheckContext) -> str:
         return ""
     return (f"; CARTO's services themselves connect with sslmode {' or '.join(modes)} (set by "
             f"the {facts.label}, which knows no other mode): encrypted, but they do not check "
-            "the certificate; this verification is the installer's own")
+            + ("the certificate; this verification is the installer's own" if verified
+               else "the certificate either"))
 
 
 def check_tls(ctx: CheckContext) -> Outcome:
     outcome = verify_tls(ctx)
     if outcome.status in (Status.PASS, Status.WARN):
-        outcome.message += stack_tls_note(ctx)
+        outcome.message += stack_tls_note(ctx, verified=outcome.status == Status.PASS)
     return outcome
 
 

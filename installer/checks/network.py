@@ -313,7 +313,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
     from installer.egress import CONNECT, DNS, PROXY, PROXY_CONNECT, TLS
 
     name = host.host
-    allow = f"allow outbound HTTPS (TCP 443) from the target to {name}"
+    allow = f"allow outbound HTTPS (TCP {host.port}) from the target to {name}"
     if result.stage == DNS:
         return (
             f"the target cannot resolve {name}: check its DNS servers (/etc/resolv.conf or "
@@ -328,7 +328,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
             )
         return (
             f"the connection was rejected (a firewall, or a host that refuses port "
-            f"443): {allow}, or set network.proxy.https if outbound traffic must go "
+            f"{host.port}): {allow}, or set network.proxy.https if outbound traffic must go "
             "through a proxy"
         )
     if result.stage == PROXY:
@@ -340,7 +340,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
         if result.kind == "status 403":
             return (
                 f"the proxy's rules refuse {name}: ask its administrators to allow CONNECT "
-                f"to {name}:443, or add {name} to network.proxy.no_proxy if the target may "
+                f"to {name}:{host.port}, or add {name} to network.proxy.no_proxy if the target may "
                 "reach it directly"
             )
         if result.kind == "status 407":
@@ -351,9 +351,9 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
         if result.kind in ("status 500", "status 502", "status 503", "status 504", "timeout"):
             return (
                 f"the proxy could not reach {name} itself: ask its administrators to allow "
-                f"{name}:443 beyond the proxy"
+                f"{name}:{host.port} beyond the proxy"
             )
-        return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:443"
+        return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:{host.port}"
     if result.stage == TLS:
         if result.kind == "verify":
             return (

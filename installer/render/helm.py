@@ -320,8 +320,8 @@ def database_notes(answers: Answers, facts: ChartFacts) -> list[str]:
         notes.append(
             f"database: the {facts.label} gives no workload the admin credentials, so "
             f"nothing creates the user {db.user} or the database {db.database}: both must "
-            f"exist, {db.user} owning {db.database} (db.workspace checks it); no admin user "
-            "or password is passed to the chart")
+            f"exist, {db.user} able to log in to {db.database} and create objects there "
+            "(db.workspace checks it); no admin user or password is passed to the chart")
     modes = sorted(facts.database_ssl_modes)
     stack = " or ".join(f"sslmode {m}" for m in modes) if modes else "the chart's default"
     if database_tls_enabled(answers):
