@@ -1,9 +1,14 @@
 """The Kubernetes deployment: preflight, render, Secrets, `helm upgrade --install`, address.
 
 What it guards against, in order:
+- a chart that cannot be used as given (a git checkout without its subcharts): refused,
+  exit 2, before anything runs;
 - a package older than the chart's minimum (the chart's pre-install hook would fail with
-  BackoffLimitExceeded): the minimum is read from the chart (`helm show chart`, local .tgz or
-  repository) and compared before anything changes;
+  BackoffLimitExceeded): the minimum is the annotation the chart's own check reads (its
+  files, local .tgz/folder or `helm pull`ed), judged like license.version, before anything
+  changes;
+- credentials nothing uses: the chart is rendered (`helm template`) and the database admin's
+  password goes into the Secret only when its workloads read it;
 - a release stuck in pending-install/-upgrade/-rollback ("another operation is in
   progress"): the fix (`helm rollback` to the last good revision, or `helm uninstall` when
   there never was one) is offered and needs a yes; without one (--yes, scripts) it stops with
