@@ -712,6 +712,22 @@ def judge_carto_workspace(facts: DatabaseFacts, db: DatabaseSettings) -> Outcome
     )
 
 
+def _creator(ctx: CheckContext) -> str | None:
+    """Who creates an absent CARTO user and database with the admin's credentials, or None
+    when that cannot be known (a Kubernetes chart that could not be rendered)."""
+    if ctx.platform != "kubernetes":
+        return "the vendor's database init (as the admin)"
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
+
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError:
+        return None
+    readers = ", ".join(facts.admin_password_readers[:2]) or "its workloads"
+    return f"the {facts.label} ({readers}, as the admin)"
+
+
 def check_workspace(ctx: CheckContext) -> Outcome:
     assert ctx.answers is not None
     db = ctx.answers.database
@@ -724,14 +740,25 @@ def check_workspace(ctx: CheckContext) -> Outcome:
         f"exists, owned by {owner}" if owner else "absent"
     )
     if owner is None:
+        creator = _creator(ctx)
+        if creator is None:
+            return warned(
+                f"user {user} or database {name} is absent, and whether the chart creates them "
+                "is unknown: it could not be rendered to see if its workloads receive the "
+                "admin credentials",
+                observed=observed,
+                remediation="make the chart readable (see license.version), or create them "
+                f"yourself as the admin: {create_statements(db)}",
+            )
         if facts.workspace_role_exists:
             return passed(
-                f"database {name} will be created; the user {user} already exists and "
-                "will be used with the password in the answers",
+                f"database {name} will be created by {creator}; the user {user} already "
+                "exists and will be used with the password in the answers",
                 observed=observed,
             )
         return passed(
-            f"user {user} and database {name} are absent: they will be created", observed=observed
+            f"user {user} and database {name} are absent: they will be created by {creator}",
+            observed=observed,
         )
     if owner == user:
         return passed(
