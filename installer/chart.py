@@ -449,17 +449,7 @@ def env_values(manifests: Iterable[dict[str, Any]], variable: str) -> dict[str, 
     return values
 
 
-def has_key(values: dict[str, Any], dotted: str) -> bool:
-    """Whether `a.b.c` is a key of the chart's values.yaml."""
-    node: Any = values
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 __all__ = ["ALL_KEYS", "ChartError", "ChartFiles", "ChartIncomplete", "FetchedChart", "env_values",
-           "fetch_chart", "has_key", "judge_chart_minimum", "image_references", "image_registries",
+           "fetch_chart", "judge_chart_minimum", "image_references", "image_registries",
            "local_chart_path", "read_chart_files", "registry_endpoint", "registry_of",
            "render_manifests", "secret_keys_consumed"]
