@@ -34,7 +34,7 @@ from installer.deploy.helm import (
     describe_address,
     status_kubernetes,
 )
-from installer.errors import DeployError
+from installer.errors import DeployError, InputError
 from installer.redact import Redactor
 from installer.target import LocalTarget
 from tests.helpers import cli_env
@@ -206,6 +206,39 @@ def test_a_new_certificate_updates_the_secret_and_restarts_the_pods(
     annotations = router["spec"]["template"]["metadata"].get("annotations") or {}
     assert "kubectl.kubernetes.io/restartedAt" in annotations
     assert any(isinstance(e, LogLine) and "restarted the pods" in e.text for e in events)
+
+
+def test_a_chart_whose_workloads_read_no_admin_password_gets_none_and_needs_none(
+        cluster: FakeCluster, tmp_path: Path, package: HelmPackage) -> None:
+    """Decided from the rendered chart: without admin credentials in the answers the deploy
+    goes through, and neither the Secret nor the values carry any."""
+    Path("customizations.yaml").write_text(
+        "testDouble:\n  adminPasswordToMigrations: false\n")
+    data = external_db_answers(cluster, tmp_path, package)
+    del data["database"]["admin_password"]
+    events: list[Any] = []
+    result = deploy(data, events=events)
+    assert result.ok
+    assert secret_data(cluster, "carto-external-postgresql") == {
+        "carto-password": DB_PASSWORD.encode()}
+    config = latest_release(cluster)["config"]
+    assert "adminUser" not in config["externalPostgresql"]
+    assert "existingSecretAdminPasswordKey" not in config["externalPostgresql"]
+    assert config["testDouble"] == {"adminPasswordToMigrations": False}  # the admin's key kept
+    assert any(isinstance(e, LogLine) and "nothing creates the user workspace_admin" in e.text
+               for e in events)
+
+
+def test_a_chart_whose_workloads_read_the_admin_password_makes_it_required(
+        cluster: FakeCluster, tmp_path: Path, package: HelmPackage) -> None:
+    data = external_db_answers(cluster, tmp_path, package)
+    del data["database"]["admin_password"]
+    cluster.reset_requests()
+    with pytest.raises(InputError) as caught:
+        deploy(data)
+    assert "database.admin_password" in caught.value.message
+    assert caught.value.exit_code == 2
+    assert cluster.mutation_counts() == Counter()
 
 
 # ---- refused before anything changes -------------------------------------------------------------

@@ -238,7 +238,7 @@ def test_helm_template_and_lint_accept_good_values(
     # The installer reads the minimum package version from the chart before installing.
     shown = k8s_cluster.run(helm_bin, "show", "chart", str(CHART))
     annotations = yaml.safe_load(shown.stdout)["annotations"]
-    assert annotations["carto.com/minCustomerPackageVersion"] == "2024.1.1"
+    assert annotations["minVersion"] == "2024.1.1"
 
 
 def test_helm_refuses_internal_database_off_without_host(

@@ -1,9 +1,14 @@
 """The Kubernetes deployment: preflight, render, Secrets, `helm upgrade --install`, address.
 
 What it guards against, in order:
+- a chart that cannot be used as given (a git checkout without its subcharts): refused,
+  exit 2, before anything runs;
 - a package older than the chart's minimum (the chart's pre-install hook would fail with
-  BackoffLimitExceeded): the minimum is read from the chart (`helm show chart`, local .tgz or
-  repository) and compared before anything changes;
+  BackoffLimitExceeded): the minimum is the annotation the chart's own check reads (its
+  files, local .tgz/folder or `helm pull`ed), judged like license.version, before anything
+  changes;
+- credentials nothing uses: the chart is rendered (`helm template`) and the database admin's
+  password goes into the Secret only when its workloads read it;
 - a release stuck in pending-install/-upgrade/-rollback ("another operation is in
   progress"): the fix (`helm rollback` to the last good revision, or `helm uninstall` when
   there never was one) is offered and needs a yes; without one (--yes, scripts) it stops with
@@ -48,11 +53,12 @@ from installer.deploy import (
     StepStarted,
     gate_on_preflight,
 )
-from installer.errors import DeployError, InputError
+from installer.errors import DeployError
 from installer.kube import Kube, KubeError, first_error_line
 from installer.target import LocalTarget
 
 if TYPE_CHECKING:
+    from installer.chart import ChartFiles
     from installer.checks.base import Resolver
     from installer.redact import Redactor
     from installer.render import RenderPlan
@@ -65,7 +71,6 @@ HELM_TIMEOUT_S = 15 * 60
 POLL_INTERVAL = 2.0
 LOAD_BALANCER_WAIT = 120.0
 DESCRIPTION_PREFIX = "carto-installer "
-MIN_VERSION_ANNOTATION = "carto.com/minCustomerPackageVersion"
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 GOOD = ("deployed", "superseded")
 
@@ -105,21 +110,14 @@ class ChartInfo:
     reference: str  # what helm is given: a repository reference or an absolute local path
     name: str
     version: str
-    minimum: str | None  # the oldest package version the chart accepts, when it says
+    files: ChartFiles  # what the chart's own files say (its minimum among them)
     identity: str  # changes whenever the chart does
 
-
-def _local_chart(reference: str) -> Path | None:
-    path = Path(reference).expanduser()
-    looks_local = reference.endswith((".tgz", ".tar.gz")) or reference.startswith(
-        ("/", "./", "../", "~")) or path.exists()
-    if not looks_local:
-        return None
-    if not path.exists():
-        raise InputError(f"kubernetes.chart: {reference} does not exist",
-                         "give the chart's .tgz (e.g. from `helm pull carto/carto`) or a "
-                         "repository reference such as carto/carto")
-    return path.resolve()
+    @property
+    def minimum(self) -> str | None:
+        """The oldest package version the chart accepts, when it says."""
+        found = self.files.minimum
+        return found[1] if found else None
 
 
 def _content_digest(path: Path) -> str:
@@ -133,56 +131,32 @@ def _content_digest(path: Path) -> str:
 
 
 def chart_info(kube: Kube, reference: str) -> ChartInfo:
-    """Read the chart's metadata (`helm show chart`) from the local .tgz/folder or the repo."""
-    import yaml
+    """Read the chart's own files (a local .tgz/folder, or `helm pull` of a repository
+    reference). Raises ChartError (exit 2) for a chart that cannot be used as given, such as
+    a folder without its subcharts."""
+    from installer.chart import fetch_chart, local_chart_path
 
-    local = _local_chart(reference)
-    given = str(local) if local else reference
-    result = kube.helm("show", "chart", given, timeout=120)
-    if not result.ok:
-        text = result.output()
-        if re.search(r"repo .* not found|no repo named|failed to fetch|not found in .* index",
-                     text):
-            repo = reference.split("/", 1)[0]
-            raise DeployError(
-                f"helm cannot find the chart {reference}: {first_error_line(text)}",
-                f"add the repository: `helm repo add {repo} https://helm.carto.com && helm repo "
-                "update`, or set kubernetes.chart to a local .tgz (restricted networks)")
-        raise KubeError(kube.failure(text, "helm"))
+    local = local_chart_path(reference)
+    fetched = fetch_chart(kube, reference)
     try:
-        meta = yaml.safe_load(result.stdout) or {}
-    except yaml.YAMLError:
-        meta = {}
-    if not isinstance(meta, dict) or not meta.get("name"):
-        raise DeployError(f"{reference} is not a Helm chart (`helm show chart` gave no name)",
-                          "give the CARTO chart: carto/carto or its .tgz")
-    minimum = (meta.get("annotations") or {}).get(MIN_VERSION_ANNOTATION)
-    identity = hashlib.sha256(result.stdout.encode()).hexdigest()
-    if local is not None:
-        identity += ":" + _content_digest(local)
-    return ChartInfo(given, str(meta["name"]), str(meta.get("version", "?")),
-                     str(minimum).strip() if minimum else None, identity)
+        identity = _content_digest(fetched.files.path)
+    finally:
+        fetched.cleanup()
+    return ChartInfo(str(local) if local else reference, fetched.files.name,
+                     fetched.files.version, fetched.files, identity)
 
 
 def check_package_version(package_version: str | None, chart: ChartInfo) -> str:
-    """Refuse a package older than the chart's minimum; return what was found, for the log."""
-    from installer.package import version_at_least
+    """Refuse a package older than the chart's minimum (the same judge as license.version);
+    return what was found, for the log."""
+    from installer.chart import judge_chart_minimum
 
-    if not package_version:
-        raise DeployError("carto-values.yaml has no cartoConfigValues.customerPackageVersion",
-                          "download the installation package again from CARTO")
-    if chart.minimum is None:
-        return (f"the chart {chart.name} {chart.version} does not state its minimum package "
-                f"version; its own pre-install check will decide")
-    if version_at_least(package_version, chart.minimum):
-        return (f"package {package_version} >= {chart.minimum}, the minimum of chart "
-                f"{chart.name} {chart.version}")
-    raise DeployError(
-        f"the installation package {package_version} is older than {chart.minimum}, the "
-        f"minimum of chart {chart.name} {chart.version}: its pre-install hook would fail with "
-        "BackoffLimitExceeded",
-        "download a newer installation package (CARTO Workspace > Settings > Self-Hosted, or "
-        "ask CARTO support) and point `package:` at it, or install an older chart version")
+    verdict = judge_chart_minimum(package_version, chart.files)
+    if not verdict.ok:
+        raise DeployError(verdict.message, verdict.remediation)
+    if verdict.status == "unknown":
+        return f"{verdict.message}; its own pre-install check will decide"
+    return verdict.message
 
 
 def fingerprint(chart: ChartInfo, files: Sequence[bytes], secrets: list[dict[str, Any]],
@@ -529,6 +503,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.preflight import run_preflight
     from installer.render import apply_render
     from installer.render.helm import (
+        chart_facts,
         plan_render_kubernetes,
         read_kubernetes_package,
         require_local,
@@ -544,6 +519,9 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
     url = f"https://{answers.domain}"
+    # A chart that cannot be used as given (no subcharts, not a chart) is bad input: exit 2
+    # before anything runs.
+    chart = chart_info(kube, k8s.chart)
 
     with _Step(emit, redactor, "preflight") as step:
         report = run_preflight(target, answers, "kubernetes", redactor=redactor, cancel=cancel,
@@ -558,11 +536,14 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     accepted_ids = [r.id for r in accepted]
 
     with _Step(emit, redactor, "render") as step:
-        plan = plan_render_kubernetes(answers, target, redactor=redactor)
         package = read_kubernetes_package(answers, redactor)
-        chart = chart_info(kube, k8s.chart)
         emit(LogLine(check_package_version(package.version, chart)))
-        manifests = secret_manifests(answers, redactor)
+        facts = (None if answers.database.bundled
+                 else chart_facts(answers, target, redactor=redactor))
+        plan = plan_render_kubernetes(answers, target, redactor=redactor, facts=facts)
+        manifests = secret_manifests(
+            answers, redactor,
+            admin_credentials=facts.admin_credentials_used if facts is not None else True)
         files = values_files(answers)
         contents = [package.files["carto-values.yaml"], package.files["carto-secrets.yaml"],
                     _customizations_after(plan, files[2])]
