@@ -807,6 +807,7 @@ class FakeCluster:
         # image (or prefix) -> the pull error; such pods stay Pending in ImagePullBackOff
         self.unpullable_images: dict[str, str] = {}
         self._pod_logs: dict[tuple[str, str, str], str] = {}
+        self._job_runs: list[tuple[str, str, int, str]] = []  # (job, pod, exit code, log)
         self.requests: list[RequestRecord] = []
         self.kubeconfig: Path | None = None
         self.home: Path | None = None
@@ -953,6 +954,18 @@ class FakeCluster:
             "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2024-01-01T00:00:00Z",
             "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64",
         }
+
+    def fail_job(self, name: str, log: str = "", exit_code: int = 1) -> None:
+        """Make every pod of the Job `name` end with `exit_code` after printing `log` (it
+        then fails with BackoffLimitExceeded, like a Job whose container keeps crashing)."""
+        with self._lock:
+            self.failing_jobs[name] = (exit_code, log)
+
+    def job_runs(self, name: str) -> list[tuple[str, int, str]]:
+        """(pod, exit code, log) of each pod the Job `name` ran, oldest first, kept after the
+        Job and its pods are deleted (helm deletes succeeded hooks)."""
+        with self._lock:
+            return [run[1:] for run in self._job_runs if run[0] == name]
 
     def deny(self, verb: str, resource: str, group: str = "", namespace: str | None = None,
              reason: str = "") -> None:
@@ -1798,6 +1811,7 @@ class FakeCluster:
         for c in containers:
             code, logs = self._run_container(pod, c, job)
             self._pod_logs[(str(meta.get("namespace")), str(meta["name"]), c["name"])] = logs
+            self._job_runs.append((job["metadata"]["name"], str(meta["name"]), code, logs))
             terminated: Obj = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                "startedAt": now, "finishedAt": _now(),
                                "containerID": f"containerd://{uuid.uuid4().hex}"}
