@@ -124,10 +124,11 @@ def answers_for(cluster: FakeCluster, tmp_path: Path, chart: Path, version: str,
             "tls": {"certificate_file": str(cert), "key_file": str(key)}}
 
 
-def deploy(data: dict[str, Any], events: list[Any] | None = None, **options: Any) -> Any:
+def deploy(data: dict[str, Any], events: list[Any] | None = None,
+           skip: tuple[str, ...] = SKIP, **options: Any) -> Any:
     redactor = Redactor()
     answers = parse_answers(data, redactor=redactor)
-    return deploy_kubernetes(answers, LocalTarget(), redactor=redactor, skip=SKIP,
+    return deploy_kubernetes(answers, LocalTarget(), redactor=redactor, skip=skip,
                              resolver=loopback,
                              on_event=events.append if events is not None else None,
                              **options)
@@ -371,13 +372,15 @@ def test_the_fixture_answers_unknown_kinds_like_a_real_server(
     data = answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE)
     package = Path(data["package"])
     extra = tmp_path / "gateway.yaml"
-    extra.write_text(yaml.safe_dump({"gateway": {"enabled": True}}))
+    extra.write_text(yaml.safe_dump({"gateway": {"enabled": True, "gatewayClassName": "gke-l7",
+                                                 "staticIP": {"enabled": False}}}))
     result = cluster.run(helm_bin, "install", "carto", str(NEW_CHART), "-n", "default",
                          "-f", str(package / "carto-values.yaml"),
                          "-f", str(package / "carto-secrets.yaml"), "-f", str(extra))
     assert result.returncode == 1
-    assert 'no matches for kind "Gateway" in version "gateway.networking.k8s.io/v1"' in \
+    assert 'no matches for kind "Gateway" in version "gateway.networking.k8s.io/v1beta1"' in \
         result.stderr
+    assert cluster.objects("deployments", "default") == []
     raw = cluster.run(kubectl_bin, "get", "--raw", "/apis/gateway.networking.k8s.io/v1")
     assert raw.returncode == 1 and "NotFound" in raw.stderr
     # The body of an unknown path is a Status, as client-go expects.
