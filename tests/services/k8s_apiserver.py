@@ -3,15 +3,66 @@
 No real cluster can run on the test machines, but the installer's Kubernetes checks and its
 helm install/upgrade steps must be tested against the real clients, because that is where the
 surprises are (discovery, readiness, release bookkeeping). This module serves the part of the
-Kubernetes REST API those clients use, over HTTPS on 127.0.0.1, with:
+Kubernetes REST API those clients use, over HTTPS on 127.0.0.1. It is faithful enough for the
+vendor's real charts (carto-1.266.1/1.280.1: Deployments, a StatefulSet, a hook Job,
+Services, Secrets, ConfigMaps, ServiceAccounts; optionally PDBs, HPAs, NetworkPolicies,
+Roles/RoleBindings, Ingress) to install with `helm upgrade --install --wait`.
 
-* legacy discovery (/api, /apis, /api/v1, /apis/<group>/<version>) for a fixed set of kinds;
-* a generic object store with create/get/list/watch/update/patch/delete, label and field
-  selectors, resourceVersion/uid/creationTimestamp/generation, and real-shaped Status errors;
-* tiny "controllers" that make workloads look ready at once (so `helm --wait` finishes);
+What it models:
+
+* discovery (/api, /apis, /api/v1, /apis/<group>/<version>) for a fixed set of kinds, HPAs
+  under autoscaling/v2 (stored) and v1 (converted); an unknown group, version, kind or path
+  is a 404 with a metav1.Status body, so helm says 'no matches for kind ... ensure CRDs are
+  installed first' as with a real server;
+* a generic store with create/get/list/watch/update/patch (JSON, merge, strategic merge for
+  the list keys helm's three-way patches touch, apply)/delete/deletecollection, label and
+  field selectors, resourceVersion/uid/creationTimestamp, generation bumped on spec changes,
+  dry-run, ownerReference garbage collection, real-shaped Status errors (404/409/422/403);
+* the server's defaulting (pkg/apis/{core,apps,batch,autoscaling,rbac}/v1 defaults.go and the
+  DefaultStorageClass/DefaultTolerationSeconds admission): pod templates (restartPolicy,
+  dnsPolicy, terminationGracePeriodSeconds, schedulerName, securityContext, container
+  terminationMessagePath/Policy, imagePullPolicy by tag, probe timings, volume defaultMode),
+  Deployments (strategy RollingUpdate 25%/25% also when only the type is given,
+  revisionHistoryLimit, progressDeadlineSeconds), StatefulSets (podManagementPolicy,
+  updateStrategy partition 0, PVC retention policy, claim templates), DaemonSets, Jobs
+  (completions/parallelism 1, backoffLimit 6, completionMode, suspend, podReplacementPolicy,
+  the generated controller-uid selector and job-name labels), CronJobs, Services (clusterIP
+  allocation kept across updates, sessionAffinity, ipFamilies/Policy, internal/external
+  traffic policy, nodePort allocation for NodePort/LoadBalancer), HPAs (minReplicas, the 80%
+  CPU metric, scale-up/-down behavior), PVCs, Secrets (type Opaque, stringData folded into
+  data), RoleBinding subjects; PDBs, ServiceAccounts, Roles and ConfigMaps have no defaults;
+* controllers, run synchronously within the write that triggers them: Deployment ->
+  ReplicaSet (pod-template-hash, revision annotations; old ReplicaSets scaled down only once
+  the new one is available) -> Pods; StatefulSet -> Pods <name>-<n> (replaced when the
+  template changes) and PVCs; Job -> Pods, retried up to backoffLimit, then Failed with
+  BackoffLimitExceeded. Statuses are counted from the pods (observedGeneration, replicas,
+  ready/updated/available, Available/Progressing conditions with NewReplicaSetAvailable or
+  MinimumReplicasUnavailable, StatefulSet revisions, PDB disruptionsAllowed, HPA replicas);
+* pods: a scheduler (resource requests against node allocatable minus what is already
+  placed, unschedulable/not-ready nodes, untolerated NoSchedule taints, nodeSelector), with
+  a FailedScheduling event worded like the real one; image pulls that fail for the images a
+  test names in `unpullable_images` (ImagePullBackOff, the kubelet's events); every other pod
+  Running and Ready at once; pods/<name>/log;
+* Job containers: a container whose command is `sh`/`bash` really runs here (under bash; its
+  ConfigMap/Secret volumes written to a temporary folder, mount paths rewritten in its
+  arguments, env values resolved), so the vendor's own version-check script decides; its
+  output is the pod log, the termination message follows terminationMessagePolicy
+  FallbackToLogsOnError. `fail_job()` makes a Job fail with a given log instead;
+  `job_runs()` lists what each Job ran;
 * a configurable deny set: SelfSubjectAccessReview (`kubectl auth can-i`) says no and the
   matching requests get RBAC-shaped 403 Forbidden errors;
-* configurable /version, nodes, storage classes and bearer token.
+* configurable /version, nodes, storage classes, LoadBalancer address and bearer token.
+
+What it does NOT model: time (no progressDeadlineSeconds expiry, no restarts or
+CrashLoopBackOff, no readiness probes, no pod that becomes ready later -- a pod's fate is
+fixed when it is created, and a workload's status is recomputed only when it is written);
+rolling-update pacing (maxSurge/maxUnavailable: new pods all at once); DaemonSet pods (only
+their counts); ControllerRevisions; CronJob schedules; Endpoints/EndpointSlices; Ingress and
+LoadBalancer controllers beyond the fixed address; admission webhooks, quotas, LimitRanges,
+PodSecurity; server-side apply field ownership (managedFields) and server-side printing
+(Table: kubectl shows NAME/AGE only); OpenAPI schemas (an empty v2 document: no server-side
+validation); namespaces' Terminating phase; protobuf bodies other than Secret/ConfigMap;
+containers other than shell scripts (no images are pulled or run).
 
 It serves HTTPS with a throw-away self-signed certificate (the kubeconfig trusts it through
 certificate-authority-data) because client-go only sends credentials over TLS: with a plain
