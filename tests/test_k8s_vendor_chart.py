@@ -315,6 +315,28 @@ def test_a_release_left_pending_upgrade_is_rolled_back_only_when_allowed(
     assert history[3]["chart"]["metadata"]["version"] == "1.280.1"
 
 
+def test_a_first_install_left_pending_is_removed_and_installed_again_when_allowed(
+        cluster: FakeCluster, tmp_path: Path) -> None:
+    """pending-install has no earlier revision to roll back to: the fix is `helm uninstall`
+    (the chart's objects go, our Secrets stay), then the install runs again."""
+    data = answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE)
+    deploy(data)
+    set_release_status(cluster, "carto", "carto", "pending-install")
+    with pytest.raises(DeployError) as caught:
+        deploy(data)
+    assert "stuck in pending-install (revision 1)" in caught.value.message
+    assert "helm uninstall carto --wait" in caught.value.remediation
+    events: list[Any] = []
+    result = deploy(data, events, repair_stuck=True)
+    assert result.ok and result.changed
+    lines = [e.text for e in events if isinstance(e, LogLine)]
+    assert any(line.startswith("$ helm uninstall carto --wait") for line in lines)
+    [release] = revisions(cluster)
+    assert (release["version"], release["info"]["status"]) == (1, "deployed")
+    assert cluster.get_object("secrets", "carto-tls-certificate", "carto") is not None
+    assert cluster.get_object("deployments", "carto-router", "carto") is not None
+
+
 # ---- failure paths ------------------------------------------------------------------------------
 
 
