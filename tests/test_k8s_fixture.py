@@ -569,3 +569,28 @@ def test_unknown_kinds_and_versions_are_404_like_a_real_server(
     groups = json.loads(k8s_cluster.run(kubectl_bin, "get", "--raw", "/apis/autoscaling").stdout)
     assert [v["version"] for v in groups["versions"]] == ["v2", "v1"]
     assert groups["preferredVersion"]["version"] == "v2"
+
+
+def test_immutable_fields_are_refused_like_a_real_server(
+        k8s_cluster: FakeCluster, kubectl_bin: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "workloads.yaml"
+    manifest.write_text(WORKLOADS.split("---")[0])
+    assert k8s_cluster.run(kubectl_bin, "apply", "-f", str(manifest)).returncode == 0
+    patch = '{"spec": {"selector": {"matchLabels": {"app": "other"}}}}'
+    result = k8s_cluster.run(kubectl_bin, "patch", "deployment", "web", "--type=merge", "-p",
+                             patch)
+    assert result.returncode == 1
+    assert 'The Deployment "web" is invalid: spec.selector: Invalid value' in result.stderr
+    assert "field is immutable" in result.stderr
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "db", "namespace": "default"},
+           "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                                 "spec": {"containers": [{"name": "db", "image": "pg:15"}]}}}}
+    k8s_cluster.put_object(sts)
+    result = k8s_cluster.run(kubectl_bin, "patch", "statefulset", "db", "--type=merge", "-p",
+                             '{"spec": {"serviceName": "db2"}}')
+    assert result.returncode == 1
+    assert "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', " \
+        "'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and " \
+        "'minReadySeconds' are forbidden" in result.stderr

@@ -1182,6 +1182,7 @@ class FakeCluster:
             if kind.kind == "Job":
                 self._job_identity(obj)
         else:
+            _validate_update(kind, obj, old)
             for owned in ("uid", "creationTimestamp"):
                 meta[owned] = old["metadata"][owned]
             if "generation" in old["metadata"]:
@@ -2253,6 +2254,43 @@ def _scale(obj: Obj) -> Obj:
             "spec": {"replicas": obj["spec"].get("replicas", 1)},
             "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+
+
+_STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+
+
+def _invalid(kind: Kind, name: str, field: str, message: str) -> ApiError:
+    details = dict(_details(kind, name), kind=kind.kind,
+                   causes=[{"reason": "FieldValueInvalid" if "Invalid" in message
+                            else "FieldValueForbidden", "message": message, "field": field}])
+    return ApiError(422, "Invalid", f'{kind.kind}{"." + kind.group if kind.group else ""} '
+                    f'"{name}" is invalid: {field}: {message}', details)
+
+
+def _validate_update(kind: Kind, new: Obj, old: Obj) -> None:
+    """The update validation helm upgrades run into: immutable selectors, a StatefulSet spec
+    that may change only in a few fields, a Job's template, a Service's clusterIP."""
+    name = old["metadata"]["name"]
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job") and \
+            spec.get("selector") != old_spec.get("selector"):
+        raise _invalid(kind, name, "spec.selector",
+                       f"Invalid value: {json.dumps(spec.get('selector'))}: field is immutable")
+    if kind.kind == "StatefulSet":
+        changed = {k for k in set(spec) | set(old_spec)
+                   if k not in _STATEFULSET_MUTABLE and spec.get(k) != old_spec.get(k)}
+        if changed:
+            allowed = ", ".join(f"'{f}'" for f in _STATEFULSET_MUTABLE[:-1])
+            raise _invalid(kind, name, "spec", f"Forbidden: updates to statefulset spec for "
+                           f"fields other than {allowed} and '{_STATEFULSET_MUTABLE[-1]}' are "
+                           "forbidden")
+    if kind.kind == "Job" and spec.get("template") != old_spec.get("template"):
+        raise _invalid(kind, name, "spec.template", "Invalid value: ...: field is immutable")
+    if kind.kind == "Service" and old_spec.get("clusterIP") not in (None, "", "None") and \
+            spec.get("clusterIP") not in (None, "", old_spec.get("clusterIP")):
+        raise _invalid(kind, name, "spec.clusterIPs[0]",
+                       f'Invalid value: ["{spec["clusterIP"]}"]: may not change once set')
 
 
 def _view(kind: Kind, obj: Obj) -> Obj:
