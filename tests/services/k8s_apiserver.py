@@ -17,7 +17,10 @@ What it models:
 * a generic store with create/get/list/watch/update/patch (JSON, merge, strategic merge for
   the list keys helm's three-way patches touch, apply)/delete/deletecollection, label and
   field selectors, resourceVersion/uid/creationTimestamp, generation bumped on spec changes,
-  dry-run, ownerReference garbage collection, real-shaped Status errors (404/409/422/403);
+  dry-run, ownerReference garbage collection, real-shaped Status errors (404/409/422/403),
+  and the update validation upgrades meet (immutable selectors, a StatefulSet spec that may
+  change only in replicas/ordinals/template/updateStrategy/PVC retention/minReadySeconds, a
+  Job's template, a Service's clusterIP); other field validation is not modelled;
 * the server's defaulting (pkg/apis/{core,apps,batch,autoscaling,rbac}/v1 defaults.go and the
   DefaultStorageClass/DefaultTolerationSeconds admission): pod templates (restartPolicy,
   dnsPolicy, terminationGracePeriodSeconds, schedulerName, securityContext, container
