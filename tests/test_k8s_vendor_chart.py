@@ -313,6 +313,13 @@ def test_a_release_left_pending_upgrade_is_rolled_back_only_when_allowed(
     assert history[2]["info"]["description"] == "Rollback to 1"
     assert history[3]["info"]["status"] == "deployed"
     assert history[3]["chart"]["metadata"]["version"] == "1.280.1"
+    status = run_cli_offline(tmp_path, "status", "--answers", str(answers_file), env=env,
+                             cwd=Path.cwd())
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "  release carto: deployed (revision 4, carto-1.280.1)" in status.stdout
+    assert "  deployment carto-router: ready (1/1 replicas ready)" in status.stdout
+    assert "  statefulset carto-postgresql: ready (1/1 replicas ready)" in status.stdout
+    assert "  carto-postgresql-0: Running (ready 1/1)" in status.stdout
 
 
 def test_a_first_install_left_pending_is_removed_and_installed_again_when_allowed(

@@ -921,7 +921,8 @@ def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -
     healthy = last.status == "deployed" and not unhealthy
     if last.status in PENDING:
         message = (f"release {k8s.release} is stuck in {last.status}: run "
-                   "`carto-installer deploy` to get the fix offered")
+                   "`carto-installer deploy` to get the fix offered (with --yes, add "
+                   "--repair-stuck-release)")
     elif last.status != "deployed":
         message = f"release {k8s.release} revision {last.number} is {last.status}"
     elif unhealthy:
