@@ -392,7 +392,9 @@ def test_a_failing_chart_hook_is_explained(cluster: FakeCluster, package: HelmPa
         deploy(k8s_answers(cluster, package.path))
     assert "the chart's hook job carto-check-package-version failed (BackoffLimitExceeded)" \
         in caught.value.message
-    assert "container check exited with code 1 (Error)" in caught.value.message
+    # No termination message (policy File): the log's tail, read with kubectl logs.
+    assert "container check exited with code 1 (Error): cannot reach the license server" in \
+        caught.value.message
     assert "`kubectl logs -n carto job/carto-check-package-version`" in \
         caught.value.remediation
     assert latest_release(cluster)["info"]["status"] == "failed"

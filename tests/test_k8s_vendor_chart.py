@@ -258,6 +258,11 @@ def test_upgrade_between_the_real_charts_runs_the_charts_own_check(
     assert router["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
         f":{NEW_PACKAGE}")
     assert router["status"]["updatedReplicas"] == 1
+    # The old ReplicaSet was scaled down: only pods of the new images are left.
+    images = {c["image"] for p in cluster.objects("pods", "carto")
+              for c in p["spec"]["containers"]}
+    assert images and all(image.endswith(f":{NEW_PACKAGE}") for image in images
+                          if "carto-onprem-artifacts" in image)
 
 
 def test_a_package_below_the_charts_minimum_fails_before_any_change(
