@@ -2118,7 +2118,8 @@ class FakeCluster:
         if what.startswith("resources:"):
             gv = what[10:]
             return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                    "resources": [_api_resource(k) for k in _GROUP_VERSIONS[gv]]}
+                    "resources": [r for k in _GROUP_VERSIONS[gv]
+                                  for r in [_api_resource(k), *_subresources(k)]]}
         raise NO_SUCH_PATH
 
     def _list_response(self, kind: Kind, namespace: str | None, query: dict[str, str]) -> Any:
@@ -2331,6 +2332,25 @@ def _api_resource(kind: Kind) -> Obj:
     if kind.in_all:
         res["categories"] = ["all"]
     return res
+
+
+def _subresources(kind: Kind) -> list[Obj]:
+    """The subresources served (status, scale, pods/log), listed in discovery as a real server
+    lists them."""
+    if not kind.stored or kind.kind in ("Secret", "ConfigMap", "Event", "ServiceAccount",
+                                        "StorageClass", "Role", "RoleBinding", "ClusterRole",
+                                        "ClusterRoleBinding"):
+        return []
+    out = [{"name": f"{kind.plural}/status", "singularName": "", "namespaced": kind.namespaced,
+            "kind": kind.kind, "verbs": ["get", "patch", "update"]}]
+    if kind.kind in _SCALABLE:
+        out.append({"name": f"{kind.plural}/scale", "singularName": "", "group": "autoscaling",
+                    "version": "v1", "namespaced": True, "kind": "Scale",
+                    "verbs": ["get", "patch", "update"]})
+    if kind.kind == "Pod":
+        out.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                    "verbs": ["get"]})
+    return out
 
 
 def _parse_path(path: str) -> _Route:
