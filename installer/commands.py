@@ -30,8 +30,9 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repair-stuck-release", action="store_true",
                         help="Kubernetes: a release left pending (pending-install/-upgrade/"
                         "-rollback) is rolled back to its last deployed revision (or "
-                        "uninstalled when it never deployed) without asking; with --yes and "
-                        "without this flag the deploy stops and prints the command instead")
+                        "uninstalled when it never deployed) without asking; use it only when "
+                        "no other helm command is still working on the release. With --yes "
+                        "and without this flag the deploy stops and prints the command instead")
 
 
 def _no_args(parser: argparse.ArgumentParser) -> None:
