@@ -428,3 +428,39 @@ def test_the_fixture_answers_unknown_kinds_like_a_real_server(
     body = json.loads(answer.value.read())
     assert (body["kind"], body["status"], body["reason"], body["code"]) == \
         ("Status", "Failure", "NotFound", 404)
+
+
+def test_the_charts_optional_kinds_install_with_wait(
+        cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path, tmp_path: Path) -> None:
+    """HPAs (autoscaling/v1), a PDB, an Ingress, the bundled PostgreSQL's Role, RoleBinding
+    and NetworkPolicy: the kinds the charts create only when asked, straight through helm."""
+    data = answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE)
+    package = Path(data["package"])
+    extra = tmp_path / "optional.yaml"
+    extra.write_text(yaml.safe_dump({
+        "appConfigValues": {"selfHostedDomain": DOMAIN},
+        "router": {"autoscaling": {"enabled": True}, "podDisruptionBudget": {
+            "enabled": True, "minAvailable": 1}, "ingress": {"enabled": True}},
+        "internalPostgresql": {"rbac": {"create": True}, "networkPolicy": {
+            "enabled": True, "metrics": {"enabled": True}}}}))
+    result = cluster.run(helm_bin, "install", "carto", str(NEW_CHART), "-n", "carto",
+                         "--create-namespace", "-f", str(package / "carto-values.yaml"),
+                         "-f", str(package / "carto-secrets.yaml"), "-f", str(extra), "--wait",
+                         "--timeout", "60s")
+    assert result.returncode == 0, result.stderr
+    [hpa] = cluster.objects("horizontalpodautoscalers", "carto")
+    assert hpa["apiVersion"] == "autoscaling/v2"  # stored as v2, sent as v1
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 75
+    [pdb] = cluster.objects("poddisruptionbudgets", "carto")
+    # The vendor's router PDB selects app.kubernetes.io/name=carto-router, but the router's
+    # pods are labelled app.kubernetes.io/name=carto: it covers no pod (a real cluster's
+    # disruption controller reports the same).
+    assert pdb["spec"]["selector"] == {"matchLabels": {"app.kubernetes.io/name": "carto-router"}}
+    status = pdb["status"]
+    assert (status["expectedPods"], status["currentHealthy"], status["desiredHealthy"],
+            status["disruptionsAllowed"]) == (0, 0, 1, 0)
+    assert [i["metadata"]["name"] for i in cluster.objects("ingresses", "carto")] == \
+        ["carto-router"]
+    assert cluster.objects("roles", "carto") and cluster.objects("networkpolicies", "carto")
+    [binding] = cluster.objects("rolebindings", "carto")
+    assert binding["subjects"][0]["apiGroup"] == ""  # ServiceAccount subjects default to ""

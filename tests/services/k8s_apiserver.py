@@ -1200,6 +1200,8 @@ class FakeCluster:
         self._events.append((rv, kind.key, "MODIFIED" if old else "ADDED", copy.deepcopy(obj)))
         self._changed.notify_all()
         self._side_effects(kind, obj, created=old is None)
+        if kind.kind == "Pod":
+            self._resync_disruption_budgets(meta.get("namespace", ""))
         return self._store.get(store_key, obj)
 
     def _delete(self, kind: Kind, namespace: str, name: str) -> Obj:
@@ -1211,6 +1213,8 @@ class FakeCluster:
         obj["metadata"]["resourceVersion"] = str(rv)
         self._events.append((rv, kind.key, "DELETED", copy.deepcopy(obj)))
         self._changed.notify_all()
+        if kind.kind == "Pod":
+            self._resync_disruption_budgets(namespace)
         # Garbage collection: dependents (ReplicaSets of a Deployment ...) go too; deleting a
         # namespace removes everything in it (immediately, no Terminating phase).
         uid = obj["metadata"]["uid"]
@@ -1614,6 +1618,13 @@ class FakeCluster:
         return {k: v for k, v in status.items()
                 if v or k in ("replicas", "observedGeneration", "availableReplicas",
                               "collisionCount")}
+
+    def _resync_disruption_budgets(self, namespace: str) -> None:
+        """The disruption controller: a PDB's counts follow the pods it selects."""
+        pdb_kind = find_kind("poddisruptionbudgets")
+        for pdb in self._list(pdb_kind, namespace, "", ""):
+            self._store_status(pdb_kind, namespace, pdb["metadata"]["name"],
+                               self._pdb_status(pdb))
 
     def _pdb_status(self, pdb: Obj) -> Obj:
         spec, meta = pdb.get("spec") or {}, pdb["metadata"]
