@@ -237,6 +237,45 @@ def test_a_new_tls_pair_rolls_the_router(cluster: FakeCluster, tmp_path: Path) -
     assert any("restarting deployment/carto-router" in line for line in lines)
 
 
+def test_a_router_that_cannot_roll_to_the_new_pair_is_reported(
+        cluster: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deploy(answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE))
+    monkeypatch.setattr("installer.deploy.helm.HELM_TIMEOUT", "3s")
+    # The router pod's second image (the hook Job runs the first, router-http).
+    image = f"gcr.io/carto-onprem-artifacts/router/router-metrics:{NEW_PACKAGE}"
+    cluster.unpullable_images[image] = "rpc error: code = Unknown desc = 401 Unauthorized"
+    with pytest.raises(DeployError) as caught:
+        deploy(answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE, tls_name="renewed"))
+    message = caught.value.message
+    assert message.startswith("deployment/carto-router did not finish rolling out with the "
+                              "changed Secrets")
+    assert f'Failed to pull image "{image}": rpc error: code = Unknown desc = 401 ' \
+        "Unauthorized" in message
+    assert "the previous pods keep serving" in caught.value.remediation
+    # As on a real cluster: the old router pod is still there and ready.
+    router = cluster.get_object("deployments", "carto-router", "carto")
+    assert router is not None and router["status"]["availableReplicas"] == 1
+    assert router["status"]["updatedReplicas"] == 1  # the new, unready pod
+
+
+def test_a_hook_whose_image_cannot_be_pulled_is_named_with_its_event(
+        cluster: FakeCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version-check Job runs the router's image: without access to the registry it never
+    starts, and helm only says it timed out."""
+    monkeypatch.setattr("installer.deploy.helm.HELM_TIMEOUT", "3s")
+    image = f"gcr.io/carto-onprem-artifacts/router/router-http:{NEW_PACKAGE}"
+    cluster.unpullable_images[image] = "rpc error: code = Unknown desc = 401 Unauthorized"
+    with pytest.raises(DeployError) as caught:
+        deploy(answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE))
+    message = caught.value.message
+    assert message.startswith("a chart hook did not finish: ")
+    assert "timed out waiting for the condition" in message
+    assert "carto-pre-install-" in message
+    assert f'Failed to pull image "{image}": rpc error: code = Unknown desc = 401 ' \
+        "Unauthorized" in message
+    assert "image pull secrets" in caught.value.remediation
+
+
 # ---- upgrade 1.266.1 -> 1.280.1 ------------------------------------------------------------
 
 

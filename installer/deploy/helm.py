@@ -856,6 +856,13 @@ def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str,
                    f"fix what the hook reports (whole log: {logs}), then re-run the deploy")
             return DeployError(
                 f"the chart's hook job {name} failed ({reason}): {redactor(said)}", fix)
+        if pods and not job:  # helm names no job when it timed out waiting for one
+            return DeployError(
+                f"a chart hook did not finish: {line}; not ready: {pods}",
+                f"see why with `kubectl describe pod <pod> -n {kube.namespace}` "
+                "(ImagePullBackOff: registry access, image pull secrets or "
+                "kubernetes.image_registry; Insufficient cpu/memory: add nodes); then re-run "
+                "the deploy")
         return DeployError(
             f"a chart hook failed: {line}",
             f"read the hook's log: {logs}"
