@@ -27,6 +27,12 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
                         help="accept the risk of these failing checks: they no longer stop the "
                         "deployment (listed in the output and the log)")
+    parser.add_argument("--repair-stuck-release", action="store_true",
+                        help="Kubernetes: a release left pending (pending-install/-upgrade/"
+                        "-rollback) is rolled back to its last deployed revision (or "
+                        "uninstalled when it never deployed) without asking; use it only when "
+                        "no other helm command is still working on the release. With --yes "
+                        "and without this flag the deploy stops and prints the command instead")
 
 
 def _no_args(parser: argparse.ArgumentParser) -> None:
