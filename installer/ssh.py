@@ -935,6 +935,57 @@ class SSHTarget(Target):
             raise _os_error(err, path)
         return out
 
+    def is_link(self, path: str) -> bool:
+        """Whether `path` itself is a symbolic link (lstat over SFTP, else `test -L` with
+        sudo when the login user cannot look)."""
+        return self._repeatable(f"checking {path}", lambda: self._is_link_once(path))
+
+    def _is_link_once(self, path: str) -> bool:
+        try:
+            with self._sftp_session() as sftp:
+                return stat.S_ISLNK(sftp.lstat(path).st_mode or 0)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            if not self._use_sudo:
+                raise
+        code, _, _ = self._run_bytes(["test", "-L", path], sudo=True)
+        return code == 0
+
+    def read_deployment_file(self, path: str, root: str) -> bytes:
+        """A file the installer manages below `root` (the deployment directory, which may
+        itself be a link the admin made), never read through a link: LinkRefused when the
+        file or a folder between `root` and it is one. SFTP has no O_NOFOLLOW, so each part
+        is lstat-ed and the opened file must be the one lstat saw; through sudo, the same
+        walk and `dd iflag=nofollow`."""
+        parts = _parts_below(root, path)
+        return self._repeatable(f"reading {path}", lambda: self._read_below_once(parts))
+
+    def _read_below_once(self, parts: list[str]) -> bytes:
+        path = parts[-1]
+        try:
+            with self._sftp_session() as sftp:
+                for part in parts:
+                    if stat.S_ISLNK(sftp.lstat(part).st_mode or 0):
+                        raise LinkRefused(part)
+                seen = sftp.lstat(path)
+                with sftp.open(path, "rb") as handle:
+                    opened = handle.stat()
+                    if not _same_file(seen, opened):
+                        raise LinkRefused(path)  # swapped for a link between lstat and open
+                    return bytes(handle.read())
+        except PermissionError:
+            if not self._use_sudo:
+                raise
+        code, out, err = self._run_bytes(["sh", "-c", _SUDO_READ_SCRIPT, "sh", *parts],
+                                         sudo=True)
+        if code == _SUDO_READ_LINK or b"symbolic links" in err:
+            said = err.decode("utf-8", "replace")
+            raise LinkRefused(next((p for p in parts if f"carto-link: {p}\n" in said), path))
+        if code != 0:
+            raise _os_error(err, path)
+        return out
+
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Atomically replace `path`: the target checks length and SHA-256 of what arrived
         before the rename, so an interrupted transfer never replaces the file. Refuses a
@@ -1455,6 +1506,38 @@ def _sha256_file(path: str) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+# Reads the last argument without following links; every argument (the folders below the
+# deployment directory, then the file) must not be a link.
+_SUDO_READ_SCRIPT = r"""
+for part in "$@"; do
+  if [ -L "$part" ]; then printf 'carto-link: %s\n' "$part" >&2; exit 66; fi
+done
+for last in "$@"; do :; done
+exec dd if="$last" iflag=nofollow bs=1M status=none
+"""
+_SUDO_READ_LINK = 66
+
+
+def _parts_below(root: str, path: str) -> list[str]:
+    """The folders from `root` (excluded) down to `path` (included); ValueError when `path`
+    is not inside `root`."""
+    root, path = posixpath.normpath(root), posixpath.normpath(path)
+    relative = posixpath.relpath(path, root)
+    if relative == "." or relative == ".." or relative.startswith("../"):
+        raise ValueError(f"{path} is not inside {root}")
+    names = relative.split("/")
+    return [posixpath.join(root, *names[: i + 1]) for i in range(len(names))]
+
+
+def _same_file(seen: Any, opened: Any) -> bool:
+    """Whether an SFTP fstat matches the lstat made just before the open (SFTP shows no
+    inode numbers; owner, mode, size and time together tell a swapped file apart)."""
+    return all(getattr(seen, name) == getattr(opened, name)
+               for name in ("st_uid", "st_gid", "st_mode", "st_size", "st_mtime"))
 
 
 # --- atomic writes -----------------------------------------------------------------------------
