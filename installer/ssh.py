@@ -543,15 +543,18 @@ class SSHTarget(Target):
             self._release_idle_docker()  # its pooled connections rode the old transport
             log.warning("reconnected to %s; repeating %s", self.name, what)
 
+    def _transport_ends_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._transport.is_active():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def _still_connected(self) -> bool:
         """Whether the transport works. Just after the server went away, paramiko may not
         have read the end of the connection yet: give it a moment to notice."""
-        deadline = time.monotonic() + 1.0
-        while self._transport.is_active():
-            if time.monotonic() >= deadline:
-                return True
-            time.sleep(0.05)
-        return False
+        return not self._transport_ends_within(1.0)
 
     def _repeatable(self, what: str, operation: Callable[[], _T]) -> _T:
         """Run `operation`, which is safe to repeat (a read, a probe); if the connection was
@@ -830,6 +833,10 @@ class SSHTarget(Target):
         err_reader.join(max(0.0, deadline - time.monotonic()))
         if feeder is not None:
             feeder.join(max(0.0, deadline - time.monotonic()))
+        if channel.exit_status == -1 and self._transport_ends_within(0.5):
+            # Closed without an exit status (paramiko keeps -1): killed by a signal, or the
+            # connection went away (paramiko closes the channels just before it says so).
+            raise self._lost(EOFError("connection closed"))
         code = channel.recv_exit_status() if channel.exit_status_ready() else -1
         return code, bytes(out), bytes(err)
 
@@ -1805,7 +1812,8 @@ class _DockerBridge:
         try:
             argv, before = target._command(["docker", "system", "dial-stdio"], env=None,
                                            cwd=None, sudo=target._use_sudo)
-            channel = target._open_session(time.monotonic() + 60)
+            channel = target._unstarted("a Docker API connection", lambda: (
+                target._open_session(time.monotonic() + 60)))
         except Exception as exc:
             self._errors.append(str(exc))
             conn.close()

@@ -289,14 +289,19 @@ def test_the_targets_password_never_reaches_the_jump_host(
     settings = _through_bastion(server, recording_bastion, known, env, {"user": "jumpuser"})
     with pytest.raises(TargetError) as refused:
         connect(settings)
-    assert "(jump host) refused the SSH login" in refused.value.message
+    assert "no way to log in to jumpuser@" in refused.value.message
+    assert "(jump host)" in refused.value.message
     assert "target.jump.password_env" in refused.value.remediation
     assert recording_bastion.offered == []
 
-    # Same user name on both: still not offered.
-    same_user = _through_bastion(server, recording_bastion, known, env, {"user": SSH_USER})
-    with pytest.raises(TargetError):
+    # Same user name on both, and a key it refuses: still no password offered.
+    same_user = _through_bastion(server, recording_bastion, known, env,
+                                 {"user": SSH_USER})
+    same_user.identity_file = str(target_credentials.ed25519_key)
+    with pytest.raises(TargetError) as refused_key:
         connect(same_user)
+    assert "(jump host) refused the SSH login (tried publickey" in refused_key.value.message
+    assert len(recording_bastion.keys_offered) == 1
     assert recording_bastion.offered == []
 
     # With its own password, the bastion gets that one alone, and the target (through it)
@@ -496,6 +501,7 @@ def test_a_command_cut_midway_fails_clearly_and_the_next_reconnects(
         assert target.read_file("/etc/hostname")
 
         # When the server is gone, the one reconnection fails clearly and is not retried.
+        assert kill_ssh_sessions(server) >= 1
         server.stop()
         try:
             with pytest.raises(TargetError) as gone:
