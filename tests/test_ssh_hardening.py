@@ -218,9 +218,17 @@ def test_a_sudo_write_cut_midway_never_replaces_the_file(
     if number == signal.SIGINT:
         new_cert = str(certs / f"new-{DOMAIN}.crt")
         assert "Traceback" not in err
-        assert (f"interrupted: while writing {ca_path} on {SSH_USER}@127.0.0.1:{server.port}: "
-                "it is unchanged (the partial copy was discarded); written in full before "
-                f"it: {new_cert}, {certs / f'new-{DOMAIN}.key'}") in err, err
+        said = f"interrupted: while writing {ca_path} on {SSH_USER}@127.0.0.1:{server.port}: "
+        assert said in err, err
+        state, _, before = err.split(said, 1)[1].strip().partition("; written in full before "
+                                                                  "it: ")
+        assert state == "it is unchanged (the partial copy was discarded)"
+        backup, *written = before.split(", ")
+        # The backup of customer.env, then the new certificate and key; nothing after.
+        assert written == [new_cert, str(certs / f"new-{DOMAIN}.key")]
+        assert os.path.dirname(backup) == str(directory)
+        assert os.path.basename(backup).startswith("customer.env.bak.")
+        assert Path(backup).read_bytes() == customer
         assert "nothing was left half-written" not in err
         assert (certs / f"new-{DOMAIN}.crt").exists()
 
@@ -253,7 +261,9 @@ def test_a_sudo_write_that_lost_its_temp_file_is_cleaned_next_run(
     killer.join()
     assert path.read_bytes() == b"OLD\n"
     left = [str(root_folder / e) for e in os.listdir(root_folder) if temp_file_owner(e)]
-    # SIGKILL reaches the shell too; its copy (if it made one) is recognised as ours.
+    # SIGKILL reached the target's shell too, before it could delete its copy; that copy is
+    # recognised as ours by the next render.
+    assert len(left) == 1
     stale = stale_temp_files(sudo_target, [str(path)])  # reconnects: a read
     assert stale == sorted(left)
     apply_render(RenderPlan([], [], [], stale=stale), sudo_target)  # removes through sudo
