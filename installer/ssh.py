@@ -890,6 +890,9 @@ class SSHTarget(Target):
                 self._sftp = self._new_sftp()
             try:
                 yield self._sftp
+            except KeyboardInterrupt:
+                self._drop_sftp()  # requests may be in flight: the next user starts afresh
+                raise
             except (paramiko.SSHException, EOFError) as exc:
                 self._drop_sftp()
                 raise self._lost(exc) from None
