@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import grp
 import logging
 import os
@@ -25,11 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from installer.answers import parse_answers
@@ -38,6 +39,7 @@ from installer.checks.catalog import all_checks
 from installer.checks.engine import CheckFinished, run_checks, select
 from installer.errors import InputError, TargetError
 from installer.redact import Redactor
+from installer.render import RenderPlan, apply_render, stale_temp_files
 from installer.ssh import ConnectionLostError, SSHTarget
 from installer.target import LinkRefused
 from installer.tempnames import temp_file_owner, temp_path_for
@@ -127,8 +129,6 @@ def _ca_bundle(size: int) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hardening test CA")])
     now = time.time()
-    import datetime as dt
-
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(dt.datetime.fromtimestamp(now - 60, dt.UTC))
@@ -244,9 +244,6 @@ def test_a_sudo_write_that_lost_its_temp_file_is_cleaned_next_run(
         sudo_target: SSHTarget, server: SSHServer, root_folder: Path) -> None:
     """The sshd itself killed mid-transfer: nobody is left to delete the copy; the render's
     cleaner recognises it by name."""
-    from installer.render import apply_render, stale_temp_files
-    from installer.render import RenderPlan
-
     path = root_folder / "customer.env"
     path.write_bytes(b"OLD\n")
     path.chmod(0o600)
@@ -337,8 +334,6 @@ def test_jump_identity_file_is_its_own(server: SSHServer, recording_bastion: Rec
     known.write_text(recording_bastion.known_hosts_line() + "\n" + server.known_hosts_line()
                      + "\n")
     jump_key = tmp_path / "jump_key"
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
     jump_key.write_bytes(ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption()))
@@ -350,8 +345,6 @@ def test_jump_identity_file_is_its_own(server: SSHServer, recording_bastion: Rec
                                  "identity_file": str(jump_key)})
     with connect(settings) as target:
         assert target.run(["true"]).ok
-    import paramiko
-
     offered_key = paramiko.PKey.from_path(str(jump_key)).get_fingerprint().hex()
     assert recording_bastion.keys_offered == [("jumpuser", offered_key)]
 
