@@ -1016,6 +1016,46 @@ class SSHTarget(Target):
             raise InterruptedWrite(state) from None
         self._written.append(path)
 
+    # Staging: the new content checked in place beside each file first, then every file
+    # switched by a rename, so a multi-file change is quick to switch and never half-sent.
+
+    def stage_file(self, path: str, data: bytes, mode: int = 0o600) -> str:
+        """Write `data` to a temporary copy beside `path` (length and SHA-256 checked on the
+        target, fsynced, with `mode` and the owner a write would give it); returns the
+        copy's path for `switch_file` or `discard_file`. `path` itself is not touched.
+        LinkRefused when `path` is a symbolic link."""
+        log.info("stage (%s): %s (%d bytes, mode %o)", self.name, path, len(data), mode)
+        write = _RemoteWrite(self, path, data, mode)
+        return self._unstarted(f"staging {path}", lambda: write.run(stage_only=True))
+
+    def switch_file(self, staged: str, path: str) -> None:
+        """Rename a copy made by `stage_file` over `path` (one atomic step); refuses a link
+        that appeared at `path` since."""
+        log.info("switch (%s): %s -> %s", self.name, staged, path)
+        try:
+            with self._sftp_session() as sftp:
+                found = _lstat_or_none(sftp, path)
+                if found is not None and stat.S_ISLNK(found.st_mode or 0):
+                    raise LinkRefused(path)
+                _replace(sftp, staged, path)
+            self._written.append(path)
+            return
+        except PermissionError:
+            if not self._use_sudo:
+                raise
+        code, _, err = self._run_bytes(["sh", "-c", _SUDO_SWITCH_SCRIPT, "sh", staged, path],
+                                       sudo=True)
+        if code == _SUDO_WRITE_LINK:
+            raise LinkRefused(path)
+        if code != 0:
+            raise _os_error(err, path)
+        self._written.append(path)
+
+    def discard_file(self, staged: str) -> None:
+        """Remove a copy made by `stage_file` that will not be switched."""
+        with contextlib.suppress(FileNotFoundError):
+            self.remove(staged)
+
     def _state_after_interrupt(self, write: _RemoteWrite) -> str:
         before = (f"written in full before it: {', '.join(self._written)}" if self._written
                   else "no other file was written on the target")
@@ -1503,6 +1543,13 @@ def _replace(sftp: Any, source: str, destination: str) -> None:
         sftp.rename(source, destination)
 
 
+def _lstat_or_none(sftp: Any, path: str) -> Any:
+    try:
+        return sftp.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _stat_or_none(sftp: Any, path: str) -> Any:
     try:
         return sftp.stat(path)
@@ -1553,7 +1600,8 @@ def _same_file(seen: Any, opened: Any) -> bool:
 # --- atomic writes -----------------------------------------------------------------------------
 
 # The target's side of a write through sudo (into a folder the login user cannot write).
-# Positional parameters: $1 the file, $2 its mode (octal), $3 the temporary file next to it.
+# Positional parameters: $1 the file, $2 its mode (octal), $3 the temporary file next to it,
+# $4 "replace", or "stage" to leave the checked copy for a later switch.
 # Stdin: after sudo's password line, "LENGTH SHA256" on one line, then the content.
 # End of input is never taken for "all data received": the copy is renamed into place only
 # when its length and digest match, else it is deleted. So a client killed or interrupted
@@ -1590,8 +1638,15 @@ if [ "${got%% *}" != "$sum" ]; then
   echo "carto-write: the copy differs from what was sent; $dest is unchanged" >&2; exit 68
 fi
 sync -- "$t" 2>/dev/null || sync
+if [ "$4" = stage ]; then trap - EXIT; exit 0; fi
 mv -f -T -- "$t" "$dest"
 trap - EXIT
+"""
+# Puts a staged copy ($1) in place of $2, unless $2 became a link meanwhile.
+_SUDO_SWITCH_SCRIPT = r"""
+if [ -L "$2" ]; then echo "carto-write: $2 is a symbolic link" >&2; exit 66; fi
+if [ -L "$1" ] || [ ! -f "$1" ]; then echo "carto-write: $1 is not the staged copy" >&2; exit 1; fi
+exec mv -f -T -- "$1" "$2"
 """
 _SUDO_WRITE_LINK = 66
 _SECONDS_TO_LEARN_THE_OUTCOME = 5.0
@@ -1610,6 +1665,7 @@ class _RemoteWrite:
         # happened: the file is whole, old or new), "replaced".
         self.outcome = "unchanged"
         self.leftover: str | None = None  # a temp file that could not be removed
+        self.stage_only = False
 
     def describe_outcome(self) -> str:
         said = {
@@ -1621,18 +1677,23 @@ class _RemoteWrite:
             said += f"; the temporary {self.leftover} may remain (the next render removes it)"
         return said
 
-    def run(self) -> None:
+    def run(self, *, stage_only: bool = False) -> str:
+        """Write the copy next to the file, check it, and (unless `stage_only`) rename it
+        over the file. Returns the copy's path (gone once renamed)."""
         target = self.target
+        self.stage_only = stage_only
         temp = temp_path_for(self.path)
         try:
             with target._sftp_session() as sftp:
                 self._refuse_link(sftp)
-                self._over_sftp(sftp, temp)
-            return
+                self._over_sftp(sftp, temp, stage_only)
+            return temp
         except PermissionError:
             if not target._use_sudo:
                 raise
-        self._with_sudo(temp_path_for(self.path))
+        temp = temp_path_for(self.path)
+        self._with_sudo(temp, stage_only)
+        return temp
 
     def _refuse_link(self, sftp: Any) -> None:
         try:
@@ -1642,7 +1703,7 @@ class _RemoteWrite:
         if stat.S_ISLNK(found.st_mode or 0):
             raise LinkRefused(self.path)
 
-    def _over_sftp(self, sftp: Any, temp: str) -> None:
+    def _over_sftp(self, sftp: Any, temp: str, stage_only: bool) -> None:
         handle = _create_private(sftp, temp, self.mode)
         try:
             with handle:
@@ -1657,6 +1718,8 @@ class _RemoteWrite:
             if arrived != len(self.data):
                 raise OSError(errno.EIO, f"only {arrived} of {len(self.data)} bytes reached "
                               f"the target; {self.path} is unchanged", self.path)
+            if stage_only:
+                return
             self.outcome = "maybe"
             _replace(sftp, temp, self.path)
             self.outcome = "replaced"
@@ -1670,11 +1733,12 @@ class _RemoteWrite:
                     self.leftover = temp
             raise
 
-    def _with_sudo(self, temp: str) -> None:
+    def _with_sudo(self, temp: str, stage_only: bool) -> None:
         target = self.target
         paramiko = _paramiko()
         header = f"{len(self.data)} {hashlib.sha256(self.data).hexdigest()}\n".encode()
-        args = ["sh", "-c", _SUDO_WRITE_SCRIPT, "sh", self.path, f"{self.mode:o}", temp]
+        args = ["sh", "-c", _SUDO_WRITE_SCRIPT, "sh", self.path, f"{self.mode:o}", temp,
+                "stage" if stage_only else "replace"]
         argv, before = target._command(args, env=None, cwd=None, sudo=True)
         log.info("run (%s, sudo): atomic write of %s through %s (length and sha256 checked "
                  "on the target)", target.name, self.path, temp)
@@ -1702,12 +1766,13 @@ class _RemoteWrite:
             raise LinkRefused(self.path)
         if code != 0:
             raise _os_error(err, self.path)
-        self.outcome = "replaced"
+        if not stage_only:
+            self.outcome = "replaced"
 
     def _learn_outcome(self, channel: Any, everything_sent: bool) -> None:
         """After Ctrl-C: input cut short means the target discards its copy; if everything
         had been sent, wait a moment for the target's verdict."""
-        if not everything_sent:
+        if not everything_sent or self.stage_only:
             self.outcome = "unchanged"
             return
         self.outcome = "maybe"

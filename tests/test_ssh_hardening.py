@@ -517,3 +517,43 @@ def test_a_command_cut_midway_fails_clearly_and_the_next_reconnects(
             assert time.monotonic() - started < 3
         finally:
             server.start()
+
+
+# --- staging: check every file's copy first, then switch them -----------------------------------
+
+
+@pytest.mark.parametrize("with_sudo", [True, False], ids=["sudo", "sftp"])
+def test_staged_files_switch_by_rename(with_sudo: bool, server: SSHServer, known: Path,
+                                       target_credentials: SSHCredentials,
+                                       root_folder: Path) -> None:
+    folder = root_folder / "carto"
+    folder.mkdir()
+    if not with_sudo:
+        shutil.chown(folder, SSH_USER, SSH_USER)
+    settings = target_settings(server, known, identity_file=target_credentials.ed25519_key,
+                               sudo=with_sudo, password_env="PW",
+                               env={"PW": target_credentials.password})
+    first, second = folder / "customer.env", folder / ".env"
+    first.write_bytes(b"OLD=1\n")
+    with connect(settings) as target:
+        staged = [target.stage_file(str(first), b"NEW=1\n", 0o600),
+                  target.stage_file(str(second), b"NEW=2\n", 0o640)]
+        # Staged: whole, checked copies beside the files, which are untouched.
+        assert first.read_bytes() == b"OLD=1\n" and not second.exists()
+        assert [temp_file_owner(os.path.basename(p)) for p in staged] == ["customer.env",
+                                                                          ".env"]
+        assert Path(staged[0]).read_bytes() == b"NEW=1\n"
+        assert oct(Path(staged[1]).stat().st_mode & 0o777) == "0o640"
+        owner = 0 if with_sudo else pwd.getpwnam(SSH_USER).pw_uid
+        assert Path(staged[0]).stat().st_uid == owner
+        target.switch_file(staged[0], str(first))
+        assert first.read_bytes() == b"NEW=1\n"
+        # A link that appears before the switch is refused, and the copy can be discarded.
+        os.symlink("/etc/hostname", second)
+        with pytest.raises(LinkRefused):
+            target.switch_file(staged[1], str(second))
+        assert second.is_symlink()
+        target.discard_file(staged[1])
+        with pytest.raises(LinkRefused):
+            target.stage_file(str(second), b"X", 0o600)
+    assert sorted(os.listdir(folder)) == [".env", "customer.env"]
