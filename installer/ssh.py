@@ -412,9 +412,11 @@ class ConnectionLostError(TargetError):
     """The SSH connection went away. `started` tells whether the operation had already
     reached the target (then repeating it may not be safe)."""
 
-    def __init__(self, message: str, remediation: str, *, started: bool) -> None:
+    def __init__(self, message: str, remediation: str, *, started: bool,
+                 transport: Any = None) -> None:
         super().__init__(message, remediation)
         self.started = started
+        self.transport = transport  # the connection that was lost
 
 
 class InterruptedWrite(KeyboardInterrupt):
@@ -513,10 +515,12 @@ class SSHTarget(Target):
         once per loss and at most _MAX_RECONNECTS times per run. Raises `lost` (or why the
         new connection failed) when that is not possible."""
         with self._reconnect_lock:
-            if self._still_connected():
-                return  # another thread reconnected, or only a channel was lost
             if self._closed:
                 raise lost
+            if lost.transport is not None and lost.transport is not self._transport:
+                return  # another thread has reconnected meanwhile
+            if self._still_connected():
+                return  # only a channel (the SFTP session) was lost
             if self._reconnect_error is not None:
                 raise self._reconnect_error
             if self._reconnects >= _MAX_RECONNECTS:
@@ -534,7 +538,7 @@ class SSHTarget(Target):
                 log.warning("reconnecting to %s failed: %s", self.name, why)
                 self._reconnect_error = ConnectionLostError(
                     f"{lost.message}; reconnecting failed: {why}", lost.remediation,
-                    started=lost.started)
+                    started=lost.started, transport=self._transport)
                 raise self._reconnect_error from None
             old = self._transport
             self._transport, self._jump = transport, jump
@@ -581,7 +585,8 @@ class SSHTarget(Target):
     def _lost(self, exc: BaseException, *, started: bool = True) -> ConnectionLostError:
         why = str(exc) or type(exc).__name__
         return ConnectionLostError(f"the SSH connection to {self.name} was lost ({why})",
-                                   "check the network and run again", started=started)
+                                   "check the network and run again", started=started,
+                                   transport=self._transport)
 
     def _open_session(self, deadline: float) -> Any:
         """A session channel, waiting for a free slot under the server's MaxSessions."""

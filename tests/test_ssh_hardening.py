@@ -161,16 +161,17 @@ def _signal_when_temp_grows(folder: Path, name: str, size: int, process: subproc
     return watcher
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_a_sudo_write_cut_midway_never_replaces_the_file(
-        number: int, server: SSHServer, target_credentials: SSHCredentials,
-        root_folder: Path, tmp_path: Path) -> None:
+        server: SSHServer, target_credentials: SSHCredentials, root_folder: Path,
+        tmp_path: Path) -> None:
+    """The red team's repro: the CLI interrupted (SIGINT), then killed (SIGKILL), while it
+    sends a big CA file through sudo into a root-owned deployment directory."""
     directory = make_deployment(root_folder / "carto")
     known = trust(tmp_path / "known_hosts", server)
     old_ca = tmp_path / "old-ca.pem"
     old_ca.write_bytes(_ca_bundle(4000))
     big_ca = tmp_path / "big-ca.pem"
-    big_ca.write_bytes(_ca_bundle(32 * 2**20))
+    big_ca.write_bytes(_ca_bundle(12 * 2**20))
     package = make_package(tmp_path / "pkg")
 
     def answers(domain: str, ca: Path) -> Path:
@@ -199,38 +200,40 @@ def test_a_sudo_write_cut_midway_never_replaces_the_file(
     ca_path = certs / CA_NAME
     customer = (directory / "customer.env").read_bytes()
     assert ca_path.read_bytes() == old_ca.read_bytes() and ca_path.stat().st_uid == 0
+    new_cert, new_key = str(certs / f"new-{DOMAIN}.crt"), str(certs / f"new-{DOMAIN}.key")
 
-    # A new domain (its certificate and key are written before the CA) and a 32 MB CA; the
-    # CLI is signalled once the target's temp copy of the CA holds 1 MB.
-    cut = render(answers("new-" + DOMAIN, big_ca))
-    watcher = _signal_when_temp_grows(certs, CA_NAME, 2**20, cut, number)
-    out, err = cut.communicate(timeout=300)
-    watcher.join()
-    assert cut.returncode == (130 if number == signal.SIGINT else -signal.SIGKILL), out + err
+    for number in (signal.SIGINT, signal.SIGKILL):
+        # A new domain (its certificate and key are written before the CA) and a 12 MB CA;
+        # the CLI gets the signal once the target's temp copy of the CA holds 512 kB.
+        cut = render(answers("new-" + DOMAIN, big_ca))
+        watcher = _signal_when_temp_grows(certs, CA_NAME, 2**19, cut, number)
+        out, err = cut.communicate(timeout=300)
+        watcher.join()
+        expected = 130 if number == signal.SIGINT else -signal.SIGKILL
+        assert cut.returncode == expected, out + err
 
-    # The old CA is intact, whole; customer.env (written after it) is untouched.
-    assert ca_path.read_bytes() == old_ca.read_bytes()
-    assert ca_path.stat().st_uid == 0
-    assert (directory / "customer.env").read_bytes() == customer
-    # The target's side deleted its partial copy itself (the client could not).
-    assert wait_for(lambda: not [e for e in os.listdir(certs) if temp_file_owner(e)], 10), \
-        os.listdir(certs)
-    if number == signal.SIGINT:
-        new_cert = str(certs / f"new-{DOMAIN}.crt")
-        assert "Traceback" not in err
+        # The old CA is intact, whole; customer.env (written after it) is untouched.
+        assert ca_path.read_bytes() == old_ca.read_bytes()
+        assert ca_path.stat().st_uid == 0
+        assert (directory / "customer.env").read_bytes() == customer
+        # The target's side deleted its partial copy itself (the client could not).
+        assert wait_for(lambda: not [e for e in os.listdir(certs) if temp_file_owner(e)], 10), \
+            os.listdir(certs)
+        if number != signal.SIGINT:
+            continue
+        assert "Traceback" not in err and "nothing was left half-written" not in err
         said = f"interrupted: while writing {ca_path} on {SSH_USER}@127.0.0.1:{server.port}: "
         assert said in err, err
-        state, _, before = err.split(said, 1)[1].strip().partition("; written in full before "
-                                                                  "it: ")
+        state, _, before = err.split(said, 1)[1].strip().partition(
+            "; written in full before it: ")
         assert state == "it is unchanged (the partial copy was discarded)"
         backup, *written = before.split(", ")
         # The backup of customer.env, then the new certificate and key; nothing after.
-        assert written == [new_cert, str(certs / f"new-{DOMAIN}.key")]
+        assert written == [new_cert, new_key]
         assert os.path.dirname(backup) == str(directory)
         assert os.path.basename(backup).startswith("customer.env.bak.")
         assert Path(backup).read_bytes() == customer
-        assert "nothing was left half-written" not in err
-        assert (certs / f"new-{DOMAIN}.crt").exists()
+        assert Path(new_cert).exists()
 
     # The next run finishes the job.
     again = render(answers("new-" + DOMAIN, big_ca))
