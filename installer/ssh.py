@@ -1613,6 +1613,9 @@ def _same_file(seen: Any, opened: Any) -> bool:
 # mid-transfer (the channel closes, `head` sees end of input early) leaves the old file.
 # A link at $1 is refused; the copy is owned like the old file only when root or the folder's
 # owner owns it (one lstat, never --reference, which follows links), else like the folder.
+# The copy is created exclusively (noclobber) and then only reached through that one open
+# descriptor (fd 3, /dev/fd/3): in a folder others may write, swapping the copy's name for a
+# link cannot make root write, chmod or chown some other file.
 _SUDO_WRITE_SCRIPT = r"""
 set -eu
 umask 077
@@ -1620,32 +1623,38 @@ dest=$1 t=$3
 IFS=' ' read -r size sum || { echo "carto-write: no header on stdin" >&2; exit 65; }
 case $size in ''|*[!0-9]*) echo "carto-write: bad length" >&2; exit 65;; esac
 case $sum in *[!0-9a-f]*) echo "carto-write: bad digest" >&2; exit 65;; esac
+[ ${#sum} -eq 64 ] || { echo "carto-write: bad digest" >&2; exit 65; }
 if [ -L "$dest" ]; then echo "carto-write: $dest is a symbolic link" >&2; exit 66; fi
 dir=$(dirname -- "$dest")
-(set -C; : > "$t")
+set -C
+exec 3> "$t"
+set +C
 trap 'rm -f -- "$t"' EXIT
 trap 'exit 70' HUP INT TERM PIPE
-chmod -- "$2" "$t"
+chmod -- "$2" /dev/fd/3
 folder_owner=$(stat -c %u -- "$dir/.")
 owner=$(stat -c %u:%g -- "$dir/.")
 if [ -e "$dest" ]; then
   old=$(stat -c %u:%g -- "$dest")
   case $old in 0:*|"$folder_owner":*) owner=$old;; esac
 fi
-chown -h -- "$owner" "$t"
-head -c "$size" > "$t"
-got=$(wc -c < "$t")
+chown -- "$owner" /dev/fd/3
+head -c "$size" >&3
+got=$(wc -c < /dev/fd/3)
 if [ "$got" -ne "$size" ]; then
   echo "carto-write: only $got of $size bytes arrived; $dest is unchanged" >&2; exit 67
 fi
-got=$(sha256sum < "$t")
+got=$(sha256sum < /dev/fd/3)
 if [ "${got%% *}" != "$sum" ]; then
   echo "carto-write: the copy differs from what was sent; $dest is unchanged" >&2; exit 68
 fi
-sync -- "$t" 2>/dev/null || sync
+sync -- /dev/fd/3 2>/dev/null || sync
 if [ "$4" = stage ]; then trap - EXIT; exit 0; fi
 mv -f -T -- "$t" "$dest"
 trap - EXIT
+if [ "$(stat -c %d:%i -- "$dest")" != "$(stat -L -c %d:%i /dev/fd/3)" ]; then
+  echo "carto-write: $dest was replaced by someone else during the write" >&2; exit 69
+fi
 """
 # Puts a staged copy ($1) in place of $2, unless $2 became a link meanwhile.
 _SUDO_SWITCH_SCRIPT = r"""

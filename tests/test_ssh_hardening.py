@@ -560,3 +560,31 @@ def test_staged_files_switch_by_rename(with_sudo: bool, server: SSHServer, known
         with pytest.raises(LinkRefused):
             target.stage_file(str(second), b"X", 0o600)
     assert sorted(os.listdir(folder)) == [".env", "customer.env"]
+
+
+def test_a_temp_copy_swapped_for_a_link_mid_write_is_not_written_through(
+        sudo_target: SSHTarget, other_user_folder: tuple[Path, str]) -> None:
+    """She sees the sudo write's temp copy appear (the folder is readable), deletes it and
+    puts a link to a root-only file under its name. Root keeps writing into the copy it
+    opened, never through her link, and says the file was replaced under it."""
+    folder, user = other_user_folder
+    victim = Path("/root/carto-hardening-victim")
+    victim.write_bytes(b"ROOT ONLY\n")
+    victim.chmod(0o600)
+    swap = ("for i in $(seq 20000); do for f in \"$1\"/.customer.env.*.tmp; do "
+            "if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then rm -f \"$f\"; ln -s \"$2\" \"$f\"; "
+            "exit 0; fi; done; done; exit 1")
+    swapper = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}",
+                                "--init-groups", "--", "sh", "-c", swap, "sh", str(folder),
+                                str(victim)])
+    try:
+        with pytest.raises(OSError) as replaced:
+            sudo_target.write_file(str(folder / "customer.env"), b"S" * (24 * 2**20), 0o644)
+        assert swapper.wait(timeout=30) == 0  # the swap happened
+        assert "replaced by someone else" in str(replaced.value)
+        assert victim.read_bytes() == b"ROOT ONLY\n"
+        assert oct(victim.stat().st_mode & 0o777) == "0o600" and victim.stat().st_uid == 0
+    finally:
+        if swapper.poll() is None:
+            swapper.kill()
+        victim.unlink(missing_ok=True)
