@@ -12,8 +12,14 @@ Security rules this module keeps:
   Shell snippets used here are constants that take user values as positional parameters.
 - Secrets never go on a command line (visible in `ps` on the target): the sudo password and
   environment values travel on the command's stdin.
-- Files are written atomically (temp file in the same folder, mode set at creation and again
-  before any data, fsync, rename over the old file).
+- Files are written atomically (temp file in the same folder, named by installer.tempnames,
+  mode set at creation and again before any data, fsync, rename over the old file). The
+  rename happens only once the copy is known whole: its size over SFTP; its length and
+  SHA-256, checked by the target itself, through sudo (end of input is not "all received").
+- Links in the deployment directory are refused, never read, written or chowned through.
+- Each host gets its own credentials: the target's password never goes to the jump host.
+- A lost connection is reopened (host keys verified again) to repeat what is safe to repeat:
+  reads, probes, and operations that had not reached the target yet.
 
 Round trips matter over slow links: one exec costs about three (open the channel, start the
 command, collect its output), so facts are gathered by one script, and `stats` counts channels,
