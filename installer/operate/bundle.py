@@ -123,7 +123,7 @@ class _Bundle:
         return result.stdout + result.stderr
 
 
-def _learn_secrets(inst: Installation) -> None:
+def learn_secrets(inst: Installation) -> None:
     """Give the redactor every secret we can find, before anything is collected."""
     for secret in inst.answers.secrets():
         inst.redactor.add(secret.value)
@@ -161,7 +161,7 @@ def support_bundle(inst: Installation, output: str, *, tail: int = DEFAULT_TAIL,
         from installer.errors import InputError
 
         raise InputError(f"--output: cannot write to {output} (no such folder or not writable)")
-    _learn_secrets(inst)
+    learn_secrets(inst)
     with inst.step("collect support bundle") as detail, \
             ArchiveWriter(output, None, inst.progress("write archive")) as writer:
         bundle = _Bundle(inst, writer)
@@ -241,6 +241,15 @@ def _compose(bundle: _Bundle, tail: int) -> None:
             return bytes(raw).decode("utf-8", "replace")
 
         bundle.collect(f"services/{view.service}/{view.name}.log", tail_of)
+    if views:
+        try:
+            running = {v.service for v in views}
+            for service in inst.compose_services():
+                if service not in running:
+                    bundle.result.failed.append(
+                        (f"services/{service}", "no container (scaled to 0, or never started)"))
+        except Exception:
+            log.info("docker-compose.yml unreadable for the bundle", exc_info=True)
     for name in ("customer.env", ".env"):
         def env_file(name: str = name) -> str | None:
             data = inst.read(name)

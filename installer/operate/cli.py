@@ -228,6 +228,7 @@ def logs_args(parser: argparse.ArgumentParser) -> None:
 
 def run_logs(args: Any, redactor: Any) -> int:
     from installer.operate.installation import Installation
+    from installer.operate.bundle import learn_secrets, mask
     from installer.operate.logs import stream_logs
 
     if args.tail < 0:
@@ -236,8 +237,10 @@ def run_logs(args: Any, redactor: Any) -> int:
     with target:
         inst = Installation(answers, target, redactor)
         try:
+            # Services print what they like: mask the known secrets and secret-shaped text
+            learn_secrets(inst)
             stream_logs(inst, args.service, tail=args.tail, follow=args.follow,
-                        write=lambda line: _out(redactor, line))
+                        write=lambda line: _out(redactor, mask(line, redactor)))
         except KeyboardInterrupt:
             # Ctrl-C is how --follow ends: quietly, with the contract's "interrupted" code
             return EXIT_INTERRUPTED
