@@ -334,17 +334,28 @@ def _kubernetes(bundle: _Bundle, tail: int) -> None:
                    + "\n" + helm("version"))
     bundle.collect("helm/status.txt", lambda: helm("status", release))
     bundle.collect("helm/history.txt", lambda: helm("history", release))
-    bundle.collect("kubernetes/pods.txt", lambda: kubectl("get", "pods", "-o", "wide"))
+    pods: list[dict[str, Any]] = []
+
+    def pod_table() -> str:
+        pods.extend(kube.kubectl_json("get", "pods", "-l", selector,
+                                      namespace=True).get("items", []))
+        lines = [f"{'POD':50} {'PHASE':10} {'READY':6} {'RESTARTS':8} NODE"]
+        for pod in pods:
+            status = pod.get("status", {})
+            containers = status.get("containerStatuses", [])
+            ready = sum(1 for c in containers if c.get("ready"))
+            restarts = sum(int(c.get("restartCount", 0)) for c in containers)
+            lines.append(f"{pod['metadata']['name']:50} {status.get('phase', '?'):10} "
+                         f"{ready}/{len(containers):<4} {restarts:<8} "
+                         f"{pod.get('spec', {}).get('nodeName', '-')}")
+        return "\n".join(lines) + "\n"
+
+    bundle.collect("kubernetes/pods.txt", pod_table)
     bundle.collect("kubernetes/workloads.txt", lambda: kubectl(
         "get", "deployments,statefulsets,jobs,services,pvc", "-o", "wide"))
     bundle.collect("kubernetes/events.txt", lambda: kubectl(
         "get", "events", "--sort-by=.lastTimestamp"))
     bundle.collect("kubernetes/nodes.txt", lambda: _node_capacity(kube))
-    pods: list[dict[str, Any]] = []
-    try:
-        pods = kube.kubectl_json("get", "pods", "-l", selector, namespace=True).get("items", [])
-    except Exception as exc:
-        bundle.result.failed.append(("kubernetes/pods (list)", mask(str(exc), inst.redactor)))
     for pod in pods:
         name = pod["metadata"]["name"]
         phase = pod.get("status", {}).get("phase", "")
