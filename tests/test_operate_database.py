@@ -6,6 +6,7 @@ verify-full TLS (tests/services/postgres.py)."""
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,8 @@ from installer.target import LocalTarget
 from tests.fixtures.compose_fixture import make_deployment
 from tests.fixtures.package import make_package
 from tests.services.postgres import PostgresServer
+from tests.services.sshd import SSHCredentials, SSHServer
+from tests.services.sshtarget_tools import trust
 
 DATABASE = "ops_metadata"
 SCHEMA = """
@@ -169,3 +172,36 @@ def test_no_pg_dump_that_can_read_the_server_means_no_dump() -> None:
     assert "postgresql-client-16" in message
     with pytest.raises(DeployError, match="not installed"):
         choose_external_tool(14, None, None, None)
+
+
+def test_over_ssh_the_dump_is_made_on_the_target_and_streamed_back(
+        setup: dict[str, Any], postgres_server: PostgresServer,
+        shared_ssh_server: SSHServer, target_credentials: SSHCredentials) -> None:
+    """pg_dump runs on the remote target (password on stdin, CA from certs/ there), the dump
+    comes back over SFTP, and the restore uploads it again."""
+    from installer.ssh import SSHTarget
+
+    data = json.loads(json.dumps(setup["data"]))
+    directory = Path(data["compose"]["directory"])
+    (directory / "certs").mkdir(exist_ok=True)
+    shutil.copy(postgres_server.ca_file, directory / "certs" / "postgresql-ssl-ca.crt")
+    known = trust(setup["tmp"] / "known_hosts", shared_ssh_server)
+    data["target"] = {"host": shared_ssh_server.host, "port": shared_ssh_server.port,
+                      "user": "root", "identity_file": str(target_credentials.ed25519_key),
+                      "known_hosts": str(known)}
+    redactor = Redactor()
+    answers = parse_answers(data, redactor=redactor)
+    assert answers.target is not None
+    events: list[Any] = []
+    with SSHTarget.connect(answers.target, accept_host_key=None, confirm_host_key=None,
+                           redactor=redactor) as target:
+        inst = Installation(answers, target, redactor, events.append)
+        archive = setup["tmp"] / "backup-ssh.tar.gz"
+        result = backup(inst, str(archive))
+        assert f"on root@{shared_ssh_server.host}" in result.database
+        assert "deployment/certs/postgresql-ssl-ca.crt" in result.members
+        fresh_database(postgres_server)
+        restore(inst, str(archive), database=True)
+        assert fingerprint(postgres_server) == setup["before"]
+        record = json.loads((directory / ".carto-installer-backups.json").read_text())
+        assert record["backups"][-1]["sha256"] == result.sha256
