@@ -19,7 +19,12 @@ import docker
 import pytest
 import yaml
 
-from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment, write_answers
+from tests.fixtures.compose_fixture import (
+    build_images,
+    compose_down,
+    make_deployment,
+    write_answers,
+)
 from tests.fixtures.package import GeneratedPackage, make_package
 from tests.helpers import cli_env, host_ports_lock, run_cli
 

@@ -63,8 +63,9 @@ def fingerprint(server: PostgresServer) -> dict[str, Any]:
                 " FROM {} t").format(sql.Identifier(table))).fetchone()
             out[table] = row
         out["objects"] = conn.execute(
-            "SELECT array_agg(c.relname || ':' || c.relkind::text ORDER BY c.relname) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+            "SELECT array_agg(c.relname || ':' || c.relkind::text ORDER BY c.relname) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public'"
         ).fetchone()
         out["function"] = conn.execute("SELECT map_count(7)").fetchone()
         out["comment"] = conn.execute("SELECT obj_description('maps'::regclass)").fetchone()

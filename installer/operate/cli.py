@@ -227,8 +227,8 @@ def logs_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_logs(args: Any, redactor: Any) -> int:
-    from installer.operate.installation import Installation
     from installer.operate.bundle import learn_secrets, mask
+    from installer.operate.installation import Installation
     from installer.operate.logs import stream_logs
 
     if args.tail < 0:

@@ -209,4 +209,15 @@ class Installation:
                 log.debug("closing the docker client failed", exc_info=True)
 
 
-__all__ = ["Installation", "OperateEvent", "Progress", "Sink", "MANAGED_BY_LABEL"]
+def is_installed(inst: Installation) -> bool:
+    """Whether the answers point at an installation (files rendered, or a Helm release)."""
+    if inst.platform == "compose":
+        return inst.read(".env") is not None and inst.read("docker-compose.yml") is not None
+    try:
+        return inst.kube().helm("status", inst.release, namespace=True, timeout=30).ok
+    except Exception:  # no helm, no cluster: nothing to manage from here
+        log.info("helm status failed", exc_info=True)
+        return False
+
+
+__all__ = ["Installation", "is_installed", "OperateEvent", "Progress", "Sink", "MANAGED_BY_LABEL"]
