@@ -67,6 +67,8 @@ class OperateScreen(Screen[None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        # Workers post back through the app; `self.app` is not reachable from their thread.
+        self._app = self.app
         self.query_one("#op-confirm-row").display = False
         self.query_one("#op-domain").display = False
         self.query_one("#op-progress").display = False
@@ -104,7 +106,7 @@ class OperateScreen(Screen[None]):
         self.query_one("#operate-log", Static).update(Text("\n".join(self.lines)))
 
     def _emit(self, event: Any) -> None:
-        self.app.call_from_thread(self._show, event)
+        self._app.call_from_thread(self._show, event)
 
     # ---- actions -----------------------------------------------------------------------
 
@@ -119,22 +121,22 @@ class OperateScreen(Screen[None]):
             inst = Installation(self.state.answers, self.state.connect(), self.state.redactor,
                                 self._emit)
             message = job(inst)
-            self.app.call_from_thread(self._log, message)
-            self.app.call_from_thread(self.app.notify, self.state.redactor(message), timeout=8)
+            self._app.call_from_thread(self._log, message)
+            self._app.call_from_thread(self.app.notify, self.state.redactor(message), timeout=8)
         except InstallerError as exc:
-            self.app.call_from_thread(self._log, f"✘ {what}: {exc}")
+            self._app.call_from_thread(self._log, f"✘ {what}: {exc}")
         except Exception as exc:  # shown, and in the log with the traceback
             import logging
 
             logging.getLogger("installer.wizard").exception("%s failed", what)
-            self.app.call_from_thread(self._log, f"✘ {what}: {exc}")
+            self._app.call_from_thread(self._log, f"✘ {what}: {exc}")
         finally:
             if inst is not None:
                 inst.close()
             self.busy = False
 
     @on(NavButton.Pressed, "#op-backup")
-    def backup(self) -> None:
+    def _backup_pressed(self) -> None:
         if self.busy:
             return
         from installer.operate.backup import backup, default_output
@@ -152,7 +154,7 @@ class OperateScreen(Screen[None]):
         self._run("backup", job)
 
     @on(NavButton.Pressed, "#op-bundle")
-    def bundle(self) -> None:
+    def _bundle_pressed(self) -> None:
         if self.busy:
             return
         from installer.operate.bundle import default_bundle_name, support_bundle
@@ -167,14 +169,14 @@ class OperateScreen(Screen[None]):
         self._run("support bundle", job)
 
     @on(NavButton.Pressed, "#op-uninstall")
-    def uninstall_plan(self) -> None:
+    def _uninstall_pressed(self) -> None:
         if self.busy:
             return
         from installer.operate.uninstall import plan_uninstall
 
         def job(inst: Any) -> str:
             plan = plan_uninstall(inst, purge=False)
-            self.app.call_from_thread(self._show_plan, plan)
+            self._app.call_from_thread(self._show_plan, plan)
             return "the plan is shown: nothing was removed yet"
 
         self._run("uninstall plan", job)
@@ -182,17 +184,21 @@ class OperateScreen(Screen[None]):
     def _show_plan(self, plan: Any) -> None:
         self.plan = plan
         self.query_one("#operate-plan", Static).update(Text(plan.summary()))
-        self.query_one("#op-confirm-row").display = not plan.empty
-        self.query_one("#op-domain").display = not plan.empty
-        if not plan.empty:
+        self.query_one("#op-confirm-row").display = bool(plan.remove) or plan.has_data
+        self.query_one("#op-remove").display = bool(plan.remove)
+        self.query_one("#op-purge").display = plan.has_data
+        self.query_one("#op-domain").display = plan.has_data
+        if plan.remove:
             self.query_one("#op-remove").focus()
+        elif plan.empty and not plan.has_data:
+            self._log("nothing is installed: nothing to remove")
 
     @on(NavButton.Pressed, "#op-remove")
-    def remove(self) -> None:
+    def _remove_pressed(self) -> None:
         self._uninstall(purge=False)
 
     @on(NavButton.Pressed, "#op-purge")
-    def purge(self) -> None:
+    def _purge_pressed(self) -> None:
         typed = self.query_one("#op-domain", Input).value.strip()
         if typed != self.state.answers.domain:
             self._log(f"✘ to destroy data, type the domain ({self.state.answers.domain}) "
@@ -209,7 +215,7 @@ class OperateScreen(Screen[None]):
         def job(inst: Any) -> str:
             # the data destroyed is listed again (it is what the plan marked "keep")
             plan = plan_uninstall(inst, purge=purge)
-            self.app.call_from_thread(self._show_plan_done, plan)
+            self._app.call_from_thread(self._show_plan_done, plan)
             return str(apply_uninstall(inst, plan))
 
         self._run("uninstall", job)

@@ -31,7 +31,12 @@ class UninstallPlan:
 
     @property
     def empty(self) -> bool:
+        """Nothing this plan would do (a plan keeping data may still have data to purge)."""
         return not self.remove and not self.destroy
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self.volumes or self.pvcs or self.secrets)
 
     def summary(self) -> str:
         lines = ["Uninstall plan:"]
