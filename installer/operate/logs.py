@@ -73,13 +73,17 @@ def _compose_logs(inst: Installation, services: list[str], tail: int, follow: bo
         except Exception as exc:  # the container went away: say so and stop this stream
             lines.put(f"{view.service:{width}} | (log stream ended: {exc})")
 
-    for view in views:
-        threading.Thread(target=pump, args=(view,), daemon=True,
-                         name=f"logs-{view.service}").start()
-    while True:  # until Ctrl-C (KeyboardInterrupt), which the caller handles
+    threads = [threading.Thread(target=pump, args=(view,), daemon=True,
+                                name=f"logs-{view.service}") for view in views]
+    for thread in threads:
+        thread.start()
+    # Until Ctrl-C (KeyboardInterrupt, which the caller handles), or every stream has ended
+    while True:
         try:
             item = lines.get(timeout=0.5)
         except queue.Empty:
+            if not any(t.is_alive() for t in threads):
+                return
             continue
         if item is not None:
             write(item)

@@ -98,8 +98,10 @@ def apply_restore(inst: Installation, plan: RestorePlan) -> list[str]:
             for member, dest in plan.files:
                 data = Path(plan.folder, member).read_bytes()
                 inst.target.makedirs(posixpath.dirname(dest), 0o755)
-                # customer.env, .env, keys and key.json hold secrets: 0600 like render writes
-                inst.target.write_file(dest, data, 0o600)
+                # customer.env, .env, keys and key.json hold secrets: 0600 like render writes;
+                # a certificate is public
+                mode = 0o644 if dest.endswith(".crt") else 0o600
+                inst.target.write_file(dest, data, mode)
                 restored.append(dest)
         else:
             restored = _restore_kubernetes(inst, plan)
