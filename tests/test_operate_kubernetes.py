@@ -14,7 +14,10 @@ import pytest
 from installer.answers import parse_answers
 from installer.operate.backup import backup
 from installer.operate.bundle import support_bundle
+from installer.errors import InputError
 from installer.operate.installation import Installation
+from installer.operate.logs import service_names, stream_logs
+from installer.operate.restore import restore
 from installer.operate.uninstall import apply_uninstall, plan_uninstall
 from installer.redact import Redactor
 from installer.target import LocalTarget
@@ -106,6 +109,12 @@ def test_backup_bundle_and_uninstall_of_a_release(cluster: FakeCluster, tmp_path
     # the fixture server serves no pod logs: recorded as not collected, with the reason
     assert all(name in manifest for name, _ in found.failed)
 
+    # logs: by the chart's workload names, without the release prefix
+    with pytest.raises(InputError) as unknown:
+        stream_logs(inst, "no-such-service", tail=5, follow=False, write=print)
+    assert "router" in str(unknown.value)
+    assert "router" in service_names(inst)
+
     # uninstall: the release goes, the PVC and the installer's Secrets are listed and kept
     plan = plan_uninstall(inst, purge=False)
     assert "persistentvolumeclaim data-carto-postgresql-0" in plan.keep
@@ -125,3 +134,14 @@ def test_backup_bundle_and_uninstall_of_a_release(cluster: FakeCluster, tmp_path
         is None
     assert cluster.get_object("secrets", "carto-external-postgresql", "carto") is None
     assert cluster.get_object("secrets", "carto-tls-certificate", "carto") is None
+
+    # restore: customizations.yaml and the installer's Secrets come back from the backup
+    custom = Path.cwd() / "customizations.yaml"
+    original = custom.read_bytes()
+    custom.write_text("# edited since\n")
+    restored = restore(inst, str(archive))
+    assert custom.read_bytes() == original
+    assert "secret/carto-external-postgresql" in restored.restored
+    assert base64.b64decode(cluster.get_object("secrets", "carto-external-postgresql", "carto")
+                            ["data"]["carto-password"]) == DB_PASSWORD.encode()
+    assert (Path(restored.kept) / "customizations.yaml").read_text() == "# edited since\n"
