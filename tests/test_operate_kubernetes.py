@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from installer.answers import parse_answers
+from installer.errors import InputError
 from installer.operate.backup import backup
 from installer.operate.bundle import support_bundle
-from installer.errors import InputError
 from installer.operate.installation import Installation
 from installer.operate.logs import service_names, stream_logs
 from installer.operate.restore import restore
