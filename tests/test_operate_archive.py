@@ -119,3 +119,27 @@ def test_an_unsafe_member_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unsafe member"):
         extract_verified(str(evil), str(tmp_path / "x"), None)
     assert not (tmp_path / "escape").exists()
+
+
+def test_the_backup_record_answers_upgrades_recent_backup_gate(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from installer.answers import parse_answers
+    from installer.operate.backup import BackupRecord, latest_backup, record_backup
+    from installer.operate.installation import Installation
+    from installer.redact import Redactor
+    from installer.target import LocalTarget
+
+    answers = parse_answers({"version": 1, "compose": {"directory": str(tmp_path)}})
+    inst = Installation(answers, LocalTarget(), Redactor())
+    assert latest_backup(inst) is None
+    now = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    record_backup(inst, BackupRecord(now - timedelta(hours=30), "/b/old.tar.gz", "a" * 64, True))
+    assert latest_backup(inst, within=timedelta(hours=24), now=now) is None
+    record_backup(inst, BackupRecord(now - timedelta(hours=2), "/b/new.tar.gz", "b" * 64, False))
+    recent = latest_backup(inst, within=timedelta(hours=24), now=now)
+    assert recent is not None and recent.archive == "/b/new.tar.gz" and not recent.database
+    record = tmp_path / ".carto-installer-backups.json"
+    assert record.stat().st_mode & 0o777 == 0o600
+    record.write_text("not json")  # a damaged record means "no backup", never a crash
+    assert latest_backup(inst) is None
