@@ -102,7 +102,7 @@ def main() -> int:
                 redactor = Redactor()
                 inst = Installation(parse_answers(data, redactor=redactor), LocalTarget(),
                                     redactor)
-                output = root / f"backup-{bool(passphrase)}.tar.gz"
+                output = root / f"backup-{bool(passphrase)}.tar"
                 started = time.monotonic()
                 backup(inst, str(output), passphrase=passphrase)
                 took = time.monotonic() - started

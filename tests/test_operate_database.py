@@ -116,7 +116,7 @@ def test_external_database_round_trip_into_a_fresh_database(
         docker_engine: docker.DockerClient) -> None:
     events: list[Any] = []
     inst = installation(setup["data"], events)
-    archive = setup["tmp"] / f"backup-{tool}.tar.gz"
+    archive = setup["tmp"] / f"backup-{tool}.tar"
     result = backup(inst, str(archive), dump_tool=tool)
     assert "on local" in result.database if tool == "target" else \
         "in a container of carto-installer-test/postgres:15" in result.database
@@ -153,7 +153,7 @@ def test_declining_the_confirmation_changes_nothing(setup: dict[str, Any],
     from installer.deploy import DeployCancelled
 
     inst = installation(setup["data"], [])
-    archive = setup["tmp"] / "decline.tar.gz"
+    archive = setup["tmp"] / "decline.tar"
     backup(inst, str(archive))
     env = Path(setup["data"]["compose"]["directory"]) / "customer.env"
     env.write_text("CHANGED=1\n")
@@ -197,7 +197,7 @@ def test_over_ssh_the_dump_is_made_on_the_target_and_streamed_back(
     with SSHTarget.connect(answers.target, accept_host_key=None, confirm_host_key=None,
                            redactor=redactor) as target:
         inst = Installation(answers, target, redactor, events.append)
-        archive = setup["tmp"] / "backup-ssh.tar.gz"
+        archive = setup["tmp"] / "backup-ssh.tar"
         result = backup(inst, str(archive))
         assert f"on root@{shared_ssh_server.host}" in result.database
         assert "deployment/certs/postgresql-ssl-ca.crt" in result.members

@@ -118,7 +118,7 @@ def test_plain_prompts_offer_the_same_with_the_domain_typed_to_purge(
     state = existing_installation(tmp_path, postgres_server)
     monkeypatch.chdir(tmp_path)
     question = "CARTO is installed on local. What do you want to do?"
-    output = str(tmp_path / "plain-backup.tar.gz")
+    output = str(tmp_path / "plain-backup.tar")
     prompts = ScriptedPrompts({
         question: ["Back up", "Uninstall"],
         "Passphrase to encrypt the backup (Enter for none):": [""],

@@ -1,4 +1,9 @@
-"""Archives of backups and support bundles: a gzip'ed tar, optionally encrypted, with a manifest.
+"""Archives of backups and support bundles: a tar (gzip'ed or not), optionally encrypted, with a
+manifest.
+
+A backup's tar is not compressed: its big member, the database dump, is compressed by pg_dump
+itself while it dumps (next to the server's own work), so compressing the archive again would
+only spend a second pass over incompressible bytes. A support bundle (text) is gzip'ed.
 
 Encryption (a passphrase): the key is derived with scrypt from the passphrase and a random
 salt; the stream is cut into chunks of CHUNK bytes, each sealed with ChaCha20-Poly1305 under a
@@ -189,6 +194,7 @@ class ArchiveWriter:
     path: str
     passphrase: str | None = None
     progress: Progress | None = None
+    compress: bool = True
     members: list[Member] = field(default_factory=list)
 
     def __enter__(self) -> ArchiveWriter:
@@ -199,8 +205,10 @@ class ArchiveWriter:
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._crypt = EncryptingWriter(self._file, self.passphrase) if self.passphrase else None
         sink: Any = self._crypt if self._crypt else self._file
-        self._gzip = gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0)
-        self._tar = tarfile.open(fileobj=self._gzip, mode="w|", format=tarfile.PAX_FORMAT)
+        self._gzip = gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6, mtime=0) \
+            if self.compress else None
+        self._tar = tarfile.open(fileobj=self._gzip or sink, mode="w|",
+                                 format=tarfile.PAX_FORMAT)
         return self
 
     def add_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
@@ -229,7 +237,8 @@ class ArchiveWriter:
         try:
             if exc is None:
                 self._tar.close()
-                self._gzip.close()
+                if self._gzip is not None:
+                    self._gzip.close()
                 if self._crypt:
                     self._crypt.finish()
                 self._file.flush()
@@ -261,7 +270,7 @@ def extract_verified(path: str, dest: str, passphrase: str | None,
         found: dict[str, str] = {}
         manifest: dict[str, Any] | None = None
         try:
-            with tarfile.open(fileobj=source, mode="r|gz") as tar:
+            with tarfile.open(fileobj=source, mode="r|*") as tar:
                 for info in tar:
                     if progress is not None:
                         progress(raw.tell(), total)

@@ -55,7 +55,7 @@ class BackupRecord:
 
 def default_output(answers_domain: str | None) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"carto-backup-{answers_domain or 'carto'}-{stamp}.tar.gz"
+    return f"carto-backup-{answers_domain or 'carto'}-{stamp}.tar"
 
 
 # ---- collecting -----------------------------------------------------------------------------
@@ -170,7 +170,9 @@ def backup(inst: Installation, output: str, *, passphrase: str | None = None,
                 database_note = f"{describe_database(inst)}: {dumped.method}, {size} bytes"
                 detail.append(database_note)
         with inst.step("write archive") as detail:
-            writer = ArchiveWriter(output, passphrase, inst.progress("write archive"))
+            # not gzip'ed: the dump is compressed already (see archive.py)
+            writer = ArchiveWriter(output, passphrase, inst.progress("write archive"),
+                                   compress=False)
             with writer:
                 for name_in, data in contents.items():
                     writer.add_bytes(name_in, data)

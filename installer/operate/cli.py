@@ -102,7 +102,7 @@ def _session(args: Any, redactor: Any) -> tuple[Any, Any]:
 
 def backup_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", metavar="FILE",
-                        help="the archive to write (default carto-backup-<domain>-<time>.tar.gz "
+                        help="the archive to write (default carto-backup-<domain>-<time>.tar "
                         "here; .enc is added when encrypted)")
     parser.add_argument("--no-database", action="store_true",
                         help="configuration only: no dump of the metadata database")

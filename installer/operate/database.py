@@ -7,8 +7,8 @@ one by the target's pg_dump when its major version is at least the server's, els
 pg_dump of the PostgreSQL image the deployment already has (run in a throwaway container on the
 host network), and when neither can, the backup stops with what to install.
 
-Dumps use pg_dump's custom format (restorable object by object; uncompressed, as the
-archive compresses it) and are written to
+Dumps use pg_dump's custom format (compressed by pg_dump as it dumps, restorable object by
+object) and are written to
 a file first, then streamed back in chunks, so their size never matters for memory. Passwords
 reach pg_dump through the environment (the SSH target passes it on stdin) or a 0600 .pgpass
 inside the throwaway container, never on a command line.
@@ -209,8 +209,8 @@ def _dump_bundled(inst: Installation, dest: str, progress: Progress) -> DumpInfo
     if code != 0:
         raise DeployError(f"the bundled database container has no pg_dump: {version.strip()}")
     inside = "/tmp/carto-installer-backup.dump"  # noqa: S108 - inside the container
-    code, output = _exec(container, ["pg_dump", "-U", user, "-d", name, "-Fc", "-Z0", "-f",
-                                     inside], env={"PGPASSWORD": password})
+    code, output = _exec(container, ["pg_dump", "-U", user, "-d", name, "-Fc", "-f", inside],
+                         env={"PGPASSWORD": password})
     try:
         if code != 0:
             raise DeployError(f"pg_dump in the bundled database container failed: "
@@ -355,9 +355,8 @@ def _dump_external(inst: Installation, dest: str, progress: Progress,
     ext = _external(inst)
     major, version = server_version(inst)
     where, tool_text, image = _pick_tool(inst, "pg_dump", ext, major, forced)
-    # -Z0: the archive compresses the whole stream once; compressing twice only costs time
     argv = ["pg_dump", "-h", ext.host, "-p", str(ext.port), "-U", ext.user, "-d", ext.database,
-            "-Fc", "-Z0"]
+            "-Fc"]
     if where == "target":
         _run_on_target_to_file(inst, argv, _libpq_env(ext, ext.ca_on_target), dest, progress)
         method = f"{tool_text} on {inst.target.name}"
