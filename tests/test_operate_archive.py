@@ -143,3 +143,28 @@ def test_the_backup_record_answers_upgrades_recent_backup_gate(tmp_path: Path) -
     assert record.stat().st_mode & 0o777 == 0o600
     record.write_text("not json")  # a damaged record means "no backup", never a crash
     assert latest_backup(inst) is None
+
+
+def test_a_symbolic_link_in_the_deployment_directory_is_refused(tmp_path: Path) -> None:
+    from installer.answers import parse_answers
+    from installer.operate.backup import backup
+    from installer.operate.installation import Installation
+    from installer.redact import Redactor
+    from installer.target import LocalTarget
+
+    directory = tmp_path / "carto"
+    (directory / "certs").mkdir(parents=True)
+    (directory / ".env").write_text("A=1\n")
+    (directory / "customer.env").write_text("A=1\n")
+    secret = tmp_path / "elsewhere.txt"
+    secret.write_text("not part of the deployment")
+    (directory / "certs" / "key.json").symlink_to(secret)
+    answers = parse_answers({"version": 1, "compose": {"directory": str(directory)}})
+    inst = Installation(answers, LocalTarget(), Redactor())
+    output = tmp_path / "backup.tar"
+    with pytest.raises(InputError, match="symbolic link"):
+        backup(inst, str(output), include_database=False)
+    assert not output.exists()
+    (directory / "certs" / "key.json").unlink()
+    backup(inst, str(output), include_database=False)
+    assert output.exists()

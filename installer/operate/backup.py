@@ -81,6 +81,7 @@ def package_members(package: str | None) -> dict[str, str]:
 
 
 def compose_members(inst: Installation) -> dict[str, bytes]:
+    inst.refuse_links([*COMPOSE_FILES, "certs"])
     out: dict[str, bytes] = {}
     for name in COMPOSE_FILES:
         data = inst.read(name)

@@ -104,6 +104,22 @@ class Installation:
         except FileNotFoundError:
             return None
 
+    def refuse_links(self, names: list[str]) -> None:
+        """InputError when any of these deployment files (or certs/) is a symbolic link: the
+        installer never follows links in the deployment directory (CONTRACT.md)."""
+        paths = [posixpath.join(self.directory, name) for name in names]
+        try:
+            found = self.target.run(["find", *paths, "-maxdepth", "1", "-type", "l"],
+                                    timeout=30, sudo=self.sudo)
+        except Exception:  # no find: the reads below still work on the files themselves
+            log.info("could not look for symbolic links", exc_info=True)
+            return
+        links = [line for line in found.stdout.splitlines() if line.strip()]
+        if links:
+            raise InputError(f"symbolic link(s) in the deployment directory: {', '.join(links)}; "
+                             "the installer never follows links there",
+                             "replace each link by the file itself, then run again")
+
     def dotenv(self) -> dict[str, str]:
         from installer.deploy.compose import env_values
 

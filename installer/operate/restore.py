@@ -80,6 +80,8 @@ def plan_restore(inst: Installation, archive: str, folder: str,
 
 def _keep_aside_compose(inst: Installation, plan: RestorePlan) -> None:
     target = inst.target
+    inst.refuse_links([posixpath.relpath(dest, inst.directory) for _, dest in plan.files
+                       if target.exists(dest)] + ["certs"])
     target.makedirs(plan.kept, 0o700)
     for _, dest in plan.files:
         if not target.exists(dest):
