@@ -20,6 +20,7 @@ from psycopg import sql
 from installer.answers import parse_answers
 from installer.errors import DeployError
 from installer.operate.backup import backup, latest_backup
+from installer.operate.bundle import support_bundle
 from installer.operate.database import choose_external_tool, tool_major
 from installer.operate.installation import Installation, Progress
 from installer.operate.restore import restore
@@ -206,3 +207,13 @@ def test_over_ssh_the_dump_is_made_on_the_target_and_streamed_back(
         assert fingerprint(postgres_server) == setup["before"]
         record = json.loads((directory / ".carto-installer-backups.json").read_text())
         assert record["backups"][-1]["sha256"] == result.sha256
+
+        # the support bundle over the same connection: host facts and files read remotely
+        bundle = setup["tmp"] / "support-ssh.tar.gz"
+        found = support_bundle(inst, str(bundle), preflight=False)
+        with tarfile.open(bundle) as tar:
+            content = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+        assert {"host.txt", "configuration/customer.env", "certificates.txt",
+                "docker-version.txt", "MANIFEST.txt"} <= set(content), found.failed
+        assert b"## uname" in content["host.txt"]
+        assert postgres_server.password.encode() not in b"".join(content.values())
