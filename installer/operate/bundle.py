@@ -28,8 +28,10 @@ from installer.redact import MASK
 
 log = logging.getLogger("installer.operate.bundle")
 
+# Keys whose values are secret. Not "AUTH": the vendor's AUTH0_DOMAIN, AUTH0_AUDIENCE and
+# client ids are what support needs to see, and secret ones say SECRET anyway.
 SECRET_KEY = re.compile(r"(?i)(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE|CREDENTIAL|API_?KEY|"
-                        r"ACCESS_?KEY|LICENSE|_KEY$|^KEY$|AUTH)")
+                        r"ACCESS_?KEY|LICENSE|_KEY$|^KEY$)")
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----"
                 r"|\Z)", re.S), "-----PRIVATE KEY " + MASK + "-----"),
