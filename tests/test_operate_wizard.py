@@ -107,6 +107,16 @@ async def test_tui_backs_up_and_shows_the_uninstall_plan_before_anything(
         assert any("type the domain" in line for line in screen.lines)
         assert not screen.busy
         docker_engine.volumes.get(data_volume)
+        # With the domain typed, exactly the data the plan listed is destroyed.
+        screen.query_one("#op-domain").focus()
+        await pilot.press(*DOMAIN)
+        screen.query_one("#op-purge").focus()
+        await pilot.press("enter")
+        await until(lambda: any(line.startswith("uninstalled") for line in screen.lines) or
+                    any(line.startswith("✘ uninstall") for line in screen.lines))
+        assert any("destroyed 1 volume(s)" in line for line in screen.lines), screen.lines
+        with pytest.raises(docker.errors.NotFound):
+            docker_engine.volumes.get(data_volume)
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, OperateScreen)

@@ -111,6 +111,19 @@ def _apply_compose(inst: Installation, plan: UninstallPlan) -> str:
             raise DeployError(f"containers are still there: {', '.join(v.name for v in left)}")
         detail.append(f"{len(plan.remove)} container(s) removed")
     if plan.purge:
+        # `down --volumes` removes the volumes the compose file declares; the plan listed every
+        # volume of the project, and exactly those go
+        import docker.errors
+
+        client = inst.client()
+        for name in plan.volumes:
+            try:
+                client.volumes.get(name).remove()
+            except docker.errors.NotFound:
+                continue  # `down --volumes` removed it
+            except docker.errors.APIError as exc:
+                raise DeployError(f"could not remove the volume {name}: {exc}") from None
+    if plan.purge:
         return f"uninstalled; destroyed {len(plan.volumes)} volume(s)"
     kept = ", ".join(plan.volumes) or "none"
     return f"uninstalled; data kept (volumes: {kept}); files kept in {inst.directory}"
