@@ -65,3 +65,32 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
     "status": ("health of an installed deployment: containers and the HTTPS answer",
                _no_args, _run_status),
 }
+
+# Operating an installation (installer/operate/): backup, restore, support-bundle, logs,
+# uninstall.
+def _operate(name: str) -> tuple[Callable[[Any], None], Callable[[Any, Any], int]]:
+    def add(parser: Any) -> None:
+        from installer.operate import cli
+
+        getattr(cli, f"{name}_args")(parser)
+
+    def run(args: Any, redactor: Any) -> int:
+        from installer.operate import cli
+
+        return int(getattr(cli, f"run_{name}")(args, redactor))
+
+    return add, run
+
+
+for _command, _name, _help in (
+    ("backup", "backup", "one archive (0600) to rebuild the installation: answers, package, "
+     "configuration, certificates and a dump of the metadata database"),
+    ("restore", "restore", "put the configuration back from a backup; with --database, the "
+     "metadata database too"),
+    ("support-bundle", "bundle", "one redacted archive (0600) for a support request"),
+    ("logs", "logs", "the services' logs, by the vendor's service names"),
+    ("uninstall", "uninstall", "stop and remove the deployment; data is kept unless "
+     "--purge-data"),
+):
+    COMMANDS[_command] = (_help, *_operate(_name))
+
