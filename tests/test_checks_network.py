@@ -751,5 +751,7 @@ def test_egress_probes_the_registry_the_vendors_env_tpl_names(tmp_path: Path) ->
 
 def test_egress_hosts_take_the_registries_they_are_given() -> None:
     """The hook the Kubernetes side feeds with the chart's registries."""
-    hosts = [h.host for h in egress_hosts(Answers(), ["registry.internal", "quay.io"])]
-    assert "registry.internal" in hosts and "quay.io" in hosts and "gcr.io" not in hosts
+    given = egress_hosts(Answers(), [("registry.internal", 5000), ("quay.io", 443)])
+    ports = {h.host: h.port for h in given}
+    assert ports.get("registry.internal") == 5000 and ports.get("quay.io") == 443
+    assert "gcr.io" not in ports
