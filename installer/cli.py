@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -83,14 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM (a `kill`, a CI runner's timeout) is handled as Ctrl-C is: same clean-up,
+    same message, same exit code."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from installer.redact import Redactor, setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     redactor = Redactor()
-    log_path = _log_path()
-    setup_logging(str(log_path), redactor)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        log_path = setup_logging(_log_candidates(), redactor)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot open a log file safely ({exc.strerror or exc}); "
+                         "run from a folder you own, or set TMPDIR to one\n")
+        return EXIT_INPUT
     log = logging.getLogger("installer.cli")
     log.info("carto-installer %s: %s", __version__, " ".join(sys.argv[1:] if argv is None
                                                              else list(argv)))
@@ -107,9 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("stopped: %s", exc)
         sys.stderr.write(redactor(f"error: {exc}") + "\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        log.info("interrupted")
-        sys.stderr.write("\ninterrupted: nothing was left half-written\n")
+    except KeyboardInterrupt as exc:
+        # A render interrupted while writing says what it left; anything else was
+        # interrupted before a file was written (every write is atomic).
+        state = getattr(exc, "state", None) or "no file was left half-written"
+        log.info("interrupted: %s", state)
+        sys.stderr.write(redactor(f"\ninterrupted: {state}") + "\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
@@ -121,17 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BUG
 
 
-def _log_path() -> Path:
-    """./carto-installer.log, private to the user (it may name hosts and users)."""
-    for candidate in (Path.cwd() / LOG_NAME, Path(tempfile.gettempdir()) / LOG_NAME):
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError:
-            continue
-        os.fchmod(fd, 0o600)
-        os.close(fd)
-        return candidate
-    raise InputError("cannot create the log file in the working directory or the temp folder")
+def _log_candidates() -> list[Path]:
+    """./carto-installer.log, else a file of this user's own in the temp folder (never a
+    shared name another user could create first)."""
+    private = Path(tempfile.gettempdir()) / f"carto-installer-{os.getuid()}" / LOG_NAME
+    return [Path.cwd() / LOG_NAME, private]
 
 
 def load_answers_arg(path: str | None, redactor: object) -> object:

@@ -284,9 +284,19 @@ def _modes(target: Target, paths: list[str]) -> dict[str, int]:
     return modes
 
 
-def _read_target(target: Target, path: str) -> bytes | None:
+def _read_target(target: Target, path: str, root: str) -> bytes | None:
+    """A managed file below the deployment directory `root`, None when absent. A link there
+    is refused, never followed (it could show another file in the diff, or make a secret
+    the base of customer.env)."""
+    from installer.target import LinkRefused
+
     try:
-        return target.read_file(path)
+        return target.read_deployment_file(path, root)
+    except LinkRefused as exc:
+        raise InputError(f"{exc.path} on {target.name} is a symbolic link: the installer does "
+                         "not follow links in the deployment directory",
+                         f"find out who made it (ls -l {exc.path}); replace it with the real "
+                         "file or folder, or remove it so that it is created") from None
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -376,7 +386,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     notes: list[str] = []
     customer_path = posixpath.join(directory, "customer.env")
-    current_customer = _read_target(target, customer_path)
+    current_customer = _read_target(target, customer_path, directory)
     base_text = (current_customer if current_customer is not None
                  else package.files["customer.env"]).decode("utf-8", "replace")
     env = EnvFile.parse(base_text)
@@ -407,8 +417,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if is_secret_key(key):
             redactor.add(env.get(key, flavour or "v2"))
 
-    version = _read_target(target, posixpath.join(directory, "VERSION")) or b""
-    env_tpl = _read_target(target, posixpath.join(directory, "env.tpl")) or b""
+    version = _read_target(target, posixpath.join(directory, "VERSION"), directory) or b""
+    env_tpl = _read_target(target, posixpath.join(directory, "env.tpl"), directory) or b""
     dotenv = build_dotenv(new_customer, version, env_tpl)
     for key, value in EnvFile.parse(dotenv.decode("utf-8", "replace")).items(
             flavour or "v2").items():
@@ -426,8 +436,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if inputs.certificate is not None:
         cert_pem, key_pem = inputs.certificate
     else:
-        existing_cert = _read_target(target, cert_path)
-        existing_key = _read_target(target, key_path)
+        existing_cert = _read_target(target, cert_path, directory)
+        existing_key = _read_target(target, key_path, directory)
         if existing_key:
             redactor.add(existing_key)
         if reusable_self_signed(existing_cert, existing_key, domain):
@@ -445,7 +455,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted += [(customer_path, new_customer, 0o600, True),
                (posixpath.join(directory, ".env"), dotenv, 0o600, True)]
 
-    current = {path: (current_customer if path == customer_path else _read_target(target, path))
+    current = {path: (current_customer if path == customer_path
+                      else _read_target(target, path, directory))
                for path, *_ in wanted}
     modes = _modes(target, [path for path, data in current.items() if data is not None])
     changes: list[FileChange] = []
@@ -502,7 +513,8 @@ def _already_backed_up(target: Target, directory: str, content: bytes) -> bool:
                        key=_backup_order)
     except OSError:
         return False
-    return bool(names) and _read_target(target, posixpath.join(directory, names[-1])) == content
+    newest = posixpath.join(directory, names[-1]) if names else ""
+    return bool(names) and _read_target(target, newest, directory) == content
 
 
 def _backup_order(name: str) -> tuple[str, int]:
