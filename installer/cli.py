@@ -19,6 +19,7 @@ from typing import NoReturn
 
 from installer import __version__
 from installer.errors import InputError, InstallerError
+from installer.safetext import visible
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_FAILED, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 LOG_NAME = "carto-installer.log"
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, redactor))
     except InstallerError as exc:
         log.info("stopped: %s", exc)
-        sys.stderr.write(redactor(f"error: {exc}") + "\n")
+        sys.stderr.write(visible(redactor(f"error: {exc}")) + "\n")
         return exc.exit_code
     except KeyboardInterrupt as exc:
         # A render interrupted while writing says what it left; anything else was
@@ -152,7 +153,7 @@ def load_answers_arg(path: str | None, redactor: object) -> object:
 
     answers = load_answers(path, redactor=redactor)  # type: ignore[arg-type]
     for warning in answers.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        sys.stderr.write(visible(f"warning: {warning}") + "\n")
     return answers
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,10 @@ from tests.services.k8s_package import (
 DB_PASSWORD = "db-Passw0rd-that-is-secret"
 ADMIN_PASSWORD = "admin-Passw0rd-also-secret"
 REDIS_PASSWORD = "redis-Passw0rd-secret-too"
-PROXY_CA = """-----BEGIN CERTIFICATE-----
-MIIBszCCAVmgAwIBAgIUJ2zWc3HkQ0VbNcXgQvqg0m7QeWYwCgYIKoZIzj0EAwIw
------END CERTIFICATE-----
-"""
+# A real certificate: CA files are parsed (the one verdict shared with preflight), so a
+# truncated placeholder would rightly be refused.
+PROXY_CA = self_signed_pair(Path(tempfile.mkdtemp(prefix="proxy-ca-")),
+                            "proxy.internal")[0].read_text()
 
 
 @pytest.fixture

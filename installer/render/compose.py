@@ -15,7 +15,6 @@ import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from installer.answers import Answers, Secret, require
@@ -31,6 +30,7 @@ from installer.envfile import (
 from installer.errors import AnswersError, InputError
 from installer.package import LICENSE_KEYS, Package, read_package
 from installer.render import FileChange, RenderPlan, stale_temp_files
+from installer.userfiles import CERTIFICATE_LIMIT, SECRET_LIMIT, read_user_file
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -168,9 +168,10 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
     return out
 
 
-def _read_local(path: str, answer_key: str, what: str) -> bytes:
+def _read_local(path: str, answer_key: str, what: str, limit: int = CERTIFICATE_LIMIT) -> bytes:
+    """A file the answers name, read with a size limit (devices and FIFOs refused)."""
     try:
-        return Path(path).read_bytes()
+        return read_user_file(path, limit=limit)
     except FileNotFoundError:
         raise AnswersError(answer_key, f"the {what} {path} does not exist") from None
     except IsADirectoryError:
@@ -180,36 +181,66 @@ def _read_local(path: str, answer_key: str, what: str) -> bytes:
                            f"{exc.strerror or exc}") from None
 
 
+def read_ca_file(path: str, answer_key: str, what: str) -> bytes:
+    """A CA file as PEM to install, judged by the same parser as the preflight checks:
+    certificates only (PEM or DER), never a private key."""
+    from installer.checks.tls import CertificateFileError, load_ca_certificates
+
+    data = _read_local(path, answer_key, what)
+    try:
+        return load_ca_certificates(data, f"the {what} {path}")
+    except CertificateFileError as exc:
+        raise AnswersError(answer_key, str(exc),
+                           "give a file with the CA certificate(s) only, in PEM "
+                           "(-----BEGIN CERTIFICATE-----) or DER") from None
+
+
 def _given_certificate(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes]:
-    from cryptography import x509
+    """The certificate chain and key to install, as PEM, judged by the same parser as the
+    tls.certificate check (so a file preflight accepts, PEM or DER, render accepts too)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from installer.checks.tls import (
+        CertificateFileError,
+        certificates_pem,
+        load_certificates,
+        load_private_key,
+    )
 
     tls = answers.tls
     assert tls.certificate_file and tls.key_file
-    cert_pem = _read_local(tls.certificate_file, "tls.certificate_file", "certificate file")
-    key_pem = _read_local(tls.key_file, "tls.key_file", "key file")
-    redactor.add(key_pem)
+    cert_data = _read_local(tls.certificate_file, "tls.certificate_file", "certificate file")
+    key_data = _read_local(tls.key_file, "tls.key_file", "key file", SECRET_LIMIT)
+    redactor.add(key_data)
     try:
-        chain = x509.load_pem_x509_certificates(cert_pem)
-    except ValueError:
+        chain = load_certificates(cert_data, f"the certificate file {tls.certificate_file}")
+    except CertificateFileError as exc:
         raise AnswersError("tls.certificate_file",
-                           f"{tls.certificate_file} holds no PEM certificate",
+                           f"{tls.certificate_file} holds no PEM certificate usable ({exc})",
                            "give the certificate in PEM form (-----BEGIN CERTIFICATE-----), "
                            "leaf first, then intermediates") from None
     try:
-        key_public = _key_public_der(key_pem)
-    except TypeError:
+        key = load_private_key(key_data, f"the key file {tls.key_file}")
+    except CertificateFileError as exc:
+        raise AnswersError("tls.key_file", str(exc),
+                           "give the unencrypted private key in PEM form") from None
+    if key.encrypted or key.key is None:
         raise AnswersError("tls.key_file", f"{tls.key_file} is protected by a passphrase, "
                            "which CARTO's router cannot use",
                            f"remove it: `openssl pkey -in {tls.key_file} -out key-plain.pem`, "
-                           "then point tls.key_file at key-plain.pem (keep it private)") from None
-    except (ValueError, UnicodeError):
-        raise AnswersError("tls.key_file", f"{tls.key_file} holds no PEM private key",
-                           "give the unencrypted private key in PEM form") from None
-    if key_public != _public_der(chain[0].public_key()):
+                           "then point tls.key_file at key-plain.pem (keep it private)")
+    if _public_der(key.key.public_key()) != _public_der(chain[0].public_key()):
         raise AnswersError("tls.key_file", "the key does not belong to the certificate "
                            f"{tls.certificate_file} (its first certificate, the leaf)",
                            "give the key the certificate was issued for")
-    return cert_pem, key_pem
+    if key.encoding == "DER":
+        key_pem = key.key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+        redactor.add(key_pem)
+    else:
+        key_pem = key_data
+    return certificates_pem(cert_data, chain), key_pem
 
 
 @functools.lru_cache(maxsize=8)
@@ -343,15 +374,15 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
     extra: list[tuple[str, bytes]] = []
     db = answers.database
     if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
-        extra.append((DB_CA_NAME, _read_local(db.ssl.ca_file, "database.ssl.ca_file",
-                                              "database CA file")))
+        extra.append((DB_CA_NAME, read_ca_file(db.ssl.ca_file, "database.ssl.ca_file",
+                                               "database CA file")))
     if not answers.redis.bundled and answers.redis.tls_ca_file:
-        extra.append((REDIS_CA_NAME, _read_local(answers.redis.tls_ca_file,
-                                                 "redis.tls_ca_file", "Redis CA file")))
+        extra.append((REDIS_CA_NAME, read_ca_file(answers.redis.tls_ca_file,
+                                                  "redis.tls_ca_file", "Redis CA file")))
     proxy = answers.network.proxy
     if proxy is not None and proxy.ca_file:
-        extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
-                                                 "proxy CA file")))
+        extra.append((PROXY_CA_NAME, read_ca_file(proxy.ca_file, "network.proxy.ca_file",
+                                                  "proxy CA file")))
     missing = [name for name in VENDOR_FILES
                if not target.exists(posixpath.join(directory, name))]
     if missing:
