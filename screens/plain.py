@@ -21,6 +21,7 @@ from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import InstallerError
+from installer.safetext import visible
 from screens.fields import (
     CHOICE_TITLES,
     COMPOSE_TARGET_FIELDS,
@@ -67,7 +68,8 @@ class PlainWizard:
     # --- output --------------------------------------------------------------------------
 
     def say(self, text: str = "", code: str = "") -> None:
-        text = self.state.redactor(text)
+        # Control characters made visible: the text may quote a remote host or a server.
+        text = visible(self.state.redactor(text))
         if code and self.color:
             text = f"\x1b[{code}m{text}\x1b[0m"
         self.out.write(text + "\n")

@@ -393,9 +393,11 @@ def _core_module(name: str, what: str) -> Any:
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(message, remediation) for an error to show the user."""
+    from installer.safetext import visible
+
     if isinstance(exc, InstallerError):
-        return exc.message, exc.remediation
+        return visible(exc.message), visible(exc.remediation)
     from installer.target import describe_exception
 
-    return (f"unexpected error: {describe_exception(exc)}",
+    return (visible(f"unexpected error: {describe_exception(exc)}"),
             "see carto-installer.log for details; this is a bug in carto-installer")

@@ -68,6 +68,16 @@ class CheckResult:
     duration_s: float
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # What a check reports often quotes the outside world (os-release, a certificate's
+        # names, a server's error): every front end shows it, so it is made safe once here.
+        from installer.safetext import visible
+
+        self.required = visible(self.required)
+        self.observed = visible(self.observed)
+        self.message = visible(self.message)
+        self.remediation = visible(self.remediation)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
