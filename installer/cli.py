@@ -93,13 +93,21 @@ def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from installer.redact import Redactor, setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     redactor = Redactor()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         log_path = setup_logging(_log_candidates(), redactor)
     except OSError as exc:
@@ -127,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interrupted before a file was written (every write is atomic).
         state = getattr(exc, "state", None) or "no file was left half-written"
         log.info("interrupted: %s", state)
-        sys.stderr.write(redactor(f"\ninterrupted: {state}") + "\n")
+        sys.stderr.write(visible(redactor(f"\ninterrupted: {state}")) + "\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
