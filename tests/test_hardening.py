@@ -14,10 +14,10 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import xml.etree.ElementTree as ET
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path

@@ -214,15 +214,13 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         except FileNotFoundError:
             pass
     written: list[str] = []
-    for backup in plan.backups:
-        target.write_deployment_file(backup, plan.backup_sources[backup], 0o600,
-                                     _root_for(plan, backup))
-        log.info("backed up to %s", backup)
-        written.append(backup)
-    backed_up = (f" (the backup {', '.join(plan.backups)} was written; it is a copy, "
-                 "nothing uses it)") if plan.backups else ""
     staged: list[StagedFile] = []
     try:
+        for backup in plan.backups:
+            target.write_deployment_file(backup, plan.backup_sources[backup], 0o600,
+                                         _root_for(plan, backup))
+            log.info("backed up to %s", backup)
+            written.append(backup)
         for change in plan.changes:
             staged.append(target.stage_deployment_file(change.path, change.after, change.mode,
                                                        _root_for(plan, change.path)))
@@ -230,10 +228,12 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         with _DeferredSignals():
             for item in staged:
                 target.discard_staged(item)
+            _remove_temp_files(plan, target)
         if isinstance(exc, KeyboardInterrupt):
-            log.info("interrupted while staging: no file was changed")
-            raise WriteInterrupted("no file was changed" + backed_up) from None
+            log.info("interrupted before the switch: no file was changed")
+            raise WriteInterrupted("no file was changed" + _backups_note(written)) from None
         raise
+    backed_up = _backups_note(written)
     switched: list[FileChange] = []
     with _DeferredSignals() as held:
         try:
@@ -245,6 +245,7 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         except BaseException as exc:
             for item in staged[len(switched):]:
                 target.discard_staged(item)
+            _remove_temp_files(plan, target)
             state = _roll_back(plan, target, switched) + backed_up
             log.error("writing the files failed (%s): %s", exc, state)
             if isinstance(exc, KeyboardInterrupt):
@@ -256,6 +257,23 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
                  held.received)
         raise WriteInterrupted(f"every file had been written: {', '.join(written)}")
     return written
+
+
+def _remove_temp_files(plan: RenderPlan, target: Target) -> None:
+    """Temp files of this render that an interrupt caught between their creation and their
+    registration (a temp file is only ever ours to remove when the render stops)."""
+    for stale in stale_temp_files(target, [c.path for c in plan.changes] + plan.backups):
+        try:
+            target.remove(stale)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", stale, exc)
+
+
+def _backups_note(backups: list[str]) -> str:
+    if not backups:
+        return ""
+    return (f" (the backup {', '.join(backups)} was written; it is a copy of customer.env "
+            "as it is, nothing reads it)")
 
 
 def _roll_back(plan: RenderPlan, target: Target, switched: list[FileChange]) -> str:
