@@ -142,9 +142,21 @@ class Target(ABC):
             return False
 
     def _refuse_links(self, path: str, root: str) -> None:
-        for component in _components_below(root, path):
-            if self.is_link(component):
-                raise LinkRefused(component)
+        components = _components_below(root, path)
+        if type(self).is_link is not Target.is_link:
+            for component in components:
+                if self.is_link(component):
+                    raise LinkRefused(component)
+            return
+        # One command for all the components (a remote target pays a round trip each).
+        script = 'for p; do if [ -L "$p" ]; then printf "%s\\n" "$p"; fi; done'
+        try:
+            result = self.run(["sh", "-c", script, "sh", *components], timeout=15)
+        except (CommandNotFound, TimeoutError):
+            return
+        linked = [line for line in result.stdout.splitlines() if line in components]
+        if linked:
+            raise LinkRefused(linked[0])
 
     def read_deployment_file(self, path: str, root: str) -> bytes:
         """A file the installer manages below `root` (the deployment directory, which may
