@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,12 +142,10 @@ def test_hostile_answers_files_exit_2_and_write_nothing(
     monkeypatch.chdir(work)
     before = snapshot(directory)
     answers = tmp_path / "answers.yaml"
-    write: Callable[[str | bytes], None] = (
-        lambda text: answers.write_bytes(text if isinstance(text, bytes) else text.encode()))
     generated = cases(package, directory, places)
     assert len(generated) == CASES
     for number, text in enumerate(generated):
-        write(text)
+        answers.write_bytes(text if isinstance(text, bytes) else text.encode())
         answers.chmod(0o600)
         code = main(["render", "--answers", str(answers)])
         captured = capsys.readouterr()
