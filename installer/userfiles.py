@@ -41,6 +41,16 @@ def _size_text(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit // KIB} KiB"
 
 
+def require_regular_file(path: str | os.PathLike[str]) -> None:
+    """Refuse at once what is not a regular file (a FIFO would block whoever opens it)."""
+    name = os.fspath(path)
+    info = os.stat(name)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", name)
+    if not stat.S_ISREG(info.st_mode):
+        raise FileRefused(errno.EINVAL, f"{_kind(info.st_mode)}, not a file", name)
+
+
 def read_user_file(path: str | os.PathLike[str], *, limit: int) -> bytes:
     """The whole content of a regular file of at most `limit` bytes.
 
@@ -101,4 +111,4 @@ def read_zip_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, *, limit:
 
 
 __all__ = ["ANSWERS_LIMIT", "CERTIFICATE_LIMIT", "PACKAGE_FILE_LIMIT", "SECRET_LIMIT",
-           "FileRefused", "read_user_file", "read_zip_member"]
+           "FileRefused", "read_user_file", "read_zip_member", "require_regular_file"]

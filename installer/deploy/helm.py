@@ -494,8 +494,10 @@ def _customizations_after(plan: RenderPlan, path: str) -> bytes:
     for change in plan.changes:
         if change.path == path:
             return change.after
-    try:
-        return Path(path).read_bytes()
+    from installer.target import LocalTarget
+
+    try:  # never through a link (render refused one; it may have appeared since)
+        return LocalTarget().read_deployment_file(path, str(Path(path).parent))
     except OSError:
         return b""
 
