@@ -105,7 +105,7 @@ class PlainWizard:
             try:
                 value = spec.parse(text)
             except ValueError as exc:
-                return str(exc)
+                return visible(str(exc))
             if required and value is None:
                 return f"{spec.label} is required"
             return True
@@ -132,12 +132,12 @@ class PlainWizard:
         return value
 
     def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
-        options = [questionary.Choice(title, value=value) for title, value in choices]
+        options = [questionary.Choice(visible(title), value=value) for title, value in choices]
         chosen = next((c for c in options if c.value == default), None)
         return questionary.select(message, choices=options, default=chosen).unsafe_ask()
 
     def confirm(self, message: str, default: bool = False) -> bool:
-        return bool(questionary.confirm(message, default=default).unsafe_ask())
+        return bool(questionary.confirm(visible(message), default=default).unsafe_ask())
 
     def confirm_host_key(self, host: str, fingerprint: str) -> bool:
         self.say(f"{host} is not in your known_hosts file yet. Its host key is {fingerprint}.")
@@ -234,7 +234,7 @@ class PlainWizard:
             elif action == "accept":
                 accepted = questionary.checkbox(
                     "Accept the risk of these failed checks (Space ticks):",
-                    choices=[questionary.Choice(f"{r.id}: {r.message}", value=r.id)
+                    choices=[questionary.Choice(visible(f"{r.id}: {r.message}"), value=r.id)
                              for r in blocking],
                 ).unsafe_ask()
                 for check_id in accepted or []:
