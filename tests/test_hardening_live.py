@@ -263,3 +263,28 @@ def test_a_failed_switch_puts_back_what_it_had_switched(tmp_path: Path,
     assert files_of(directory) == before
     assert not list(directory.rglob("*.tmp"))
     assert os.path.exists(directory / "customer.env")
+
+
+# ---- a remote /etc/os-release ------------------------------------------------------------------
+
+
+def test_remote_os_release_with_escape_sequences_is_shown_inert(
+        ssh_servers: Any, target_credentials: Any, tmp_path: Path) -> None:
+    from tests.services.sshtarget_tools import SSH_USER, use_hosts
+
+    server = ssh_servers(os_release=f'NAME="Evil"\nID=evil\nVERSION_ID="1"\n'
+                                    f'PRETTY_NAME="Evil{ESCAPES}RED OS"\n')
+    use_hosts(server, {})
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"version": 1, "platform": "compose", "target": {
+        "host": server.host, "port": server.port, "user": SSH_USER,
+        "identity_file": str(target_credentials.ed25519_key),
+        "known_hosts": str(tmp_path / "known_hosts")}}))
+    for fmt in ("text", "junit"):
+        result = run_cli("preflight", "--answers", str(answers), "--only", "host.os",
+                         "--format", fmt, "--accept-host-key", server.host_key_fingerprint(),
+                         cwd=tmp_path)
+        assert result.returncode in (0, 3, 4), result.stderr
+        assert "RED OS" in result.stdout and "\\x1b]0;pwned\\x07" in result.stdout
+        assert_no_raw_controls(result.stdout + result.stderr)
+    assert_no_raw_controls((tmp_path / "carto-installer.log").read_text())
