@@ -55,7 +55,17 @@ def check_version(ctx: CheckContext) -> Outcome:
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
-    text = ctx.target.read_text(path)
+    from installer.target import LinkRefused
+
+    try:
+        text: str | None = ctx.target.read_deployment_file(path, directory).decode(
+            "utf-8", "replace")[:200]
+    except LinkRefused:
+        return failed(f"{path} is a symbolic link: the installer does not follow links in the "
+                      "deployment directory", observed="a symbolic link",
+                      remediation=f"replace it with the vendor's file (ls -l {path})")
+    except (OSError, ValueError):
+        text = None
     if text is None or not text.strip():
         return warned(
             f"MIN_VERSION is unknown ({path} is missing or empty)",

@@ -126,9 +126,11 @@ def _content_digest(path: Path) -> str:
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        data = file.read_bytes()
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(len(data).to_bytes(8, "big") + data)
+        digest.update(file.stat().st_size.to_bytes(8, "big"))
+        with open(file, "rb") as handle:  # streamed: a chart of any size costs no memory
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):  # noqa: B023
+                digest.update(chunk)
     return digest.hexdigest()
 
 
