@@ -650,3 +650,20 @@ def test_apply_render_in_process_writes_through_no_link(tmp_path: Path,
     with pytest.raises((LinkRefused, InputError, OSError)):
         apply_render(plan, LocalTarget())
     assert list(elsewhere.iterdir()) == []
+
+
+def test_linked_min_version_is_not_read_by_preflight(tmp_path: Path, package: GeneratedPackage,
+                                                     open_tmp: Path) -> None:
+    deployment = make_deployment(open_tmp / "deploy")
+    shared_deployment(deployment)
+    secret = tmp_path / "root-only"
+    secret.write_text("SHADOW-FIRST-LINE\n")
+    secret.chmod(0o600)
+    (deployment / "MIN_VERSION").unlink()
+    as_nobody("ln", "-s", str(secret), str(deployment / "MIN_VERSION"))
+    answers = compose_answers(tmp_path, package.path, deployment)
+    result = run_cli("preflight", "--answers", str(answers), "--only", "license.version",
+                     "--format", "json", cwd=tmp_path, env=SECRET_ENV)
+    assert "SHADOW-FIRST-LINE" not in result.stdout + result.stderr
+    check = {c["id"]: c for c in json.loads(result.stdout)["checks"]}["license.version"]
+    assert check["status"] == "fail" and "symbolic link" in check["message"]
