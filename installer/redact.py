@@ -24,7 +24,7 @@ _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@")
 _SECRET_KEY = re.compile(
     r"(?i)(pass(word|wd)?|secret|token|api_?key|private_?key|credential|license_?key"
     r"|_key$|keybase64$|key_?value|key\.json|tls\.key)")
-_NOT_SECRET_KEY = re.compile(r"(?i)(_path|_file|path|file|name|existingsecret\w*key|keykey"
+_NOT_SECRET_KEY = re.compile(r"(?i)(_path|_file|path|file|name|existingsecret(\w*key)?|keykey"
                              r"|secretkey$|enabled|autogenerate)$")
 _KEY_VALUE = re.compile(
     r"""^(?P<lead>\s*(?:-\s+)?)(?P<q>["']?)(?P<key>[A-Za-z0-9_.\-]+)(?P=q)"""
