@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -112,9 +112,8 @@ class Report:
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
     def to_text(self, *, color: bool = False, width: int = 80) -> str:
-        return self._text(color=color, width=width, safe=visible)
+        safe = visible  # what checks quote from outside is shown, never acted on
 
-    def _text(self, *, color: bool, width: int, safe: Callable[[str], str]) -> str:
         def paint(text: str, code: str) -> str:
             return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
