@@ -26,6 +26,9 @@ import yaml
 
 from installer.errors import AnswersError
 from installer.redact import Redactor
+from installer.safetext import visible_line
+from installer.safeyaml import YamlError, load_yaml
+from installer.userfiles import ANSWERS_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import (
     validate_domain,
     validate_env_value,
@@ -95,7 +98,7 @@ def setting(
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
-            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+            raise ValueError(f"{_shown(value)} is not one of: {', '.join(choices)}")
         return str(value)
 
     return check
@@ -423,15 +426,15 @@ class _Loader:
         validator = f.metadata.get("validator")
         if inner is bool:
             if not isinstance(raw, bool):
-                raise AnswersError(path, f"expected true or false, got {raw!r}")
+                raise AnswersError(path, f"expected true or false, got {_shown(raw)}")
             value: Any = raw
         elif inner is int and validator is None:
             if isinstance(raw, bool) or not isinstance(raw, int):
-                raise AnswersError(path, f"expected a whole number, got {raw!r}")
+                raise AnswersError(path, f"expected a whole number, got {_shown(raw)}")
             value = raw
         elif inner is float:
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-                raise AnswersError(path, f"expected a positive number, got {raw!r}")
+                raise AnswersError(path, f"expected a positive number, got {_shown(raw)}")
             value = float(raw)
         elif get_origin(inner) is list:
             if not isinstance(raw, list):
@@ -473,7 +476,7 @@ class _Loader:
         elif key.endswith("_file"):
             file = self.local_path(raw)
             try:
-                value = file.read_text(encoding="utf-8").rstrip("\r\n")
+                value = read_user_file(file, limit=SECRET_LIMIT).decode("utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise AnswersError(path, f"cannot read {file}: {exc.strerror or exc}") from None
             except UnicodeDecodeError:
@@ -501,6 +504,19 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _shown(value: Any) -> str:
+    """A value quoted in a message: a short scalar as written, anything else by its kind
+    only (a structure from the file is never printed: an alias bomb would be expanded)."""
+    if isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**30 else "a number too large to show"
+    if isinstance(value, str):
+        text = visible_line(value)
+        return repr(text if len(text) <= 60 else text[:60] + "...")
+    return _kind(value)
+
+
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
         type(value), type(value).__name__
@@ -517,8 +533,9 @@ def parse_answers(
     if not isinstance(data, dict):
         raise AnswersError("", "the answers file must be a YAML mapping (key: value lines)")
     version = data.get("version", ANSWERS_VERSION)
-    if version != ANSWERS_VERSION:
-        raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
+    if isinstance(version, bool) or version != ANSWERS_VERSION:
+        raise AnswersError("version", f"unsupported version {_shown(version)}; this tool "
+                           "reads 1")
     answers = loader.build(Answers, data, "")
     assert isinstance(answers, Answers)
     answers.warnings.extend(loader.warnings)
@@ -530,7 +547,7 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
     """Read and validate an answers file. Raises AnswersError (exit 2) on any defect."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_user_file(file, limit=ANSWERS_LIMIT).decode("utf-8")
         mode = file.stat().st_mode
     except FileNotFoundError:
         raise AnswersError("", f"answers file {file} does not exist") from None
@@ -539,11 +556,9 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
     except UnicodeDecodeError:
         raise AnswersError("", f"answers file {file} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AnswersError("", f"{file} is not valid YAML{where}") from None
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise AnswersError("", f"{file} {exc}") from None
     private = not (mode & (stat.S_IRGRP | stat.S_IROTH))
     answers = parse_answers(data, base=file.resolve().parent, redactor=redactor, env=env,
                             file_is_private=private)

@@ -156,18 +156,28 @@ def validate_identifier(value: object) -> str:
 
 
 def validate_proxy_url(value: object) -> str:
+    """http(s)://host[:port][/], without credentials. Messages never repeat a password: the
+    URL is shown with any user:password@ masked, malformed or not."""
+    from installer.redact import mask_url_credentials
+    from installer.safetext import visible_line
+
     if not isinstance(value, str) or not value:
         raise ValueError("the proxy URL is empty")
     validate_env_value(value)
+    shown = repr(visible_line(mask_url_credentials(value)))
+    if re.match(r"(?i)[a-z][a-z0-9+.-]*://[^/]*@", value):
+        raise ValueError(
+            f"the proxy URL {shown} carries credentials; CARTO does not support proxy "
+            "authentication: give http://host:port"
+        )
     match = re.fullmatch(
-        r"(https?)://(?:([^@/]*)@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", value
+        r"(https?)://([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?", value
     )
     if not match:
-        raise ValueError(f"{value!r} is not a proxy URL like http://proxy.internal:3128")
-    if match.group(2):
-        raise ValueError(
-            "the proxy URL carries credentials; CARTO does not support proxy authentication"
-        )
+        raise ValueError(f"{shown} is not a proxy URL like http://proxy.internal:3128")
+    if match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535:
+        raise ValueError(f"{shown} has the port {int(match.group(3))}: a port is from 1 to "
+                         "65535")
     return value
 
 

@@ -21,6 +21,7 @@ from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import InstallerError
+from installer.safetext import visible
 from screens.fields import (
     CHOICE_TITLES,
     COMPOSE_TARGET_FIELDS,
@@ -67,7 +68,8 @@ class PlainWizard:
     # --- output --------------------------------------------------------------------------
 
     def say(self, text: str = "", code: str = "") -> None:
-        text = self.state.redactor(text)
+        # Control characters made visible: the text may quote a remote host or a server.
+        text = visible(self.state.redactor(text))
         if code and self.color:
             text = f"\x1b[{code}m{text}\x1b[0m"
         self.out.write(text + "\n")
@@ -103,7 +105,7 @@ class PlainWizard:
             try:
                 value = spec.parse(text)
             except ValueError as exc:
-                return str(exc)
+                return visible(str(exc))
             if required and value is None:
                 return f"{spec.label} is required"
             return True
@@ -130,12 +132,12 @@ class PlainWizard:
         return value
 
     def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
-        options = [questionary.Choice(title, value=value) for title, value in choices]
+        options = [questionary.Choice(visible(title), value=value) for title, value in choices]
         chosen = next((c for c in options if c.value == default), None)
         return questionary.select(message, choices=options, default=chosen).unsafe_ask()
 
     def confirm(self, message: str, default: bool = False) -> bool:
-        return bool(questionary.confirm(message, default=default).unsafe_ask())
+        return bool(questionary.confirm(visible(message), default=default).unsafe_ask())
 
     def confirm_host_key(self, host: str, fingerprint: str) -> bool:
         self.say(f"{host} is not in your known_hosts file yet. Its host key is {fingerprint}.")
@@ -232,7 +234,7 @@ class PlainWizard:
             elif action == "accept":
                 accepted = questionary.checkbox(
                     "Accept the risk of these failed checks (Space ticks):",
-                    choices=[questionary.Choice(f"{r.id}: {r.message}", value=r.id)
+                    choices=[questionary.Choice(visible(f"{r.id}: {r.message}"), value=r.id)
                              for r in blocking],
                 ).unsafe_ask()
                 for check_id in accepted or []:

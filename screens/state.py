@@ -21,6 +21,8 @@ import yaml
 from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
 from installer.errors import AnswersError, InputError, InstallerError
 from installer.redact import Redactor
+from installer.safeyaml import YamlError, load_yaml
+from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
     from installer.checks.base import CheckResult, Resolver
@@ -147,8 +149,9 @@ class WizardState:
         if not self.session_path.is_file():
             return None
         try:
-            data = yaml.safe_load(self.session_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = load_yaml(read_user_file(self.session_path, limit=ANSWERS_LIMIT)
+                             .decode("utf-8"))
+        except (OSError, UnicodeDecodeError, YamlError) as exc:
             raise AnswersError("", f"the saved session {self.session_path} cannot be read "
                                    f"({type(exc).__name__})",
                                f"delete {self.session_path} to start afresh") from None
@@ -393,9 +396,11 @@ def _core_module(name: str, what: str) -> Any:
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(message, remediation) for an error to show the user."""
+    from installer.safetext import visible
+
     if isinstance(exc, InstallerError):
-        return exc.message, exc.remediation
+        return visible(exc.message), visible(exc.remediation)
     from installer.target import describe_exception
 
-    return (f"unexpected error: {describe_exception(exc)}",
+    return (visible(f"unexpected error: {describe_exception(exc)}"),
             "see carto-installer.log for details; this is a bug in carto-installer")

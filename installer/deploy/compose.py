@@ -43,7 +43,8 @@ from installer.deploy import (
 )
 from installer.envfile import EnvFile, Flavour
 from installer.errors import DeployError, InputError, InstallerError
-from installer.target import CommandNotFound, Target
+from installer.target import CommandNotFound, LinkRefused, Target
+from installer.userfiles import require_regular_file
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -271,7 +272,12 @@ class _Run:
 
     def read(self, name: str) -> bytes | None:
         try:
-            return self.target.read_file(posixpath.join(self.directory, name))
+            return self.target.read_deployment_file(posixpath.join(self.directory, name),
+                                                    self.directory)
+        except LinkRefused as exc:
+            raise InputError(f"{exc.path} on {self.target.name} is a symbolic link: the "
+                             "installer does not follow links in the deployment directory",
+                             f"replace it with the real file (ls -l {exc.path})") from None
         except FileNotFoundError:
             return None
 
@@ -412,8 +418,9 @@ def _save_state(run: _Run, plan: RenderPlan, command: list[str], project: str) -
     views = list_containers(run.client(), project)
     state = {"fingerprint": _fingerprint(run, command), "project": project,
              "containers": sorted(v.id for v in views)}
-    run.target.write_file(posixpath.join(run.directory, STATE_FILE),
-                          (json.dumps(state, indent=1) + "\n").encode(), 0o600)
+    run.target.write_deployment_file(posixpath.join(run.directory, STATE_FILE),
+                                     (json.dumps(state, indent=1) + "\n").encode(), 0o600,
+                                     run.directory)
 
 
 def _deployed_and_healthy(run: _Run, plan: RenderPlan, command: list[str],
@@ -617,6 +624,7 @@ def _show_logs(run: _Run, view: ContainerView) -> None:
 def archive_images(path: str) -> dict[str, list[str]]:
     """Image id -> tags, from a `docker save` archive's manifest.json."""
     try:
+        require_regular_file(path)
         with tarfile.open(path) as archive:
             member = archive.extractfile("manifest.json")
             manifest = json.loads(member.read()) if member else []

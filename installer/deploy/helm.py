@@ -124,9 +124,11 @@ def _content_digest(path: Path) -> str:
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        data = file.read_bytes()
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(len(data).to_bytes(8, "big") + data)
+        digest.update(file.stat().st_size.to_bytes(8, "big"))
+        with open(file, "rb") as handle:  # streamed: a chart of any size costs no memory
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):  # noqa: B023
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -487,8 +489,10 @@ def _customizations_after(plan: RenderPlan, path: str) -> bytes:
     for change in plan.changes:
         if change.path == path:
             return change.after
-    try:
-        return Path(path).read_bytes()
+    from installer.target import LocalTarget
+
+    try:  # never through a link (render refused one; it may have appeared since)
+        return LocalTarget().read_deployment_file(path, str(Path(path).parent))
     except OSError:
         return b""
 
