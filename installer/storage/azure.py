@@ -27,7 +27,9 @@ from installer.storage import (
 from installer.storage.http import HttpResponse, Transport, TransportError
 
 API_VERSION = "2021-08-06"
-_CREDENTIAL_CODES = {"AuthenticationFailed", "InvalidAuthenticationInfo"}
+# AuthorizationFailure: what Azure answers for a request its network rules refuse, and what
+# Azurite answers for a bad signature; the fix names both (see checks/storage.py).
+_CREDENTIAL_CODES = {"AuthenticationFailed", "InvalidAuthenticationInfo", "AuthorizationFailure"}
 _MISSING_CODES = {"ContainerNotFound", "ResourceNotFound", "AccountNotFound"}
 
 

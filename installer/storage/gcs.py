@@ -64,7 +64,8 @@ class GcsStore:
         self.transport = transport
         self.key = key
         self.base = (endpoint or PUBLIC_ENDPOINT).rstrip("/")
-        self._token: str | None = None
+        # Signed now, so an unusable key is reported before any request is made.
+        self._token: str | None = self_signed_jwt(key)
 
     def object_url(self, bucket: str, name: str) -> str:
         return f"{self.base}/{bucket}/{quote(name)}"
