@@ -619,6 +619,7 @@ def parse_answers(
     if answers.network.trusted_ca_file is not None:
         _check_pem_certificates(answers.network.trusted_ca_file, "network.trusted_ca_file")
     _check_registry_login(answers)
+    _check_exposure(answers.kubernetes)
     answers.warnings.extend(loader.warnings)
     return answers
 
@@ -662,6 +663,20 @@ def check_storage_answers(storage: StorageSettings) -> None:
     if storage.provider == "s3" and not storage.endpoint and not storage.region:
         raise AnswersError("storage.region", "is required for Amazon S3",
                            "set storage.region to the buckets' region, e.g. eu-west-1")
+
+
+def _check_exposure(k8s: KubernetesSettings) -> None:
+    if k8s.service_type == "NodePort" and k8s.node_port is None:
+        raise AnswersError("kubernetes.node_port", "is required with service_type: NodePort",
+                           "choose a free port from 30000 to 32767; CARTO's address is then "
+                           "https://<domain>:<port>")
+    if k8s.node_port is not None and k8s.service_type != "NodePort":
+        raise AnswersError("kubernetes.node_port", "applies to service_type: NodePort only",
+                           "remove kubernetes.node_port or set service_type: NodePort")
+    if k8s.external_tls and k8s.service_type != "ClusterIP":
+        raise AnswersError("kubernetes.external_tls", "applies to service_type: ClusterIP "
+                           "(your own Ingress or Gateway in front of the router)",
+                           "set service_type: ClusterIP, or remove external_tls")
 
 
 def _check_registry_login(answers: Answers) -> None:

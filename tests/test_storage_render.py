@@ -275,3 +275,30 @@ def test_helm_private_ca_without_a_proxy_is_refused(tmp_path: Path, monkeypatch:
     assert caught.value.path == "network.trusted_ca_file"
     assert "externalProxy.sslCA" in str(caught.value)
     assert not (tmp_path / "customizations.yaml").exists()
+
+
+def test_exposure_decides_the_address_users_open_and_the_installer_verifies() -> None:
+    from installer.exposure import exposure, next_step
+
+    def of(**k8s: Any) -> Any:
+        answers = parse_answers({"platform": "kubernetes", "domain": DOMAIN, "kubernetes": k8s})
+        return answers, exposure(answers)
+
+    _, lb = of()
+    assert (lb.kind, lb.url, lb.verify_host, lb.verify_port) == (
+        "load-balancer", f"https://{DOMAIN}", DOMAIN, 443)
+    answers, node = of(service_type="NodePort", node_port=30443)
+    assert (node.url, node.verify_port) == (f"https://{DOMAIN}:30443", 30443)
+    assert "30443" in (next_step(answers, "carto-router", "carto") or "")
+    answers, own = of(service_type="ClusterIP", external_tls=True)
+    assert own.own_certificate and own.verify_host == DOMAIN
+    assert "Ingress/Gateway" in (next_step(answers, "carto-router", "carto") or "")
+    _, inside = of(service_type="ClusterIP")
+    assert inside.verify_host is None
+    for bad, path in (({"service_type": "NodePort"}, "kubernetes.node_port"),
+                      ({"node_port": 30443}, "kubernetes.node_port"),
+                      ({"service_type": "NodePort", "node_port": 8443}, "kubernetes.node_port"),
+                      ({"external_tls": True}, "kubernetes.external_tls")):
+        with pytest.raises(AnswersError) as caught:
+            parse_answers({"platform": "kubernetes", "kubernetes": bad})
+        assert caught.value.path == path
