@@ -27,14 +27,14 @@ import yaml
 from installer.errors import AnswersError
 from installer.redact import Redactor
 from installer.validators import (
+    validate_bucket_name,
     validate_domain,
+    validate_endpoint_url,
     validate_env_value,
     validate_hostname,
     validate_identifier,
     validate_port,
     validate_probe_timeout,
-    validate_bucket_name,
-    validate_endpoint_url,
     validate_proxy_url,
     validate_registry_host,
     validate_storage_account,

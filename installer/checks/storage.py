@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from installer.checks.base import Check, CheckContext, Outcome, failed, passed, skipped, warned
+from installer.checks.base import Check, CheckContext, Outcome, failed, passed, warned
 from installer.storage import (
     CREDENTIALS,
     DENIED,

@@ -23,6 +23,7 @@ from installer.storage import (
     TRANSPORT,
     CorsRule,
     StoreError,
+    parse_xml,
 )
 from installer.storage.http import HttpResponse, Transport, TransportError
 
@@ -124,7 +125,7 @@ class AzureBlobStore:
         self._raise_for(response, f"the storage account {self.account}",
                         "read the Blob service properties")
         try:
-            root = ElementTree.fromstring(response.body)
+            root = parse_xml(response.body)
         except ElementTree.ParseError:
             raise StoreError(OTHER, "the Blob service properties are not XML") from None
         rules = []
@@ -165,6 +166,6 @@ class AzureBlobStore:
 
 def _xml_code(body: bytes) -> str:
     try:
-        return (ElementTree.fromstring(body).findtext("Code") or "").strip()
+        return (parse_xml(body).findtext("Code") or "").strip()
     except ElementTree.ParseError:
         return ""

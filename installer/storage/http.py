@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from installer.egress import (
-    Proxy,
     ProbeFailure,
+    Proxy,
     _proxy_connect,
     _TLSStream,
     bypasses_proxy,
@@ -146,7 +146,7 @@ class Transport:
             try:
                 stream.send(head.encode("latin-1") + body)
                 raw = _read_all(stream)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 raise TransportError("HTTP", f"{host} did not answer within "
                                      f"{self.timeout:g} s") from None
             except ssl.SSLError as exc:
@@ -184,7 +184,7 @@ class Transport:
         except ssl.SSLError as exc:
             raise TransportError("TLS", f"the handshake with {what} failed: "
                                  f"{exc.reason or exc}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TransportError("TLS", f"{what} did not finish the handshake in "
                                  f"{self.timeout:g} s") from None
         except OSError as exc:

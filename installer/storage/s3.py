@@ -21,6 +21,7 @@ from installer.storage import (
     TRANSPORT,
     CorsRule,
     StoreError,
+    parse_xml,
 )
 from installer.storage.http import HttpResponse, Transport, TransportError
 
@@ -154,7 +155,7 @@ class S3Store:
             return []
         self._raise_for(response, bucket, "read the CORS configuration")
         try:
-            root = ElementTree.fromstring(response.body)
+            root = parse_xml(response.body)
         except ElementTree.ParseError:
             raise StoreError(OTHER, f"the CORS configuration of {bucket} is not XML") from None
         rules = []
@@ -175,7 +176,7 @@ class S3Store:
         response = self._request("GET", bucket, query="publicAccessBlock=")
         if response.status == 200:
             try:
-                root = ElementTree.fromstring(response.body)
+                root = parse_xml(response.body)
             except ElementTree.ParseError:
                 root = None
             if root is not None:
@@ -224,7 +225,7 @@ def _text(node: ElementTree.Element, name: str) -> str:
 def _error(response: HttpResponse) -> tuple[str, str]:
     """(Code, Message) of an S3 error document, or ("", "") for a body that is not one."""
     try:
-        root = ElementTree.fromstring(response.body)
+        root = parse_xml(response.body)
     except ElementTree.ParseError:
         return "", ""
     return _text(root, "Code"), _text(root, "Message")[:200]
