@@ -164,7 +164,7 @@ class ComposeSettings:
         default=None, path="local",
     )
     registry: str | None = setting(
-        "Image registry needing a login",
+        "Registry needing a login",
         "Optional: the registry host the images come from (e.g. a mirror) when it needs "
         "`docker login`", default=None, validator=validate_registry_host,
     )
@@ -193,6 +193,9 @@ def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
 
 
 def _node_port(value: Any) -> int:
+    # Typed text (the wizard) or a number (YAML), like validate_port.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 30000 <= value <= 32767:
         raise ValueError(f"{value!r} is not a node port: Kubernetes gives NodePorts from "
                          "30000 to 32767")
@@ -614,14 +617,20 @@ def parse_answers(
         raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
     answers = loader.build(Answers, data, "")
     assert isinstance(answers, Answers)
+    check_advanced_answers(answers)
+    answers.warnings.extend(loader.warnings)
+    return answers
+
+
+def check_advanced_answers(answers: Answers) -> None:
+    """The advanced settings judged together (the loader and the wizard both call this):
+    own buckets, the private CA file, registry logins, the Kubernetes exposure."""
     if answers.storage is not None:
         check_storage_answers(answers.storage)
     if answers.network.trusted_ca_file is not None:
         _check_pem_certificates(answers.network.trusted_ca_file, "network.trusted_ca_file")
     _check_registry_login(answers)
     _check_exposure(answers.kubernetes)
-    answers.warnings.extend(loader.warnings)
-    return answers
 
 
 # What each provider needs: (answer key, why). Checked once at load, so every command and the

@@ -49,7 +49,7 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
     "domain_tls": ("net", "tls"),
     "database": ("db",),
     "license": ("license",),
-    "network": ("egress",),
+    "network": ("egress", "storage"),
 }
 SESSION_NAME = ".carto-installer-session.yaml"
 ANSWERS_NAME = "carto-answers.yaml"
