@@ -617,20 +617,21 @@ def parse_answers(
         raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
     answers = loader.build(Answers, data, "")
     assert isinstance(answers, Answers)
-    check_advanced_answers(answers)
+    answers.warnings.extend(check_advanced_answers(answers))
     answers.warnings.extend(loader.warnings)
     return answers
 
 
-def check_advanced_answers(answers: Answers) -> None:
+def check_advanced_answers(answers: Answers) -> list[str]:
     """The advanced settings judged together (the loader and the wizard both call this):
-    own buckets, the private CA file, registry logins, the Kubernetes exposure."""
+    own buckets, registry logins, the Kubernetes exposure. Raises AnswersError; returns
+    warnings. (Files are read, and so checked, when they are used.)"""
+    notes: list[str] = []
     if answers.storage is not None:
-        check_storage_answers(answers.storage)
-    if answers.network.trusted_ca_file is not None:
-        _check_pem_certificates(answers.network.trusted_ca_file, "network.trusted_ca_file")
+        notes += check_storage_answers(answers.storage)
     _check_registry_login(answers)
     _check_exposure(answers.kubernetes)
+    return notes
 
 
 # What each provider needs: (answer key, why). Checked once at load, so every command and the
@@ -648,7 +649,7 @@ _STORAGE_ONLY: dict[str, str] = {
 }
 
 
-def check_storage_answers(storage: StorageSettings) -> None:
+def check_storage_answers(storage: StorageSettings) -> list[str]:
     """A `storage:` section names one provider, both main buckets and that provider's
     credentials, and nothing of another provider."""
     if storage.provider is None:
@@ -665,13 +666,14 @@ def check_storage_answers(storage: StorageSettings) -> None:
                 if name in ("access_key_id", "secret_access_key", "account_key") else name
             raise AnswersError(f"storage.{name}", f"is required for {storage.provider}: {what}",
                                f"add storage.{hint}")
-    for name, provider in _STORAGE_ONLY.items():
-        if getattr(storage, name) is not None and provider != storage.provider:
-            raise AnswersError(f"storage.{name}", f"applies to {provider} only, not to "
-                               f"{storage.provider}", f"remove storage.{name}")
     if storage.provider == "s3" and not storage.endpoint and not storage.region:
         raise AnswersError("storage.region", "is required for Amazon S3",
                            "set storage.region to the buckets' region, e.g. eu-west-1")
+    # Another provider's settings are left unused: say so rather than refuse, so switching
+    # providers in the wizard keeps what was typed for the other one.
+    return [f"storage.{name} applies to {provider} only and is ignored for "
+            f"{storage.provider}" for name, provider in _STORAGE_ONLY.items()
+            if getattr(storage, name) is not None and provider != storage.provider]
 
 
 def _check_exposure(k8s: KubernetesSettings) -> None:
@@ -705,27 +707,6 @@ def _check_registry_login(answers: Answers) -> None:
     if answers.kubernetes.image_pull_username and not answers.kubernetes.image_registry:
         raise AnswersError("kubernetes.image_registry", "names no registry for the pull Secret",
                            "set kubernetes.image_registry to your mirror")
-
-
-MAX_CA_FILE = 1 << 20  # a CA bundle is a few kB; refuse anything that is not one
-
-
-def _check_pem_certificates(path: str, key: str) -> None:
-    file = Path(path)
-    try:
-        if not file.is_file():
-            raise AnswersError(key, f"{path} is not a file")
-        if file.stat().st_size > MAX_CA_FILE:
-            raise AnswersError(key, f"{path} is larger than {MAX_CA_FILE} bytes: not a CA file")
-        text = file.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise AnswersError(key, f"cannot read {path}: {exc.strerror or exc}") from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise AnswersError(key, f"{path} holds no PEM certificate",
-                           "give the CA certificate(s) in PEM form")
-    if "PRIVATE KEY" in text:
-        raise AnswersError(key, f"{path} also holds a private key, which must never be "
-                           "copied to the deployment", "give a file with certificates only")
 
 
 def load_answers(path: str | Path, *, redactor: Redactor | None = None,

@@ -138,9 +138,6 @@ def test_incomplete_storage_answers_are_refused_naming_the_key(tmp_path: Path) -
         parse_answers({"storage": base}, env=env())
     assert caught.value.path == "storage.access_key_id"
     with pytest.raises(AnswersError) as caught:
-        parse_answers({"storage": {**base, "account": "acmestorage"}}, env=env())
-    assert caught.value.path in ("storage.access_key_id", "storage.account")
-    with pytest.raises(AnswersError) as caught:
         parse_answers({"storage": {"provider": "gcp", "buckets": {"imports": "a-b-c"}}})
     assert caught.value.path == "storage.buckets.thumbnails"
     with pytest.raises(AnswersError) as caught:
@@ -150,9 +147,14 @@ def test_incomplete_storage_answers_are_refused_naming_the_key(tmp_path: Path) -
     key = tmp_path / "key.pem"
     key.write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
                    "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n")
+    from installer.render.storage import compose_files
+
     with pytest.raises(AnswersError) as caught:
-        parse_answers({"network": {"trusted_ca_file": str(key)}})
-    assert "private key" in str(caught.value)
+        compose_files(parse_answers({"network": {"trusted_ca_file": str(key)}}))
+    assert caught.value.path == "network.trusted_ca_file" and "private key" in str(caught.value)
+    mixed = parse_answers({"storage": {**base, "account": "acmestorage",
+                                       "access_key_id": "k", "secret_access_key": "s"}})
+    assert any("storage.account applies to azure-blob only" in w for w in mixed.warnings)
     with pytest.raises(AnswersError) as caught:
         parse_answers({"compose": {"registry": "registry.internal:5000",
                                    "registry_username": "ops"}})

@@ -106,7 +106,16 @@ def trusted_ca_bundle(answers: Answers) -> bytes | None:
     proxy = answers.network.proxy
     if proxy is not None and proxy.ca_file:
         parts.append(_read(proxy.ca_file, "network.proxy.ca_file", "proxy CA file"))
-    parts.append(_read(answers.network.trusted_ca_file, "network.trusted_ca_file", "CA file"))
+    own = _read(answers.network.trusted_ca_file, "network.trusted_ca_file", "CA file")
+    if b"-----BEGIN CERTIFICATE-----" not in own:
+        raise AnswersError("network.trusted_ca_file",
+                           f"{answers.network.trusted_ca_file} holds no PEM certificate",
+                           "give the CA certificate(s) in PEM form")
+    if b"PRIVATE KEY" in own:
+        raise AnswersError("network.trusted_ca_file", f"{answers.network.trusted_ca_file} "
+                           "also holds a private key, which must never be copied to the "
+                           "deployment", "give a file with certificates only")
+    parts.append(own)
     return b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
 
 
