@@ -29,7 +29,15 @@ from installer.storage.azure import AzureBlobStore
 from installer.storage.gcs import GcsStore
 from installer.storage.http import Transport
 from installer.target import LocalTarget
-from tests.services.object_stores import AzuriteServer, GcsEmulator, S3Server
+from tests.services.object_stores import (
+    S3_TLS_NAME,
+    AzuriteServer,
+    GcsEmulator,
+    S3Server,
+)
+from tests.services.sshd import SSHCredentials
+from tests.services.sshtarget_tools import SSHServers, target_settings, trust, use_hosts
+from tests.services.tls_ca import TestCA
 
 
 def unique(prefix: str) -> str:
@@ -327,3 +335,50 @@ def test_gcs_store_reads_cors_from_the_emulator(gcs_emulator: GcsEmulator, gcp_k
     rules = store.cors_rules(bucket)
     assert [r.headers for r in rules] == [("Content-Type",)]
     assert rules[0].max_age == 3600
+
+
+# --- a private CA, and the checks run from a remote target over SSH --------------------------
+
+
+def test_s3_compatible_store_with_a_private_ca(s3_tls_server: S3Server, test_ca: TestCA) -> None:
+    """The store's certificate comes from a private CA: trusted through
+    network.trusted_ca_file, refused at TLS without it, naming the answer. (Here by its
+    address, which the certificate also names; by name over SSH below.)"""
+    bucket = s3_tls_server.make_bucket(unique("tls"))
+    endpoint = s3_tls_server.endpoint.replace(S3_TLS_NAME, "127.0.0.1")
+    data = s3_answers(s3_tls_server, bucket, bucket)
+    data["endpoint"] = endpoint
+    trusted = context(dict(data), network={"trusted_ca_file": str(test_ca.ca_file)})
+    outcome = check_buckets(trusted)
+    assert outcome.status == Status.PASS, outcome.observed
+    untrusted = check_buckets(context(dict(data)))
+    assert_fails_naming(untrusted, "no answer from the store", "network.trusted_ca_file")
+    assert "TLS" in untrusted.observed and "certificate" in untrusted.observed
+
+
+def test_checks_run_from_the_remote_target(s3_tls_server: S3Server, test_ca: TestCA,
+                                           ssh_servers: SSHServers,
+                                           target_credentials: SSHCredentials,
+                                           tmp_path: Path) -> None:
+    """Only the target resolves minio.internal (its own /etc/hosts): the requests start there,
+    over SSH, and the private CA is trusted as CARTO would trust it."""
+    from installer.ssh import SSHTarget
+
+    server = ssh_servers()
+    use_hosts(server, {S3_TLS_NAME: "127.0.0.1"})
+    known = trust(tmp_path / "known_hosts", server)
+    bucket = s3_tls_server.make_bucket(unique("remote"))
+    data = s3_answers(s3_tls_server, bucket, bucket)
+    settings = target_settings(server, known, identity_file=target_credentials.ed25519_key)
+    with SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
+                           redactor=None) as target:
+        ctx = context(dict(data), network={"trusted_ca_file": str(test_ca.ca_file)})
+        ctx.target = target
+        outcome = check_buckets(ctx)
+        assert outcome.status == Status.PASS, outcome
+        assert target.stats.forwards >= 3  # write, read, delete: each a channel from the target
+        cors = check_cors(ctx)
+        assert cors.status == Status.PASS, cors
+    # From here, the name does not resolve: a local run would fail at DNS.
+    local = check_buckets(context(dict(data), network={"trusted_ca_file": str(test_ca.ca_file)}))
+    assert local.status == Status.FAIL and "DNS" in local.observed

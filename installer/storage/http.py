@@ -84,6 +84,25 @@ class _Socket:
         return self.sock.recv(size)
 
 
+class _TLS(_TLSStream):
+    """The egress probe's TLS over any stream, reading an answer to its end: servers often
+    close without a TLS close_notify after `Connection: close`, which ends the answer (a cut
+    body is caught by its Content-Length in `_parse`)."""
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.tls.read(size)
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self.inner.recv(65536)
+                if not data:
+                    return b""
+                self.incoming.write(data)
+            except ssl.SSLZeroReturnError:
+                return b""
+
+
 @dataclass
 class Transport:
     """How requests leave: from `target`, through `proxy` (unless NO_PROXY says otherwise),
@@ -175,7 +194,7 @@ class Transport:
 
     def _tls(self, inner: _Stream, server_name: str, what: str,
              pending: bytes = b"") -> _Stream:
-        tls = _TLSStream(inner, self.context(), server_name, pending)
+        tls = _TLS(inner, self.context(), server_name, pending)
         try:
             tls.handshake()
         except ssl.SSLCertVerificationError as exc:
@@ -224,7 +243,11 @@ def _parse(raw: bytes, method: str) -> HttpResponse:
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         body = _unchunk(rest)
     elif headers.get("content-length", "").isdigit():
-        body = rest[: int(headers["content-length"])]
+        length = int(headers["content-length"])
+        if len(rest) < length:
+            raise TransportError("HTTP", f"the answer was cut short ({len(rest)} of {length} "
+                                 "bytes)")
+        body = rest[:length]
     else:
         body = rest
     return HttpResponse(status, status_parts[2] if len(status_parts) > 2 else "", headers, body)

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.services.tls_ca import LOOPBACK, free_loopback_port, wait_until
+from tests.services.tls_ca import LOOPBACK, TestCA, free_loopback_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BIN = ROOT / ".cache" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -100,15 +100,27 @@ class S3Server:
         return name
 
 
-def _moto(auth: bool) -> Iterator[S3Server]:
+def _moto(auth: bool, tls: tuple[Path, Path, Path] | None = None,
+          tls_name: str = LOOPBACK) -> Iterator[S3Server]:
+    """`tls`: (certificate chain, key, CA file) to serve HTTPS as `tls_name`."""
     import boto3
 
     port = free_loopback_port()
-    endpoint = f"http://{LOOPBACK}:{port}"
     binary = str(Path(sys.executable).with_name("moto_server"))
     env = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"} if auth else {}
-    with _server([binary, "-H", LOOPBACK, "-p", str(port)], port, f"moto_server on {port}", env):
-        common = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    argv = [binary, "-H", LOOPBACK, "-p", str(port)]
+    endpoint = f"http://{LOOPBACK}:{port}"
+    verify: Any = None
+    if tls is not None:
+        argv += ["-c", str(tls[0]), "-k", str(tls[1])]
+        endpoint = f"https://{tls_name}:{port}"
+        verify = str(tls[2])
+        # moto reads a dotted host name as a virtual-hosted bucket unless told it is an
+        # S3-compatible endpoint (path-style), as such stores are.
+        env["MOTO_S3_CUSTOM_ENDPOINTS"] = endpoint
+    with _server(argv, port, f"moto_server on {port}", env):
+        admin_endpoint = f"{'https' if tls else 'http'}://{LOOPBACK}:{port}"
+        common = {"endpoint_url": admin_endpoint, "region_name": "us-east-1", "verify": verify}
         # The three unauthenticated requests: the user, its key, its policy.
         iam = boto3.client("iam", aws_access_key_id="setup", aws_secret_access_key="setup",
                            **common)
@@ -132,6 +144,19 @@ def s3_server() -> Iterator[S3Server]:
 def s3_open_server() -> Iterator[S3Server]:
     """moto without authentication: anonymous reads work (public-read checks)."""
     yield from _moto(auth=False)
+
+
+S3_TLS_NAME = "minio.internal"  # the S3-compatible store's name in the HTTPS tests
+
+
+@pytest.fixture(scope="module")
+def s3_tls_server(test_ca: TestCA, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[S3Server]:
+    """An S3-compatible store over HTTPS with a certificate from the test CA (a private CA),
+    named minio.internal and 127.0.0.1; the endpoint uses the name."""
+    issued = test_ca.issue([S3_TLS_NAME, LOOPBACK]).write(tmp_path_factory.mktemp("s3-tls"))
+    yield from _moto(auth=True, tls=(issued.fullchain, issued.key, test_ca.ca_file),
+                     tls_name=S3_TLS_NAME)
 
 
 @dataclass(frozen=True)
