@@ -382,3 +382,27 @@ def test_checks_run_from_the_remote_target(s3_tls_server: S3Server, test_ca: Tes
     # From here, the name does not resolve: a local run would fail at DNS.
     local = check_buckets(context(dict(data), network={"trusted_ca_file": str(test_ca.ca_file)}))
     assert local.status == Status.FAIL and "DNS" in local.observed
+
+
+def test_preflight_cli_reports_the_storage_checks(s3_server: S3Server, s3_good: tuple[str, str],
+                                                  tmp_path: Path) -> None:
+    """End to end through the catalog: `preflight --only storage` on this machine."""
+    import yaml
+
+    from tests.helpers import run_cli
+
+    data = s3_answers(s3_server, s3_good[0], unique("absent"))
+    data.pop("_key"), data.pop("_secret")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump({"version": 1, "storage": data}))
+    answers.chmod(0o600)
+    result = run_cli("preflight", "--answers", str(answers), "--only", "storage",
+                     "--format", "json", cwd=tmp_path,
+                     env={"S3_KEY": s3_server.key_id, "S3_SECRET": s3_server.secret})
+    report = json.loads(result.stdout)
+    checks = {c["id"]: c for c in report["checks"]}
+    assert set(checks) == {"storage.buckets", "storage.cors", "storage.public"}
+    assert checks["storage.buckets"]["status"] == "fail"
+    assert "create-bucket" in checks["storage.buckets"]["remediation"]
+    assert result.returncode == 3
+    assert s3_server.secret not in result.stdout + result.stderr
