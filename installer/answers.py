@@ -642,6 +642,23 @@ _STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
            ("secret_access_key", "the secret access key")),
     "azure-blob": (("account", "the storage account"), ("account_key", "its access key")),
 }
+# Secrets given inline in the wizard are not saved with a session, so a resumed session lacks
+# them until asked again: like the database passwords, they are required when used
+# (`require_storage_secrets`), not when loaded.
+_STORAGE_SECRETS = ("access_key_id", "secret_access_key", "account_key")
+
+
+def missing_storage_secrets(storage: StorageSettings) -> list[str]:
+    """The provider's secret answers that are not given, as dotted keys."""
+    assert storage.provider is not None
+    return [f"storage.{name}" for name, _ in _STORAGE_NEEDS[storage.provider]
+            if name in _STORAGE_SECRETS and getattr(storage, name) is None]
+
+
+def require_storage_secrets(storage: StorageSettings) -> None:
+    for key in missing_storage_secrets(storage):
+        raise AnswersError(key, f"is required for {storage.provider}",
+                           f"add {key}_env: VARIABLE or {key}_file: PATH")
 _STORAGE_ONLY: dict[str, str] = {
     "endpoint": "s3", "region": "s3", "path_style": "s3", "access_key_id": "s3",
     "secret_access_key": "s3", "key_file": "gcp", "project_id": "gcp",
@@ -661,6 +678,8 @@ def check_storage_answers(storage: StorageSettings) -> list[str]:
                                "create the bucket (see the vendor's custom buckets guide) and "
                                "name it here")
     for name, what in _STORAGE_NEEDS[storage.provider]:
+        if name in _STORAGE_SECRETS:
+            continue  # required when used: see require_storage_secrets
         if getattr(storage, name) is None:
             hint = f"{name}_env: VARIABLE or {name}_file: PATH" \
                 if name in ("access_key_id", "secret_access_key", "account_key") else name

@@ -16,7 +16,13 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Collapsible, RadioSet, Static
 
-from installer.answers import STORAGE_PROVIDERS, Answers, StorageSettings, check_advanced_answers
+from installer.answers import (
+    STORAGE_PROVIDERS,
+    Answers,
+    StorageSettings,
+    check_advanced_answers,
+    require_storage_secrets,
+)
 from installer.errors import AnswersError
 from screens.fields import (
     ADVANCED_COMMON_FIELDS,
@@ -113,6 +119,8 @@ class AdvancedForm:
         self.commit(trial)
         try:
             check_advanced_answers(trial)
+            if trial.storage is not None:
+                require_storage_secrets(trial.storage)
         except AnswersError as exc:
             self._open()
             path = exc.path.removesuffix("_env")

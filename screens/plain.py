@@ -25,6 +25,7 @@ from installer.answers import (
     ProxySettings,
     StorageSettings,
     check_advanced_answers,
+    require_storage_secrets,
 )
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
@@ -457,6 +458,8 @@ class PlainWizard:
                     a.kubernetes.service_type = "ClusterIP"
             try:
                 check_advanced_answers(a)
+                if a.storage is not None:
+                    require_storage_secrets(a.storage)
                 return
             except AnswersError as exc:
                 self.say(f"✘ {exc.message} ({exc.path}); please answer again", "31")

@@ -193,6 +193,11 @@ class WizardState:
                 out.append("CARTO database user password")
         elif step == "license" and not a.package:
             out.append("installation package")
+        elif step == "network" and a.storage is not None and a.storage.provider:
+            from installer.answers import missing_storage_secrets
+
+            out += [key.removeprefix("storage.").replace("_", " ")
+                    for key in missing_storage_secrets(a.storage)]
         return out
 
     def save_session(self, step: str) -> None:

@@ -134,9 +134,17 @@ def test_compose_real_deployment_resolves_the_bucket_variables(
 def test_incomplete_storage_answers_are_refused_naming_the_key(tmp_path: Path) -> None:
     base = {"provider": "s3", "region": "eu-west-1",
             "buckets": {"imports": "acme-client", "thumbnails": "acme-thumbs"}}
+    # Secrets are required when used (a resumed wizard session has not got them yet).
+    incomplete = parse_answers({"storage": base}, env=env())
+    assert incomplete.storage is not None
+    from installer.render.storage import compose_settings
+
     with pytest.raises(AnswersError) as caught:
-        parse_answers({"storage": base}, env=env())
+        compose_settings(incomplete)
     assert caught.value.path == "storage.access_key_id"
+    with pytest.raises(AnswersError) as caught:
+        parse_answers({"storage": {"provider": "azure-blob", "buckets": base["buckets"]}})
+    assert caught.value.path == "storage.account"
     with pytest.raises(AnswersError) as caught:
         parse_answers({"storage": {"provider": "gcp", "buckets": {"imports": "a-b-c"}}})
     assert caught.value.path == "storage.buckets.thumbnails"

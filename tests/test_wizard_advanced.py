@@ -157,3 +157,30 @@ def test_plain_prompts_ask_the_advanced_settings_behind_one_gate(
     prompts.script["Advanced settings?"] = [False]
     wizard.advanced()
     assert s.answers.storage is storage
+
+
+def test_a_resumed_session_goes_back_to_network_for_the_bucket_keys(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """Typed secrets are never saved; a resumed session asks for them again at Network."""
+    from installer.answers import StorageBuckets, StorageSettings
+    from tests.services.wizard_support import new_state
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    s = new_state(tmp_path)
+    a = s.answers
+    a.domain = "carto.example.com"
+    a.package = str(tmp_path / "package")
+    a.database.bundled = True
+    a.storage = StorageSettings(
+        provider="s3", region="eu-west-1",
+        buckets=StorageBuckets(imports="acme-client", thumbnails="acme-thumbs"),
+        access_key_id=Secret("AKIAEXAMPLE", "inline"),
+        secret_access_key=Secret("s3-secret-value", "inline"))
+    s.save_session("review")
+    text = s.session_path.read_text()
+    assert "s3-secret-value" not in text and "acme-thumbs" in text
+    again = new_state(tmp_path)
+    saved = again.saved_session()
+    assert saved is not None
+    assert again.resume(saved) == "network"
+    assert again.missing("network") == ["access key id", "secret access key"]

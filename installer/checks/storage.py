@@ -38,10 +38,15 @@ GUIDE = "https://github.com/CartoDB/carto-selfhosted#custom-buckets"
 
 
 def _applies(ctx: CheckContext) -> str | None:
+    from installer.answers import missing_storage_secrets
+
     if ctx.answers is None:
         return "no answers file: own buckets are checked when the answers have storage:"
     if ctx.answers.storage is None:
         return "no storage: section in the answers (CARTO's own buckets are used)"
+    missing = missing_storage_secrets(ctx.answers.storage)
+    if missing:
+        return f"the answers give no {', '.join(missing)} (add *_env or *_file)"
     return None
 
 

@@ -129,9 +129,12 @@ def _value(secret: Secret | None) -> str:
 
 def compose_settings(answers: Answers) -> list[tuple[str, str, str]]:
     """(answer key, customer.env key, value) for the advanced answers, in a stable order."""
+    from installer.answers import require_storage_secrets
+
     out: list[tuple[str, str, str]] = []
     storage = answers.storage
     if storage is not None:
+        require_storage_secrets(storage)
         out += _compose_storage(storage)
     if answers.google_maps_api_key is not None:
         out.append(("google_maps_api_key", "GOOGLE_MAPS_API_KEY",
@@ -203,9 +206,13 @@ def compose_files(answers: Answers) -> list[tuple[str, bytes, int]]:
 
 def helm_values(answers: Answers, delete: object) -> dict[str, Any]:
     """Keys to merge into customizations.yaml; `delete` marks a key that must be absent."""
+    from installer.answers import require_storage_secrets
+
     names = secret_names(answers)
     values: dict[str, Any] = {}
     storage = answers.storage
+    if storage is not None:
+        require_storage_secrets(storage)
     app_config: dict[str, Any] = {}
     app_secrets: dict[str, Any] = {}
     if storage is not None:
