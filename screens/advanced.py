@@ -24,6 +24,7 @@ from installer.answers import (
     require_storage_secrets,
 )
 from installer.errors import AnswersError
+from installer.render.storage import check_advanced_files
 from screens.fields import (
     ADVANCED_COMMON_FIELDS,
     ADVANCED_PLATFORM_FIELDS,
@@ -121,6 +122,7 @@ class AdvancedForm:
             check_advanced_answers(trial)
             if trial.storage is not None:
                 require_storage_secrets(trial.storage)
+            check_advanced_files(trial)
         except AnswersError as exc:
             self._open()
             path = exc.path.removesuffix("_env")

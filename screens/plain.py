@@ -30,6 +30,7 @@ from installer.answers import (
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import AnswersError, InstallerError
+from installer.render.storage import check_advanced_files
 from screens.fields import (
     ADVANCED_COMMON_FIELDS,
     ADVANCED_PLATFORM_FIELDS,
@@ -460,6 +461,7 @@ class PlainWizard:
                 check_advanced_answers(a)
                 if a.storage is not None:
                     require_storage_secrets(a.storage)
+                check_advanced_files(a)
                 return
             except AnswersError as exc:
                 self.say(f"✘ {exc.message} ({exc.path}); please answer again", "31")

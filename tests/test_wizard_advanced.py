@@ -184,3 +184,19 @@ def test_a_resumed_session_goes_back_to_network_for_the_bucket_keys(
     assert saved is not None
     assert again.resume(saved) == "network"
     assert again.missing("network") == ["access key id", "secret access key"]
+
+
+@sync
+async def test_a_ca_file_holding_a_private_key_is_refused_at_next(tmp_path: Path) -> None:
+    bad = tmp_path / "bundle.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                   "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+    app = WizardApp(state(), start="network", live=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_advanced(pilot)
+        app.screen.query_one("#adv-own-buckets").value = False
+        field(app, "network.trusted_ca_file").text = str(bad)
+        await pilot.pause()
+        problem = app.screen.validate()
+        assert problem is not None and "private key" in problem[1]
+        assert problem[0] is field(app, "network.trusted_ca_file")

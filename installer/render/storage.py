@@ -119,6 +119,15 @@ def trusted_ca_bundle(answers: Answers) -> bytes | None:
     return b"".join(part if part.endswith(b"\n") else part + b"\n" for part in parts)
 
 
+def check_advanced_files(answers: Answers) -> None:
+    """Read and judge the files the advanced answers name (the CA bundle, the buckets' key),
+    so the wizard can refuse a wrong file at Next rather than at render."""
+    trusted_ca_bundle(answers)
+    if answers.storage is not None and answers.storage.provider == "gcp" \
+            and answers.storage.key_file:
+        gcp_key_bytes(answers.storage)
+
+
 def _value(secret: Secret | None) -> str:
     assert secret is not None
     return secret.value
