@@ -23,6 +23,7 @@ CATEGORY_TITLES = {
     "tls": "TLS certificate",
     "egress": "Outbound access (egress)",
     "license": "Installation package",
+    "storage": "Own buckets",
 }
 MARKS = {
     Status.PASS: ("✔", "32"),

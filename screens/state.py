@@ -51,7 +51,7 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
     "domain_tls": ("net", "tls"),
     "database": ("db",),
     "license": ("license",),
-    "network": ("egress",),
+    "network": ("egress", "storage"),
 }
 SESSION_NAME = ".carto-installer-session.yaml"
 ANSWERS_NAME = "carto-answers.yaml"
@@ -196,6 +196,11 @@ class WizardState:
                 out.append("CARTO database user password")
         elif step == "license" and not a.package:
             out.append("installation package")
+        elif step == "network" and a.storage is not None and a.storage.provider:
+            from installer.answers import missing_storage_secrets
+
+            out += [key.removeprefix("storage.").replace("_", " ")
+                    for key in missing_storage_secrets(a.storage)]
         return out
 
     def save_session(self, step: str) -> None:

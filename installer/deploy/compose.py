@@ -354,6 +354,9 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         else:
             if archive:
                 plan.actions.append(f"docker load the images in {archive} (only those missing)")
+            if answers.compose.registry_username:  # advanced answers: installer/registry.py
+                plan.actions.append(f"`docker login {answers.compose.registry}` as "
+                                    f"{answers.compose.registry_username} on {target.name}")
             plan.actions.append(f"run `{tool} up -d` in {run.directory} on {target.name}")
             if confirm is not None and not confirm(plan):
                 raise DeployCancelled("not confirmed: nothing was changed")
@@ -363,6 +366,14 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
             step.detail = (f"wrote {len(written)} file(s)" if written
                            else "the files already match the answers")
     changed = not plan.empty
+
+    # ---- advanced answers: a registry that needs a login (installer/registry.py)
+    if answers.compose.registry_username and not current:
+        from installer.registry import docker_login
+
+        with _Step(run, "registry login") as step:
+            step.detail = docker_login(answers, target, sudo=run.sudo) or ""
+    # ---- end of advanced answers
 
     if archive and not current:
         with _Step(run, "load images") as step:

@@ -546,7 +546,9 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     emit = _safe(on_event)
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
-    url = f"https://{answers.domain}"
+    from installer.exposure import exposure  # advanced answers: NodePort / own ingress
+
+    url = exposure(answers).url
     # A chart that cannot be used as given (no subcharts, not a chart) is bad input: exit 2
     # before anything runs.
     chart = chart_info(kube, k8s.chart)
@@ -878,6 +880,12 @@ def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: R
             address = None
             log.info("cannot read the service: %s", exc.failure.message)
         where, todo = describe_address(address, answers.domain, kube.namespace)
+        # ---- advanced answers: NodePort or the user's own ingress (installer/exposure.py)
+        from installer.exposure import next_step
+
+        todo = next_step(answers, address.service if address else f"{answers.kubernetes.release}"
+                         "-router", kube.namespace) or todo
+        # ---- end of advanced answers
         step.detail = where
         emit(LogLine(f"next: {todo}"))
     return DeployResult(True, url, f"{headline}. {where}. Next: {todo}.",

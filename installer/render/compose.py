@@ -9,6 +9,7 @@ env.tpl. Values are encoded for the Compose that will read them (see installer.e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
@@ -180,6 +181,13 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
         if proxy.ca_file:
             out.append(("network.proxy.ca_file", "NODE_EXTRA_CA_CERTS",
                         f"{SERVICE_CERT_DIR}/{PROXY_CA_NAME}"))
+    # ---- advanced answers (own buckets, private CA, Maps key): installer/render/storage.py
+    from installer.render.storage import compose_settings
+
+    advanced = compose_settings(answers)
+    replaced = {key for _, key, _ in advanced}  # NODE_EXTRA_CA_CERTS: one bundle, not two
+    out = [item for item in out if item[1] not in replaced] + advanced
+    # ---- end of advanced answers
     return out
 
 
@@ -401,6 +409,8 @@ class Inputs:
     certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
     extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
     release: list[ReleaseFile] | None = None  # the vendor's release, to lay down first
+    # (name in certs/, content, mode): the advanced answers' files (render/storage.py)
+    advanced_files: list[tuple[str, bytes, int]] = dataclasses.field(default_factory=list)
 
 
 def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
@@ -442,6 +452,14 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
         from installer.release import read_release
 
         release = read_release(answers.compose.release)
+    # ---- advanced answers: the buckets' key and the trusted CA bundle (render/storage.py)
+    from installer.render.storage import compose_files
+
+    advanced_files = compose_files(answers)
+    for _name, secret_data, mode in advanced_files:
+        if mode == 0o600:
+            redactor.add(secret_data)
+    # ---- end of advanced answers
     missing = [name for name in VENDOR_FILES
                if release is None and not target.exists(posixpath.join(directory, name))]
     if missing:
@@ -458,7 +476,8 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    return Inputs(directory, package, settings, certificate, extra, release)
+    return Inputs(directory, package, settings, certificate, extra, release,
+                  advanced_files)
 
 
 def _absent_or_empty(target: Target, directory: str) -> bool:
@@ -576,6 +595,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted += [(cert_path, cert_pem, 0o644, False), (key_path, key_pem, 0o600, True)]
     wanted += [(posixpath.join(certs, name), data, 0o644, False)
                for name, data in inputs.extra_files]
+    wanted += [(posixpath.join(certs, name), data, mode, mode == 0o600)
+               for name, data, mode in inputs.advanced_files]
     wanted += [(customer_path, new_customer, 0o600, True),
                (posixpath.join(directory, ".env"), dotenv, 0o600, True),
                (record_path, record.dumps(), 0o600, True)]

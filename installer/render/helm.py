@@ -205,6 +205,12 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
             "existingSecretPasswordKey": REDIS_PASSWORD_KEY if redis.password else _DELETE,
             "password": _DELETE,
         }
+    # ---- advanced answers (own buckets, Maps key, pull secret, private CA, exposure):
+    # installer/render/storage.py; merged last, so they refine the keys above.
+    from installer.render.storage import helm_values, overlay
+
+    values = overlay(values, helm_values(answers, _DELETE))
+    # ---- end of advanced answers
     return values
 
 
@@ -557,6 +563,11 @@ def secret_manifests(answers: Answers, redactor: Redactor, *,
         out.append(secret(names.postgresql, data))
     if not answers.redis.bundled and answers.redis.password is not None:
         out.append(secret(names.redis, {REDIS_PASSWORD_KEY: _b64(answers.redis.password.value)}))
+    # ---- advanced answers' Secrets (render/storage.py)
+    from installer.render.storage import helm_secret_manifests
+
+    out += helm_secret_manifests(answers, secret)
+    # ---- end of advanced answers
     for manifest in out:
         for value in manifest["data"].values():
             redactor.add(value)  # the base64 forms too, should a tool ever echo them
