@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is
     import docker
     import paramiko
 
-    from installer.answers import SSHTarget as SSHSettings
+    from installer.answers import SSHSettings
     from installer.redact import Redactor
 
 log = logging.getLogger("installer.ssh")
