@@ -13,10 +13,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from installer import __version__
 from installer.errors import InputError, InstallerError
+
+if TYPE_CHECKING:
+    from installer.redact import Redactor
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_FAILED, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 LOG_NAME = "carto-installer.log"
@@ -83,7 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# The wizard, given by the launcher above both packages (screens.launch): the core has no edge
+# to any user interface, so it cannot start one itself.
+Wizard = Callable[[argparse.Namespace, "Redactor"], int]
+
+
+def main(argv: Sequence[str] | None = None, *, wizard: Wizard | None = None) -> int:
     from installer.redact import Redactor, setup_logging
 
     parser = build_parser()
@@ -96,7 +104,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                              else list(argv)))
     try:
         if args.command is None:
-            return _wizard(args, redactor)
+            if wizard is None:
+                raise InputError(
+                    "`python -m installer` runs the commands only; the wizard is not part of it",
+                    "start the wizard with `carto-installer` (or `python -m screens`); for "
+                    "scripts use `carto-installer preflight|render|deploy --answers FILE`",
+                )
+            return wizard(args, redactor)
         if args.command == "preflight":
             return _preflight(args, redactor)
         from installer.commands import COMMANDS
@@ -198,19 +212,3 @@ def _check_writable(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise InputError(f"--output: cannot write to {path} (no such folder or not writable)")
-
-
-def _wizard(args: argparse.Namespace, redactor: object) -> int:
-    plain = args.plain or os.environ.get("TERM") == "dumb"
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise InputError(
-            "the wizard needs a terminal",
-            "for scripts use `carto-installer preflight|render|deploy --answers FILE`",
-        )
-    if plain:
-        from screens.plain import run_plain
-
-        return int(run_plain(args, redactor))
-    from screens.app import run_app
-
-    return int(run_app(args, redactor))
