@@ -13,7 +13,6 @@ import shlex
 import stat
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from installer.errors import InputError, TargetError
@@ -27,7 +26,7 @@ from installer.ssh.sudo import (
     _SUDO_WRITE_SCRIPT,
     SudoCommands,
 )
-from installer.target import LinkRefused
+from installer.target import LinkRefused, Progress, sha256_file
 from installer.tempnames import temp_path_for
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
@@ -37,7 +36,6 @@ if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is
 log = logging.getLogger("installer.ssh")
 
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 _CHUNK = 1 << 20
 _SECONDS_TO_LEARN_THE_OUTCOME = 5.0
 
@@ -273,7 +271,7 @@ class SFTPFiles(SudoCommands):
         a file already there with the right checksum is not sent again."""
         paramiko = _paramiko()
         size = os.path.getsize(local_path)
-        digest = _sha256_file(local_path)
+        digest = sha256_file(local_path)
         partial = remote_path + ".partial"
         log.info("upload (%s): %s -> %s (%d bytes, sha256 %s)", self.name, local_path,
                  remote_path, size, digest)
@@ -443,14 +441,6 @@ def _stat_or_none(sftp: Any, path: str) -> Any:
         return sftp.stat(path)
     except FileNotFoundError:
         return None
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _parts_below(root: str, path: str) -> list[str]:

@@ -30,14 +30,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
-import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from installer.errors import TargetError
 from installer.hostkeys import ConfirmHostKey, HostKeyVerifier, parse_accepted
 from installer.ssh.channels import (
     ConnectionLostError,
@@ -47,8 +44,8 @@ from installer.ssh.channels import (
 from installer.ssh.connect import PassphrasePrompt, _Authenticator, _Connector, _local_user
 from installer.ssh.docker_bridge import DockerAccess
 from installer.ssh.forward import Forwarding
-from installer.ssh.sftp import Progress, SFTPFiles, parse_df
-from installer.target import CommandNotFound, CommandResult
+from installer.ssh.sftp import SFTPFiles, parse_df
+from installer.target import CommandNotFound, CommandResult, Progress
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
 
@@ -138,43 +135,6 @@ class SSHTarget(Forwarding, DockerAccess, SFTPFiles):
             raise CommandNotFound(errno.ENOENT, f"{args[0]}: command not found on {self.name}")
         log.debug("exit %s: %s", result.returncode, result.output()[:2000])
         return result
-
-    def load_images_archive(self, local_path: str, progress: Progress | None = None,
-                            timeout: float = 3600.0) -> list[str]:
-        """`docker load` a local images archive on the target; the image tags loaded.
-
-        The archive is uploaded first (resumable, checked with sha256) into the login user's
-        ~/.cache/carto-installer, then loaded from there by the target's own `docker` (with
-        sudo when target.sudo is set) and removed. Streaming it through the Docker API would
-        start again from zero after a dropped connection; gigabytes over a slow link should
-        not."""
-        found = self.run(["sh", "-c", 'mkdir -p -m 700 -- "$HOME/.cache/carto-installer" && '
-                          'cd -- "$HOME/.cache/carto-installer" && pwd -P'], timeout=30)
-        if not found.ok or not found.stdout.strip().startswith("/"):
-            raise TargetError(f"cannot make a folder for the images archive on {self.name}: "
-                              f"{found.output()[:200]}",
-                              "check that the login user has a writable home folder")
-        remote = posixpath.join(found.stdout.strip(), os.path.basename(local_path))
-        self.upload(local_path, remote, progress=progress)
-        result = self.run(["docker", "load", "-i", remote], sudo=self._use_sudo,
-                          timeout=timeout)
-        if not result.ok:
-            raise TargetError(f"docker load on {self.name} failed: "
-                              f"{result.output().splitlines()[-1] if result.output() else ''}",
-                              "check the free disk space on the target (`df -h`) and the "
-                              f"archive (`docker load -i {remote}` by hand); the upload is "
-                              "kept, so a re-run does not send it again")
-        with contextlib.suppress(OSError):
-            self.remove(remote)
-        loaded = []
-        for line in result.stdout.splitlines():
-            name = line.partition("Loaded image:")[2].strip() or \
-                line.partition("Loaded image ID:")[2].strip()
-            if name:
-                loaded.append(name)
-        return loaded
-
-    # --- end -----------------------------------------------------------------------------------
 
     def close(self) -> None:
         with self._docker_lock:  # no Docker bridge may appear after this
