@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from installer.checks.engine import Event as CheckEvent
-from installer.errors import InputError, InstallerError
+from installer.errors import InstallerError
 
 if TYPE_CHECKING:
     from installer.answers import Answers
@@ -123,11 +123,8 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
     `confirm` says no or `cancel` is set, InputError (exit 2) for bad input.
     """
     if answers.platform != "compose":
-        try:
-            from installer.deploy import helm
-        except ImportError:
-            raise InputError("deploying to Kubernetes is not part of this build",
-                             "use platform: compose, or a build with Helm support") from None
+        from installer.deploy import helm
+
         result: DeployResult = helm.deploy(answers, target, redactor=redactor, skip=skip,
                                            cancel=cancel, on_event=on_event, confirm=confirm,
                                            repair_stuck=repair_stuck)
@@ -142,10 +139,8 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
 def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     """Health of an installed deployment: containers (or pods) and the HTTPS answer."""
     if answers.platform != "compose":
-        try:
-            from installer.deploy import helm
-        except ImportError:
-            raise InputError("status for Kubernetes is not part of this build") from None
+        from installer.deploy import helm
+
         result: StatusResult = helm.status(answers, target, redactor=redactor)
         return result
     from installer.deploy.compose import status_compose
