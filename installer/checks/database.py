@@ -36,6 +36,7 @@ from installer.checks.base import (
     skipped,
     warned,
 )
+from installer.validators import is_ip
 
 if TYPE_CHECKING:
     import psycopg
@@ -356,7 +357,7 @@ def admin_connection(
     if not ctx.target.is_local:
         relay = _Relay(ctx, db.host, db.port, CONNECT_TIMEOUT)
         params["hostaddr"], params["port"] = "127.0.0.1", relay.local_port
-    elif not _is_ip(db.host):
+    elif not is_ip(db.host):
         try:
             addresses = ctx.resolver(db.host)
         except OSError as exc:
@@ -402,14 +403,6 @@ def admin_connection(
     finally:
         if relay is not None:
             relay.close()
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _describe(exc: BaseException) -> str:

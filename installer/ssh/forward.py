@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import logging
 import re
 import shlex
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from installer.ssh.channels import SSHConnection
 from installer.ssh.connect import _OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, _paramiko
+from installer.validators import is_ip
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
 
@@ -136,16 +136,8 @@ class Forwarding(SSHConnection):
         return OSError(errno.ECONNABORTED, f"cannot connect to {host}:{port} {where}: {text}")
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
 def _check_endpoint(host: str, port: int) -> None:
-    if not (_is_ip(host) or _HOSTNAME.match(host)):
+    if not (is_ip(host) or _HOSTNAME.match(host)):
         raise ValueError(f"not a host name or address: {host!r}")
     if not 0 < int(port) < 65536:
         raise ValueError(f"not a TCP port: {port!r}")
