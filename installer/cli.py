@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from installer import __version__
+from installer.commands import comma_list
 from installer.errors import InputError, InstallerError
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         raise SystemExit(EXIT_INPUT)
-
-
-def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: the answers file's, else compose")
     pre.add_argument("--format", choices=["text", "json", "junit"], default="text")
     pre.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
-    pre.add_argument("--only", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+    pre.add_argument("--only", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
                      help="run only these categories or checks (and what they need)")
-    pre.add_argument("--skip", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+    pre.add_argument("--skip", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
                      help="do not run these categories or checks")
     pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
 
