@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
+from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 
@@ -66,10 +67,6 @@ class SavedSession:
     step: str
     answers: Answers
     accepted_risks: list[str]
-
-
-def category_of(check_id: str) -> str:
-    return check_id.split(".", 1)[0]
 
 
 def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
