@@ -132,7 +132,7 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.deploy.compose import deploy_compose
 
     return deploy_compose(answers, target, redactor=redactor, skip=skip,
-                          cancel=cancel or threading.Event(), emit=_safe(on_event),
+                          cancel=cancel or threading.Event(), emit=safe_sink(on_event),
                           confirm=confirm, health_timeout=health_timeout)
 
 
@@ -148,7 +148,8 @@ def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusRes
     return status_compose(answers, target, redactor=redactor)
 
 
-def _safe(on_event: EventSink | None) -> EventSink:
+def safe_sink(on_event: EventSink | None) -> EventSink:
+    """`on_event`, made harmless: a front end's failure is logged, never raised."""
     def emit(event: DeployEvent) -> None:
         if on_event is None:
             return

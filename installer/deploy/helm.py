@@ -52,6 +52,7 @@ from installer.deploy import (
     StepFinished,
     StepStarted,
     gate_on_preflight,
+    safe_sink,
 )
 from installer.errors import DeployError
 from installer.helm_release import (  # the queries moved there; re-imported for callers
@@ -361,18 +362,6 @@ class _Step:
         log.info("step %s %s: %s", self.name, "done" if ok else "failed", detail)
 
 
-def _safe(on_event: EventSink | None) -> EventSink:
-    def emit(event: Any) -> None:
-        if on_event is None:
-            return
-        try:
-            on_event(event)
-        except Exception:  # a front end's display bug must not stop a deployment
-            log.exception("event handler failed")
-
-    return emit
-
-
 def _check_cancel(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise DeployCancelled("cancelled: the deployment was stopped",
@@ -435,7 +424,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     require(answers, "package", "domain")
     assert answers.domain is not None
     cancel = cancel or threading.Event()
-    emit = _safe(on_event)
+    emit = safe_sink(on_event)
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
     url = f"https://{answers.domain}"
