@@ -34,8 +34,7 @@ from typing import Any
 
 import pytest
 
-from installer.answers import SSHTarget as SSHSettings
-from installer.answers import parse_answers
+from installer.answers import SSHSettings, parse_answers
 from tests.services.sshd import SSHCredentials, SSHServer, _make_client_keys
 
 # A password made of everything a shell would act on; chpasswd forbids ':' and newlines.
