@@ -37,9 +37,14 @@ async def open_advanced(pilot: Any) -> None:
     section.collapsed = False
     await pilot.pause()
     pilot.app.screen.query_one("#adv-own-buckets").value = True
-    await pilot.pause()
+    # The bucket fields appear over a few refreshes; scroll once the layout has settled, or
+    # the scroll position (and the scrollbar in the picture) depends on timing.
+    for _ in range(3):
+        await pilot.pause()
     section.scroll_visible(animate=False, top=True)
-    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    for _ in range(3):
+        await pilot.pause()
 
 
 def test_advanced_settings_opened(snap_compare: Any) -> None:
