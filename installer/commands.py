@@ -29,6 +29,27 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
                         "deployment (listed in the output and the log)")
 
 
+def _upgrade_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--package", metavar="NEW",
+                        help="the new installation package (folder or zip); default: the "
+                        "answers file's")
+    parser.add_argument("--release", metavar="DIR|ARCHIVE",
+                        help="compose: the vendor's new release (folder, .zip or .tar.gz); "
+                        "default: keep the installed release")
+    parser.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (scripts, CI)")
+    parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
+                        help="accept the risk of these failing checks or gates "
+                        "(upgrade.package, upgrade.version, upgrade.backup): listed in the "
+                        "output and the log")
+
+
+def _run_upgrade(args: Any, redactor: Any) -> int:
+    from installer.deploy.cli import run_upgrade
+
+    return run_upgrade(args, redactor)
+
+
 def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -56,6 +77,12 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
                _render_args, _run_render),
     "deploy": ("preflight, render, launch, wait until healthy and verify over HTTPS",
                _deploy_args, _run_deploy),
-    "status": ("health of an installed deployment: containers and the HTTPS answer",
+    "status": ("health of an installed deployment: containers, the HTTPS answer, release "
+               "and package versions, certificate expiry, last deploy or upgrade",
                _no_args, _run_status),
+    "upgrade": ("move a running installation to a new package and/or release: gates "
+                "(package >= minimum, no downgrade, a recent backup), plan with the merged "
+                "customer.env, apply, wait healthy, verify over HTTPS; puts the previous "
+                "release back when it fails before the migrations ran",
+                _upgrade_args, _run_upgrade),
 }

@@ -42,9 +42,10 @@ def open_target(
     return target
 
 
-def validate_names(names: Sequence[str], option: str) -> list[str]:
-    """Check --only/--skip names: categories, check ids, or egress.<host>."""
-    known_ids = {c.id for c in all_checks()}
+def validate_names(names: Sequence[str], option: str, extra: Sequence[str] = ()) -> list[str]:
+    """Check --only/--skip names: categories, check ids, or egress.<host>; `extra` are more
+    ids a command knows (upgrade's gates)."""
+    known_ids = {c.id for c in all_checks()} | set(extra)
     out = []
     for name in names:
         name = name.strip()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from installer.answers import Answers
     from installer.redact import Redactor
+    from installer.release import ReleaseFile
     from installer.target import Target
 
 from installer.errors import InputError
@@ -113,7 +114,8 @@ class RenderPlan:
 
 def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
                 compose_command: Sequence[str] | None = None,
-                compose_version: str | None = None) -> RenderPlan:
+                compose_version: str | None = None,
+                new_release: Sequence[ReleaseFile] | None = None) -> RenderPlan:
     """Read what is there and compute the new files; writes nothing.
 
     Raises InputError (exit 2) for bad input. For compose, `compose_command` is the tool the
@@ -132,7 +134,8 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.render.compose import plan_compose
 
     return plan_compose(answers, target, redactor=redactor, compose_command=compose_command,
-                        compose_version=compose_version)
+                        compose_version=compose_version,
+                        new_release=list(new_release) if new_release is not None else None)
 
 
 # Temporary files that an interrupted atomic write can leave behind (mkstemp's pattern).

@@ -1,0 +1,584 @@
+"""`carto-installer upgrade`: move a running installation to a new package and/or release.
+
+Migrations are forward-only, so the order matters:
+
+1. plan: the new VERSION and MIN_VERSION, the three-way merge of customer.env (conflicts
+   shown), variables the new env.tpl needs that the package lacks, images to pull or to load,
+   renamed variables (installer.vendor.RENAMES);
+2. gates, as checks with ids and fixes, reported and skippable like the preflight's:
+   `upgrade.package` (package >= the release's MIN_VERSION), `upgrade.version` (no downgrade),
+   `upgrade.backup` (a backup by `carto-installer backup` within 24 hours);
+3. apply: the files the upgrade replaces are kept in `.carto-installer-previous/` (0700),
+   the new release and files are written (each atomically), images are pulled or loaded while
+   the old stack still runs, then `up -d`, wait healthy with the migrations exiting 0, HTTPS;
+4. failure: before the migrations ran, the previous files are put back, the previous release
+   started and proven to answer; after they ran, nothing is put back automatically: the
+   database must be restored from the backup, and the exact commands are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from installer.checks.base import CheckResult, Status
+from installer.checks.engine import CheckFinished
+from installer.deploy import (
+    DeployCancelled,
+    DeployResult,
+    EventSink,
+    LogLine,
+    gate_on_preflight,
+)
+from installer.errors import DeployError, InputError
+
+if TYPE_CHECKING:
+    from installer.answers import Answers
+    from installer.redact import Redactor
+    from installer.release import ReleaseFile
+    from installer.render import RenderPlan
+    from installer.target import Target
+    from installer.vendor import Rename
+
+log = logging.getLogger("installer.upgrade")
+
+GATE_IDS = ("upgrade.package", "upgrade.version", "upgrade.backup")
+GATE_TITLES = {"upgrade.package": "Package version for the new release",
+               "upgrade.version": "No downgrade of the release",
+               "upgrade.backup": "A recent backup"}
+# Written by `carto-installer backup` in the deployment directory (the operate branch's
+# installer.operate.backup.BACKUP_RECORD); read here with the same format.
+BACKUP_RECORD = ".carto-installer-backups.json"
+BACKUP_WINDOW = timedelta(hours=24)
+PREVIOUS_DIR = ".carto-installer-previous"
+PREVIOUS_MANIFEST = "manifest.json"
+
+
+# --- the gates ----------------------------------------------------------------------------------
+
+
+def _gate(check_id: str, status: Status, required: str, observed: str, message: str,
+          remediation: str = "", **data: Any) -> CheckResult:
+    return CheckResult(check_id, "upgrade", GATE_TITLES[check_id], status, required, observed,
+                       message, remediation if status != Status.PASS else "", 0.0, dict(data))
+
+
+def gate_package(package_version: str | None, minimum: str | None, where: str) -> CheckResult:
+    """upgrade.package: the package is at least the new release's (or chart's) minimum."""
+    from installer.package import DOWNLOAD_FIX, version_at_least
+
+    if not package_version:
+        return _gate("upgrade.package", Status.FAIL, f">= {minimum or '?'}", "no version",
+                     "the new package does not state its version", DOWNLOAD_FIX)
+    if not minimum:
+        return _gate("upgrade.package", Status.WARN, ">= the minimum", package_version,
+                     f"package {package_version}: {where} states no minimum package version",
+                     "check the release notes for the minimum package version")
+    if version_at_least(package_version, minimum):
+        return _gate("upgrade.package", Status.PASS, f">= {minimum}", package_version,
+                     f"package {package_version} is not older than {where}'s minimum {minimum}")
+    return _gate("upgrade.package", Status.FAIL, f">= {minimum}",
+                 f"{package_version} < {minimum}",
+                 f"the package {package_version} is older than {where}'s minimum {minimum}: "
+                 "the new release's migrations or services would refuse it",
+                 "download a newer installation package (CARTO Workspace > Settings > "
+                 "Self-Hosted) and give it with --package")
+
+
+def gate_version(current: str, new: str, what: str = "release") -> CheckResult:
+    """upgrade.version: the new release is not older than the installed one (migrations are
+    forward-only: an older release's services do not know the newer schema)."""
+    from installer.package import compare_versions
+
+    if not current:
+        return _gate("upgrade.version", Status.WARN, f">= the installed {what}", new,
+                     f"the installed {what} is unknown; cannot tell whether {new} is a downgrade",
+                     "check VERSION in the deployment directory")
+    if compare_versions(new, current) >= 0:
+        same = " (the same release: only the package or settings change)" \
+            if compare_versions(new, current) == 0 else ""
+        return _gate("upgrade.version", Status.PASS, f">= {current}", new,
+                     f"{what} {current} -> {new}{same}")
+    return _gate("upgrade.version", Status.FAIL, f">= {current}", f"{new} < {current}",
+                 f"{new} is older than the installed {what} {current}: a downgrade, which the "
+                 "database's forward-only migrations do not allow",
+                 "give a release not older than the installed one; to go back, restore a "
+                 "backup made before the upgrade (`carto-installer restore --database`)")
+
+
+@dataclass(frozen=True)
+class BackupSeen:
+    time: datetime
+    archive: str
+    database: bool
+
+
+def latest_backup(raw: bytes | None) -> BackupSeen | None:
+    """The newest backup in the record `backup` writes ({"backups": [{"time", "archive",
+    "sha256", "database"}]}); a damaged record means "no backup", never a crash."""
+    if not raw:
+        return None
+    try:
+        entries = json.loads(raw).get("backups", [])
+        seen = [BackupSeen(datetime.fromisoformat(e["time"]), str(e["archive"]),
+                           bool(e.get("database"))) for e in entries]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return max(seen, key=lambda b: b.time) if seen else None
+
+
+def gate_backup(raw_record: bytes | None, now: datetime | None = None) -> CheckResult:
+    """upgrade.backup: a backup of the metadata database made within BACKUP_WINDOW."""
+    now = now or datetime.now(UTC)
+    newest = latest_backup(raw_record)
+    fix = ("run `carto-installer backup --answers FILE` first (it dumps the metadata database), "
+           "or accept the risk with --skip upgrade.backup: the migrations cannot be undone "
+           "without a backup")
+    if newest is None:
+        return _gate("upgrade.backup", Status.FAIL, "a backup within 24 h", "no backup recorded",
+                     "no backup made by `carto-installer backup` is recorded", fix)
+    age = now - newest.time
+    hours = age.total_seconds() / 3600
+    observed = f"{newest.archive}, {hours:.1f} h old"
+    if age > BACKUP_WINDOW:
+        return _gate("upgrade.backup", Status.FAIL, "a backup within 24 h", observed,
+                     f"the newest backup ({newest.archive}) is {hours:.0f} hours old", fix,
+                     archive=newest.archive)
+    if not newest.database:
+        return _gate("upgrade.backup", Status.FAIL, "a backup within 24 h, with the database",
+                     observed, f"the newest backup ({newest.archive}) holds no database dump "
+                     "(made with --no-database)", fix, archive=newest.archive)
+    return _gate("upgrade.backup", Status.PASS, "a backup within 24 h", observed,
+                 f"backup {newest.archive} made {hours:.1f} hours ago (with the database)",
+                 archive=newest.archive)
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+@dataclass
+class UpgradePlan:
+    directory: str
+    current_version: str
+    new_version: str
+    min_version: str
+    package_version: str
+    render: RenderPlan
+    renames: list[Rename] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # variables the new env.tpl needs
+    images: dict[str, str] = field(default_factory=dict)  # image -> present|load|pull
+    services_to_pull: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"  release: {self.current_version} -> {self.new_version} "
+                 f"(MIN_VERSION {self.min_version or 'unknown'}), package "
+                 f"{self.package_version or 'unknown'}"]
+        for rename in self.renames:
+            lines.append(f"  renamed variable: {rename.old} -> {rename.new} (since "
+                         f"{rename.since}; {rename.source})")
+        if self.missing:
+            lines.append("  MISSING from the package (the new env.tpl or docker-compose.yml "
+                         f"use them): {', '.join(self.missing)}")
+        counts: dict[str, list[str]] = {}
+        for image, how in self.images.items():
+            counts.setdefault(how, []).append(image)
+        for how, label in (("load", "load from compose.images_archive"),
+                           ("pull", "pull before stopping anything"),
+                           ("present", "already on the target")):
+            if counts.get(how):
+                lines.append(f"  images to {label}: " if how != "present" else
+                             f"  images {label}: ")
+                lines[-1] += ", ".join(counts[how])
+        lines.append(f"  keep the files it replaces in {self.directory}/{PREVIOUS_DIR}/ (0700) "
+                     "to put them back if the upgrade fails before the migrations run")
+        lines.append(self.render.summary())
+        return "\n".join(lines)
+
+
+def _read(target: Target, path: str) -> bytes | None:
+    try:
+        return target.read_file(path)
+    except FileNotFoundError:
+        return None
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace").strip()
+
+
+def images_needed(compose_text: str, dotenv: bytes, flavour: str | None
+                  ) -> dict[str, list[str]]:
+    """image reference -> the services using it (services scaled to 0 left out)."""
+    from installer.deploy.compose import env_values
+    from installer.vendor import expand, load_compose
+
+    values = env_values(dotenv, flavour)  # type: ignore[arg-type]
+    out: dict[str, list[str]] = {}
+    for name, service in load_compose(compose_text).items():
+        if not isinstance(service, dict) or "image" not in service:
+            continue
+        if expand(str(service.get("scale", "1")), values).strip() == "0":
+            continue
+        image = expand(str(service["image"]), values).strip()
+        if image:
+            out.setdefault(image, []).append(str(name))
+    return out
+
+
+def _with_overrides(answers: Answers, package: str | None, release: str | None) -> Answers:
+    import os
+
+    changed = answers
+    if package:
+        changed = replace(changed, package=os.path.abspath(os.path.expanduser(package)))
+    if release and changed.platform == "compose":
+        changed = replace(changed, compose=replace(
+            changed.compose, release=os.path.abspath(os.path.expanduser(release))))
+    return changed
+
+
+# --- keeping and putting back the previous files ---------------------------------------------
+
+
+def keep_previous(target: Target, directory: str, paths: Sequence[str], version: str,
+                  sudo: bool = False) -> str:
+    """Copy the files an upgrade will replace into PREVIOUS_DIR (0700), with a manifest of
+    their modes and groups and of the files that did not exist (removed when put back)."""
+    from installer.render.compose import _stats
+
+    keep = posixpath.join(directory, PREVIOUS_DIR)
+    if target.exists(keep):
+        for name in _walk(target, keep):
+            target.remove(name)
+    target.makedirs(keep, 0o700)
+    target.run(["chmod", "700", keep], timeout=15, sudo=sudo)
+    existing = [p for p in dict.fromkeys(paths) if _read(target, p) is not None]
+    stats = _stats(target, existing)
+    entries: list[dict[str, Any]] = []
+    for path in dict.fromkeys(paths):
+        relative = posixpath.relpath(path, directory)
+        data = _read(target, path)
+        if data is None:
+            entries.append({"path": relative, "absent": True})
+            continue
+        copy = posixpath.join(keep, "files", relative)
+        target.makedirs(posixpath.dirname(copy), 0o700)
+        target.write_file(copy, data, 0o600)
+        bits, gid = stats.get(path, (0o600, -1))
+        entries.append({"path": relative, "mode": bits, "gid": gid})
+    manifest = {"version": version, "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "files": entries}
+    target.write_file(posixpath.join(keep, PREVIOUS_MANIFEST),
+                      (json.dumps(manifest, indent=1) + "\n").encode(), 0o600)
+    log.info("kept %d file(s) of release %s in %s", len(entries), version, keep)
+    return keep
+
+
+def _walk(target: Target, folder: str) -> list[str]:
+    """Files under `folder` (deepest first is not needed: only files are removed)."""
+    out: list[str] = []
+    for name in target.listdir(folder):
+        path = posixpath.join(folder, name)
+        try:
+            target.listdir(path)
+        except (NotADirectoryError, OSError):
+            out.append(path)
+            continue
+        out += _walk(target, path)
+    return out
+
+
+def put_back_previous(target: Target, directory: str, sudo: bool = False) -> list[str]:
+    """Restore what keep_previous saved; files that did not exist are removed. Returns the
+    paths put back."""
+    keep = posixpath.join(directory, PREVIOUS_DIR)
+    raw = _read(target, posixpath.join(keep, PREVIOUS_MANIFEST))
+    if raw is None:
+        raise DeployError(f"{keep}/{PREVIOUS_MANIFEST} is missing: the previous files cannot "
+                          "be put back automatically")
+    restored: list[str] = []
+    for entry in json.loads(raw)["files"]:
+        path = posixpath.join(directory, entry["path"])
+        if entry.get("absent"):
+            try:
+                target.remove(path)
+            except FileNotFoundError:
+                pass
+            continue
+        data = target.read_file(posixpath.join(keep, "files", entry["path"]))
+        mode, gid = int(entry.get("mode", 0o600)), int(entry.get("gid", -1))
+        target.write_file(path, data, mode & 0o700 if gid >= 0 else mode)
+        if gid >= 0:
+            for argv in (["chgrp", "--", str(gid), path], ["chmod", "--", f"{mode:o}", path]):
+                try:
+                    target.run(argv, timeout=15, sudo=sudo)
+                except (OSError, TimeoutError):
+                    log.warning("could not restore the group/mode of %s", path)
+        restored.append(path)
+    return restored
+
+
+# --- the Compose upgrade ------------------------------------------------------------------------
+
+
+def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
+            package: str | None = None, release: str | None = None,
+            skip: Sequence[str] = (), cancel: threading.Event | None = None,
+            on_event: EventSink | None = None,
+            confirm: Callable[[UpgradePlan], bool] | None = None,
+            health_timeout: float = 900.0) -> DeployResult:
+    """The `upgrade` command's core; see the module doc. Raises DeployError (exit 3) on a
+    failed gate or upgrade, InputError (exit 2) on bad input, DeployCancelled when not
+    confirmed."""
+    from installer.deploy import _safe
+
+    answers = _with_overrides(answers, package, release)
+    emit = _safe(on_event)
+    if answers.platform != "compose":
+        raise InputError("upgrade on Kubernetes is not part of this build yet",
+                         "run `carto-installer deploy` with the new chart and package "
+                         "(helm upgrade --install)")
+    return _upgrade_compose(answers, target, redactor=redactor, release=release, skip=skip,
+                            cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
+                            health_timeout=health_timeout)
+
+
+def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
+                     release: str | None, skip: Sequence[str], cancel: threading.Event,
+                     emit: EventSink, confirm: Callable[[UpgradePlan], bool] | None,
+                     health_timeout: float) -> DeployResult:
+    from installer.deploy import compose as dc
+    from installer.preflight import run_preflight
+    from installer.release import read_release, release_file
+    from installer.render import apply_render, conflict_error, plan_render
+    from installer.render.compose import check_inputs
+
+    directory = posixpath.normpath(answers.compose.directory)
+    if _read(target, posixpath.join(directory, ".env")) is None or \
+            _read(target, posixpath.join(directory, "docker-compose.yml")) is None:
+        raise InputError(f"nothing is installed in {directory} on {target.name} (no .env or "
+                         "docker-compose.yml): there is nothing to upgrade",
+                         "install first with `carto-installer deploy --answers FILE`")
+    new_release: list[ReleaseFile] | None = None
+    if release:
+        new_release = read_release(answers.compose.release or release)
+    inputs = check_inputs(answers, target, redactor, new_release)
+    assert answers.domain is not None
+    run = dc._Run(answers, target, redactor, emit, cancel)
+    current_version = _text(run.read("VERSION"))
+
+    def vendor(name: str) -> bytes:
+        if new_release is not None:
+            return release_file(new_release, name) or b""
+        return run.read(name) or b""
+
+    new_version = _text(vendor("VERSION")) or current_version
+    min_version = _text(vendor("MIN_VERSION"))
+
+    with dc._Step(run, "preflight and gates") as step:
+        report = run_preflight(target, answers, "compose", redactor=redactor, cancel=cancel,
+                               on_event=emit)
+        run.check_cancel()
+        gates = [
+            gate_package(inputs.package.version, min_version or None,
+                         f"release {new_version}"),
+            gate_version(current_version, new_version),
+            gate_backup(run.read(BACKUP_RECORD)),
+        ]
+        for gate in gates:
+            emit(CheckFinished(gate))
+        report = replace(report, results=[*report.results, *gates])
+        accepted = gate_on_preflight(report, skip)
+        compose_data = next((r.data for r in report.results if r.id == "docker.compose"
+                             and r.status == Status.PASS), {})
+        command = list(compose_data.get("command") or [])
+        if not command:
+            raise DeployError("no usable Docker Compose on the target (docker.compose did not "
+                              "pass)", "install the docker compose v2 plugin or "
+                              "docker-compose >= 1.29")
+        step.detail = ", ".join(f"{g.id} {g.status}" for g in gates) + (
+            f"; accepted risks: {', '.join(r.id for r in accepted)}" if accepted else "")
+    accepted_ids = [r.id for r in accepted]
+    backup_archive = next((str(g.data.get("archive")) for g in gates
+                           if g.id == "upgrade.backup" and g.data.get("archive")), "")
+
+    with dc._Step(run, "plan") as step:
+        from installer.envfile import EnvFile
+        from installer.render.merge import INSTALLER_KEYS
+        from installer.vendor import package_gaps, renames_in
+
+        current_customer = EnvFile.parse(_text(run.read("customer.env")))
+        package_env = EnvFile.parse(inputs.package.files["customer.env"].decode(
+            "utf-8-sig", "replace"))
+        renames = renames_in([*current_customer.keys(), *package_env.keys()])
+        missing = package_gaps(vendor("env.tpl").decode("utf-8", "replace"),
+                               vendor("docker-compose.yml").decode("utf-8", "replace"),
+                               package_env,
+                               [*INSTALLER_KEYS, *(k for k in current_customer.keys()
+                                                   if k not in package_env)])
+        if missing:
+            from installer.vendor import GAPS_FIX, describe_gaps
+
+            raise InputError(describe_gaps(missing, vendor("env.tpl").decode(
+                "utf-8", "replace")) + f" (release {new_version})", GAPS_FIX)
+        render = plan_render(answers, target, redactor=redactor, compose_command=command,
+                             compose_version=str(compose_data.get("version", "")),
+                             new_release=new_release)
+        dotenv = dc.plan_dotenv(render, run)
+        needed = images_needed(vendor("docker-compose.yml").decode("utf-8", "replace"),
+                               dotenv, render.flavour)
+        archive = answers.compose.images_archive
+        in_archive = {tag for tags in (dc.archive_images(archive) if archive else {}).values()
+                      for tag in tags}
+        images: dict[str, str] = {}
+        to_pull: list[str] = []
+        client = run.client()
+        for image, services in needed.items():
+            try:
+                client.images.get(image)
+                images[image] = "present"
+            except Exception:
+                images[image] = "load" if image in in_archive else "pull"
+                if images[image] == "pull":
+                    to_pull += services
+        plan = UpgradePlan(directory, current_version, new_version, min_version,
+                           inputs.package.version or "", render, renames, missing, images,
+                           sorted(set(to_pull)))
+        for line in plan.summary().splitlines():
+            emit(LogLine(redactor(line)))
+        if render.conflicts:
+            raise conflict_error(render)
+        step.detail = f"{len(render.changes)} file(s) to write"
+    if confirm is not None and not confirm(plan):
+        raise DeployCancelled("not confirmed: nothing was changed")
+    run.check_cancel()
+
+    env_now = dc.env_values(dotenv, render.flavour)  # type: ignore[arg-type]
+    project = dc.project_name(directory, env_now)
+    tool = " ".join(command)
+    state_path = posixpath.join(directory, dc.STATE_FILE)
+    with dc._Step(run, "keep the previous release") as step:
+        paths = [c.path for c in render.changes] + [state_path]
+        keep = keep_previous(target, directory, paths, current_version, run.sudo)
+        step.detail = f"{len(paths)} file(s) kept in {keep}"
+
+    def put_back(reason: str) -> DeployError:
+        """Before the migrations ran: the previous files back, the previous release up."""
+        emit(LogLine(redactor(f"putting release {current_version} back: {reason}")))
+        with dc._Step(run, "put the previous release back") as back:
+            put_back_previous(target, directory, run.sudo)
+            watcher = dc._Watcher(run, project, expected_old)
+            dc._compose_up(run, command, watcher)
+            dc._wait_healthy(run, watcher, expected_old, health_timeout, command)
+            assert render.trusted_certificate is not None
+            old_cert = run.read(posixpath.join("certs", f"{answers.domain}.crt")) \
+                or render.trusted_certificate
+            answered = dc.verify_https(run, str(answers.domain), old_cert)
+            dc._save_state(run, render, command, project, action="rollback",
+                           version=current_version)
+            back.detail = answered
+        return DeployError(
+            f"the upgrade to {new_version} failed before the migrations ran ({reason}); the "
+            f"previous release {current_version} was put back and answers: {answered}",
+            "fix the cause shown above, then run `carto-installer upgrade` again")
+
+    expected_old = dc.expected_services(_text(run.read("docker-compose.yml")),
+                                        dc.env_values(run.read(".env") or b"",
+                                                      render.flavour))  # type: ignore[arg-type]
+    with dc._Step(run, "write the new release") as step:
+        written = apply_render(render, target)
+        step.detail = f"wrote {len(written)} file(s)"
+
+    try:
+        if archive and any(how == "load" for how in images.values()):
+            with dc._Step(run, "load images") as step:
+                _loaded, step.detail = dc.load_images(run, archive,
+                                                      dc.archive_images(archive))
+        if plan.services_to_pull:
+            with dc._Step(run, "pull images") as step:
+                result = target.run([*command, "pull", *plan.services_to_pull], cwd=directory,
+                                    timeout=dc.UP_TIMEOUT, sudo=run.sudo)
+                run.log_lines(result.output(), "compose: ")
+                if not result.ok:
+                    raise DeployError(f"`{tool} pull` failed (exit {result.returncode})",
+                                      "check the registry access (egress checks) or give "
+                                      "compose.images_archive")
+                step.detail = f"pulled the images of {', '.join(plan.services_to_pull)}"
+    except DeployError as exc:
+        raise put_back(f"the new images could not be had: {exc.message}") from None
+
+    expected = dc.expected_services(vendor("docker-compose.yml").decode("utf-8", "replace"),
+                                    env_now)
+    jobs_before = {v.id: v.started_at for v in dc.list_containers(run.client(), project)
+                   if dc.is_job(v.service)}
+    try:
+        watcher = dc._Watcher(run, project, expected)
+        with dc._Step(run, "launch") as step:
+            before_up = {v.id: v.started_at for v in dc.list_containers(run.client(), project)}
+            dc._compose_up(run, command, watcher)
+            step.detail = f"`{tool} up -d` done"
+            restarted = dc._reload_certificates(run, render, command, project, expected,
+                                                before_up)
+            if restarted:
+                step.detail += (f"; restarted {', '.join(restarted)} for the new certificates or "
+                                "other files mounted into them")
+        with dc._Step(run, "wait healthy") as step:
+            step.detail = dc._wait_healthy(run, watcher, expected, health_timeout, command)
+        with dc._Step(run, "verify https") as step:
+            assert render.trusted_certificate is not None
+            healthy_views = dc.list_containers(run.client(), project)
+            step.detail = dc.verify_https(run, answers.domain, render.trusted_certificate)
+            dc._still_healthy(run, project, expected, healthy_views, command)
+    except DeployError as exc:
+        if not migrations_ran(run, project, jobs_before):
+            raise put_back(exc.message) from None
+        raise restore_needed(answers, directory, current_version, new_version, exc.message,
+                             backup_archive, tool) from None
+    dc._save_state(run, render, command, project, action="upgrade", version=new_version)
+    url = f"https://{answers.domain}"
+    return DeployResult(True, url, f"upgraded to {new_version}: CARTO answers at {url}",
+                        accepted_risks=accepted_ids, changed=True)
+
+
+def migrations_ran(run: Any, project: str, jobs_before: dict[str, str]) -> bool:
+    """Whether a migrations job started since `jobs_before` (its container is new, or was
+    started again): from then on the database may hold the new schema."""
+    from installer.deploy import compose as dc
+
+    for view in dc.list_containers(run.client(), project):
+        if dc.is_job(view.service) and view.started_at and \
+                not view.started_at.startswith("0001-") and \
+                jobs_before.get(view.id) != view.started_at:
+            return True
+    return False
+
+
+def restore_needed(answers: Answers, directory: str, old: str, new: str, reason: str,
+                   archive: str, tool: str) -> DeployError:
+    """After the migrations ran, nothing is put back on its own: the old release's services
+    may not run against a database the new migrations changed."""
+    where = archive or "ARCHIVE (the backup you made before the upgrade)"
+    answers_file = str(answers.source or "ANSWERS.yaml")
+    steps = [
+        f"cd {directory} && {tool} stop",
+        f"carto-installer restore --answers {answers_file} --from {where} --database --yes",
+        f"cp -a {directory}/{PREVIOUS_DIR}/files/. {directory}/   # the files of {old}",
+        f"cd {directory} && {tool} up -d",
+        f"carto-installer status --answers {answers_file}",
+    ]
+    return DeployError(
+        f"the upgrade to {new} failed after the database migrations ran ({reason}). The "
+        f"migrations cannot be undone: the database must be restored from the backup "
+        f"{where} before release {old} can run again. Nothing was put back automatically.",
+        "either fix the cause and run `carto-installer upgrade` again, or go back to "
+        f"{old}:\n    " + "\n    ".join(steps))
+
+
+__all__ = ["GATE_IDS", "UpgradePlan", "gate_backup", "gate_package", "gate_version",
+           "upgrade"]
