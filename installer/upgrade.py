@@ -212,13 +212,11 @@ def _text(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", "replace").strip()
 
 
-def images_needed(compose_text: str, dotenv: bytes, flavour: str | None
-                  ) -> dict[str, list[str]]:
+def images_needed(compose_text: str, dotenv: bytes) -> dict[str, list[str]]:
     """image reference -> the services using it (services scaled to 0 left out)."""
-    from installer.deploy.compose import env_values
-    from installer.vendor import expand, load_compose
+    from installer.vendor import expand, expanded_env, load_compose
 
-    values = env_values(dotenv, flavour)  # type: ignore[arg-type]
+    values = expanded_env(dotenv.decode("utf-8", "replace"))
     out: dict[str, list[str]] = {}
     for name, service in load_compose(compose_text).items():
         if not isinstance(service, dict) or "image" not in service:
@@ -241,6 +239,35 @@ def _with_overrides(answers: Answers, package: str | None, release: str | None) 
         changed = replace(changed, compose=replace(
             changed.compose, release=os.path.abspath(os.path.expanduser(release))))
     return changed
+
+
+def record_new_package(answers_file: str, package: str) -> str:
+    """After an upgrade with --package, point the answers file's `package:` at the new
+    package (only that line changes, comments and order stay), so that a later `deploy`
+    does not render the old package back. Returns what was done, for the output."""
+    import os
+    import re
+
+    import yaml
+
+    from installer.target import atomic_write
+
+    try:
+        text = open(answers_file, encoding="utf-8").read()
+        mode = os.stat(answers_file).st_mode & 0o777
+    except OSError as exc:
+        return f"{answers_file} could not be changed ({exc}): give it `package: {package}`"
+    line = re.compile(r"^package:[ \t]*(?:[^#\n]*?)([ \t]+#[^\n]*)?$", re.MULTILINE)
+    matches = list(line.finditer(text))
+    value = yaml.safe_dump(package, default_flow_style=True).strip().removesuffix("...").strip()
+    if len(matches) != 1:
+        return f"give {answers_file} `package: {package}` (its package line is not a single " \
+               "plain line, so it was left as it is)"
+    match = matches[0]
+    new_text = text[:match.start()] + f"package: {value}{match.group(1) or ''}" + \
+        text[match.end():]
+    atomic_write(answers_file, new_text.encode("utf-8"), mode)
+    return f"{answers_file} now names the new package ({package})"
 
 
 # --- keeping and putting back the previous files ---------------------------------------------
@@ -344,13 +371,15 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
         raise InputError("upgrade on Kubernetes is not part of this build yet",
                          "run `carto-installer deploy` with the new chart and package "
                          "(helm upgrade --install)")
-    return _upgrade_compose(answers, target, redactor=redactor, release=release, skip=skip,
+    return _upgrade_compose(answers, target, redactor=redactor, release=release,
+                            package_given=bool(package), skip=skip,
                             cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
                             health_timeout=health_timeout)
 
 
 def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
-                     release: str | None, skip: Sequence[str], cancel: threading.Event,
+                     release: str | None, package_given: bool, skip: Sequence[str],
+                     cancel: threading.Event,
                      emit: EventSink, confirm: Callable[[UpgradePlan], bool] | None,
                      health_timeout: float) -> DeployResult:
     from installer.deploy import compose as dc
@@ -432,7 +461,7 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
                              new_release=new_release)
         dotenv = dc.plan_dotenv(render, run)
         needed = images_needed(vendor("docker-compose.yml").decode("utf-8", "replace"),
-                               dotenv, render.flavour)
+                               dotenv)
         archive = answers.compose.images_archive
         in_archive = {tag for tags in (dc.archive_images(archive) if archive else {}).values()
                       for tag in tags}
@@ -541,6 +570,8 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
         raise restore_needed(answers, directory, current_version, new_version, exc.message,
                              backup_archive, tool) from None
     dc._save_state(run, render, command, project, action="upgrade", version=new_version)
+    if package_given and answers.source is not None and answers.package:
+        emit(LogLine(redactor(record_new_package(str(answers.source), answers.package))))
     url = f"https://{answers.domain}"
     return DeployResult(True, url, f"upgraded to {new_version}: CARTO answers at {url}",
                         accepted_risks=accepted_ids, changed=True)

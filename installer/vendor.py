@@ -161,8 +161,12 @@ def missing_variables(env_tpl: str, compose_text: str, provided: Iterable[str]) 
 
 def dotenv_values(customer_env: str, version: str, env_tpl: str) -> dict[str, str]:
     """The values Compose reads from a `.env` built from these three, expanded in order."""
+    return expanded_env(f"{customer_env}\n{VERSION_VARIABLE}={version.strip()}\n{env_tpl}")
+
+
+def expanded_env(text: str) -> dict[str, str]:
+    """The values Compose reads from a `.env` text, each expanded with those before it."""
     values: dict[str, str] = {}
-    text = f"{customer_env}\n{VERSION_VARIABLE}={version.strip()}\n{env_tpl}"
     for entry in EnvFile.parse(text).entries:
         if entry.key is None or entry.raw is None:
             continue

@@ -180,7 +180,8 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
         assert f"upgrade.version: release {OLD_VERSION} -> {NEW_VERSION}" in out
         assert "new from the package: NEW_PACKAGE_SETTING" in out
         assert "your edits kept (the package left them alone): CARTO_AUTH0_CUSTOM_DOMAIN" in out
-        assert "images already on the target: carto-installer-test/app:2026.7.16" in out
+        assert ("images already on the target: carto-installer-test/router:2026.7.16, "
+                "carto-installer-test/app:2026.7.16") in out
         assert "workspace-migrations: exited (0)" in out
         assert f"upgraded to {NEW_VERSION}: CARTO answers at https://{DOMAIN}" in out
 
@@ -189,6 +190,8 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
         assert "CARTO_AUTH0_CUSTOM_DOMAIN=auth.example.internal" in text
         assert "NEW_PACKAGE_SETTING=from-the-new-package" in text
         assert "CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION=2026.7.1" in text
+        assert f"{inst.answers} now names the new package" in out
+        assert yaml.safe_load(inst.answers.read_text())["package"] == str(new_package.path)
         after = inst.containers(docker_engine)
         for service in ("router-http", "workspace-api", "workspace-migrations"):
             assert after[service][2].endswith(f":{NEW_VERSION}"), after[service]
@@ -221,7 +224,7 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
         running = inst.containers(docker_engine)
         renewal = inst.cli("deploy", "--yes", "--skip", SKIP)
         assert renewal.returncode == 0, renewal.stdout + renewal.stderr
-        assert "restarting router-http: certs/" in renewal.stdout
+        assert "restarting router-http: certs/" in renewal.stdout, renewal.stdout
         assert served_fingerprint() == fingerprint_of(renewed_pem)
         now = inst.containers(docker_engine)
         assert now["router-http"][1] != running["router-http"][1]  # restarted

@@ -341,8 +341,16 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         images = archive_images(archive) if archive else {}
         env_now = env_values(plan_dotenv(plan, run), plan.flavour)  # type: ignore[arg-type]
         project = project_name(run.directory, env_now)
-        current = (plan.empty and not _images_missing(run, images)
-                   and _deployed_and_healthy(run, plan, command, project))
+        up_to_date = (not _images_missing(run, images)
+                      and _deployed_and_healthy(run, plan, command, project))
+        current = plan.empty and up_to_date
+        # Only files mounted into containers change (a renewed certificate): the Compose
+        # configuration is what is running, so no `up -d` (it would start the exited
+        # migrations job again); the services those files are mounted into are restarted.
+        config_paths = {posixpath.join(run.directory, name) for name in (".env",
+                                                                          "docker-compose.yml")}
+        mounted_only = (up_to_date and not plan.empty
+                        and not any(c.path in config_paths for c in plan.changes))
         if current:
             step.detail = "nothing to change: the files match the answers"
         else:
@@ -372,8 +380,11 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         watcher = _Watcher(run, project, expected)
         with _Step(run, "launch") as step:
             before_up = {v.id: v.started_at for v in list_containers(run.client(), project)}
-            _compose_up(run, command, watcher)
-            step.detail = f"`{tool} up -d` done"
+            if mounted_only:
+                step.detail = "the Compose configuration is unchanged: no `up -d`"
+            else:
+                _compose_up(run, command, watcher)
+                step.detail = f"`{tool} up -d` done"
             restarted = _reload_certificates(run, plan, command, project, expected, before_up)
             if restarted:
                 step.detail += (f"; restarted {', '.join(restarted)} for the new certificates or "
