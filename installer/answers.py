@@ -117,6 +117,12 @@ class JumpHost:
     host: str = setting("Jump host", "Bastion to go through", validator=validate_hostname)
     port: int = setting("Jump host SSH port", default=22, validator=validate_port)
     user: str | None = setting("Jump host user", "Defaults to the target's user", default=None)
+    # The jump host's own credentials: the target's password is never offered to it.
+    identity_file: str | None = setting(
+        "Jump host identity file", "Private key for the jump host; defaults to the target's",
+        default=None, path="local",
+    )
+    password: Secret | None = setting("Jump host SSH password", default=None, secret=True)
 
 
 @dataclass

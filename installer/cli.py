@@ -107,9 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("stopped: %s", exc)
         sys.stderr.write(redactor(f"error: {exc}") + "\n")
         return exc.exit_code
-    except KeyboardInterrupt:
-        log.info("interrupted")
-        sys.stderr.write("\ninterrupted: nothing was left half-written\n")
+    except KeyboardInterrupt as exc:
+        # A write interrupted on the target says what state it left (installer.ssh).
+        state = str(exc) or "nothing was left half-written"
+        log.info("interrupted: %s", state)
+        sys.stderr.write(f"\ninterrupted: {state}\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK

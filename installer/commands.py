@@ -27,6 +27,12 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
                         help="accept the risk of these failing checks: they no longer stop the "
                         "deployment (listed in the output and the log)")
+    parser.add_argument("--repair-stuck-release", action="store_true",
+                        help="Kubernetes: a release left pending (pending-install/-upgrade/"
+                        "-rollback) is rolled back to its last deployed revision (or "
+                        "uninstalled when it never deployed) without asking; use it only when "
+                        "no other helm command is still working on the release. With --yes "
+                        "and without this flag the deploy stops and prints the command instead")
 
 
 def _upgrade_args(parser: argparse.ArgumentParser) -> None:
@@ -86,3 +92,32 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
                 "release back when it fails before the migrations ran",
                 _upgrade_args, _run_upgrade),
 }
+
+# Operating an installation (installer/operate/): backup, restore, support-bundle, logs,
+# uninstall.
+def _operate(name: str) -> tuple[Callable[[Any], None], Callable[[Any, Any], int]]:
+    def add(parser: Any) -> None:
+        from installer.operate import cli
+
+        getattr(cli, f"{name}_args")(parser)
+
+    def run(args: Any, redactor: Any) -> int:
+        from installer.operate import cli
+
+        return int(getattr(cli, f"run_{name}")(args, redactor))
+
+    return add, run
+
+
+for _command, _name, _help in (
+    ("backup", "backup", "one archive (0600) to rebuild the installation: answers, package, "
+     "configuration, certificates and a dump of the metadata database"),
+    ("restore", "restore", "put the configuration back from a backup; with --database, the "
+     "metadata database too"),
+    ("support-bundle", "bundle", "one redacted archive (0600) for a support request"),
+    ("logs", "logs", "the services' logs, by the vendor's service names"),
+    ("uninstall", "uninstall", "stop and remove the deployment; data is kept unless "
+     "--purge-data"),
+):
+    COMMANDS[_command] = (_help, *_operate(_name))
+

@@ -48,6 +48,7 @@ class EgressHost:
     missing_answer: str | None = None
     # The vendor says these go direct even when a proxy is configured.
     bypass_proxy: bool = False
+    port: int = HTTPS_PORT  # a registry mirror may listen elsewhere (registry.internal:5000)
 
     @property
     def check_id(self) -> str:
@@ -59,10 +60,10 @@ class EgressHost:
 
 
 _ALWAYS = ("auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com")
-_DEPLOYMENT = ("storage.googleapis.com", "cloudresourcemanager.googleapis.com")  # registry between
-# Only when the deployment's own files cannot be read: the registry the vendor's env.tpl has
-# named so far (DOCKER_REGISTRY_BASE_PATH). Callers pass the registries they read instead.
-FALLBACK_REGISTRIES = ("gcr.io",)
+_DEPLOYMENT = ("storage.googleapis.com", "cloudresourcemanager.googleapis.com")
+# The requirements page's registry: probed only when no registry could be read from the
+# deployment's own files (the chart's images, env.tpl).
+DOCUMENTED_REGISTRY = "gcr.io"
 _BIGQUERY = (
     "bigquery.googleapis.com",
     "oauth2.googleapis.com",
@@ -76,12 +77,12 @@ _FEATURE_FLAGS = (
 )
 
 
-def egress_hosts(answers: Answers, registries: Sequence[str] | None = None) -> list[EgressHost]:
+def egress_hosts(answers: Answers, registries: Sequence[tuple[str, int]] | None = None,
+                 registry_reason: str = "container images") -> list[EgressHost]:
     """The hosts to probe for these answers, in a stable order, each listed once.
 
-    `registries` are the hosts the deployment pulls its images from, read from what it will
-    run (Compose: the images docker-compose.yml names once env.tpl is expanded; Kubernetes:
-    the chart's images or the mirror); None when they could not be read."""
+    `registries`: (host, port) of the registries the deployment's images come from, read
+    from its own files by the caller; None falls back to the requirements page's gcr.io."""
     network = answers.network
     wanted: dict[str, EgressHost] = {}
 
@@ -92,11 +93,12 @@ def egress_hosts(answers: Answers, registries: Sequence[str] | None = None) -> l
         required: bool = True,
         missing: str | None = None,
         bypass: bool = False,
+        port: int = HTTPS_PORT,
     ) -> None:
         host = host.strip().rstrip(".").lower()
         old = wanted.get(host)
         if old is None:
-            wanted[host] = EgressHost(host, required, (reason,), missing, bypass)
+            wanted[host] = EgressHost(host, required, (reason,), missing, bypass, port)
         elif reason not in old.reasons:
             wanted[host] = EgressHost(
                 host,
@@ -104,19 +106,16 @@ def egress_hosts(answers: Answers, registries: Sequence[str] | None = None) -> l
                 (*old.reasons, reason),
                 old.missing_answer,
                 old.bypass_proxy or bypass,
+                old.port,
             )
 
     for host in _ALWAYS:
         add(host, "CARTO platform services")
-    add(_DEPLOYMENT[0], "images and deployment metadata")
-    if registries is None:
-        for host in FALLBACK_REGISTRIES:
-            add(host, "images (the vendor's usual registry: the deployment's own files could "
-                "not be read)")
-    else:
-        for host in registries:
-            add(host, "the registry the deployment pulls its images from")
-    add(_DEPLOYMENT[1], "images and deployment metadata")
+    storage, metadata = _DEPLOYMENT
+    add(storage, "deployment metadata")
+    for host, port in registries if registries is not None else [(DOCUMENTED_REGISTRY, 443)]:
+        add(host, registry_reason, port=port)
+    add(metadata, "deployment metadata")
     features = set(network.features)
     warehouses = set(network.warehouses)
     if "ai_agents" in features:

@@ -398,5 +398,53 @@ def compare_versions(a: str, b: str) -> int:
 
 
 def version_at_least(version: str, minimum: str) -> bool:
-    """True when `minimum` sorts first (or equal), as the vendor's install.sh decides."""
+    """True when `minimum` sorts first (or equal), as the vendor decides: its Compose
+    install.sh and the chart's pre-install check both run
+    `echo MIN PKG | tr ' ' '\\n' | sort -V | head -n1` and accept when MIN comes out.
+
+    Not packaging.version: it agrees on the vendor's plain `YYYY.M.D` versions, but calls
+    `2026.4` equal to `2026.4.0` and `2026.04.1` equal to `2026.4.1`, where `sort -V` (and so
+    the vendor's check) puts the package first and refuses it."""
     return compare_versions(minimum, version) <= 0
+
+
+NEW_PACKAGE_FIX = (
+    "download a newer installation package (CARTO Workspace > Settings > Self-Hosted, or the "
+    "vendor's tools/carto-download-customer-package.sh) and point `package:` at it")
+
+
+@dataclass(frozen=True)
+class PackageVersionVerdict:
+    """One judgement of "package >= the deployment's minimum", for checks and deploys."""
+
+    status: str  # "pass", "unknown" (no minimum stated), "fail"
+    message: str
+    observed: str
+    remediation: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+
+def judge_package_version(version: str | None, minimum: str | None, what: str, *,
+                          source: str = "", unknown_reason: str = "", consequence: str = ""
+                          ) -> PackageVersionVerdict:
+    """Judge the package version against a minimum. `what` names the minimum ("the
+    deployment's MIN_VERSION", "the chart's minimum"), `source` where it was read."""
+    where = f" ({source})" if source else ""
+    if not version:
+        return PackageVersionVerdict(
+            "fail", "the package does not state its version", "no version", DOWNLOAD_FIX)
+    if minimum is None:
+        return PackageVersionVerdict(
+            "unknown", f"package {version}: "
+            + (unknown_reason or f"{what} is not stated{where}"),
+            f"package {version}, minimum unknown")
+    if version_at_least(version, minimum):
+        return PackageVersionVerdict(
+            "pass", f"package {version} is not older than {what} {minimum}{where}", version)
+    return PackageVersionVerdict(
+        "fail", f"the installation package {version} is older than {what} {minimum}{where}"
+        + (f": {consequence}" if consequence else ""),
+        f"{version} < {minimum}", NEW_PACKAGE_FIX)

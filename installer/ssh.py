@@ -12,8 +12,14 @@ Security rules this module keeps:
   Shell snippets used here are constants that take user values as positional parameters.
 - Secrets never go on a command line (visible in `ps` on the target): the sudo password and
   environment values travel on the command's stdin.
-- Files are written atomically (temp file in the same folder, mode set at creation and again
-  before any data, fsync, rename over the old file).
+- Files are written atomically (temp file in the same folder, named by installer.tempnames,
+  mode set at creation and again before any data, fsync, rename over the old file). The
+  rename happens only once the copy is known whole: its size over SFTP; its length and
+  SHA-256, checked by the target itself, through sudo (end of input is not "all received").
+- Links in the deployment directory are refused, never read, written or chowned through.
+- Each host gets its own credentials: the target's password never goes to the jump host.
+- A lost connection is reopened (host keys verified again) to repeat what is safe to repeat:
+  reads, probes, and operations that had not reached the target yet.
 
 Round trips matter over slow links: one exec costs about three (open the channel, start the
 command, collect its output), so facts are gathered by one script, and `stats` counts channels,
@@ -32,7 +38,6 @@ import logging
 import os
 import posixpath
 import re
-import secrets
 import shlex
 import shutil
 import socket
@@ -42,11 +47,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from installer.errors import InputError, TargetError
 from installer.hostkeys import ConfirmHostKey, HostKeyVerifier, parse_accepted
-from installer.target import CommandNotFound, CommandResult, Target
+from installer.target import CommandNotFound, CommandResult, LinkRefused, Target
+from installer.tempnames import temp_path_for
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
     import docker
@@ -59,6 +65,7 @@ log = logging.getLogger("installer.ssh")
 
 PassphrasePrompt = Callable[[str], str]  # (question) -> passphrase
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+_T = TypeVar("_T")
 
 # OpenSSH allows 10 session channels per connection (MaxSessions); keep one spare.
 _SESSION_LIMIT = 9
@@ -211,18 +218,25 @@ def _identity_public_blob(path: str) -> bytes | None:
 
 
 class _Authenticator:
-    """Logs in like OpenSSH would with these settings: the identity file (or its key held by
-    ssh-agent), else the agent's keys, then the password. A passphrase is asked for only when
-    the agent does not hold the key."""
+    """Logs in to one host like OpenSSH would with these settings: the identity file (or its
+    key held by ssh-agent), else the agent's keys, then the password. A passphrase is asked
+    for only when the agent does not hold the key.
 
-    def __init__(self, settings: SSHSettings, password: str | None,
-                 passphrase_prompt: PassphrasePrompt | None, redactor: Redactor | None) -> None:
-        self.settings = settings
+    Each host has its own authenticator: the target's password is never offered to the jump
+    host (a bastion that refuses keys would collect it). Public keys may be offered to both,
+    since a key login proves possession without handing over anything reusable. `keys` is
+    shared between them, so one identity file's passphrase is asked for once."""
+
+    def __init__(self, identity_file: str | None, password: str | None,
+                 passphrase_prompt: PassphrasePrompt | None, redactor: Redactor | None, *,
+                 settings_prefix: str = "target",
+                 keys: dict[str, Any] | None = None) -> None:
+        self.identity_file = identity_file
         self.password = password
         self.prompt = passphrase_prompt
         self.redactor = redactor
-        self._identity: Any = None
-        self._identity_loaded = False
+        self.prefix = settings_prefix  # "target" or "target.jump": where the user sets it
+        self._keys = keys if keys is not None else {}  # identity path -> its loaded key
         self._notes: list[str] = []
 
     def login(self, transport: paramiko.Transport, user: str, description: str) -> None:
@@ -257,19 +271,21 @@ class _Authenticator:
             raise TargetError(
                 f"no way to log in to {description}: no identity file, no key in ssh-agent "
                 "and no password",
-                "set target.identity_file, load a key with `ssh-add`, or set "
-                "target.password_env" + (": " + "; ".join(self._notes) if self._notes else ""),
+                f"set {self.prefix}.identity_file, load a key with `ssh-add`, or set "
+                f"{self.prefix}.password_env"
+                + (": " + "; ".join(self._notes) if self._notes else ""),
             )
         raise TargetError(
             f"{description} refused the SSH login (tried {', '.join(tried)})",
             "; ".join(self._notes + [
                 "check the user name, that the public key is in the user's "
-                "~/.ssh/authorized_keys on the target, or the password in target.password_env",
+                f"~/.ssh/authorized_keys on that host, or the password in "
+                f"{self.prefix}.password_env",
             ]),
         )
 
     def _methods(self, agent: Any) -> Iterator[tuple[str, str, Any]]:
-        path = self.settings.identity_file
+        path = self.identity_file
         agent_keys = list(agent.get_keys())
         if path:
             key = self._load_identity(path, agent_keys)
@@ -292,16 +308,17 @@ class _Authenticator:
     def _load_identity(self, path: str, agent_keys: list[Any]) -> Any:
         """The identity when it needs no passphrase; None when it is encrypted."""
         paramiko = _paramiko()
-        if self._identity_loaded:
-            return self._identity
+        if path in self._keys:
+            return self._keys[path]
         try:
             key = paramiko.PKey.from_path(path)
         except FileNotFoundError:
-            raise InputError(f"target.identity_file: {path} does not exist",
+            raise InputError(f"{self.prefix}.identity_file: {path} does not exist",
                              "give the path of your private key, e.g. ~/.ssh/id_ed25519"
                              ) from None
         except PermissionError:
-            raise InputError(f"target.identity_file: cannot read {path} (permission denied)",
+            raise InputError(f"{self.prefix}.identity_file: cannot read {path} "
+                             "(permission denied)",
                              "run as the user who owns the key") from None
         except paramiko.PasswordRequiredException:
             return None
@@ -312,17 +329,17 @@ class _Authenticator:
                 return None
             raise
         except (paramiko.SSHException, ValueError) as exc:
-            raise InputError(f"target.identity_file: {path} is not a private key this tool "
+            raise InputError(f"{self.prefix}.identity_file: {path} is not a private key this tool "
                              f"can read ({exc})",
                              "use an OpenSSH or PEM private key (ed25519, ecdsa or rsa)"
                              ) from None
-        self._identity, self._identity_loaded = key, True
+        self._keys[path] = key
         return key
 
     def _ask_passphrase(self, path: str) -> Any:
         paramiko = _paramiko()
-        if self._identity_loaded:
-            return self._identity
+        if path in self._keys:
+            return self._keys[path]
         if self.prompt is None:
             self._notes.append(f"{path} is protected by a passphrase and ssh-agent does not "
                                f"hold it: load it with `ssh-add {path}` before running")
@@ -339,10 +356,83 @@ class _Authenticator:
             except (paramiko.SSHException, ValueError, TypeError):
                 log.info("wrong passphrase for %s", path)
                 continue
-            self._identity, self._identity_loaded = key, True
+            self._keys[path] = key
             return key
         self._notes.append(f"the passphrase for {path} was not accepted")
         return None
+
+
+class _Connector:
+    """Opens the connection to the target, and opens it again after it was lost: TCP (or a
+    channel through the jump host), key exchange, host key verification, login. Every
+    (re)connection verifies the host keys again, before any credential is sent."""
+
+    def __init__(self, settings: SSHSettings, user: str, verifier: HostKeyVerifier,
+                 target_auth: _Authenticator, jump_auth: _Authenticator | None,
+                 timeout: float, stats: SSHStats) -> None:
+        self.settings = settings
+        self.user = user
+        self.verifier = verifier
+        self.target_auth = target_auth
+        self.jump_auth = jump_auth
+        self.timeout = timeout
+        self.stats = stats
+
+    def open(self, jump_transport: paramiko.Transport | None = None
+             ) -> tuple[paramiko.Transport, paramiko.Transport | None]:
+        """(target transport, jump transport); a still-working `jump_transport` is reused."""
+        settings, timeout = self.settings, self.timeout
+        opened_jump = None
+        transport = None
+        try:
+            if settings.jump is not None:
+                jump = settings.jump
+                if jump_transport is None or not jump_transport.is_active():
+                    jump_user = jump.user or self.user
+                    described = f"{jump_user}@{jump.host}:{jump.port} (jump host)"
+                    jump_sock = _tcp_connect(jump.host, jump.port, timeout, "target.jump")
+                    opened_jump = _start_transport(jump_sock, jump.host, jump.port,
+                                                   self.verifier, described, timeout)
+                    assert self.jump_auth is not None
+                    self.jump_auth.login(opened_jump, jump_user, described)
+                    self.stats.add("connections")
+                    jump_transport = opened_jump
+                sock: Any = _through_jump(jump_transport, settings.host, settings.port, timeout)
+            else:
+                jump_transport = None
+                sock = _tcp_connect(settings.host, settings.port, timeout, "target")
+            described = f"{self.user}@{settings.host}:{settings.port}"
+            transport = _start_transport(sock, settings.host, settings.port, self.verifier,
+                                         described, timeout)
+            self.target_auth.login(transport, self.user, described)
+            self.stats.add("connections")
+        except BaseException:
+            for t in (transport, opened_jump):
+                if t is not None:
+                    t.close()
+            raise
+        return transport, jump_transport
+
+
+class ConnectionLostError(TargetError):
+    """The SSH connection went away. `started` tells whether the operation had already
+    reached the target (then repeating it may not be safe)."""
+
+    def __init__(self, message: str, remediation: str, *, started: bool,
+                 transport: Any = None) -> None:
+        super().__init__(message, remediation)
+        self.started = started
+        self.transport = transport  # the connection that was lost
+
+
+class InterruptedWrite(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a write to the target; the text says what state each file
+    was left in, for the CLI to show."""
+
+
+# At most this many reconnections per run: a link that keeps dropping is reported, not
+# retried forever.
+_MAX_RECONNECTS = 3
 
 
 # --- the target --------------------------------------------------------------------------------
@@ -353,15 +443,19 @@ class SSHTarget(Target):
 
     is_local = False
 
-    def __init__(self, settings: SSHSettings, user: str, transport: paramiko.Transport,
-                 jump_transport: paramiko.Transport | None, password: str | None,
-                 redactor: Redactor | None, stats: SSHStats) -> None:
+    def __init__(self, settings: SSHSettings, user: str, connector: _Connector,
+                 transport: paramiko.Transport, jump_transport: paramiko.Transport | None,
+                 password: str | None, redactor: Redactor | None, stats: SSHStats) -> None:
         self.settings = settings
         self.user = user
         self.name = f"{user}@{settings.host}:{settings.port}"
         self.stats = stats
+        self._connector = connector
         self._transport = transport
         self._jump = jump_transport
+        self._reconnect_lock = threading.Lock()
+        self._reconnects = 0
+        self._reconnect_error: TargetError | None = None
         self._password = password
         self._redactor = redactor
         self._use_sudo = bool(settings.sudo) and user != "root"
@@ -378,6 +472,7 @@ class SSHTarget(Target):
         self._docker_clients: dict[int, Any] = {}
         self._docker_lock = threading.Lock()
         self._closed = False
+        self._written: list[str] = []  # files replaced in full on the target, in order
 
     @classmethod
     def connect(
@@ -396,48 +491,108 @@ class SSHTarget(Target):
                                    confirm_host_key)
         user = settings.user or _local_user()
         password = settings.password.value if settings.password is not None else None
+        keys: dict[str, Any] = {}
+        target_auth = _Authenticator(settings.identity_file, password, passphrase_prompt,
+                                     redactor, keys=keys)
+        jump_auth = None
+        if settings.jump is not None:
+            jump = settings.jump
+            jump_password = jump.password.value if jump.password is not None else None
+            jump_auth = _Authenticator(jump.identity_file or settings.identity_file,
+                                       jump_password, passphrase_prompt, redactor,
+                                       settings_prefix="target.jump", keys=keys)
+            if redactor is not None and jump_password:
+                redactor.add(jump_password)
         if redactor is not None and password:
             redactor.add(password)
-        auth = _Authenticator(settings, password, passphrase_prompt, redactor)
         stats = SSHStats()
-        jump_transport = None
-        transport = None
-        try:
-            if settings.jump is not None:
-                jump = settings.jump
-                jump_user = jump.user or user
-                described = f"{jump_user}@{jump.host}:{jump.port} (jump host)"
-                jump_sock = _tcp_connect(jump.host, jump.port, timeout, "target.jump")
-                jump_transport = _start_transport(jump_sock, jump.host, jump.port, verifier,
-                                                  described, timeout)
-                auth.login(jump_transport, jump_user, described)
-                stats.add("connections")
-                sock: Any = _through_jump(jump_transport, settings.host, settings.port, timeout)
-            else:
-                sock = _tcp_connect(settings.host, settings.port, timeout, "target")
-            described = f"{user}@{settings.host}:{settings.port}"
-            transport = _start_transport(sock, settings.host, settings.port, verifier,
-                                         described, timeout)
-            auth.login(transport, user, described)
-            stats.add("connections")
-        except BaseException:
-            for t in (transport, jump_transport):
-                if t is not None:
-                    t.close()
-            raise
-        target = cls(settings, user, transport, jump_transport, password, redactor, stats)
+        connector = _Connector(settings, user, verifier, target_auth, jump_auth, timeout, stats)
+        transport, jump_transport = connector.open()
+        target = cls(settings, user, connector, transport, jump_transport, password, redactor,
+                     stats)
         log.info("connected to %s%s", target.name,
                  f" through {settings.jump.host}:{settings.jump.port}" if settings.jump else "")
         if target._use_sudo:
             target._probe_sudo_early()
         return target
 
+    def _reconnect(self, lost: ConnectionLostError, what: str) -> None:
+        """Open the connection again after `lost` (host keys verified again, same logins),
+        once per loss and at most _MAX_RECONNECTS times per run. Raises `lost` (or why the
+        new connection failed) when that is not possible."""
+        with self._reconnect_lock:
+            if self._closed:
+                raise lost
+            if lost.transport is not None and lost.transport is not self._transport:
+                return  # another thread has reconnected meanwhile
+            if self._still_connected():
+                return  # only a channel (the SFTP session) was lost
+            if self._reconnect_error is not None:
+                raise self._reconnect_error
+            if self._reconnects >= _MAX_RECONNECTS:
+                self._reconnect_error = lost
+                raise lost
+            self._reconnects += 1
+            log.warning("%s; reconnecting (%d of at most %d) to repeat %s", lost.message,
+                        self._reconnects, _MAX_RECONNECTS, what)
+            with self._sftp_lock:
+                self._drop_sftp()
+            try:
+                transport, jump = self._connector.open(self._jump)
+            except Exception as exc:
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning("reconnecting to %s failed: %s", self.name, why)
+                self._reconnect_error = ConnectionLostError(
+                    f"{lost.message}; reconnecting failed: {why}", lost.remediation,
+                    started=lost.started, transport=self._transport)
+                raise self._reconnect_error from None
+            old = self._transport
+            self._transport, self._jump = transport, jump
+            with contextlib.suppress(Exception):
+                old.close()
+            self._release_idle_docker()  # its pooled connections rode the old transport
+            log.warning("reconnected to %s; repeating %s", self.name, what)
+
+    def _transport_ends_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while self._transport.is_active():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def _still_connected(self) -> bool:
+        """Whether the transport works. Just after the server went away, paramiko may not
+        have read the end of the connection yet: give it a moment to notice."""
+        return not self._transport_ends_within(1.0)
+
+    def _repeatable(self, what: str, operation: Callable[[], _T]) -> _T:
+        """Run `operation`, which is safe to repeat (a read, a probe); if the connection was
+        lost, reconnect once and run it again."""
+        try:
+            return operation()
+        except ConnectionLostError as lost:
+            self._reconnect(lost, what)
+        return operation()
+
+    def _unstarted(self, what: str, operation: Callable[[], _T]) -> _T:
+        """Like `_repeatable`, for an operation that may not run twice: repeated only when
+        the connection was found lost before it reached the target."""
+        try:
+            return operation()
+        except ConnectionLostError as lost:
+            if lost.started:
+                raise
+            self._reconnect(lost, what)
+        return operation()
+
     # --- channels ------------------------------------------------------------------------------
 
-    def _lost(self, exc: BaseException) -> TargetError:
+    def _lost(self, exc: BaseException, *, started: bool = True) -> ConnectionLostError:
         why = str(exc) or type(exc).__name__
-        return TargetError(f"the SSH connection to {self.name} was lost ({why})",
-                           "check the network and run again")
+        return ConnectionLostError(f"the SSH connection to {self.name} was lost ({why})",
+                                   "check the network and run again", started=started,
+                                   transport=self._transport)
 
     def _open_session(self, deadline: float) -> Any:
         """A session channel, waiting for a free slot under the server's MaxSessions."""
@@ -468,7 +623,7 @@ class SSHTarget(Target):
                     with self._sessions:
                         self._sessions_open -= 1
                         self._sessions.notify()
-                    raise self._lost(exc) from None
+                    raise self._lost(exc, started=False) from None
                 # A refusal: a ChannelException, or, when several opens fail at once, the
                 # plain "Unable to open channel." of a paramiko thread whose error another
                 # thread's open already took.
@@ -628,7 +783,10 @@ class SSHTarget(Target):
             self._release(channel)
 
     def _communicate(self, channel: Any, data: bytes, deadline: float, program: str,
-                     timeout: float) -> tuple[int, bytes, bytes]:
+                     timeout: float, *, sent: threading.Event | None = None
+                     ) -> tuple[int, bytes, bytes]:
+        """Feed `data`, collect the output and exit code; `sent` is set once every byte of
+        `data` was handed to the channel."""
         channel.settimeout(0.5)
         failures: list[BaseException] = []
 
@@ -636,6 +794,8 @@ class SSHTarget(Target):
             try:
                 if data:
                     channel.sendall(data)
+                if sent is not None:
+                    sent.set()
                 channel.shutdown_write()
             except (OSError, EOFError) as exc:  # the command may exit without reading
                 failures.append(exc)
@@ -684,6 +844,10 @@ class SSHTarget(Target):
         err_reader.join(max(0.0, deadline - time.monotonic()))
         if feeder is not None:
             feeder.join(max(0.0, deadline - time.monotonic()))
+        if channel.exit_status == -1 and self._transport_ends_within(0.5):
+            # Closed without an exit status (paramiko keeps -1): killed by a signal, or the
+            # connection went away (paramiko closes the channels just before it says so).
+            raise self._lost(EOFError("connection closed"))
         code = channel.recv_exit_status() if channel.exit_status_ready() else -1
         return code, bytes(out), bytes(err)
 
@@ -702,6 +866,13 @@ class SSHTarget(Target):
         args = [str(a) for a in argv]
         if not args:
             raise ValueError("empty command")
+        # A command may not be safe to run twice: repeated after a reconnection only when
+        # the connection was found lost before the command reached the target.
+        return self._unstarted(f"`{args[0]}`", lambda: self._run_once(
+            args, timeout=timeout, input=input, env=env, cwd=cwd, sudo=sudo))
+
+    def _run_once(self, args: list[str], *, timeout: float, input: bytes | None,
+                  env: Mapping[str, str] | None, cwd: str | None, sudo: bool) -> CommandResult:
         full, before = self._command(args, env=env, cwd=cwd, sudo=sudo)
         log.info("run (%s%s): %s%s%s", self.name, ", sudo" if sudo else "", shlex.join(args),
                  f"  [cwd {cwd}]" if cwd else "",
@@ -730,6 +901,9 @@ class SSHTarget(Target):
                 self._sftp = self._new_sftp()
             try:
                 yield self._sftp
+            except KeyboardInterrupt:
+                self._drop_sftp()  # requests may be in flight: the next user starts afresh
+                raise
             except (paramiko.SSHException, EOFError) as exc:
                 self._drop_sftp()
                 raise self._lost(exc) from None
@@ -761,11 +935,16 @@ class SSHTarget(Target):
             return CountingSFTP(channel)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._release(channel)
+            if not self._transport.is_active():
+                raise self._lost(exc, started=False) from None
             raise TargetError(f"{self.name} offers no SFTP ({exc})",
                               "enable the sftp subsystem in the server's sshd_config "
                               "(`Subsystem sftp internal-sftp`)") from None
 
     def read_file(self, path: str) -> bytes:
+        return self._repeatable(f"reading {path}", lambda: self._read_once(path))
+
+    def _read_once(self, path: str) -> bytes:
         try:
             with self._sftp_session() as sftp, sftp.open(path, "rb") as handle:
                 return bytes(handle.read())
@@ -777,51 +956,126 @@ class SSHTarget(Target):
             raise _os_error(err, path)
         return out
 
-    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        folder, base = posixpath.split(path)
-        temp = posixpath.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
-        log.info("write (%s): %s (%d bytes, mode %o)", self.name, path, len(data), mode)
+    def is_link(self, path: str) -> bool:
+        """Whether `path` itself is a symbolic link (lstat over SFTP, else `test -L` with
+        sudo when the login user cannot look)."""
+        return self._repeatable(f"checking {path}", lambda: self._is_link_once(path))
+
+    def _is_link_once(self, path: str) -> bool:
         try:
             with self._sftp_session() as sftp:
-                self._sftp_write(sftp, path, temp, data, mode)
+                return stat.S_ISLNK(sftp.lstat(path).st_mode or 0)
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            if not self._use_sudo:
+                raise
+        code, _, _ = self._run_bytes(["test", "-L", path], sudo=True)
+        return code == 0
+
+    def read_deployment_file(self, path: str, root: str) -> bytes:
+        """A file the installer manages below `root` (the deployment directory, which may
+        itself be a link the admin made), never read through a link: LinkRefused when the
+        file or a folder between `root` and it is one. SFTP has no O_NOFOLLOW, so each part
+        is lstat-ed and the opened file must be the one lstat saw; through sudo, the same
+        walk and `dd iflag=nofollow`."""
+        parts = _parts_below(root, path)
+        return self._repeatable(f"reading {path}", lambda: self._read_below_once(parts))
+
+    def _read_below_once(self, parts: list[str]) -> bytes:
+        path = parts[-1]
+        try:
+            with self._sftp_session() as sftp:
+                for part in parts:
+                    if stat.S_ISLNK(sftp.lstat(part).st_mode or 0):
+                        raise LinkRefused(part)
+                seen = sftp.lstat(path)
+                with sftp.open(path, "rb") as handle:
+                    opened = handle.stat()
+                    if not _same_file(seen, opened):
+                        raise LinkRefused(path)  # swapped for a link between lstat and open
+                    return bytes(handle.read())
+        except PermissionError:
+            if not self._use_sudo:
+                raise
+        code, out, err = self._run_bytes(["sh", "-c", _SUDO_READ_SCRIPT, "sh", *parts],
+                                         sudo=True)
+        if code == _SUDO_READ_LINK or b"symbolic links" in err:
+            said = err.decode("utf-8", "replace")
+            raise LinkRefused(next((p for p in parts if f"carto-link: {p}\n" in said), path))
+        if code != 0:
+            raise _os_error(err, path)
+        return out
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Atomically replace `path`: the target checks length and SHA-256 of what arrived
+        before the rename, so an interrupted transfer never replaces the file. Refuses a
+        symbolic link at `path` (InputError). Ctrl-C raises InterruptedWrite, which says
+        what state the files written through this connection were left in."""
+        log.info("write (%s): %s (%d bytes, mode %o)", self.name, path, len(data), mode)
+        write = _RemoteWrite(self, path, data, mode)
+        try:
+            self._unstarted(f"writing {path}", write.run)
+        except LinkRefused:
+            raise InputError(f"{path} on {self.name} is a symbolic link: the installer does not "
+                             "write through links in the deployment directory",
+                             f"find out who made it (ls -l {path}); replace it with the real "
+                             "file, or remove it so that it is created") from None
+        except KeyboardInterrupt:
+            state = self._state_after_interrupt(write)
+            log.warning("interrupted while writing %s: %s", path, state)
+            raise InterruptedWrite(state) from None
+        self._written.append(path)
+
+    # Staging: the new content checked in place beside each file first, then every file
+    # switched by a rename, so a multi-file change is quick to switch and never half-sent.
+
+    def stage_file(self, path: str, data: bytes, mode: int = 0o600) -> str:
+        """Write `data` to a temporary copy beside `path` (length and SHA-256 checked on the
+        target, fsynced, with `mode` and the owner a write would give it); returns the
+        copy's path for `switch_file` or `discard_file`. `path` itself is not touched.
+        LinkRefused when `path` is a symbolic link."""
+        log.info("stage (%s): %s (%d bytes, mode %o)", self.name, path, len(data), mode)
+        write = _RemoteWrite(self, path, data, mode)
+        return self._unstarted(f"staging {path}", lambda: write.run(stage_only=True))
+
+    def switch_file(self, staged: str, path: str) -> None:
+        """Rename a copy made by `stage_file` over `path` (one atomic step); refuses a link
+        that appeared at `path` since."""
+        log.info("switch (%s): %s -> %s", self.name, staged, path)
+        try:
+            with self._sftp_session() as sftp:
+                found = _lstat_or_none(sftp, path)
+                if found is not None and stat.S_ISLNK(found.st_mode or 0):
+                    raise LinkRefused(path)
+                _replace(sftp, staged, path)
+            self._written.append(path)
             return
         except PermissionError:
             if not self._use_sudo:
                 raise
-        self._sudo_write(path, data, mode)
-
-    def _sftp_write(self, sftp: Any, path: str, temp: str, data: bytes, mode: int) -> None:
-        handle = _create_private(sftp, temp, mode)
-        try:
-            with handle:
-                handle.chmod(mode)  # umask may have cleared bits we want; before any data
-                handle.set_pipelined(True)
-                handle.write(data)
-                handle.flush()
-                _fsync(sftp, handle)
-            _replace(sftp, temp, path)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sftp.remove(temp)
-            raise
-
-    def _sudo_write(self, path: str, data: bytes, mode: int) -> None:
-        """Write into a folder only root may write: the data goes on sudo's stdin to a shell
-        that makes the temp file next to `path` (mktemp: 0600 from the start), sets the
-        mode, writes, syncs and renames; the old file's owner is kept. Nothing is staged in
-        a world-visible place and nothing secret is on a command line."""
-        script = (
-            'set -e; umask 077; t=$(mktemp "$(dirname -- "$1")/.carto.XXXXXXXX"); '
-            "trap 'rm -f -- \"$t\"' EXIT; chmod -- \"$2\" \"$t\"; "
-            'if [ -e "$1" ]; then chown --reference="$1" -- "$t"; fi; '
-            'cat > "$t"; sync -- "$t" 2>/dev/null || sync; mv -f -T -- "$t" "$1"; trap - EXIT'
-        )
-        code, _, err = self._run_bytes(["sh", "-c", script, "sh", path, f"{mode:o}"],
-                                       sudo=True, input=data, timeout=300)
+        code, _, err = self._run_bytes(["sh", "-c", _SUDO_SWITCH_SCRIPT, "sh", staged, path],
+                                       sudo=True)
+        if code == _SUDO_WRITE_LINK:
+            raise LinkRefused(path)
         if code != 0:
             raise _os_error(err, path)
+        self._written.append(path)
+
+    def discard_file(self, staged: str) -> None:
+        """Remove a copy made by `stage_file` that will not be switched."""
+        with contextlib.suppress(FileNotFoundError):
+            self.remove(staged)
+
+    def _state_after_interrupt(self, write: _RemoteWrite) -> str:
+        before = (f"written in full before it: {', '.join(self._written)}" if self._written
+                  else "no other file was written on the target")
+        return f"while writing {write.path} on {self.name}: {write.describe_outcome()}; {before}"
 
     def exists(self, path: str) -> bool:
+        return self._repeatable(f"checking {path}", lambda: self._exists_once(path))
+
+    def _exists_once(self, path: str) -> bool:
         try:
             with self._sftp_session() as sftp:
                 sftp.lstat(path)
@@ -836,6 +1090,9 @@ class SSHTarget(Target):
         return code == 0
 
     def makedirs(self, path: str, mode: int = 0o755) -> None:
+        return self._repeatable(f"creating {path}", lambda: self._makedirs_once(path, mode))
+
+    def _makedirs_once(self, path: str, mode: int = 0o755) -> None:
         try:
             with self._sftp_session() as sftp:
                 if stat.S_ISDIR(sftp.stat(path).st_mode or 0):
@@ -851,6 +1108,9 @@ class SSHTarget(Target):
             raise _os_error(err, path)
 
     def listdir(self, path: str) -> list[str]:
+        return self._repeatable(f"listing {path}", lambda: self._listdir_once(path))
+
+    def _listdir_once(self, path: str) -> list[str]:
         try:
             with self._sftp_session() as sftp:
                 return sorted(sftp.listdir(path))
@@ -866,6 +1126,9 @@ class SSHTarget(Target):
                       for name in out.split(b"\0") if name)
 
     def remove(self, path: str) -> None:
+        return self._unstarted(f"removing {path}", lambda: self._remove_once(path))
+
+    def _remove_once(self, path: str) -> None:
         is_folder = None
         try:
             with self._sftp_session() as sftp:
@@ -884,6 +1147,10 @@ class SSHTarget(Target):
             raise _os_error(err, path)
 
     def disk_usage(self, path: str) -> tuple[int, int]:
+        return self._repeatable(f"measuring the disk of {path}",
+                                lambda: self._disk_usage_once(path))
+
+    def _disk_usage_once(self, path: str) -> tuple[int, int]:
         script = 'df -B1 --output=size,avail -- "$1" 2>/dev/null || df -Pk -- "$1"'
         code, out, err = self._run_bytes(["sh", "-c", script, "sh", path], sudo=False)
         if code != 0 and self._use_sudo and b"denied" in err:
@@ -899,6 +1166,10 @@ class SSHTarget(Target):
         measured where CARTO will run. Either way the result is a real socket, so
         `ssl.SSLContext.wrap_socket` works on it."""
         _check_endpoint(host, port)
+        return self._repeatable(f"connecting to {host}:{port}",
+                                lambda: self._open_connection_once(host, port, timeout))
+
+    def _open_connection_once(self, host: str, port: int, timeout: float) -> socket.socket:
         paramiko = _paramiko()
         if not self._forwarding_refused:
             try:
@@ -1283,6 +1554,13 @@ def _replace(sftp: Any, source: str, destination: str) -> None:
         sftp.rename(source, destination)
 
 
+def _lstat_or_none(sftp: Any, path: str) -> Any:
+    try:
+        return sftp.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
 def _stat_or_none(sftp: Any, path: str) -> Any:
     try:
         return sftp.stat(path)
@@ -1296,6 +1574,232 @@ def _sha256_file(path: str) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+# Reads the last argument without following links; every argument (the folders below the
+# deployment directory, then the file) must not be a link.
+_SUDO_READ_SCRIPT = r"""
+for part in "$@"; do
+  if [ -L "$part" ]; then printf 'carto-link: %s\n' "$part" >&2; exit 66; fi
+done
+for last in "$@"; do :; done
+exec dd if="$last" iflag=nofollow bs=1M status=none
+"""
+_SUDO_READ_LINK = 66
+
+
+def _parts_below(root: str, path: str) -> list[str]:
+    """The folders from `root` (excluded) down to `path` (included); ValueError when `path`
+    is not inside `root`."""
+    root, path = posixpath.normpath(root), posixpath.normpath(path)
+    relative = posixpath.relpath(path, root)
+    if relative == "." or relative == ".." or relative.startswith("../"):
+        raise ValueError(f"{path} is not inside {root}")
+    names = relative.split("/")
+    return [posixpath.join(root, *names[: i + 1]) for i in range(len(names))]
+
+
+def _same_file(seen: Any, opened: Any) -> bool:
+    """Whether an SFTP fstat matches the lstat made just before the open (SFTP shows no
+    inode numbers; owner, mode, size and time together tell a swapped file apart)."""
+    return all(getattr(seen, name) == getattr(opened, name)
+               for name in ("st_uid", "st_gid", "st_mode", "st_size", "st_mtime"))
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+# The target's side of a write through sudo (into a folder the login user cannot write).
+# Positional parameters: $1 the file, $2 its mode (octal), $3 the temporary file next to it,
+# $4 "replace", or "stage" to leave the checked copy for a later switch.
+# Stdin: after sudo's password line, "LENGTH SHA256" on one line, then the content.
+# End of input is never taken for "all data received": the copy is renamed into place only
+# when its length and digest match, else it is deleted. So a client killed or interrupted
+# mid-transfer (the channel closes, `head` sees end of input early) leaves the old file.
+# A link at $1 is refused; the copy is owned like the old file only when root or the folder's
+# owner owns it (one lstat, never --reference, which follows links), else like the folder.
+# The copy is created exclusively (noclobber) and then only reached through that one open
+# descriptor (fd 3, /dev/fd/3): in a folder others may write, swapping the copy's name for a
+# link cannot make root write, chmod or chown some other file.
+_SUDO_WRITE_SCRIPT = r"""
+set -eu
+umask 077
+dest=$1 t=$3
+IFS=' ' read -r size sum || { echo "carto-write: no header on stdin" >&2; exit 65; }
+case $size in ''|*[!0-9]*) echo "carto-write: bad length" >&2; exit 65;; esac
+case $sum in *[!0-9a-f]*) echo "carto-write: bad digest" >&2; exit 65;; esac
+[ ${#sum} -eq 64 ] || { echo "carto-write: bad digest" >&2; exit 65; }
+if [ -L "$dest" ]; then echo "carto-write: $dest is a symbolic link" >&2; exit 66; fi
+dir=$(dirname -- "$dest")
+set -C
+exec 3> "$t"
+set +C
+trap 'rm -f -- "$t"' EXIT
+trap 'exit 70' HUP INT TERM PIPE
+chmod -- "$2" /dev/fd/3
+folder_owner=$(stat -c %u -- "$dir/.")
+owner=$(stat -c %u:%g -- "$dir/.")
+if [ -e "$dest" ]; then
+  old=$(stat -c %u:%g -- "$dest")
+  case $old in 0:*|"$folder_owner":*) owner=$old;; esac
+fi
+chown -- "$owner" /dev/fd/3
+head -c "$size" >&3
+got=$(wc -c < /dev/fd/3)
+if [ "$got" -ne "$size" ]; then
+  echo "carto-write: only $got of $size bytes arrived; $dest is unchanged" >&2; exit 67
+fi
+got=$(sha256sum < /dev/fd/3)
+if [ "${got%% *}" != "$sum" ]; then
+  echo "carto-write: the copy differs from what was sent; $dest is unchanged" >&2; exit 68
+fi
+sync -- /dev/fd/3 2>/dev/null || sync
+if [ "$4" = stage ]; then trap - EXIT; exit 0; fi
+mv -f -T -- "$t" "$dest"
+trap - EXIT
+if [ "$(stat -c %d:%i -- "$dest")" != "$(stat -L -c %d:%i /dev/fd/3)" ]; then
+  echo "carto-write: $dest was replaced by someone else during the write" >&2; exit 69
+fi
+"""
+# Puts a staged copy ($1) in place of $2, unless $2 became a link meanwhile.
+_SUDO_SWITCH_SCRIPT = r"""
+if [ -L "$2" ]; then echo "carto-write: $2 is a symbolic link" >&2; exit 66; fi
+if [ -L "$1" ] || [ ! -f "$1" ]; then echo "carto-write: $1 is not the staged copy" >&2; exit 1; fi
+exec mv -f -T -- "$1" "$2"
+"""
+_SUDO_WRITE_LINK = 66
+_SECONDS_TO_LEARN_THE_OUTCOME = 5.0
+
+
+class _RemoteWrite:
+    """One atomic replacement of `path` on the target, over SFTP or (where the login user may
+    not write) through sudo, and how far it got: what an interrupted run reports."""
+
+    def __init__(self, target: SSHTarget, path: str, data: bytes, mode: int) -> None:
+        self.target = target
+        self.path = path
+        self.data = data
+        self.mode = mode
+        # "unchanged" (nothing is or will be renamed), "maybe" (the rename may have
+        # happened: the file is whole, old or new), "replaced".
+        self.outcome = "unchanged"
+        self.leftover: str | None = None  # a temp file that could not be removed
+        self.stage_only = False
+
+    def describe_outcome(self) -> str:
+        said = {
+            "unchanged": "it is unchanged (the partial copy was discarded)",
+            "maybe": "it is whole, either the old or the new version",
+            "replaced": "it was replaced in full",
+        }[self.outcome]
+        if self.leftover:
+            said += f"; the temporary {self.leftover} may remain (the next render removes it)"
+        return said
+
+    def run(self, *, stage_only: bool = False) -> str:
+        """Write the copy next to the file, check it, and (unless `stage_only`) rename it
+        over the file. Returns the copy's path (gone once renamed)."""
+        target = self.target
+        self.stage_only = stage_only
+        temp = temp_path_for(self.path)
+        try:
+            with target._sftp_session() as sftp:
+                self._refuse_link(sftp)
+                self._over_sftp(sftp, temp, stage_only)
+            return temp
+        except PermissionError:
+            if not target._use_sudo:
+                raise
+        temp = temp_path_for(self.path)
+        self._with_sudo(temp, stage_only)
+        return temp
+
+    def _refuse_link(self, sftp: Any) -> None:
+        try:
+            found = sftp.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(found.st_mode or 0):
+            raise LinkRefused(self.path)
+
+    def _over_sftp(self, sftp: Any, temp: str, stage_only: bool) -> None:
+        handle = _create_private(sftp, temp, self.mode)
+        try:
+            with handle:
+                handle.chmod(self.mode)  # umask may have cleared bits we want; before any data
+                handle.set_pipelined(True)
+                handle.write(self.data)
+                handle.flush()
+                _fsync(sftp, handle)
+            # paramiko drops the replies to pipelined writes (a full disk would go unseen):
+            # the size the server holds is the proof that every write landed.
+            arrived = sftp.stat(temp).st_size
+            if arrived != len(self.data):
+                raise OSError(errno.EIO, f"only {arrived} of {len(self.data)} bytes reached "
+                              f"the target; {self.path} is unchanged", self.path)
+            if stage_only:
+                return
+            self.outcome = "maybe"
+            _replace(sftp, temp, self.path)
+            self.outcome = "replaced"
+        except BaseException:
+            if self.outcome != "replaced":
+                try:
+                    sftp.remove(temp)
+                except FileNotFoundError:
+                    pass
+                except Exception:  # noqa: BLE001 - the connection may be gone; say so
+                    self.leftover = temp
+            raise
+
+    def _with_sudo(self, temp: str, stage_only: bool) -> None:
+        target = self.target
+        paramiko = _paramiko()
+        header = f"{len(self.data)} {hashlib.sha256(self.data).hexdigest()}\n".encode()
+        args = ["sh", "-c", _SUDO_WRITE_SCRIPT, "sh", self.path, f"{self.mode:o}", temp,
+                "stage" if stage_only else "replace"]
+        argv, before = target._command(args, env=None, cwd=None, sudo=True)
+        log.info("run (%s, sudo): atomic write of %s through %s (length and sha256 checked "
+                 "on the target)", target.name, self.path, temp)
+        timeout = 300.0
+        deadline = time.monotonic() + timeout
+        channel = target._open_session(deadline)
+        everything_sent = threading.Event()
+        try:
+            try:
+                channel.exec_command(shlex.join(argv))
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise target._lost(exc) from None
+            target.stats.add("commands")
+            code, _, err = target._communicate(channel, before + header + self.data, deadline,
+                                               "sh", timeout, sent=everything_sent)
+        except KeyboardInterrupt:
+            self._learn_outcome(channel, everything_sent.is_set())
+            raise
+        except ConnectionLostError:
+            self.outcome = "maybe" if everything_sent.is_set() else "unchanged"
+            raise
+        finally:
+            target._release(channel)
+        if code == _SUDO_WRITE_LINK:
+            raise LinkRefused(self.path)
+        if code != 0:
+            raise _os_error(err, self.path)
+        if not stage_only:
+            self.outcome = "replaced"
+
+    def _learn_outcome(self, channel: Any, everything_sent: bool) -> None:
+        """After Ctrl-C: input cut short means the target discards its copy; if everything
+        had been sent, wait a moment for the target's verdict."""
+        if not everything_sent or self.stage_only:
+            self.outcome = "unchanged"
+            return
+        self.outcome = "maybe"
+        with contextlib.suppress(Exception):
+            if channel.status_event.wait(_SECONDS_TO_LEARN_THE_OUTCOME) \
+                    and channel.exit_status_ready():
+                self.outcome = "replaced" if channel.recv_exit_status() == 0 else "unchanged"
 
 
 def _bridge_channel(channel: Any, timeout: float,
@@ -1396,7 +1900,8 @@ class _DockerBridge:
         try:
             argv, before = target._command(["docker", "system", "dial-stdio"], env=None,
                                            cwd=None, sudo=target._use_sudo)
-            channel = target._open_session(time.monotonic() + 60)
+            channel = target._unstarted("a Docker API connection", lambda: (
+                target._open_session(time.monotonic() + 60)))
         except Exception as exc:
             self._errors.append(str(exc))
             conn.close()

@@ -8,6 +8,7 @@ over one SSH connection. Every command run is logged, with secrets redacted by t
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shlex
@@ -44,6 +45,16 @@ class CommandResult:
 
 class CommandNotFound(OSError):
     """The program does not exist on the target."""
+
+
+class LinkRefused(OSError):
+    """A file or folder of the deployment is a symbolic link, which the installer does not
+    follow: whoever made it could point a read at a secret or a write at any file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "is a symbolic link, which the installer does not follow "
+                         "in the deployment directory", path)
+        self.path = path
 
 
 class Target(ABC):
@@ -251,6 +262,7 @@ def describe_exception(exc: BaseException) -> str:
 __all__ = [
     "CommandNotFound",
     "CommandResult",
+    "LinkRefused",
     "LocalTarget",
     "Target",
     "atomic_write",

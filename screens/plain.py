@@ -539,6 +539,12 @@ class PlainWizard:
     # --- the whole flow ------------------------------------------------------------------
 
     def run(self) -> int:
+        if self.state.prefilled_from is not None:  # maybe an installation to manage
+            from screens.operate_plain import offer_operations
+
+            code = offer_operations(self)
+            if code is not None:
+                return code
         start = self.welcome()
         steps = {
             "platform": self.platform, "target": self.target,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
+from textual import on
 from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import RadioButton, RadioSet, Static
@@ -12,6 +13,7 @@ from textual.widgets import RadioButton, RadioSet, Static
 from installer.errors import InstallerError
 from screens.base import StepScreen
 from screens.state import STEP_TITLES, SavedSession
+from screens.widgets.nav_button import NavButton
 from screens.widgets.toggles import Choice
 
 WELCOME = (
@@ -42,6 +44,9 @@ class WelcomeScreen(StepScreen):
         if self.state.prefilled_from is not None:
             text.append(f"\nAnswers pre-filled from {self.state.prefilled_from}.", style="italic")
         yield Static(text, id="welcome-text")
+        if self.state.prefilled_from is not None:
+            # An existing installation: back up, support bundle, uninstall (screens/operate.py)
+            yield NavButton("Manage this installation…", id="manage")
         self.session: SavedSession | None = None
         self.session_error: str | None = None
         try:
@@ -63,6 +68,12 @@ class WelcomeScreen(StepScreen):
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one("#next").focus()
+
+    @on(NavButton.Pressed, "#manage")
+    def _manage(self) -> None:
+        from screens.operate import OperateScreen
+
+        self.app.push_screen(OperateScreen(self.state))
 
     @property
     def resume_chosen(self) -> bool:

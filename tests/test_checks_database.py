@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import secrets
 import socket
 import subprocess
@@ -590,3 +591,37 @@ database:
     assert roles["netdb_createdb"] not in proc.stdout
     log = (tmp_path / "carto-installer.log").read_text()
     assert roles["netdb_createdb"] not in log
+
+
+def test_on_kubernetes_the_chart_says_who_creates_an_absent_user_and_database(
+    postgres_server: PostgresServer, roles: dict[str, str], helm_bin: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The test chart's workloads read the admin password (as charts before 2025 did): the
+    absent user and database are said to be created by it. A chart that cannot be rendered
+    leaves that unknown, and nothing is promised."""
+    from installer.answers import parse_answers
+    from tests.services.k8s_package import CHART, k8s_answers, make_helm_package
+
+    monkeypatch.setenv("PATH", f"{helm_bin.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    package = make_helm_package(tmp_path / "package")
+
+    def workspace(chart: str) -> CheckResult:
+        data = k8s_answers(None, package.path)
+        data["kubernetes"]["chart"] = chart
+        data["database"] = {"bundled": False, "host": "127.0.0.1", "port": postgres_server.port,
+                            "admin_user": "netdb_super",
+                            "admin_password": roles["netdb_super"], "password": "x" * 12,
+                            "user": "netdb_k8s_user", "database": "netdb_k8s_absent"}
+        redactor = Redactor()
+        ctx = CheckContext(LocalTarget(), "kubernetes", parse_answers(data, redactor=redactor),
+                           redactor)
+        return run_db(ctx)["db.workspace"]
+
+    known = workspace(str(CHART))
+    assert known.status == Status.PASS, known
+    assert "will be created by the chart carto 1.0.0" in known.message
+    unknown = workspace(str(tmp_path / "missing-chart.tgz"))
+    assert unknown.status == Status.WARN, unknown
+    assert "will be created" not in unknown.message and "CREATE ROLE" in unknown.remediation

@@ -262,6 +262,18 @@ def test_base_hosts_are_always_required() -> None:
     assert all(h.required for h in hosts.values())
 
 
+def test_the_registries_read_from_the_deployment_replace_the_documented_one() -> None:
+    """The caller reads the registries from the deployment's own files (the chart's images,
+    a mirror with its port); only without them is the requirements page's gcr.io probed."""
+    read = egress_hosts(Answers(), [("registry.internal", 5000), ("gcr.io", 443)],
+                        "container images of chart carto 1.280.1")
+    hosts = {h.host: h for h in read}
+    assert hosts["registry.internal"].port == 5000 and hosts["registry.internal"].required
+    assert "container images of chart carto 1.280.1" in hosts["gcr.io"].why
+    mirror_only = {h.host for h in egress_hosts(Answers(), [("registry.internal", 5000)])}
+    assert "gcr.io" not in mirror_only
+
+
 def test_hosts_follow_features_warehouses_and_cloud() -> None:
     hosts = hosts_for(
         cloud="gcp",
@@ -739,5 +751,7 @@ def test_egress_probes_the_registry_the_vendors_env_tpl_names(tmp_path: Path) ->
 
 def test_egress_hosts_take_the_registries_they_are_given() -> None:
     """The hook the Kubernetes side feeds with the chart's registries."""
-    hosts = [h.host for h in egress_hosts(Answers(), ["registry.internal", "quay.io"])]
-    assert "registry.internal" in hosts and "quay.io" in hosts and "gcr.io" not in hosts
+    given = egress_hosts(Answers(), [("registry.internal", 5000), ("quay.io", 443)])
+    ports = {h.host: h.port for h in given}
+    assert ports.get("registry.internal") == 5000 and ports.get("quay.io") == 443
+    assert "gcr.io" not in ports

@@ -34,7 +34,7 @@ from installer.deploy.helm import (
     describe_address,
     status_kubernetes,
 )
-from installer.errors import DeployError
+from installer.errors import DeployError, InputError
 from installer.redact import Redactor
 from installer.target import LocalTarget
 from tests.helpers import cli_env
@@ -205,7 +205,45 @@ def test_a_new_certificate_updates_the_secret_and_restarts_the_pods(
     assert router is not None
     annotations = router["spec"]["template"]["metadata"].get("annotations") or {}
     assert "kubectl.kubernetes.io/restartedAt" in annotations
-    assert any(isinstance(e, LogLine) and "restarted the pods" in e.text for e in events)
+    assert any(isinstance(e, LogLine) and "restarting deployment/carto-router" in e.text
+               for e in events)
+    # The new pods are the ones serving: the old ReplicaSet was scaled down.
+    pods = cluster.objects("pods", "carto", "app.kubernetes.io/component=router")
+    assert [p["metadata"]["annotations"].get("kubectl.kubernetes.io/restartedAt")
+            for p in pods] == [annotations["kubectl.kubernetes.io/restartedAt"]]
+
+
+def test_a_chart_whose_workloads_read_no_admin_password_gets_none_and_needs_none(
+        cluster: FakeCluster, tmp_path: Path, package: HelmPackage) -> None:
+    """Decided from the rendered chart: without admin credentials in the answers the deploy
+    goes through, and neither the Secret nor the values carry any."""
+    Path("customizations.yaml").write_text(
+        "testDouble:\n  adminPasswordToMigrations: false\n")
+    data = external_db_answers(cluster, tmp_path, package)
+    del data["database"]["admin_password"]
+    events: list[Any] = []
+    result = deploy(data, events=events)
+    assert result.ok
+    assert secret_data(cluster, "carto-external-postgresql") == {
+        "carto-password": DB_PASSWORD.encode()}
+    config = latest_release(cluster)["config"]
+    assert "adminUser" not in config["externalPostgresql"]
+    assert "existingSecretAdminPasswordKey" not in config["externalPostgresql"]
+    assert config["testDouble"] == {"adminPasswordToMigrations": False}  # the admin's key kept
+    assert any(isinstance(e, LogLine) and "nothing creates the user workspace_admin" in e.text
+               for e in events)
+
+
+def test_a_chart_whose_workloads_read_the_admin_password_makes_it_required(
+        cluster: FakeCluster, tmp_path: Path, package: HelmPackage) -> None:
+    data = external_db_answers(cluster, tmp_path, package)
+    del data["database"]["admin_password"]
+    cluster.reset_requests()
+    with pytest.raises(InputError) as caught:
+        deploy(data)
+    assert "database.admin_password" in caught.value.message
+    assert caught.value.exit_code == 2
+    assert cluster.mutation_counts() == Counter()
 
 
 # ---- refused before anything changes -------------------------------------------------------------
@@ -355,15 +393,8 @@ def test_a_failed_release_is_upgraded_again(cluster: FakeCluster,
 
 def test_pending_pods_are_reported_with_the_reason(cluster: FakeCluster, package: HelmPackage,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fixture's "kubelet" makes every pod Running at once; keep the status given here so
-    # a pod can stay Pending as on a cluster short of memory.
-    make_ready = cluster._set_status
-
-    def keep_pod_status(kind: Any, obj: dict[str, Any]) -> None:
-        if kind.kind != "Pod" or not obj.get("status"):
-            make_ready(kind, obj)
-
-    monkeypatch.setattr(cluster, "_set_status", keep_pod_status)
+    # A pod written with a status keeps it (the fixture decides the fate only of pods that
+    # come without one), so this one stays Pending as on a cluster short of memory.
     cluster.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "carto"}})
     cluster.put_object({
         "apiVersion": "v1", "kind": "Pod",
@@ -389,11 +420,14 @@ def test_pending_pods_are_reported_with_the_reason(cluster: FakeCluster, package
 
 
 def test_a_failing_chart_hook_is_explained(cluster: FakeCluster, package: HelmPackage) -> None:
-    cluster.failing_jobs.add("carto-check-package-version")
+    cluster.fail_job("carto-check-package-version", "cannot reach the license server\n")
     with pytest.raises(DeployError) as caught:
         deploy(k8s_answers(cluster, package.path))
-    assert "a chart hook failed" in caught.value.message
-    assert "BackoffLimitExceeded" in caught.value.message
+    assert "the chart's hook job carto-check-package-version failed (BackoffLimitExceeded)" \
+        in caught.value.message
+    # No termination message (policy File): the log's tail, read with kubectl logs.
+    assert "container check exited with code 1 (Error): cannot reach the license server" in \
+        caught.value.message
     assert "`kubectl logs -n carto job/carto-check-package-version`" in \
         caught.value.remediation
     assert latest_release(cluster)["info"]["status"] == "failed"
@@ -401,18 +435,10 @@ def test_a_failing_chart_hook_is_explained(cluster: FakeCluster, package: HelmPa
 
 def test_a_release_that_never_gets_ready_names_the_pending_pods(
         cluster: FakeCluster, package: HelmPackage, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pods Pending for lack of memory: helm --wait times out, and the error says why."""
+    """A pod Pending for lack of memory and the router's image not pulled: helm --wait times
+    out, and the error says why for each."""
     monkeypatch.setattr("installer.deploy.helm.HELM_TIMEOUT", "3s")
-    make_ready = cluster._set_status
-
-    def starved(kind: Any, obj: dict[str, Any]) -> None:
-        if kind.kind == "Pod" and obj.get("status"):
-            return  # keep the Pending status given below
-        make_ready(kind, obj)
-        if kind.kind in ("Deployment", "ReplicaSet"):
-            obj["status"].update(readyReplicas=0, availableReplicas=0)
-
-    monkeypatch.setattr(cluster, "_set_status", starved)
+    cluster.unpullable_images["carto/router:"] = "rpc error: code = NotFound desc = not found"
     cluster.put_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "carto"}})
     cluster.put_object({
         "apiVersion": "v1", "kind": "Pod",
@@ -430,8 +456,9 @@ def test_a_release_that_never_gets_ready_names_the_pending_pods(
         deploy(k8s_answers(cluster, package.path))
     message = caught.value.message
     assert "did not become ready within 3s" in message
-    assert "not ready: carto-router-5c7b Pending (FailedScheduling: 0/3 nodes are available: " \
+    assert "carto-router-5c7b Pending (FailedScheduling: 0/3 nodes are available: " \
         "3 Insufficient memory.)" in message
+    assert 'Failed to pull image "carto/router:2024.1.1": rpc error: code = NotFound' in message
     assert "Insufficient cpu/memory: add nodes" in caught.value.remediation
     assert latest_release(cluster)["info"]["status"] == "failed"
 

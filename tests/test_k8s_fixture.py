@@ -238,7 +238,7 @@ def test_helm_template_and_lint_accept_good_values(
     # The installer reads the minimum package version from the chart before installing.
     shown = k8s_cluster.run(helm_bin, "show", "chart", str(CHART))
     annotations = yaml.safe_load(shown.stdout)["annotations"]
-    assert annotations["carto.com/minCustomerPackageVersion"] == "2024.1.1"
+    assert annotations["minVersion"] == "2024.1.1"
 
 
 def test_helm_refuses_internal_database_off_without_host(
@@ -368,3 +368,229 @@ def test_helm_uninstall_removes_everything(
     assert k8s_cluster.objects("deployments", "carto") == []
     assert k8s_cluster.objects("replicasets", "carto") == []  # garbage-collected with it
     assert release_secrets(k8s_cluster, "carto", "carto") == []
+
+
+# ---- defaulting, controllers and pods, as a real API server --------------------------------
+
+WORKLOADS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  strategy: {type: RollingUpdate}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers:
+        - name: web
+          image: nginx
+          ports: [{containerPort: 80}]
+          readinessProbe: {httpGet: {port: 80}}
+          resources: {requests: {cpu: 100m, memory: 64Mi}}
+      volumes: [{name: conf, configMap: {name: web}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{name: https, port: 443}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec: {minAvailable: 1, selector: {matchLabels: {app: web}}}
+---
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 3
+  targetCPUUtilizationPercentage: 70
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: check, namespace: default}
+data:
+  check.sh: |
+    echo "checking $WANTED"
+    [[ "$WANTED" == ok ]] || { echo "not ok: $WANTED"; exit 3; }
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: check, namespace: default}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{name: scripts, configMap: {name: check}}]
+      containers:
+        - name: check
+          image: busybox:1.36
+          terminationMessagePolicy: FallbackToLogsOnError
+          command: [sh]
+          args: [/opt/scripts/check.sh]
+          env: [{name: WANTED, value: nope}]
+          volumeMounts: [{name: scripts, mountPath: /opt/scripts}]
+"""
+
+
+def kubectl_json(cluster: FakeCluster, kubectl: Path, *args: str) -> dict:
+    result = cluster.run(kubectl, *args, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_objects_come_back_with_the_real_servers_defaults_and_controller_status(
+        k8s_cluster: FakeCluster, kubectl_bin: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "workloads.yaml"
+    manifest.write_text(WORKLOADS)
+    applied = k8s_cluster.run(kubectl_bin, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+
+    web = kubectl_json(k8s_cluster, kubectl_bin, "get", "deployment", "web")
+    spec = web["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    assert (spec["replicas"], spec["revisionHistoryLimit"], spec["progressDeadlineSeconds"]) == \
+        (1, 10, 600)
+    pod_spec = spec["template"]["spec"]
+    assert {k: pod_spec[k] for k in ("restartPolicy", "dnsPolicy",
+                                     "terminationGracePeriodSeconds", "schedulerName",
+                                     "securityContext", "serviceAccount")} == {
+        "restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+        "terminationGracePeriodSeconds": 30, "schedulerName": "default-scheduler",
+        "securityContext": {}, "serviceAccount": "web"}
+    container = pod_spec["containers"][0]
+    assert (container["imagePullPolicy"], container["terminationMessagePath"],
+            container["terminationMessagePolicy"]) == \
+        ("Always", "/dev/termination-log", "File")  # no tag: Always
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert container["readinessProbe"] == {
+        "httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}, "timeoutSeconds": 1,
+        "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+    assert pod_spec["volumes"][0]["configMap"]["defaultMode"] == 420
+    status = web["status"]
+    assert (status["observedGeneration"], status["replicas"], status["readyReplicas"],
+            status["updatedReplicas"], status["availableReplicas"]) == (1, 1, 1, 1, 1)
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("Available", "MinimumReplicasAvailable"), ("Progressing", "NewReplicaSetAvailable")]
+    [pod] = kubectl_json(k8s_cluster, kubectl_bin, "get", "pods", "-l", "app=web")["items"]
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+    assert pod["status"]["phase"] == "Running" and pod["spec"]["nodeName"].startswith("node-")
+
+    svc = kubectl_json(k8s_cluster, kubectl_bin, "get", "service", "web")["spec"]
+    assert {k: svc[k] for k in ("sessionAffinity", "ipFamilies", "ipFamilyPolicy",
+                                "internalTrafficPolicy", "externalTrafficPolicy",
+                                "allocateLoadBalancerNodePorts")} == {
+        "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+        "internalTrafficPolicy": "Cluster", "externalTrafficPolicy": "Cluster",
+        "allocateLoadBalancerNodePorts": True}
+    assert svc["clusterIP"].startswith("10.96.") and svc["ports"][0]["nodePort"] >= 30000
+    assert svc["ports"][0]["targetPort"] == 443
+
+    pdb = kubectl_json(k8s_cluster, kubectl_bin, "get", "pdb", "web")["status"]
+    assert (pdb["currentHealthy"], pdb["desiredHealthy"], pdb["disruptionsAllowed"]) == (1, 1, 0)
+    hpa = "horizontalpodautoscalers.{}.autoscaling"  # a short name means the preferred version
+    v2 = kubectl_json(k8s_cluster, kubectl_bin, "get", hpa.format("v2"), "web")["spec"]
+    assert v2["metrics"][0]["resource"]["target"] == {"type": "Utilization",
+                                                      "averageUtilization": 70}
+    assert v2["minReplicas"] == 1 and v2["behavior"]["scaleDown"]["stabilizationWindowSeconds"] \
+        == 300
+    v1 = kubectl_json(k8s_cluster, kubectl_bin, "get", hpa.format("v1"), "web")
+    assert v1["apiVersion"] == "autoscaling/v1"
+    assert v1["spec"]["targetCPUUtilizationPercentage"] == 70
+
+    # The Job's script really ran (twice: backoffLimit 1) and failed; kubectl reads its log.
+    job = kubectl_json(k8s_cluster, kubectl_bin, "get", "job", "check")
+    assert (job["spec"]["completions"], job["spec"]["parallelism"],
+            job["spec"]["completionMode"], job["spec"]["suspend"]) == (1, 1, "NonIndexed", False)
+    assert job["status"]["failed"] == 2
+    assert [(c["type"], c["reason"]) for c in job["status"]["conditions"]] == \
+        [("Failed", "BackoffLimitExceeded")]
+    logs = k8s_cluster.run(kubectl_bin, "logs", "job/check")
+    assert logs.returncode == 0, logs.stderr
+    assert logs.stdout == "checking nope\nnot ok: nope\n"
+    pods = kubectl_json(k8s_cluster, kubectl_bin, "get", "pods", "-l", "job-name=check")
+    ended = pods["items"][0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (ended["exitCode"], ended["reason"], ended["message"]) == \
+        (3, "Error", "checking nope\nnot ok: nope\n")
+
+
+def test_a_new_pod_template_rolls_and_failures_show_as_events(
+        k8s_cluster: FakeCluster, kubectl_bin: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "workloads.yaml"
+    manifest.write_text(WORKLOADS.split("---")[0])
+    assert k8s_cluster.run(kubectl_bin, "apply", "-f", str(manifest)).returncode == 0
+    k8s_cluster.unpullable_images["nginx:broken"] = "rpc error: code = NotFound desc = not found"
+    changed = k8s_cluster.run(kubectl_bin, "set", "image", "deployment/web", "web=nginx:broken")
+    assert changed.returncode == 0, changed.stderr
+    web = kubectl_json(k8s_cluster, kubectl_bin, "get", "deployment", "web")
+    assert web["metadata"]["generation"] == 2
+    assert web["status"]["updatedReplicas"] == 1 and web["status"]["availableReplicas"] == 1
+    assert [c["reason"] for c in web["status"]["conditions"]] == \
+        ["MinimumReplicasAvailable", "ReplicaSetUpdated"]  # the old pod keeps serving
+    rollout = k8s_cluster.run(kubectl_bin, "rollout", "status", "deployment/web",
+                              "--timeout=2s")
+    assert rollout.returncode != 0
+    events = kubectl_json(k8s_cluster, kubectl_bin, "get", "events", "--field-selector",
+                          "type=Warning")["items"]
+    assert 'Failed to pull image "nginx:broken": rpc error: code = NotFound desc = not found' \
+        in [e["message"] for e in events]
+
+    k8s_cluster.set_nodes([NodeSpec("small", cpu="50m", memory="1Gi")])
+    big = tmp_path / "big.yaml"
+    big.write_text(WORKLOADS.split("---")[0].replace("name: web, namespace", "name: big, "
+                                                     "namespace").replace("app: web", "app: big"))
+    assert k8s_cluster.run(kubectl_bin, "apply", "-f", str(big)).returncode == 0
+    [pod] = kubectl_json(k8s_cluster, kubectl_bin, "get", "pods", "-l", "app=big")["items"]
+    assert pod["status"]["phase"] == "Pending"
+    assert pod["status"]["conditions"][0]["reason"] == "Unschedulable"
+    events = kubectl_json(k8s_cluster, kubectl_bin, "get", "events", "--field-selector",
+                          f"involvedObject.name={pod['metadata']['name']}")["items"]
+    assert [(e["reason"], e["message"]) for e in events] == [(
+        "FailedScheduling", "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 "
+        "nodes are available: 1 No preemption victims found for incoming pod.")]
+
+
+def test_unknown_kinds_and_versions_are_404_like_a_real_server(
+        k8s_cluster: FakeCluster, kubectl_bin: Path) -> None:
+    result = k8s_cluster.run(kubectl_bin, "get", "gateways")
+    assert result.returncode == 1
+    assert 'the server doesn\'t have a resource type "gateways"' in result.stderr
+    result = k8s_cluster.run(kubectl_bin, "get", "--raw", "/apis/autoscaling/v9")
+    assert result.returncode == 1 and "the server could not find the requested resource" in \
+        result.stderr
+    groups = json.loads(k8s_cluster.run(kubectl_bin, "get", "--raw", "/apis/autoscaling").stdout)
+    assert [v["version"] for v in groups["versions"]] == ["v2", "v1"]
+    assert groups["preferredVersion"]["version"] == "v2"
+
+
+def test_immutable_fields_are_refused_like_a_real_server(
+        k8s_cluster: FakeCluster, kubectl_bin: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "workloads.yaml"
+    manifest.write_text(WORKLOADS.split("---")[0])
+    assert k8s_cluster.run(kubectl_bin, "apply", "-f", str(manifest)).returncode == 0
+    patch = '{"spec": {"selector": {"matchLabels": {"app": "other"}}}}'
+    result = k8s_cluster.run(kubectl_bin, "patch", "deployment", "web", "--type=merge", "-p",
+                             patch)
+    assert result.returncode == 1
+    assert 'The Deployment "web" is invalid: spec.selector: Invalid value' in result.stderr
+    assert "field is immutable" in result.stderr
+    sts = {"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "db", "namespace": "default"},
+           "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                    "template": {"metadata": {"labels": {"app": "db"}},
+                                 "spec": {"containers": [{"name": "db", "image": "pg:15"}]}}}}
+    k8s_cluster.put_object(sts)
+    result = k8s_cluster.run(kubectl_bin, "patch", "statefulset", "db", "--type=merge", "-p",
+                             '{"spec": {"serviceName": "db2"}}')
+    assert result.returncode == 1
+    assert "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', " \
+        "'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and " \
+        "'minReadySeconds' are forbidden" in result.stderr

@@ -8,6 +8,7 @@ here with os.stat.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -38,8 +39,9 @@ from installer.hostkeys import (
     parse_known_hosts,
 )
 from installer.redact import Redactor
-from installer.ssh import SSHTarget, parse_df
-from installer.target import CommandNotFound
+from installer.render import stale_temp_files
+from installer.ssh import ConnectionLostError, SSHTarget, parse_df
+from installer.target import CommandNotFound, LocalTarget
 from tests.services.sshd import SSHCredentials, SSHServer
 from tests.services.sshtarget_tools import (
     CANARY,
@@ -50,6 +52,7 @@ from tests.services.sshtarget_tools import (
     open_folder,
     target_settings,
     trust,
+    wait_for,
 )
 from tests.services.tls_ca import TestCA, tls_server
 
@@ -280,9 +283,13 @@ def test_jump_host(ssh_servers: SSHServers, target_credentials: SSHCredentials,
         assert target.run(["id", "-un"]).stdout.strip() == SSH_USER
         assert target.name == f"{SSH_USER}@127.0.0.1:{target_server.port}"
         # Everything rides the tunnel: ending the bastion's session ends the target's.
+        first = target._transport
+        assert target.stats.connections == 2  # the bastion, then the target through it
         assert kill_ssh_sessions(bastion) >= 1
-        with pytest.raises((TargetError, TimeoutError)):
-            target.run(["true"], timeout=5)
+        assert wait_for(lambda: not first.is_active(), 10)
+        # The next command reconnects, through the bastion again (both host keys verified).
+        assert target.run(["id", "-un"], timeout=20).stdout.strip() == SSH_USER
+        assert target.stats.connections == 4 and target._transport is not first
 
     # Only the bastion could have carried it: one that refuses forwarding cannot.
     through_closed = target_settings(target_server, known, identity_file=key,
@@ -650,6 +657,26 @@ def test_upload_resumes_after_a_dropped_connection(one_ssh_server: SSHServer,
         assert target.stats.sftp_requests - before < 10
 
 
+def _kill_when_temp_grows(server: SSHServer, folder: Path, prefix: str,
+                          size: int) -> threading.Thread:
+    """Kill the server's sessions once a temp file `prefix`* in `folder` holds `size` bytes:
+    the connection then drops in the middle of that file's transfer, not before or after."""
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for entry in os.listdir(folder):
+                if entry.startswith(prefix):
+                    with contextlib.suppress(OSError):
+                        if (folder / entry).stat().st_size >= size:
+                            kill_ssh_sessions(server)
+                            return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
 def test_a_dropped_connection_leaves_whole_files(one_ssh_server: SSHServer,
                                                  target_credentials: SSHCredentials,
                                                  tmp_path: Path, remote_dir: Path) -> None:
@@ -659,16 +686,24 @@ def test_a_dropped_connection_leaves_whole_files(one_ssh_server: SSHServer,
     path.write_bytes(b"OLD\n")
     shutil.chown(path, SSH_USER, SSH_USER)
     with connect(settings) as target:
-        killer = threading.Timer(0.05, kill_ssh_sessions, args=(one_ssh_server,))
-        killer.start()
-        with pytest.raises(TargetError):
-            for _ in range(50):
-                target.write_file(str(path), os.urandom(8 * 2**20))
-        killer.join()
-    assert path.read_bytes() == b"OLD\n" or len(path.read_bytes()) == 8 * 2**20
+        watcher = _kill_when_temp_grows(one_ssh_server, remote_dir, ".big.env.", 2 * 2**20)
+        # A write cut mid-transfer is not repeated: it fails, saying the connection is gone.
+        with pytest.raises(ConnectionLostError) as dropped:
+            target.write_file(str(path), os.urandom(48 * 2**20))
+        watcher.join()
+        assert "was lost" in dropped.value.message
+    assert path.read_bytes() == b"OLD\n"
+    # The server died before it could be told to remove its partial copy; the next render
+    # recognises that copy as its own (the names agree) and removes it.
+    left = sorted(str(remote_dir / e) for e in os.listdir(remote_dir) if e != "big.env")
+    assert len(left) == 1 and 0 < os.path.getsize(left[0]) < 48 * 2**20
+    assert stale_temp_files(LocalTarget(), [str(path)]) == left
     with connect(settings) as target:
         target.write_file(str(path), b"NEW\n")
+        assert stale_temp_files(target, [str(path)]) == left
+        target.remove(left[0])
     assert path.read_bytes() == b"NEW\n"
+    assert os.listdir(remote_dir) == ["big.env"]
 
 
 # --- hostile values -----------------------------------------------------------------------

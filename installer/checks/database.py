@@ -30,6 +30,7 @@ from installer.checks.base import (
     Check,
     CheckContext,
     Outcome,
+    Status,
     failed,
     passed,
     skipped,
@@ -289,18 +290,45 @@ class _Relay:
                 sock.close()
 
 
+def carto_user_login(ctx: CheckContext) -> str | None:
+    """The reason to log in as the CARTO user instead of the admin, or None.
+
+    On Kubernetes the chart decides: when its rendered workloads read no admin credentials
+    (recent charts give the migrations the admin password only for the bundled database),
+    nothing will create the CARTO user or database, and what matters is that the CARTO user
+    can log in to its database and create objects there. Compose keeps the admin login: the
+    vendor's init runs CREATE USER / CREATE DATABASE as the admin."""
+    if ctx.platform != "kubernetes" or ctx.answers is None or ctx.answers.database.bundled:
+        return None
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
+
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError as exc:
+        log.info("db: the chart could not be rendered (%s): checking as the admin", exc.message)
+        return None
+    if facts.admin_credentials_used:
+        return None
+    return f"the {facts.label} gives no workload the database admin's credentials"
+
+
 @contextlib.contextmanager
 def admin_connection(
-    ctx: CheckContext, *, sslmode: str | None = None, sslrootcert: str | None = None
+    ctx: CheckContext, *, sslmode: str | None = None, sslrootcert: str | None = None,
+    as_carto_user: bool = False,
 ) -> Iterator[psycopg.Connection[Any]]:
-    """A read-only session as database.admin_user, or ConnectFailure naming the class."""
+    """A read-only session as database.admin_user (or, `as_carto_user`, as database.user in
+    its own database), or ConnectFailure naming the class."""
     import psycopg
 
     assert ctx.answers is not None
     db = ctx.answers.database
     assert db.host is not None
     mode = sslmode or sslmode_for(db)
-    user, dbname = db.admin_user, db.admin_database
+    user, dbname = (db.user, db.database) if as_carto_user else (db.admin_user,
+                                                                 db.admin_database)
+    password = db.password if as_carto_user else db.admin_password
     where = "this machine" if ctx.target.is_local else f"the target {ctx.target.name}"
     if "," in db.host:
         raise ConnectFailure(
@@ -317,8 +345,8 @@ def admin_connection(
         "connect_timeout": CONNECT_TIMEOUT,
         "application_name": APPLICATION_NAME,
     }
-    if db.admin_password is not None:
-        params["password"] = db.admin_password.value
+    if password is not None:
+        params["password"] = password.value
     else:
         params["password"] = ""  # never fall back to a PGPASSWORD meant for something else
     root = sslrootcert if sslrootcert is not None else db.ssl.ca_file
@@ -411,6 +439,10 @@ class DatabaseFacts:
     tls_version: str | None = None
     workspace_role_exists: bool = False
     workspace_db_owner: str | None = None  # None: the database does not exist
+    # Logged in as the CARTO user: may it create schemas in its database and tables in
+    # `public` (None: no schema public)?
+    create_in_database: bool | None = None
+    create_in_public: bool | None = None
 
 
 _MEMBERSHIPS = """
@@ -442,6 +474,15 @@ def gather_facts(conn: psycopg.Connection[Any], db: DatabaseSettings) -> Databas
         "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (db.database,)
     ).fetchone()
     facts.workspace_db_owner = str(owner[0]) if owner else None
+    if facts.user == db.user:
+        row = conn.execute(
+            "SELECT has_database_privilege(current_database(), 'CREATE'), "
+            "(SELECT has_schema_privilege(n.oid, 'CREATE') FROM pg_namespace n "
+            "WHERE n.nspname = 'public')"
+        ).fetchone()
+        assert row is not None
+        facts.create_in_database = bool(row[0])
+        facts.create_in_public = None if row[1] is None else bool(row[1])
     facts.tls = bool(conn.pgconn.ssl_in_use)
     if facts.tls:
         # Last, in a savepoint: pg_stat_ssl may be hidden on managed servers.
@@ -501,29 +542,48 @@ def check_bundled(ctx: CheckContext) -> Outcome:
     )
 
 
+def create_statements(db: DatabaseSettings) -> str:
+    return (f"CREATE ROLE {quote_ident(db.user)} LOGIN PASSWORD '<the password in "
+            f"database.password_env>'; CREATE DATABASE {quote_ident(db.database)} OWNER "
+            f"{quote_ident(db.user)};")
+
+
 def check_connect(ctx: CheckContext) -> Outcome:
     assert ctx.answers is not None
     db = ctx.answers.database
     mode = sslmode_for(db)
+    carto_login = carto_user_login(ctx)
+    login = db.user if carto_login else db.admin_user
     try:
-        with admin_connection(ctx) as conn:
+        with admin_connection(ctx, as_carto_user=bool(carto_login)) as conn:
             facts = gather_facts(conn, db)
     except ConnectFailure as exc:
-        return failed(
+        outcome = failed(
             exc.message,
-            observed=f"{db.host}:{db.port} as {db.admin_user}, sslmode "
+            observed=f"{db.host}:{db.port} as {login}, sslmode "
             f"{mode}: {exc.detail or exc.kind}",
             remediation=exc.remediation,
             kind=exc.kind,
         )
+        if carto_login:
+            outcome.required = f"reachable as the CARTO user {db.user} ({carto_login})"
+            if exc.kind in ("password", "database-missing"):
+                outcome.message += (f": nothing creates the user {db.user} or the database "
+                                    f"{db.database} ({carto_login})")
+                outcome.remediation = (
+                    f"create both as an admin of the server: {create_statements(db)} Or "
+                    "check database.user, database.database and database.password_env")
+        return outcome
     tls = f"TLS {facts.tls_version or 'on'}" if facts.tls else "no TLS"
     observed = (
         f"connected to {db.host}:{db.port} as {facts.user}, {tls}, sslmode {mode}, "
         f"PostgreSQL {facts.version}"
     )
-    data = {"facts": facts}
+    data: dict[str, Any] = {"facts": facts, "carto_login": carto_login}
+    required = (f"reachable as the CARTO user {db.user} ({carto_login})" if carto_login
+                else None)
     if not facts.tls and not _is_loopback_host(db.host or ""):
-        return warned(
+        outcome = warned(
             f"connected to {db.host}:{db.port} without TLS: passwords and data cross the "
             "network in clear",
             observed=observed,
@@ -531,9 +591,12 @@ def check_connect(ctx: CheckContext) -> Outcome:
             "database.ssl.ca_file (or require, if you have no CA file)",
             **data,
         )
-    return passed(
-        f"connected to {db.host}:{db.port} as {facts.user} ({tls})", observed=observed, **data
-    )
+    else:
+        outcome = passed(
+            f"connected to {db.host}:{db.port} as {facts.user} ({tls})", observed=observed,
+            **data)
+    outcome.required = required
+    return outcome
 
 
 def _facts(ctx: CheckContext) -> DatabaseFacts:
@@ -613,27 +676,89 @@ def judge_privileges(facts: DatabaseFacts) -> Outcome:
 
 
 def check_privileges(ctx: CheckContext) -> Outcome:
+    carto_login = ctx.data("db.connect").get("carto_login")
+    if carto_login:
+        return skipped(f"{carto_login}: nothing creates users or databases, so no admin "
+                       "privileges (CREATEROLE, CREATEDB) are needed; db.workspace checks "
+                       "what the CARTO user may do")
     return judge_privileges(_facts(ctx))
+
+
+def judge_carto_workspace(facts: DatabaseFacts, db: DatabaseSettings) -> Outcome:
+    """Logged in as the CARTO user to its database (so both exist): may it create what the
+    migrations create (schemas in the database, tables in public)?"""
+    owner = facts.workspace_db_owner
+    yes = {True: "yes", False: "no", None: "no schema public"}
+    observed = (f"logged in as {facts.user} to {db.database} (owner {owner}); CREATE on the "
+                f"database: {yes[facts.create_in_database]}, on schema public: "
+                f"{yes[facts.create_in_public]}")
+    if facts.superuser or (facts.create_in_database and facts.create_in_public):
+        return passed(f"{facts.user} logs in to {db.database} and may create objects there",
+                      observed=observed)
+    grants = []
+    if not facts.create_in_database:
+        grants.append(f"GRANT CREATE ON DATABASE {quote_ident(db.database)} TO "
+                      f"{quote_ident(db.user)};")
+    if facts.create_in_public is not True:
+        grants.append(("CREATE SCHEMA public; " if facts.create_in_public is None else "")
+                      + f"GRANT CREATE ON SCHEMA public TO {quote_ident(db.user)};")
+    return failed(
+        f"{facts.user} logs in to {db.database} but may not create objects there: CARTO's "
+        "migrations would fail",
+        observed=observed,
+        remediation=f"make {db.user} the database's owner (ALTER DATABASE "
+        f"{quote_ident(db.database)} OWNER TO {quote_ident(db.user)};) or, as its owner, run: "
+        + " ".join(grants),
+    )
+
+
+def _creator(ctx: CheckContext) -> str | None:
+    """Who creates an absent CARTO user and database with the admin's credentials, or None
+    when that cannot be known (a Kubernetes chart that could not be rendered)."""
+    if ctx.platform != "kubernetes":
+        return "the vendor's database init (as the admin)"
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
+
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError:
+        return None
+    readers = ", ".join(facts.admin_password_readers[:2]) or "its workloads"
+    return f"the {facts.label} ({readers}, as the admin)"
 
 
 def check_workspace(ctx: CheckContext) -> Outcome:
     assert ctx.answers is not None
     db = ctx.answers.database
     facts = _facts(ctx)
+    if ctx.data("db.connect").get("carto_login"):
+        return judge_carto_workspace(facts, db)
     user, name, owner = db.user, db.database, facts.workspace_db_owner
     role = "exists" if facts.workspace_role_exists else "absent"
     observed = f"user {user}: {role}; database {name}: " + (
         f"exists, owned by {owner}" if owner else "absent"
     )
     if owner is None:
+        creator = _creator(ctx)
+        if creator is None:
+            return warned(
+                f"user {user} or database {name} is absent, and whether the chart creates them "
+                "is unknown: it could not be rendered to see if its workloads receive the "
+                "admin credentials",
+                observed=observed,
+                remediation="make the chart readable (see license.version), or create them "
+                f"yourself as the admin: {create_statements(db)}",
+            )
         if facts.workspace_role_exists:
             return passed(
-                f"database {name} will be created; the user {user} already exists and "
-                "will be used with the password in the answers",
+                f"database {name} will be created by {creator}; the user {user} already "
+                "exists and will be used with the password in the answers",
                 observed=observed,
             )
         return passed(
-            f"user {user} and database {name} are absent: they will be created", observed=observed
+            f"user {user} and database {name} are absent: they will be created by {creator}",
+            observed=observed,
         )
     if owner == user:
         return passed(
@@ -658,7 +783,35 @@ def _tls_applies(ctx: CheckContext) -> str | None:
     return None
 
 
+def stack_tls_note(ctx: CheckContext, verified: bool) -> str:
+    """On Kubernetes, what CARTO's own services will do with database TLS, read from the
+    rendered chart: the installer's verification is not theirs."""
+    if ctx.platform != "kubernetes":
+        return ""
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
+
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError:
+        return ""
+    modes = sorted(facts.database_ssl_modes)
+    if not modes:
+        return ""
+    return (f"; CARTO's services themselves connect with sslmode {' or '.join(modes)} (set by "
+            f"the {facts.label}, which knows no other mode): encrypted, but they do not check "
+            + ("the certificate; this verification is the installer's own" if verified
+               else "the certificate either"))
+
+
 def check_tls(ctx: CheckContext) -> Outcome:
+    outcome = verify_tls(ctx)
+    if outcome.status in (Status.PASS, Status.WARN):
+        outcome.message += stack_tls_note(ctx, verified=outcome.status == Status.PASS)
+    return outcome
+
+
+def verify_tls(ctx: CheckContext) -> Outcome:
     from installer.checks.tls import CertificateFileError, load_certificates
 
     assert ctx.answers is not None
@@ -687,7 +840,8 @@ def check_tls(ctx: CheckContext) -> Outcome:
             remediation="database.ssl.ca_file must hold the CA certificate(s) in PEM",
         )
     try:
-        with admin_connection(ctx, sslmode="verify-full", sslrootcert=ca_file):
+        with admin_connection(ctx, sslmode="verify-full", sslrootcert=ca_file,
+                              as_carto_user=carto_user_login(ctx) is not None):
             pass
     except ConnectFailure as exc:
         if exc.kind == "certificate":

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.version import Version
 
@@ -26,6 +26,9 @@ from installer.checks.base import (
 )
 from installer.kube import Kube, KubeError, parse_json_stream, parse_quantity
 from installer.units import format_bytes
+
+if TYPE_CHECKING:
+    from installer.render.helm import ChartFacts
 
 KUBERNETES_ONLY = frozenset({"kubernetes"})
 MIN_KUBERNETES = (1, 12)
@@ -67,6 +70,20 @@ def kube_for(ctx: CheckContext) -> Kube:
     """One Kube per run, for the answers' kubeconfig/context/namespace."""
     kube: Kube = ctx.cached("k8s.kube", lambda: Kube(ctx.target, _settings(ctx)))
     return kube
+
+
+def chart_facts_for(ctx: CheckContext) -> ChartFacts:
+    """What the chart in the answers does with the values the installer would write
+    (`helm template`, offline), computed once per run for every check that asks. Raises
+    InstallerError when the chart or the package cannot be read."""
+    from installer.redact import Redactor
+    from installer.render.helm import chart_facts
+
+    assert ctx.answers is not None
+    answers = ctx.answers
+    facts: ChartFacts = ctx.cached("kubernetes.chart_facts", lambda: chart_facts(
+        answers, ctx.target, redactor=ctx.redactor or Redactor()))
+    return facts
 
 
 def _failed_from(error: KubeError, observed: str) -> Outcome:

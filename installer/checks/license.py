@@ -6,7 +6,14 @@ import posixpath
 
 from installer.checks.base import Check, CheckContext, Outcome, failed, passed, warned
 from installer.errors import InputError
-from installer.package import DOWNLOAD_FIX, Package, expected_files, read_package, version_at_least
+from installer.package import (
+    DOWNLOAD_FIX,
+    Package,
+    PackageVersionVerdict,
+    expected_files,
+    judge_package_version,
+    read_package,
+)
 
 
 def _needs_package(ctx: CheckContext) -> str | None:
@@ -74,48 +81,46 @@ def _compose_gaps(ctx: CheckContext, package: Package) -> str | None:
     return describe_gaps(missing, template) if missing else None
 
 
+def _outcome(verdict: PackageVersionVerdict, remediation_if_unknown: str) -> Outcome:
+    if verdict.status == "pass":
+        return passed(verdict.message, observed=verdict.observed)
+    if verdict.status == "unknown":
+        return warned(verdict.message, observed=verdict.observed,
+                      remediation=remediation_if_unknown)
+    return failed(verdict.message, observed=verdict.observed, remediation=verdict.remediation)
+
+
 def check_version(ctx: CheckContext) -> Outcome:
     assert ctx.answers is not None
     version = ctx.data("license.package").get("version") or _package(ctx).version
-    if not version:
-        return failed("the package does not state its version",
-                      observed="no version", remediation=DOWNLOAD_FIX)
     if ctx.platform == "kubernetes":
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
     text = ctx.deployment_file("MIN_VERSION")
-    if text is None or not text.strip():
-        return warned(
-            f"MIN_VERSION is unknown ({path} is missing or empty)",
-            observed=f"package {version}, MIN_VERSION unknown",
-            remediation="set compose.directory to the vendor's deployment directory (it holds "
-            "docker-compose.yml, env.tpl, VERSION and MIN_VERSION)",
-        )
-    minimum = text.strip().replace('"', "")
-    if version_at_least(version, minimum):
-        return passed(f"package {version} is not older than MIN_VERSION {minimum}",
-                      observed=version)
-    return failed(
-        f"the package {version} is older than the deployment's MIN_VERSION {minimum}",
-        observed=f"{version} < {minimum}",
-        remediation="download a newer installation package (CARTO Workspace > Settings > "
-        "Self-Hosted, or the vendor's tools/carto-download-customer-package.sh) and point "
-        "`package:` at it",
-    )
+    minimum = text.strip().replace('"', "") if text and text.strip() else None
+    verdict = judge_package_version(version, minimum, "the deployment's MIN_VERSION",
+                                    source=path,
+                                    unknown_reason=f"MIN_VERSION is unknown ({path} is "
+                                    "missing or empty)")
+    return _outcome(verdict, "set compose.directory to the vendor's deployment directory (it "
+                    "holds docker-compose.yml, env.tpl, VERSION and MIN_VERSION)")
 
 
-def _check_version_against_chart(ctx: CheckContext, version: str) -> Outcome:
+def _check_version_against_chart(ctx: CheckContext, version: str | None) -> Outcome:
     """The chart's own minimum, read before installing: otherwise its pre-install hook fails
     with BackoffLimitExceeded and the reason is buried in a job's log."""
-    from installer.deploy.helm import chart_info
+    from installer.chart import ChartIncomplete, fetch_chart, judge_chart_minimum
     from installer.errors import InstallerError
     from installer.kube import Kube
 
     assert ctx.answers is not None
     chart = ctx.answers.kubernetes.chart
     try:
-        info = chart_info(Kube(ctx.target, ctx.answers.kubernetes), chart)
+        fetched = fetch_chart(Kube(ctx.target, ctx.answers.kubernetes), chart)
+    except ChartIncomplete as exc:
+        return failed(exc.message, observed=f"package {version}; chart {chart} incomplete",
+                      remediation=exc.remediation)
     except InstallerError as exc:
         return warned(
             f"package {version}: cannot read the minimum version from the chart {chart} "
@@ -124,23 +129,10 @@ def _check_version_against_chart(ctx: CheckContext, version: str) -> Outcome:
             remediation=exc.remediation or "make the chart readable (`helm show chart "
             f"{chart}`); deploy checks the minimum again before installing",
         )
-    if not info.minimum:
-        return warned(
-            f"package {version}: the chart {chart} does not state a minimum package version",
-            observed=f"package {version}, minimum unknown",
-            remediation="if the install fails with BackoffLimitExceeded, download a newer "
-            "package",
-        )
-    if version_at_least(version, info.minimum):
-        return passed(f"package {version} is not older than the chart's minimum "
-                      f"{info.minimum}", observed=version)
-    return failed(
-        f"the package {version} is older than the chart's minimum {info.minimum}: its "
-        "pre-install hook would fail with BackoffLimitExceeded",
-        observed=f"{version} < {info.minimum}",
-        remediation="download a newer installation package (CARTO Workspace > Settings > "
-        "Self-Hosted) and point `package:` at it, or install an older chart version",
-    )
+    fetched.cleanup()
+    verdict = judge_chart_minimum(version, fetched.files)
+    return _outcome(verdict, "if the install fails with BackoffLimitExceeded, download a newer "
+                    "package")
 
 
 CHECKS: list[Check] = [

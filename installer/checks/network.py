@@ -5,12 +5,13 @@ the engine runs them all at once: twenty unreachable hosts cost about one per-ho
 
 Test seam: `ctx.cache[EGRESS_PORT_KEY]` may hold a port (int) for every host, or a mapping
 host -> port, so tests can point probes at TLS servers on loopback ports. Nothing else sets
-it; a real run always probes 443.
+it; a real run probes 443, or the port of a registry mirror (registry.internal:5000).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import socket
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from installer.validators import PROBE_TIMEOUT_MAX, validate_domain
 
 if TYPE_CHECKING:
     from installer.egress import EgressHost, ProbeResult, Proxy
+
+log = logging.getLogger("installer.checks.network")
 
 EGRESS_PORT_KEY = "egress.port"
 # The family's own id, reported only when it has no members (no answers file); each member is
@@ -212,11 +215,19 @@ def _egress_applies(ctx: CheckContext) -> str | None:
 def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
     if ctx.answers is None:
         return []
+    from installer.chart import registry_endpoint
     from installer.egress import egress_hosts
 
-    registries = compose_registries(ctx) if ctx.platform == "compose" else None
+    if ctx.platform == "kubernetes":
+        registries, reason = kubernetes_registries(ctx)
+    else:
+        names = compose_registries(ctx)
+        registries = None if names is None else [registry_endpoint(name) for name in names]
+        reason = ("the registry the deployment pulls its images from" if names is not None
+                  else "container images (the vendor's usual registry: the deployment's own "
+                  "files could not be read)")
     return [(h.check_id, f"HTTPS to {h.host}", h)
-            for h in egress_hosts(ctx.answers, registries)]
+            for h in egress_hosts(ctx.answers, registries, reason)]
 
 
 def compose_registries(ctx: CheckContext) -> list[str] | None:
@@ -256,12 +267,30 @@ def _package_customer_env(ctx: CheckContext) -> str | None:
     return data.decode("utf-8-sig", "replace") if data is not None else None
 
 
-def _egress_port(ctx: CheckContext, host: str) -> int:
-    from installer.egress import HTTPS_PORT
+def kubernetes_registries(ctx: CheckContext) -> tuple[list[tuple[str, int]] | None, str]:
+    """(host, port) of the registries the chart's rendered workloads pull from (the mirror
+    in kubernetes.image_registry included, as the chart applies it), and why; None (the
+    requirements page's registry) when the chart cannot be rendered."""
+    from installer.chart import registry_endpoint
+    from installer.checks.kubernetes import chart_facts_for
+    from installer.errors import InstallerError
 
-    value = ctx.cache.get(EGRESS_PORT_KEY, HTTPS_PORT)
+    try:
+        facts = chart_facts_for(ctx)
+    except InstallerError as exc:
+        log.info("egress: the chart's registries are unknown: %s", exc.message)
+        return None, ("container images (the requirements page's registry: the chart could "
+                      "not be rendered, see license.version)")
+    return ([registry_endpoint(r) for r in facts.registries],
+            f"container images of the {facts.label}")
+
+
+def _egress_port(ctx: CheckContext, host: EgressHost) -> int:
+    value = ctx.cache.get(EGRESS_PORT_KEY)
+    if value is None:
+        return host.port
     if isinstance(value, dict):
-        return int(value.get(host, HTTPS_PORT))
+        return int(value.get(host.host, host.port))
     return int(value)
 
 
@@ -292,7 +321,7 @@ def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
         target=ctx.target,
         resolver=ctx.resolver,
         context=context,
-        port=_egress_port(ctx, host.host),
+        port=_egress_port(ctx, host),
         timeout=answers.network.egress_timeout,
         proxy=proxy,
     )
@@ -328,7 +357,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
     from installer.egress import CONNECT, DNS, PROXY, PROXY_CONNECT, TLS
 
     name = host.host
-    allow = f"allow outbound HTTPS (TCP 443) from the target to {name}"
+    allow = f"allow outbound HTTPS (TCP {host.port}) from the target to {name}"
     if result.stage == DNS:
         return (
             f"the target cannot resolve {name}: check its DNS servers (/etc/resolv.conf or "
@@ -343,7 +372,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
             )
         return (
             f"the connection was rejected (a firewall, or a host that refuses port "
-            f"443): {allow}, or set network.proxy.https if outbound traffic must go "
+            f"{host.port}): {allow}, or set network.proxy.https if outbound traffic must go "
             "through a proxy"
         )
     if result.stage == PROXY:
@@ -355,7 +384,7 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
         if result.kind == "status 403":
             return (
                 f"the proxy's rules refuse {name}: ask its administrators to allow CONNECT "
-                f"to {name}:443, or add {name} to network.proxy.no_proxy if the target may "
+                f"to {name}:{host.port}, or add {name} to network.proxy.no_proxy if the target may "
                 "reach it directly"
             )
         if result.kind == "status 407":
@@ -366,9 +395,9 @@ def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | Non
         if result.kind in ("status 500", "status 502", "status 503", "status 504", "timeout"):
             return (
                 f"the proxy could not reach {name} itself: ask its administrators to allow "
-                f"{name}:443 beyond the proxy"
+                f"{name}:{host.port} beyond the proxy"
             )
-        return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:443"
+        return f"check the proxy {proxy.url if proxy else ''} allows CONNECT to {name}:{host.port}"
     if result.stage == TLS:
         if result.kind == "verify":
             return (

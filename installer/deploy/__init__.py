@@ -115,9 +115,11 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
            cancel: threading.Event | None = None,
            on_event: EventSink | None = None,
            confirm: Callable[[RenderPlan], bool] | None = None,
-           health_timeout: float = DEFAULT_HEALTH_TIMEOUT) -> DeployResult:
+           health_timeout: float = DEFAULT_HEALTH_TIMEOUT,
+           repair_stuck: bool = False) -> DeployResult:
     """Preflight (a failure stops it unless named in `skip`), render (after `confirm`, None =
-    yes), optional `docker load`, launch, wait healthy, verify HTTPS.
+    yes), optional `docker load`, launch, wait healthy, verify HTTPS. `repair_stuck`
+    (Kubernetes) allows fixing a release left pending without `confirm`.
 
     Raises DeployError (exit 3) with message and remediation on failure, DeployCancelled when
     `confirm` says no or `cancel` is set, InputError (exit 2) for bad input.
@@ -129,7 +131,8 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
             raise InputError("deploying to Kubernetes is not part of this build",
                              "use platform: compose, or a build with Helm support") from None
         result: DeployResult = helm.deploy(answers, target, redactor=redactor, skip=skip,
-                                           cancel=cancel, on_event=on_event, confirm=confirm)
+                                           cancel=cancel, on_event=on_event, confirm=confirm,
+                                           repair_stuck=repair_stuck)
         return result
     from installer.deploy.compose import deploy_compose
 

@@ -126,7 +126,8 @@ def run_deploy(args: Any, redactor: Any) -> int:
     printer = _Printer(redactor)
     with _open(args, answers, redactor) as target:
         result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,
-                        confirm=None if args.yes else _confirm_on_terminal(redactor))
+                        confirm=None if args.yes else _confirm_on_terminal(redactor),
+                        repair_stuck=bool(getattr(args, "repair_stuck_release", False)))
     if result.accepted_risks:
         _out(redactor, "accepted risks (--skip):")
         for check_id in result.accepted_risks:

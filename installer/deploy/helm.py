@@ -1,9 +1,14 @@
 """The Kubernetes deployment: preflight, render, Secrets, `helm upgrade --install`, address.
 
 What it guards against, in order:
+- a chart that cannot be used as given (a git checkout without its subcharts): refused,
+  exit 2, before anything runs;
 - a package older than the chart's minimum (the chart's pre-install hook would fail with
-  BackoffLimitExceeded): the minimum is read from the chart (`helm show chart`, local .tgz or
-  repository) and compared before anything changes;
+  BackoffLimitExceeded): the minimum is the annotation the chart's own check reads (its
+  files, local .tgz/folder or `helm pull`ed), judged like license.version, before anything
+  changes;
+- credentials nothing uses: the chart is rendered (`helm template`) and the database admin's
+  password goes into the Secret only when its workloads read it;
 - a release stuck in pending-install/-upgrade/-rollback ("another operation is in
   progress"): the fix (`helm rollback` to the last good revision, or `helm uninstall` when
   there never was one) is offered and needs a yes; without one (--yes, scripts) it stops with
@@ -48,11 +53,12 @@ from installer.deploy import (
     StepStarted,
     gate_on_preflight,
 )
-from installer.errors import DeployError, InputError
+from installer.errors import DeployError
 from installer.kube import Kube, KubeError, first_error_line
 from installer.target import LocalTarget
 
 if TYPE_CHECKING:
+    from installer.chart import ChartFiles
     from installer.checks.base import Resolver
     from installer.redact import Redactor
     from installer.render import RenderPlan
@@ -65,7 +71,6 @@ HELM_TIMEOUT_S = 15 * 60
 POLL_INTERVAL = 2.0
 LOAD_BALANCER_WAIT = 120.0
 DESCRIPTION_PREFIX = "carto-installer "
-MIN_VERSION_ANNOTATION = "carto.com/minCustomerPackageVersion"
 PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
 GOOD = ("deployed", "superseded")
 
@@ -105,21 +110,14 @@ class ChartInfo:
     reference: str  # what helm is given: a repository reference or an absolute local path
     name: str
     version: str
-    minimum: str | None  # the oldest package version the chart accepts, when it says
+    files: ChartFiles  # what the chart's own files say (its minimum among them)
     identity: str  # changes whenever the chart does
 
-
-def _local_chart(reference: str) -> Path | None:
-    path = Path(reference).expanduser()
-    looks_local = reference.endswith((".tgz", ".tar.gz")) or reference.startswith(
-        ("/", "./", "../", "~")) or path.exists()
-    if not looks_local:
-        return None
-    if not path.exists():
-        raise InputError(f"kubernetes.chart: {reference} does not exist",
-                         "give the chart's .tgz (e.g. from `helm pull carto/carto`) or a "
-                         "repository reference such as carto/carto")
-    return path.resolve()
+    @property
+    def minimum(self) -> str | None:
+        """The oldest package version the chart accepts, when it says."""
+        found = self.files.minimum
+        return found[1] if found else None
 
 
 def _content_digest(path: Path) -> str:
@@ -133,56 +131,32 @@ def _content_digest(path: Path) -> str:
 
 
 def chart_info(kube: Kube, reference: str) -> ChartInfo:
-    """Read the chart's metadata (`helm show chart`) from the local .tgz/folder or the repo."""
-    import yaml
+    """Read the chart's own files (a local .tgz/folder, or `helm pull` of a repository
+    reference). Raises ChartError (exit 2) for a chart that cannot be used as given, such as
+    a folder without its subcharts."""
+    from installer.chart import fetch_chart, local_chart_path
 
-    local = _local_chart(reference)
-    given = str(local) if local else reference
-    result = kube.helm("show", "chart", given, timeout=120)
-    if not result.ok:
-        text = result.output()
-        if re.search(r"repo .* not found|no repo named|failed to fetch|not found in .* index",
-                     text):
-            repo = reference.split("/", 1)[0]
-            raise DeployError(
-                f"helm cannot find the chart {reference}: {first_error_line(text)}",
-                f"add the repository: `helm repo add {repo} https://helm.carto.com && helm repo "
-                "update`, or set kubernetes.chart to a local .tgz (restricted networks)")
-        raise KubeError(kube.failure(text, "helm"))
+    local = local_chart_path(reference)
+    fetched = fetch_chart(kube, reference)
     try:
-        meta = yaml.safe_load(result.stdout) or {}
-    except yaml.YAMLError:
-        meta = {}
-    if not isinstance(meta, dict) or not meta.get("name"):
-        raise DeployError(f"{reference} is not a Helm chart (`helm show chart` gave no name)",
-                          "give the CARTO chart: carto/carto or its .tgz")
-    minimum = (meta.get("annotations") or {}).get(MIN_VERSION_ANNOTATION)
-    identity = hashlib.sha256(result.stdout.encode()).hexdigest()
-    if local is not None:
-        identity += ":" + _content_digest(local)
-    return ChartInfo(given, str(meta["name"]), str(meta.get("version", "?")),
-                     str(minimum).strip() if minimum else None, identity)
+        identity = _content_digest(fetched.files.path)
+    finally:
+        fetched.cleanup()
+    return ChartInfo(str(local) if local else reference, fetched.files.name,
+                     fetched.files.version, fetched.files, identity)
 
 
 def check_package_version(package_version: str | None, chart: ChartInfo) -> str:
-    """Refuse a package older than the chart's minimum; return what was found, for the log."""
-    from installer.package import version_at_least
+    """Refuse a package older than the chart's minimum (the same judge as license.version);
+    return what was found, for the log."""
+    from installer.chart import judge_chart_minimum
 
-    if not package_version:
-        raise DeployError("carto-values.yaml has no cartoConfigValues.customerPackageVersion",
-                          "download the installation package again from CARTO")
-    if chart.minimum is None:
-        return (f"the chart {chart.name} {chart.version} does not state its minimum package "
-                f"version; its own pre-install check will decide")
-    if version_at_least(package_version, chart.minimum):
-        return (f"package {package_version} >= {chart.minimum}, the minimum of chart "
-                f"{chart.name} {chart.version}")
-    raise DeployError(
-        f"the installation package {package_version} is older than {chart.minimum}, the "
-        f"minimum of chart {chart.name} {chart.version}: its pre-install hook would fail with "
-        "BackoffLimitExceeded",
-        "download a newer installation package (CARTO Workspace > Settings > Self-Hosted, or "
-        "ask CARTO support) and point `package:` at it, or install an older chart version")
+    verdict = judge_chart_minimum(package_version, chart.files)
+    if not verdict.ok:
+        raise DeployError(verdict.message, verdict.remediation)
+    if verdict.status == "unknown":
+        return f"{verdict.message}; its own pre-install check will decide"
+    return verdict.message
 
 
 def fingerprint(chart: ChartInfo, files: Sequence[bytes], secrets: list[dict[str, Any]],
@@ -334,7 +308,10 @@ class _Progress:
             reason = str(event.get("reason", ""))
             message = " ".join(str(event.get("message", "")).split())
             key = (pod, reason, message)
-            self.stuck[pod] = f"{reason}: {message}"
+            # The kubelet follows a pull failure with bare "Error: ErrImagePull" /
+            # "Error: ImagePullBackOff" warnings: keep the one that says why.
+            if not (re.fullmatch(r"Error: \w+", message) and pod in self.stuck):
+                self.stuck[pod] = f"{reason}: {message}"
             if key not in self.warnings:
                 self.warnings[key] = None
                 phase = self.states.get(pod, ("?", ""))[0]
@@ -369,6 +346,22 @@ def pod_state(pod: dict[str, Any]) -> ServiceState:
     if phase == "Pending" and conditions.get("PodScheduled") == "False":
         health += ", unschedulable"
     return ServiceState(name, phase, health)
+
+
+def workload_state(workload: dict[str, Any]) -> ServiceState:
+    """A Deployment or StatefulSet by the chart's own name: ready when every desired replica
+    is ready and up to date with its current spec."""
+    meta = workload.get("metadata") or {}
+    kind = str(workload.get("kind", "workload")).lower()
+    desired = int((workload.get("spec") or {}).get("replicas", 1))
+    status = workload.get("status") or {}
+    ready = int(status.get("readyReplicas", 0))
+    updated = int(status.get("updatedReplicas", 0))
+    current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
+    ok = ready >= desired and updated >= desired and current
+    return ServiceState(f"{kind} {meta.get('name', '?')}", "ready" if ok else "not ready",
+                        f"{ready}/{desired} replicas ready"
+                        + ("" if updated >= desired else f", {updated}/{desired} updated"))
 
 
 def _healthy(state: ServiceState) -> bool:
@@ -519,8 +512,13 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                       skip: Sequence[str] = (), cancel: threading.Event | None = None,
                       on_event: EventSink | None = None,
                       confirm: Callable[[RenderPlan], bool] | None = None,
-                      resolver: Resolver | None = None) -> DeployResult:
+                      resolver: Resolver | None = None,
+                      repair_stuck: bool = False) -> DeployResult:
     """Preflight, render, fix a stuck release (with consent), Secrets, helm, address.
+
+    A release left pending is fixed only when `confirm` accepts the plan that names the fix,
+    or without asking when `repair_stuck` is set (--repair-stuck-release); with neither
+    (--yes alone) the deploy stops and prints the exact command.
 
     `resolver` is handed to the preflight's name lookups (tests keep them on loopback).
     Raises DeployError (exit 3) on failure, DeployCancelled when `confirm` says no or
@@ -529,6 +527,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.preflight import run_preflight
     from installer.render import apply_render
     from installer.render.helm import (
+        chart_facts,
         plan_render_kubernetes,
         read_kubernetes_package,
         require_local,
@@ -544,6 +543,9 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
     url = f"https://{answers.domain}"
+    # A chart that cannot be used as given (no subcharts, not a chart) is bad input: exit 2
+    # before anything runs.
+    chart = chart_info(kube, k8s.chart)
 
     with _Step(emit, redactor, "preflight") as step:
         report = run_preflight(target, answers, "kubernetes", redactor=redactor, cancel=cancel,
@@ -558,11 +560,14 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     accepted_ids = [r.id for r in accepted]
 
     with _Step(emit, redactor, "render") as step:
-        plan = plan_render_kubernetes(answers, target, redactor=redactor)
         package = read_kubernetes_package(answers, redactor)
-        chart = chart_info(kube, k8s.chart)
         emit(LogLine(check_package_version(package.version, chart)))
-        manifests = secret_manifests(answers, redactor)
+        facts = (None if answers.database.bundled
+                 else chart_facts(answers, target, redactor=redactor))
+        plan = plan_render_kubernetes(answers, target, redactor=redactor, facts=facts)
+        manifests = secret_manifests(
+            answers, redactor,
+            admin_credentials=facts.admin_credentials_used if facts is not None else True)
         files = values_files(answers)
         contents = [package.files["carto-values.yaml"], package.files["carto-secrets.yaml"],
                     _customizations_after(plan, files[2])]
@@ -573,15 +578,15 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                       and last.description == description
                       and not missing_secrets(kube, manifests))
         stuck = stuck_release(kube, k8s.release, history)
-        if stuck is not None and confirm is None:
+        if stuck is not None and confirm is None and not repair_stuck:
             # Never start a second operation on a release helm considers busy.
             raise DeployError(
                 f"release {k8s.release} in namespace {k8s.namespace} is stuck in "
                 f"{stuck.revision.status} (revision {stuck.revision.number}): helm refuses "
                 "any new operation while another one is in progress",
                 f"if no helm command is still running on it, run `{shlex.join(stuck.argv)}`, "
-                "then re-run the deploy (or run the deploy interactively, without --yes, and "
-                "accept the offered fix)")
+                "then re-run the deploy (or re-run it with --repair-stuck-release, or "
+                "interactively without --yes, and accept the offered fix)")
         # The Secrets step creates a missing namespace itself; otherwise helm does.
         ns_missing = not up_to_date and not namespace_exists(kube)
         create_namespace = ns_missing and not manifests
@@ -649,22 +654,81 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
         log.info("running %s", command)
         result = _run_watching(target, argv, progress, cancel, emit)
         if not result.ok:
-            raise _helm_failure(result.stderr or result.stdout, progress, kube, k8s.release)
+            raise _helm_failure(result.stderr or result.stdout, progress, kube, k8s.release,
+                                redactor)
         for line in result.stdout.splitlines():
             if line.strip():
                 emit(LogLine(redactor(line)))
         step.detail = f"helm upgrade --install {k8s.release} done"
     changed = True
-    if last is not None and any(what == "configured" for what in applied.values()):
-        # The chart does not watch the Secrets it reads: restart the pods so a new
-        # certificate or password is used.
-        restart = kube.kubectl("rollout", "restart", "deployment,statefulset", "-l",
-                               f"app.kubernetes.io/instance={k8s.release}", namespace=True)
-        emit(LogLine(redactor(
-            "restarted the pods to load the changed Secrets" if restart.ok
-            else f"could not restart the pods: {first_error_line(restart.output())}")))
+    replaced = [name for name, what in applied.items() if what == "configured"]
+    if last is not None and replaced:
+        with _Step(emit, redactor, "restart") as step:
+            step.detail = roll_workloads_using(kube, k8s.release, replaced, progress, emit,
+                                               redactor)
     return _finish(kube, answers, url, emit, redactor, cancel, accepted_ids, changed,
                    f"CARTO is deployed as release {k8s.release} in namespace {k8s.namespace}")
+
+
+def _secret_names_in(pod_spec: dict[str, Any]) -> set[str]:
+    """The Secrets a pod template reads: volumes (also projected) and env/envFrom."""
+    names: set[str] = set()
+    for volume in pod_spec.get("volumes") or []:
+        if (volume.get("secret") or {}).get("secretName"):
+            names.add(str(volume["secret"]["secretName"]))
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if (source.get("secret") or {}).get("name"):
+                names.add(str(source["secret"]["name"]))
+    for container in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or []):
+        for env in container.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            if ref.get("name"):
+                names.add(str(ref["name"]))
+        for source in container.get("envFrom") or []:
+            if (source.get("secretRef") or {}).get("name"):
+                names.add(str(source["secretRef"]["name"]))
+    return names
+
+
+def roll_workloads_using(kube: Kube, release: str, secrets: list[str], progress: _Progress,
+                         emit: EventSink, redactor: Redactor) -> str:
+    """Restart the release's Deployments/StatefulSets whose pods read one of `secrets`, and
+    wait for their rollout.
+
+    The chart mounts the TLS pair with subPath (which the kubelet never refreshes) and has no
+    checksum of an existingSecret in its pod templates, so after a changed certificate or
+    password nothing rolls by itself: `kubectl rollout restart` changes the pod template
+    (annotation kubectl.kubernetes.io/restartedAt), which makes new pods."""
+    workloads = kube.kubectl_json("get", "deployments,statefulsets", "-l",
+                                  f"app.kubernetes.io/instance={release}",
+                                  namespace=True).get("items") or []
+    wanted = set(secrets)
+    targets = sorted(f"{str(w.get('kind', '')).lower()}/{w['metadata']['name']}"
+                     for w in workloads
+                     if _secret_names_in(((w.get("spec") or {}).get("template") or {})
+                                         .get("spec") or {}) & wanted)
+    if not targets:
+        return f"no workload reads {', '.join(secrets)}"
+    restart = kube.kubectl("rollout", "restart", *targets, namespace=True)
+    if not restart.ok:
+        raise DeployError(f"could not restart {', '.join(targets)} to load the changed "
+                          f"Secrets: {first_error_line(restart.output())}",
+                          f"run `kubectl rollout restart -n {kube.namespace} "
+                          f"{' '.join(targets)}` once the cause is fixed")
+    emit(LogLine(redactor(f"restarting {', '.join(targets)}: they read the changed Secrets "
+                          f"{', '.join(secrets)}")))
+    for target in targets:
+        done = kube.kubectl("rollout", "status", target, f"--timeout={HELM_TIMEOUT}",
+                            namespace=True, timeout=HELM_TIMEOUT_S + 60)
+        progress.poll()
+        if not done.ok:
+            pods = progress.problems()
+            raise DeployError(
+                f"{target} did not finish rolling out with the changed Secrets: "
+                f"{first_error_line(done.output())}" + (f"; not ready: {pods}" if pods else ""),
+                f"see why with `kubectl describe {target} -n {kube.namespace}`; the previous "
+                "pods keep serving until the new ones are ready")
+    return f"restarted {', '.join(targets)} (they read {', '.join(secrets)})"
 
 
 def _run_watching(target: Target, argv: list[str], progress: _Progress,
@@ -710,7 +774,51 @@ def error_summary(output: str) -> str:
     return " ".join(lines)[:600] or "no output"
 
 
-def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str) -> DeployError:
+_VERSION_WORDS = re.compile(r"version is (outdated|older|too old)|older than|minimum version",
+                            re.IGNORECASE)
+_VERSION_FIX = ("the installation package is older than this chart accepts: download a newer "
+                "package (CARTO Workspace > Settings > Self-Hosted, or ask CARTO support), point "
+                "`package:` at it and re-run the deploy; or deploy an older chart version")
+
+
+def hook_job_failure(kube: Kube, job: str) -> str | None:
+    """What a failed hook Job's container said, read the way `kubectl logs job/NAME` and
+    `kubectl describe` find it: the Job's pods (by its job-name label), the newest failed
+    one's terminated state (exit code, reason, termination message), else its log's tail.
+    None when nothing can be read (the Job was deleted, or no access)."""
+    try:
+        pods = kube.kubectl_json("get", "pods", "-l", f"job-name={job}",
+                                 namespace=True).get("items") or []
+    except KubeError as exc:
+        log.info("cannot list the pods of job %s: %s", job, exc.failure.message)
+        return None
+    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"] or pods
+    if not failed:
+        return None
+    pod = max(failed, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", "")))
+    pod_name = str(pod["metadata"]["name"])
+    parts = []
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        state = status.get("state") or {}
+        if "terminated" in state:
+            ended = state["terminated"]
+            text = " ".join(str(ended.get("message") or "").split())
+            if not text:
+                got = kube.kubectl("logs", pod_name, "-c", str(status.get("name")),
+                                   "--tail", "20", namespace=True)
+                text = " ".join(got.stdout.split()) if got.ok else ""
+            parts.append(f"container {status.get('name')} exited with code "
+                         f"{ended.get('exitCode')} ({ended.get('reason', '?')})"
+                         + (f": {text[-600:]}" if text else ""))
+        elif "waiting" in state:
+            waiting = state["waiting"]
+            parts.append(f"container {status.get('name')} is waiting: "
+                         f"{waiting.get('reason', '?')} {waiting.get('message', '')}".strip())
+    return f"pod {pod_name}: " + "; ".join(parts) if parts else None
+
+
+def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str,
+                  redactor: Redactor) -> DeployError:
     line = error_summary(output)
     pods = progress.problems()
     if "another operation" in output:
@@ -719,11 +827,26 @@ def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str) ->
             "another helm operation started on this release meanwhile; wait for it, then "
             "re-run the deploy (it offers the rollback if the release stays pending)")
     if "BackoffLimitExceeded" in output or re.search(r"(pre|post)-(install|upgrade)", output):
-        job = re.search(r"job (\S+) failed", output)
+        job = re.search(r"job (\S+) failed(?:: (\w+))?", output)
         name = job.group(1) if job else "<name>"
+        logs = f"`kubectl logs -n {kube.namespace} job/{name}`"
+        said = hook_job_failure(kube, name) if job else None
+        reason = (job.group(2) if job and job.group(2) else "failed")
+        if said is not None:
+            fix = (_VERSION_FIX if _VERSION_WORDS.search(said) else
+                   f"fix what the hook reports (whole log: {logs}), then re-run the deploy")
+            return DeployError(
+                f"the chart's hook job {name} failed ({reason}): {redactor(said)}", fix)
+        if pods and not job:  # helm names no job when it timed out waiting for one
+            return DeployError(
+                f"a chart hook did not finish: {line}; not ready: {pods}",
+                f"see why with `kubectl describe pod <pod> -n {kube.namespace}` "
+                "(ImagePullBackOff: registry access, image pull secrets or "
+                "kubernetes.image_registry; Insufficient cpu/memory: add nodes); then re-run "
+                "the deploy")
         return DeployError(
             f"a chart hook failed: {line}",
-            f"read the hook's log: `kubectl logs -n {kube.namespace} job/{name}`"
+            f"read the hook's log: {logs}"
             + ("" if job else f" (names: `kubectl get jobs -n {kube.namespace}`)")
             + "; a failing version check means the package is older than the chart accepts")
     if "timed out" in output or "deadline exceeded" in output:
@@ -771,16 +894,23 @@ def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -
     last = history[-1]
     pods = kube.kubectl_json("get", "pods", "-l", f"app.kubernetes.io/instance={k8s.release}",
                              namespace=True).get("items") or []
+    workloads = kube.kubectl_json("get", "deployments,statefulsets", "-l",
+                                  f"app.kubernetes.io/instance={k8s.release}",
+                                  namespace=True).get("items") or []
     services = [ServiceState(f"release {k8s.release}", last.status,
                              f"revision {last.number}, {last.chart}")]
+    states = [workload_state(w) for w in workloads]
+    services += states
     services += [pod_state(p) for p in pods]
     address = router_address(kube, k8s.release)
     where, todo = describe_address(address, answers.domain, k8s.namespace)
-    unhealthy = [s.name for s in services[1:] if not _healthy(s)]
+    unhealthy = [s.name for s in states if s.state != "ready"]
+    unhealthy += [s.name for s in services[1 + len(states):] if not _healthy(s)]
     healthy = last.status == "deployed" and not unhealthy
     if last.status in PENDING:
         message = (f"release {k8s.release} is stuck in {last.status}: run "
-                   "`carto-installer deploy` to get the fix offered")
+                   "`carto-installer deploy` to get the fix offered (with --yes, add "
+                   "--repair-stuck-release)")
     elif last.status != "deployed":
         message = f"release {k8s.release} revision {last.number} is {last.status}"
     elif unhealthy:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import difflib
 import logging
 import posixpath
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from installer.tempnames import temp_file_owner
 
 if TYPE_CHECKING:
     from installer.answers import Answers
@@ -138,10 +139,6 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
                         new_release=list(new_release) if new_release is not None else None)
 
 
-# Temporary files that an interrupted atomic write can leave behind (mkstemp's pattern).
-_STALE_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
-
-
 def conflict_error(plan: RenderPlan) -> InputError:
     keys = ", ".join(plan.conflicts)
     return InputError(
@@ -218,9 +215,9 @@ def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:
         except OSError:
             continue
         for entry in entries:
-            match = _STALE_TEMP.match(entry)
-            if match and (match.group("name") in ours
-                          or match.group("name").startswith("customer.env.bak.")):
+            made_for = temp_file_owner(entry)
+            if made_for is not None and (made_for in ours
+                                         or made_for.startswith("customer.env.bak.")):
                 found.append(posixpath.join(folder, entry))
     return found
 

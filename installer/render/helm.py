@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import base64
 import copy
+import shutil
 import stat
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -29,6 +31,7 @@ from installer.errors import AnswersError, InputError
 from installer.render import FileChange, RenderPlan
 
 if TYPE_CHECKING:
+    from installer.chart import ChartFiles
     from installer.package import Package
     from installer.redact import Redactor
     from installer.target import Target
@@ -42,6 +45,8 @@ DB_PASSWORD_KEY, DB_ADMIN_PASSWORD_KEY = "carto-password", "admin-password"
 REDIS_PASSWORD_KEY = "carto-redis-password"  # noqa: S105 - a key name, not a password
 # Always excluded from the proxy: in-cluster service traffic must never go through it.
 PROXY_EXCLUDED_ALWAYS = (".svc.cluster.local", "localhost", "127.0.0.1")
+ADMIN_KEYS = tuple(f"externalPostgresql.{k}" for k in (
+    "adminUser", "adminDatabase", "adminPassword", "existingSecretAdminPasswordKey"))
 _DELETE = object()  # marks an owned key that must not be in the file
 HEADER = (
     "# customizations.yaml for the CARTO Helm chart, kept by carto-installer.\n"
@@ -147,8 +152,20 @@ def _proxy_values(answers: Answers) -> dict[str, Any]:
     return values
 
 
-def owned_values(answers: Answers) -> dict[str, Any]:
-    """The keys the installer sets in customizations.yaml (`_DELETE`: must be absent)."""
+def database_tls_enabled(answers: Answers) -> bool:
+    """The chart knows TLS on (it then connects with sslmode `require`) or off (`disable`):
+    `disable` in the answers means off whatever `enabled` says."""
+    ssl = answers.database.ssl
+    return ssl.enabled and ssl.mode != "disable"
+
+
+def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[str, Any]:
+    """The keys the installer sets in customizations.yaml (`_DELETE`: must be absent).
+
+    `admin_credentials`: whether the chart's workloads read the database admin's name and
+    password (see `ChartFacts`); when they do not, none is written, so the chart keeps its
+    own default (no admin) and nothing is demanded that nothing uses.
+    """
     require(answers, "domain")
     names = secret_names(answers)
     k8s = answers.kubernetes
@@ -169,17 +186,20 @@ def owned_values(answers: Answers) -> dict[str, Any]:
         values["internalPostgresql"] = {"enabled": True}
         values["externalPostgresql"] = {"password": _DELETE, "adminPassword": _DELETE}
     else:
-        require(answers, "database.host", "database.password", "database.admin_password")
+        require(answers, "database.host")
+        tls_on = database_tls_enabled(answers)
         ca = _ca_text(db.ssl.ca_file, "database.ssl.ca_file", "database CA file") \
-            if db.ssl.enabled else None
+            if tls_on else None
         values["internalPostgresql"] = {"enabled": False}
         values["externalPostgresql"] = {
             "host": db.host, "port": str(db.port), "user": db.user, "database": db.database,
-            "adminUser": db.admin_user, "adminDatabase": db.admin_database,
-            "sslEnabled": db.ssl.enabled, "sslCA": ca if ca else _DELETE,
+            "adminUser": db.admin_user if admin_credentials else _DELETE,
+            "adminDatabase": db.admin_database if admin_credentials else _DELETE,
+            "sslEnabled": tls_on, "sslCA": ca if ca else _DELETE,
             "existingSecret": names.postgresql,
             "existingSecretPasswordKey": DB_PASSWORD_KEY,
-            "existingSecretAdminPasswordKey": DB_ADMIN_PASSWORD_KEY,
+            "existingSecretAdminPasswordKey": DB_ADMIN_PASSWORD_KEY if admin_credentials
+            else _DELETE,
             "password": _DELETE, "adminPassword": _DELETE,
         }
     redis = answers.redis
@@ -199,6 +219,133 @@ def owned_values(answers: Answers) -> dict[str, Any]:
             "password": _DELETE,
         }
     return values
+
+
+# ---- what the chart does with these values ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartFacts:
+    """What the chart the answers name does with the values the installer would write, read
+    from its files and from `helm template` (offline) of those values."""
+
+    chart: ChartFiles
+    registries: list[str]  # of every image its workloads run (host[:port])
+    external_database: bool  # rendered with an external PostgreSQL
+    # Workloads reading each key of the database Secret (external database only).
+    password_readers: list[str] = field(default_factory=list)
+    admin_password_readers: list[str] = field(default_factory=list)
+    # WORKSPACE_POSTGRES_SSL_MODE values the stack is given -> where.
+    database_ssl_modes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def admin_credentials_used(self) -> bool:
+        return bool(self.admin_password_readers)
+
+    @property
+    def label(self) -> str:
+        return f"chart {self.chart.name} {self.chart.version}"
+
+
+def _private_folder() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="carto-render-"))
+    folder.chmod(0o700)
+    return folder
+
+
+def chart_facts(answers: Answers, target: Target, *, redactor: Redactor) -> ChartFacts:
+    """Fetch the chart (`helm pull` for a repository reference) and render it with the
+    package and the customizations the installer would write; collect what it consumes.
+
+    The values files go to a private temporary folder (0700, files 0600) removed at once.
+    Raises ChartError (exit 2) for a chart that cannot be used, InstallerError otherwise."""
+    from installer.chart import (
+        ALL_KEYS,
+        env_values,
+        fetch_chart,
+        image_registries,
+        render_manifests,
+        secret_keys_consumed,
+    )
+    from installer.kube import Kube
+
+    require(answers, "package", "domain")
+    package = read_kubernetes_package(answers, redactor)
+    kube = Kube(target, answers.kubernetes)
+    fetched = fetch_chart(kube, answers.kubernetes.chart)
+    folder = _private_folder()
+    try:
+        _, existing = _existing_customizations(working_directory() / CUSTOMIZATIONS)
+        # Rendered as if the admin credentials were passed: whether any workload then reads
+        # them is what decides if they are needed at all.
+        customizations = merge_owned(existing, owned_values(answers, admin_credentials=True))
+        files = []
+        for name, data in ((VALUES, package.files[VALUES]), (SECRETS, package.files[SECRETS]),
+                           (CUSTOMIZATIONS, _dump(customizations))):
+            path = folder / name
+            path.touch(mode=0o600)
+            path.write_bytes(data)
+            files.append(path)
+        manifests = render_manifests(kube, fetched.files.path, answers.kubernetes.release,
+                                     answers.kubernetes.namespace, files, folder / "rendered")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        fetched.cleanup()
+    external = not answers.database.bundled
+    readers: dict[str, list[str]] = {}
+    if external:
+        readers = secret_keys_consumed(manifests, secret_names(answers).postgresql)
+    whole = readers.get(ALL_KEYS, [])
+    return ChartFacts(
+        chart=fetched.files, registries=image_registries(manifests),
+        external_database=external,
+        password_readers=readers.get(DB_PASSWORD_KEY, []) + whole,
+        admin_password_readers=readers.get(DB_ADMIN_PASSWORD_KEY, []) + whole,
+        database_ssl_modes=env_values(manifests, "WORKSPACE_POSTGRES_SSL_MODE"),
+    )
+
+
+def database_notes(answers: Answers, facts: ChartFacts) -> list[str]:
+    """Plain statements of what the chart will do with the database, for the plan."""
+    db = answers.database
+    notes: list[str] = []
+    if db.bundled or not facts.external_database:
+        return notes
+    if facts.admin_credentials_used:
+        notes.append(
+            f"database: the {facts.label} gives the admin password to "
+            f"{', '.join(facts.admin_password_readers[:3])}; it creates the user {db.user} "
+            f"and the database {db.database} as {db.admin_user} when they are absent")
+    else:
+        notes.append(
+            f"database: the {facts.label} gives no workload the admin credentials, so "
+            f"nothing creates the user {db.user} or the database {db.database}: both must "
+            f"exist, {db.user} able to log in to {db.database} and create objects there "
+            "(db.workspace checks it); no admin user or password is passed to the chart")
+    modes = sorted(facts.database_ssl_modes)
+    stack = " or ".join(f"sslmode {m}" for m in modes) if modes else "the chart's default"
+    if database_tls_enabled(answers):
+        notes.append(
+            f"database TLS: CARTO's services connect with {stack} (the chart knows no other "
+            "mode): traffic is encrypted, the server's certificate is not checked by them"
+            + (f"; the installer verifies it with {db.ssl.ca_file} (verify-full, db.tls) "
+               "and passes that CA to the chart (externalPostgresql.sslCA)"
+               if db.ssl.ca_file else "; give database.ssl.ca_file to have the installer "
+               "verify it")
+            + (f"; database.ssl.mode {db.ssl.mode} applies to the installer's own check only"
+               if db.ssl.mode != "require" else ""))
+    else:
+        notes.append(f"database TLS: off; CARTO's services connect with {stack}")
+    return notes
+
+
+def require_database_credentials(answers: Answers, facts: ChartFacts | None) -> None:
+    """The passwords the chart's workloads read must be given (exit 2 otherwise)."""
+    if answers.database.bundled:
+        return
+    require(answers, "database.password")
+    if facts is None or facts.admin_credentials_used:
+        require(answers, "database.admin_password")
 
 
 def merge_owned(existing: dict[str, Any], owned: dict[str, Any],
@@ -272,16 +419,43 @@ def values_files(answers: Answers, directory: Path | None = None) -> list[str]:
     return [str(source / VALUES), str(source / SECRETS), str(folder / CUSTOMIZATIONS)]
 
 
-def plan_render_kubernetes(answers: Answers, target: Target, *,
-                           redactor: Redactor) -> RenderPlan:
-    """Compute customizations.yaml (and the extracted package files for a zip); write nothing."""
+def plan_render_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
+                           facts: ChartFacts | None = None) -> RenderPlan:
+    """Compute customizations.yaml (and the extracted package files for a zip); write nothing.
+
+    With an external database the chart is rendered first (`chart_facts`, unless `facts` is
+    given) to learn which database credentials its workloads read."""
     require_local(answers, target)
     require(answers, "package", "domain")
     package = read_kubernetes_package(answers, redactor)
     tls_pair(answers, redactor)  # refuse a bad certificate or key now, before anything runs
+    unrendered: str | None = None
+    if facts is None and not answers.database.bundled:
+        from installer.chart import ChartIncomplete
+        from installer.errors import InstallerError
+
+        try:
+            facts = chart_facts(answers, target, redactor=redactor)
+        except ChartIncomplete:
+            raise
+        except InstallerError as exc:
+            # `render` alone may run where helm or the chart is not at hand; deploy always
+            # renders the chart first. Without it, write what older charts needed.
+            unrendered = (f"the chart {answers.kubernetes.chart} could not be rendered "
+                          f"({exc.message}): the database admin's credentials are passed as "
+                          "older charts need; `deploy` decides from the chart itself")
+    elif facts is None:
+        from installer.chart import local_chart_path, read_chart_files
+
+        local = local_chart_path(answers.kubernetes.chart)
+        if local is not None:
+            read_chart_files(local)  # a folder without its subcharts: exit 2 now, not in helm
+    require_database_credentials(answers, facts)
     folder = working_directory()
     changes: list[FileChange] = []
-    notes: list[str] = []
+    notes: list[str] = database_notes(answers, facts) if facts is not None else []
+    if unrendered:
+        notes.append(unrendered)
     backups: list[str] = []
     backup_sources: dict[str, bytes] = {}
 
@@ -306,10 +480,13 @@ def plan_render_kubernetes(answers: Answers, target: Target, *,
     path = folder / CUSTOMIZATIONS
     before, existing = _existing_customizations(path)
     removed: list[str] = []
-    merged = merge_owned(existing, owned_values(answers), removed)
+    admin = facts.admin_credentials_used if facts is not None else True
+    merged = merge_owned(existing, owned_values(answers, admin_credentials=admin), removed)
     for key in removed:
+        unused_admin = not admin and key in ADMIN_KEYS
         notes.append(f"removed {key} from {CUSTOMIZATIONS}: "
-                     + ("secrets live in Kubernetes Secrets now"
+                     + ("the chart's workloads read no database admin credentials"
+                        if unused_admin else "secrets live in Kubernetes Secrets now"
                         if "assword" in key or "tlsCertificates" in key
                         else "the answers no longer set it"))
     after = _dump(merged)
@@ -345,8 +522,10 @@ def _secret_value(secret: Secret | None) -> str:
     return secret.value
 
 
-def secret_manifests(answers: Answers, redactor: Redactor) -> list[dict[str, Any]]:
-    """The Secrets customizations.yaml references, as API objects (data base64-encoded).
+def secret_manifests(answers: Answers, redactor: Redactor, *,
+                     admin_credentials: bool = True) -> list[dict[str, Any]]:
+    """The Secrets customizations.yaml references, as API objects (data base64-encoded);
+    the admin password only when the chart's workloads read it (`admin_credentials`).
 
     Only ever sent to `kubectl apply` on its standard input: never on a command line, never
     in a file.
@@ -369,9 +548,10 @@ def secret_manifests(answers: Answers, redactor: Redactor) -> list[dict[str, Any
                           "kubernetes.io/tls"))
     db = answers.database
     if not db.bundled:
-        out.append(secret(names.postgresql, {
-            DB_PASSWORD_KEY: _b64(_secret_value(db.password)),
-            DB_ADMIN_PASSWORD_KEY: _b64(_secret_value(db.admin_password))}))
+        data = {DB_PASSWORD_KEY: _b64(_secret_value(db.password))}
+        if admin_credentials:
+            data[DB_ADMIN_PASSWORD_KEY] = _b64(_secret_value(db.admin_password))
+        out.append(secret(names.postgresql, data))
     if not answers.redis.bundled and answers.redis.password is not None:
         out.append(secret(names.redis, {REDIS_PASSWORD_KEY: _b64(answers.redis.password.value)}))
     for manifest in out:
@@ -380,5 +560,6 @@ def secret_manifests(answers: Answers, redactor: Redactor) -> list[dict[str, Any
     return out
 
 
-__all__ = ["CUSTOMIZATIONS", "SecretNames", "owned_values", "plan_render",
+__all__ = ["CUSTOMIZATIONS", "ChartFacts", "SecretNames", "chart_facts", "database_notes",
+           "owned_values", "plan_render",
            "plan_render_kubernetes", "secret_manifests", "secret_names", "values_files"]

@@ -3,15 +3,69 @@
 No real cluster can run on the test machines, but the installer's Kubernetes checks and its
 helm install/upgrade steps must be tested against the real clients, because that is where the
 surprises are (discovery, readiness, release bookkeeping). This module serves the part of the
-Kubernetes REST API those clients use, over HTTPS on 127.0.0.1, with:
+Kubernetes REST API those clients use, over HTTPS on 127.0.0.1. It is faithful enough for the
+vendor's real charts (carto-1.266.1/1.280.1: Deployments, a StatefulSet, a hook Job,
+Services, Secrets, ConfigMaps, ServiceAccounts; optionally PDBs, HPAs, NetworkPolicies,
+Roles/RoleBindings, Ingress) to install with `helm upgrade --install --wait`.
 
-* legacy discovery (/api, /apis, /api/v1, /apis/<group>/<version>) for a fixed set of kinds;
-* a generic object store with create/get/list/watch/update/patch/delete, label and field
-  selectors, resourceVersion/uid/creationTimestamp/generation, and real-shaped Status errors;
-* tiny "controllers" that make workloads look ready at once (so `helm --wait` finishes);
+What it models:
+
+* discovery (/api, /apis, /api/v1, /apis/<group>/<version>) for a fixed set of kinds, HPAs
+  under autoscaling/v2 (stored) and v1 (converted); an unknown group, version, kind or path
+  is a 404 with a metav1.Status body, so helm says 'no matches for kind ... ensure CRDs are
+  installed first' as with a real server;
+* a generic store with create/get/list/watch/update/patch (JSON, merge, strategic merge for
+  the list keys helm's three-way patches touch, apply)/delete/deletecollection, label and
+  field selectors, resourceVersion/uid/creationTimestamp, generation bumped on spec changes,
+  dry-run, ownerReference garbage collection, real-shaped Status errors (404/409/422/403),
+  and the update validation upgrades meet (immutable selectors, a StatefulSet spec that may
+  change only in replicas/ordinals/template/updateStrategy/PVC retention/minReadySeconds, a
+  Job's template, a Service's clusterIP); other field validation is not modelled;
+* the server's defaulting (pkg/apis/{core,apps,batch,autoscaling,rbac}/v1 defaults.go and the
+  DefaultStorageClass/DefaultTolerationSeconds admission): pod templates (restartPolicy,
+  dnsPolicy, terminationGracePeriodSeconds, schedulerName, securityContext, container
+  terminationMessagePath/Policy, imagePullPolicy by tag, probe timings, volume defaultMode),
+  Deployments (strategy RollingUpdate 25%/25% also when only the type is given,
+  revisionHistoryLimit, progressDeadlineSeconds), StatefulSets (podManagementPolicy,
+  updateStrategy partition 0, PVC retention policy, claim templates), DaemonSets, Jobs
+  (completions/parallelism 1, backoffLimit 6, completionMode, suspend, podReplacementPolicy,
+  the generated controller-uid selector and job-name labels), CronJobs, Services (clusterIP
+  allocation kept across updates, sessionAffinity, ipFamilies/Policy, internal/external
+  traffic policy, nodePort allocation for NodePort/LoadBalancer), HPAs (minReplicas, the 80%
+  CPU metric, scale-up/-down behavior), PVCs, Secrets (type Opaque, stringData folded into
+  data), RoleBinding subjects; PDBs, ServiceAccounts, Roles and ConfigMaps have no defaults;
+* controllers, run synchronously within the write that triggers them: Deployment ->
+  ReplicaSet (pod-template-hash, revision annotations; old ReplicaSets scaled down only once
+  the new one is available) -> Pods; StatefulSet -> Pods <name>-<n> (replaced when the
+  template changes) and PVCs; Job -> Pods, retried up to backoffLimit, then Failed with
+  BackoffLimitExceeded. Statuses are counted from the pods (observedGeneration, replicas,
+  ready/updated/available, Available/Progressing conditions with NewReplicaSetAvailable or
+  MinimumReplicasUnavailable, StatefulSet revisions, PDB disruptionsAllowed, HPA replicas);
+* pods: a scheduler (resource requests against node allocatable minus what is already
+  placed, unschedulable/not-ready nodes, untolerated NoSchedule taints, nodeSelector), with
+  a FailedScheduling event worded like the real one; image pulls that fail for the images a
+  test names in `unpullable_images` (ImagePullBackOff, the kubelet's events); every other pod
+  Running and Ready at once; pods/<name>/log;
+* Job containers: a container whose command is `sh`/`bash` really runs here (under bash; its
+  ConfigMap/Secret volumes written to a temporary folder, mount paths rewritten in its
+  arguments, env values resolved), so the vendor's own version-check script decides; its
+  output is the pod log, the termination message follows terminationMessagePolicy
+  FallbackToLogsOnError. `fail_job()` makes a Job fail with a given log instead;
+  `job_runs()` lists what each Job ran;
 * a configurable deny set: SelfSubjectAccessReview (`kubectl auth can-i`) says no and the
   matching requests get RBAC-shaped 403 Forbidden errors;
-* configurable /version, nodes, storage classes and bearer token.
+* configurable /version, nodes, storage classes, LoadBalancer address and bearer token.
+
+What it does NOT model: time (no progressDeadlineSeconds expiry, no restarts or
+CrashLoopBackOff, no readiness probes, no pod that becomes ready later -- a pod's fate is
+fixed when it is created, and a workload's status is recomputed only when it is written);
+rolling-update pacing (maxSurge/maxUnavailable: new pods all at once); DaemonSet pods (only
+their counts); ControllerRevisions; CronJob schedules; Endpoints/EndpointSlices; Ingress and
+LoadBalancer controllers beyond the fixed address; admission webhooks, quotas, LimitRanges,
+PodSecurity; server-side apply field ownership (managedFields) and server-side printing
+(Table: kubectl shows NAME/AGE only); OpenAPI schemas (an empty v2 document: no server-side
+validation); namespaces' Terminating phase; protobuf bodies other than Secret/ConfigMap;
+containers other than shell scripts (no images are pulled or run).
 
 It serves HTTPS with a throw-away self-signed certificate (the kubeconfig trusts it through
 certificate-authority-data) because client-go only sends credentials over TLS: with a plain
@@ -64,7 +118,7 @@ MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # readiness checks compare it with status.observedGeneration.
 _GENERATION_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
                                "CronJob", "Ingress", "PodDisruptionBudget",
-                               "HorizontalPodAutoscaler"})
+                               "HorizontalPodAutoscaler", "NetworkPolicy"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,7 +169,12 @@ KINDS: tuple[Kind, ...] = (
     Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
     Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
     Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
-         ("hpa",)),
+         ("hpa",), in_all=True),
+    # The same objects served as autoscaling/v1 (converted on the way out), like the real
+    # server serves one stored object under every version of its group.
+    Kind("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True,
+         ("hpa",), in_all=True),
+    Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
     Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
     Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
@@ -594,6 +653,188 @@ def _short_hash(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Defaulting, as the real API server applies it on every write
+# --------------------------------------------------------------------------------------------
+# From the SetDefaults_* functions of pkg/apis/core/v1, apps/v1, batch/v1, autoscaling/v2 and
+# rbac/v1 defaults.go (Kubernetes 1.30), plus the admission plugins every cluster runs
+# (DefaultStorageClass, DefaultTolerationSeconds). helm's readiness checks and three-way
+# patches read these fields, so a store that keeps objects "as sent" makes helm misbehave
+# (e.g. a Deployment with `strategy: {type: RollingUpdate}` and no rollingUpdate panics in
+# helm's deploymentutil.MaxUnavailable).
+
+_SECRET_VOLUME_MODE = 0o644  # 420: the defaultMode of secret/configMap/projected volumes
+
+
+def _image_pull_policy(image: str) -> str:
+    """SetDefaults_Container: Always for ":latest" or no tag (unless pinned by digest)."""
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
+def _default_probe(probe: Obj | None) -> None:
+    if not isinstance(probe, dict):
+        return
+    probe.setdefault("timeoutSeconds", 1)
+    probe.setdefault("periodSeconds", 10)
+    probe.setdefault("successThreshold", 1)
+    probe.setdefault("failureThreshold", 3)
+    if isinstance(probe.get("httpGet"), dict):
+        probe["httpGet"].setdefault("path", "/")
+        probe["httpGet"].setdefault("scheme", "HTTP")
+
+
+def _default_container(container: Obj) -> None:
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    container.setdefault("imagePullPolicy", _image_pull_policy(str(container.get("image", ""))))
+    container.setdefault("resources", {})
+    for port in container.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        _default_probe(container.get(probe))
+    for env in container.get("env") or []:
+        ref = (env.get("valueFrom") or {}).get("fieldRef")
+        if isinstance(ref, dict):
+            ref.setdefault("apiVersion", "v1")
+        res = (env.get("valueFrom") or {}).get("resourceFieldRef")
+        if isinstance(res, dict):
+            res.setdefault("divisor", "0")
+
+
+def _default_pod_spec(spec: Obj) -> None:
+    """SetDefaults_PodSpec, its containers and volumes."""
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    if spec.get("serviceAccountName"):  # the deprecated field mirrors it in v1
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        if isinstance(container, dict):
+            _default_container(container)
+    for volume in spec.get("volumes") or []:
+        for source in ("secret", "configMap", "projected", "downwardAPI"):
+            if isinstance(volume.get(source), dict):
+                volume[source].setdefault("defaultMode", _SECRET_VOLUME_MODE)
+        if isinstance(volume.get("hostPath"), dict):
+            volume["hostPath"].setdefault("type", "")
+
+
+def _default_template(spec: Obj) -> None:
+    template = spec.get("template")
+    if isinstance(template, dict):
+        template.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+        _default_pod_spec(template.setdefault("spec", {}))
+
+
+def _default_hpa_v2(spec: Obj) -> None:
+    """autoscaling/v2 SetDefaults_HorizontalPodAutoscaler(+Behavior)."""
+    spec.setdefault("minReplicas", 1)
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+    behavior = spec.setdefault("behavior", {})
+    up = behavior.setdefault("scaleUp", {})
+    up.setdefault("stabilizationWindowSeconds", 0)
+    up.setdefault("selectPolicy", "Max")
+    up.setdefault("policies", [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                               {"type": "Percent", "value": 100, "periodSeconds": 15}])
+    down = behavior.setdefault("scaleDown", {})
+    down.setdefault("stabilizationWindowSeconds", 300)
+    down.setdefault("selectPolicy", "Max")
+    down.setdefault("policies", [{"type": "Percent", "value": 100, "periodSeconds": 15}])
+
+
+def hpa_v1_to_v2(obj: Obj) -> Obj:
+    """Convert an autoscaling/v1 HorizontalPodAutoscaler to the stored v2 form."""
+    out = copy.deepcopy(obj)
+    spec = out.setdefault("spec", {})
+    target = spec.pop("targetCPUUtilizationPercentage", None)
+    if target is not None:
+        spec["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}]
+    out["apiVersion"] = "autoscaling/v2"
+    return out
+
+
+def hpa_v2_to_v1(obj: Obj) -> Obj:
+    """The autoscaling/v1 view of a stored v2 HorizontalPodAutoscaler (CPU target only)."""
+    out = copy.deepcopy(obj)
+    spec = out.get("spec") or {}
+    v1: Obj = {k: spec[k] for k in ("scaleTargetRef", "minReplicas", "maxReplicas") if k in spec}
+    for metric in spec.get("metrics") or []:
+        resource = metric.get("resource") or {}
+        if metric.get("type") == "Resource" and resource.get("name") == "cpu":
+            v1["targetCPUUtilizationPercentage"] = (resource.get("target") or {}).get(
+                "averageUtilization")
+    out["spec"] = v1
+    status = out.get("status") or {}
+    out["status"] = {k: status[k] for k in ("observedGeneration", "currentReplicas",
+                                            "desiredReplicas", "lastScaleTime") if k in status}
+    out["apiVersion"] = "autoscaling/v1"
+    return out
+
+
+def _pod_ready(pod: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _qos(spec: Obj) -> str:
+    """The pod's QoS class, as the API server computes it on create."""
+    resources = [c.get("resources") or {} for c in spec.get("containers") or []]
+    if not any(r.get("requests") or r.get("limits") for r in resources):
+        return "BestEffort"
+    guaranteed = all(
+        all(r.get("limits", {}).get(k) and
+            _quantity(r.get("requests", {}).get(k, r["limits"][k])) == _quantity(r["limits"][k])
+            for k in ("cpu", "memory")) for r in resources)
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _fencepost(value: Any, total: int, round_up: bool) -> int:
+    """An int-or-percent field (maxUnavailable "25%", minAvailable 1) against a total."""
+    text = str(value)
+    if text.endswith("%"):
+        exact = float(text[:-1]) * total / 100
+        return int(-(-exact // 1)) if round_up else int(exact // 1)
+    return int(text or 0)
+
+
+def _quantity(value: Any) -> float:
+    """A resource quantity ("250m", "2", "512Mi", "1G") as a number (cores or bytes)."""
+    text = str(value).strip()
+    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20,
+             "Gi": 2**30, "Ti": 2**40}
+    match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", text)
+    if not match:
+        return 0.0
+    return float(match.group(1)) * units.get(match.group(2), 1.0)
+
+
+def _pod_requests(spec: Obj) -> dict[str, float]:
+    """What the scheduler counts: the containers' requests summed (limits stand in for missing
+    requests), or the largest init container's, whichever is more."""
+    def of(container: Obj) -> dict[str, float]:
+        resources = container.get("resources") or {}
+        requests = dict(resources.get("limits") or {}, **(resources.get("requests") or {}))
+        return {r: _quantity(requests[r]) for r in ("cpu", "memory") if r in requests}
+
+    total = {"cpu": 0.0, "memory": 0.0}
+    for container in spec.get("containers") or []:
+        for r, v in of(container).items():
+            total[r] += v
+    for container in spec.get("initContainers") or []:
+        for r, v in of(container).items():
+            total[r] = max(total[r], v)
+    return total
+
+
+# --------------------------------------------------------------------------------------------
 # The cluster: store + configuration + HTTP server
 # --------------------------------------------------------------------------------------------
 
@@ -615,7 +856,12 @@ class FakeCluster:
         self.user_name = "fixture-user"  # who the token belongs to, in Forbidden messages
         self.denied: list[tuple[str, str, str, str | None, str]] = []
         self.load_balancer_ip: str | None = "203.0.113.10"  # None: LoadBalancers stay pending
-        self.failing_jobs: set[str] = set()  # Job names that fail with BackoffLimitExceeded
+        # Job name -> (exit code, log) its containers end with (see fail_job)
+        self.failing_jobs: dict[str, tuple[int, str]] = {}
+        # image (or prefix) -> the pull error; such pods stay Pending in ImagePullBackOff
+        self.unpullable_images: dict[str, str] = {}
+        self._pod_logs: dict[tuple[str, str, str], str] = {}
+        self._job_runs: list[tuple[str, str, int, str]] = []  # (job, pod, exit code, log)
         self.requests: list[RequestRecord] = []
         self.kubeconfig: Path | None = None
         self.home: Path | None = None
@@ -763,6 +1009,18 @@ class FakeCluster:
             "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64",
         }
 
+    def fail_job(self, name: str, log: str = "", exit_code: int = 1) -> None:
+        """Make every pod of the Job `name` end with `exit_code` after printing `log` (it
+        then fails with BackoffLimitExceeded, like a Job whose container keeps crashing)."""
+        with self._lock:
+            self.failing_jobs[name] = (exit_code, log)
+
+    def job_runs(self, name: str) -> list[tuple[str, int, str]]:
+        """(pod, exit code, log) of each pod the Job `name` ran, oldest first, kept after the
+        Job and its pods are deleted (helm deletes succeeded hooks)."""
+        with self._lock:
+            return [run[1:] for run in self._job_runs if run[0] == name]
+
     def deny(self, verb: str, resource: str, group: str = "", namespace: str | None = None,
              reason: str = "") -> None:
         """Forbid (verb, resource, group[, namespace]).
@@ -907,9 +1165,10 @@ class FakeCluster:
                 out.append(obj)
         return out
 
-    def _write(self, kind: Kind, obj: Obj, old: Obj | None) -> Obj:
+    def _write(self, kind: Kind, obj: Obj, old: Obj | None, keep_uid: bool = False) -> Obj:
         """Store obj (a create when old is None), filling server-owned metadata."""
         obj = copy.deepcopy(obj)
+        kind = find_kind(kind.key)  # the storage version (the first one listed)
         obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
         meta = obj.setdefault("metadata", {})
         if not kind.namespaced:
@@ -917,17 +1176,22 @@ class FakeCluster:
         meta.pop("managedFields", None)
         self._defaults(kind, obj, old)
         if old is None:
-            meta["uid"] = str(uuid.uuid4())
+            # A client's uid is ignored; our own controllers pick a pod's uid a moment early
+            # (its events name it), and keep it.
+            meta["uid"] = meta.get("uid") if keep_uid and meta.get("uid") else str(uuid.uuid4())
             meta["creationTimestamp"] = _now()
             if kind.kind in _GENERATION_KINDS:
                 meta["generation"] = 1
+            if kind.kind == "Job":
+                self._job_identity(obj)
         else:
+            _validate_update(kind, obj, old)
             for owned in ("uid", "creationTimestamp"):
                 meta[owned] = old["metadata"][owned]
             if "generation" in old["metadata"]:
                 changed = obj.get("spec") != old.get("spec")
                 meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
-        self._set_status(kind, obj)
+        self._set_status(kind, obj, old)
         rv = next(self._rv)
         self._last_rv = rv
         meta["resourceVersion"] = str(rv)
@@ -936,6 +1200,8 @@ class FakeCluster:
         self._events.append((rv, kind.key, "MODIFIED" if old else "ADDED", copy.deepcopy(obj)))
         self._changed.notify_all()
         self._side_effects(kind, obj, created=old is None)
+        if kind.kind == "Pod":
+            self._resync_disruption_budgets(meta.get("namespace", ""))
         return self._store.get(store_key, obj)
 
     def _delete(self, kind: Kind, namespace: str, name: str) -> Obj:
@@ -947,6 +1213,8 @@ class FakeCluster:
         obj["metadata"]["resourceVersion"] = str(rv)
         self._events.append((rv, kind.key, "DELETED", copy.deepcopy(obj)))
         self._changed.notify_all()
+        if kind.kind == "Pod":
+            self._resync_disruption_budgets(namespace)
         # Garbage collection: dependents (ReplicaSets of a Deployment ...) go too; deleting a
         # namespace removes everything in it (immediately, no Terminating phase).
         uid = obj["metadata"]["uid"]
@@ -961,35 +1229,109 @@ class FakeCluster:
     # ---- defaults and "controllers" ------------------------------------------------------------
 
     def _defaults(self, kind: Kind, obj: Obj, old: Obj | None) -> None:
-        """Apply the API server's defaulting that clients rely on.
+        """Apply the API server's defaulting (see the module section "Defaulting").
 
-        helm dereferences Deployment.spec.replicas without a nil check, so it must be set, as
-        the real defaulting does. Services keep the clusterIP/nodePorts allocated before.
-        """
+        Services keep the clusterIP/nodePorts allocated before; a Job gets its generated
+        selector and labels when it is created (that needs its uid, see _write)."""
         spec = obj.setdefault("spec", {}) if kind.kind in (
-            "Deployment", "StatefulSet", "Job", "Service", "DaemonSet", "ReplicaSet") else None
+            "Deployment", "StatefulSet", "Job", "Service", "DaemonSet", "ReplicaSet", "Pod",
+            "HorizontalPodAutoscaler", "PersistentVolumeClaim", "CronJob",
+            "PodDisruptionBudget", "NetworkPolicy") else None
         if kind.kind in ("Deployment", "StatefulSet", "ReplicaSet") and spec is not None:
             spec.setdefault("replicas", 1)
+        if kind.kind in ("Deployment", "StatefulSet", "DaemonSet") and spec is not None:
             spec.setdefault("revisionHistoryLimit", 10)
+        if kind.kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job") \
+                and spec is not None:
+            _default_template(spec)
         if kind.kind == "Deployment" and spec is not None:
             spec.setdefault("progressDeadlineSeconds", 600)
-            spec.setdefault("strategy", {"type": "RollingUpdate", "rollingUpdate": {
-                "maxUnavailable": "25%", "maxSurge": "25%"}})
+            strategy = spec.setdefault("strategy", {})
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                rolling = strategy.get("rollingUpdate") or {}
+                rolling.setdefault("maxUnavailable", "25%")
+                rolling.setdefault("maxSurge", "25%")
+                strategy["rollingUpdate"] = rolling
         elif kind.kind == "StatefulSet" and spec is not None:
             spec.setdefault("podManagementPolicy", "OrderedReady")
-            spec.setdefault("updateStrategy", {"type": "RollingUpdate",
-                                               "rollingUpdate": {"partition": 0}})
+            strategy = spec.setdefault("updateStrategy", {})
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                strategy.setdefault("rollingUpdate", {}).setdefault("partition", 0)
+            spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                            {"whenDeleted": "Retain", "whenScaled": "Retain"})
+            for claim in spec.get("volumeClaimTemplates") or []:
+                claim.setdefault("apiVersion", "v1")
+                claim.setdefault("kind", "PersistentVolumeClaim")
+                claim.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+                claim.setdefault("spec", {}).setdefault("volumeMode", "Filesystem")
+                claim.setdefault("status", {"phase": "Pending"})
+        elif kind.kind == "DaemonSet" and spec is not None:
+            strategy = spec.setdefault("updateStrategy", {})
+            strategy.setdefault("type", "RollingUpdate")
+            if strategy["type"] == "RollingUpdate":
+                rolling = strategy.setdefault("rollingUpdate", {})
+                rolling.setdefault("maxUnavailable", 1)
+                rolling.setdefault("maxSurge", 0)
         elif kind.kind == "Job" and spec is not None:
-            spec.setdefault("backoffLimit", 6)
-            spec.setdefault("completions", 1)
+            if "completions" not in spec and "parallelism" not in spec:
+                spec["completions"] = spec["parallelism"] = 1
             spec.setdefault("parallelism", 1)
+            spec.setdefault("backoffLimit", 6)
+            spec.setdefault("completionMode", "NonIndexed")
+            spec.setdefault("suspend", False)
+            if "podFailurePolicy" not in spec:
+                spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+            if old is not None:  # set at creation, immutable afterwards
+                spec.setdefault("selector", old["spec"].get("selector"))
+                spec["template"]["metadata"].setdefault("labels", {}).update(
+                    ((old["spec"].get("template") or {}).get("metadata") or {}).get("labels")
+                    or {})
+        elif kind.kind == "CronJob" and spec is not None:
+            spec.setdefault("concurrencyPolicy", "Allow")
+            spec.setdefault("suspend", False)
+            spec.setdefault("successfulJobsHistoryLimit", 3)
+            spec.setdefault("failedJobsHistoryLimit", 1)
+        elif kind.kind == "Pod" and spec is not None:
+            _default_pod_spec(spec)
+            spec.setdefault("enableServiceLinks", True)
+            spec.setdefault("priority", 0)
+            spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+            tolerations = spec.setdefault("tolerations", [])
+            for taint in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+                if not any(t.get("key") == taint for t in tolerations):  # DefaultTolerationSeconds
+                    tolerations.append({"key": taint, "operator": "Exists",
+                                        "effect": "NoExecute", "tolerationSeconds": 300})
+        elif kind.kind == "HorizontalPodAutoscaler" and spec is not None:
+            _default_hpa_v2(spec)
+        elif kind.kind == "PersistentVolumeClaim" and spec is not None:
+            spec.setdefault("volumeMode", "Filesystem")
+            if "storageClassName" not in spec:  # the DefaultStorageClass admission plugin
+                default = next((sc["metadata"]["name"] for sc in
+                                self._list(find_kind("storageclasses"), None, "", "")
+                                if (sc["metadata"].get("annotations") or {}).get(
+                                    "storageclass.kubernetes.io/is-default-class") == "true"),
+                               None)
+                if default:
+                    spec["storageClassName"] = default
         elif kind.kind == "Service" and spec is not None:
             old_spec = (old or {}).get("spec", {})
             spec.setdefault("type", "ClusterIP")
-            if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
-                n = next(self._service_ips)
-                spec["clusterIP"] = old_spec.get("clusterIP") or f"10.96.{n // 250}.{n % 250 + 1}"
+            spec.setdefault("sessionAffinity", "None")
+            if spec["type"] != "ExternalName":
+                if not spec.get("clusterIP"):
+                    n = next(self._service_ips)
+                    spec["clusterIP"] = old_spec.get("clusterIP") or \
+                        f"10.96.{n // 250}.{n % 250 + 1}"
                 spec.setdefault("clusterIPs", [spec["clusterIP"]])
+                spec.setdefault("ipFamilies", ["IPv4"])
+                spec.setdefault("ipFamilyPolicy", "SingleStack")
+                spec.setdefault("internalTrafficPolicy", "Cluster")
+            if spec["type"] in ("NodePort", "LoadBalancer"):
+                spec.setdefault("externalTrafficPolicy", "Cluster")
+            if spec["type"] == "LoadBalancer":
+                spec.setdefault("allocateLoadBalancerNodePorts", True)
             old_ports = {p.get("port"): p for p in old_spec.get("ports") or []}
             for port in spec.get("ports") or []:
                 port.setdefault("protocol", "TCP")
@@ -1007,40 +1349,54 @@ class FakeCluster:
             # The real server folds stringData into data (base64) and never returns it.
             for k, v in (obj.pop("stringData", None) or {}).items():
                 obj.setdefault("data", {})[k] = base64.b64encode(v.encode()).decode()
+        elif kind.kind in ("RoleBinding", "ClusterRoleBinding"):
+            for subject in obj.get("subjects") or []:  # rbac/v1 SetDefaults_Subject
+                if "apiGroup" not in subject:
+                    subject["apiGroup"] = "" if subject.get("kind") == "ServiceAccount" \
+                        else "rbac.authorization.k8s.io"
+
+    def _job_identity(self, job: Obj) -> None:
+        """What the Job registry adds on create: a selector on the Job's uid, and the
+        labels that select its pods (kubectl logs job/NAME follows them)."""
+        uid, name = job["metadata"]["uid"], job["metadata"]["name"]
+        spec = job["spec"]
+        if not spec.get("manualSelector"):
+            spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+            labels = spec["template"].setdefault("metadata", {}).setdefault("labels", {})
+            labels.update({"batch.kubernetes.io/controller-uid": uid,
+                           "batch.kubernetes.io/job-name": name, "controller-uid": uid,
+                           "job-name": name})
+
+    # ---- "controllers" ------------------------------------------------------------------------
+    # They run synchronously inside the write that triggers them: a Deployment write creates
+    # or updates its ReplicaSet, which creates its pods; a pod's fate (scheduled or not, image
+    # pulled or not, a Job's container run) is decided when it is created, and the owner's
+    # status is then computed from its pods the way the real controllers count them.
 
     def _side_effects(self, kind: Kind, obj: Obj, created: bool) -> None:
-        """What controllers would create: a Deployment's ReplicaSet, a namespace's default SA."""
         if kind.kind == "Deployment":
-            self._reconcile_replicaset(obj)
+            self._reconcile_deployment(obj)
+        elif kind.kind == "ReplicaSet":
+            self._reconcile_replicaset_pods(obj)
+        elif kind.kind == "StatefulSet":
+            self._reconcile_statefulset(obj)
+        elif kind.kind == "Job" and created:
+            self._run_job(obj)
         elif kind.kind == "Namespace" and created:
             self._write(find_kind("serviceaccounts"), {"metadata": {
                 "name": "default", "namespace": obj["metadata"]["name"]}}, None)
 
-    def _set_status(self, kind: Kind, obj: Obj) -> None:
-        """Pretend the controllers ran and everything became ready at once."""
+    def _set_status(self, kind: Kind, obj: Obj, old: Obj | None) -> None:
+        """The status a write leaves; controllers refine it right after (_store_status)."""
         meta, spec = obj["metadata"], obj.get("spec") or {}
         generation = meta.get("generation", 1)
-        replicas = spec.get("replicas", 1)
+        old_status = (old or {}).get("status")
         if kind.kind == "Deployment":
-            obj["status"] = {
-                "observedGeneration": generation, "replicas": replicas,
-                "updatedReplicas": replicas, "readyReplicas": replicas,
-                "availableReplicas": replicas,
-                "conditions": [
-                    {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                     "message": "Deployment has minimum availability."},
-                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                     "message": f'ReplicaSet "{meta["name"]}" has successfully progressed.'}]}
-        elif kind.kind in ("ReplicaSet", "StatefulSet"):
-            status = {"observedGeneration": generation, "replicas": replicas,
-                      "readyReplicas": replicas, "availableReplicas": replicas}
-            if kind.kind == "StatefulSet":
-                revision = f'{meta["name"]}-{_short_hash(spec.get("template"))}'
-                status.update(currentReplicas=replicas, updatedReplicas=replicas,
-                              currentRevision=revision, updateRevision=revision)
-            else:
-                status["fullyLabeledReplicas"] = replicas
-            obj["status"] = status
+            obj["status"] = self._deployment_status(obj)
+        elif kind.kind == "ReplicaSet":
+            obj["status"] = self._replicaset_status(obj)
+        elif kind.kind == "StatefulSet":
+            obj["status"] = self._statefulset_status(obj)
         elif kind.kind == "DaemonSet":
             count = sum(1 for n in self._list(find_kind("nodes"), None, "", "")
                         if not n["spec"].get("unschedulable"))
@@ -1049,68 +1405,597 @@ class FakeCluster:
                              "numberReady": count, "numberAvailable": count,
                              "numberMisscheduled": 0}
         elif kind.kind == "Job":
-            obj["status"] = self._job_status(obj)
+            obj["status"] = old_status or {}
         elif kind.kind == "Pod":
-            obj["status"] = {"phase": "Running", "conditions": [
-                {"type": t, "status": "True"}
-                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")]}
+            if not (obj.get("status") or {}).get("phase"):
+                obj["status"] = self._pod_fate(obj, job=None)
         elif kind.kind == "PersistentVolumeClaim":
             obj["status"] = {"phase": "Bound", "accessModes": spec.get("accessModes", []),
                              "capacity": (spec.get("resources") or {}).get("requests", {})}
-        elif kind.kind == "Service" and spec.get("type") == "LoadBalancer":
-            obj["status"] = {"loadBalancer": {"ingress": [{"ip": self.load_balancer_ip}]}
-                             if self.load_balancer_ip else {}}
+        elif kind.kind == "Service":
+            ingress = [{"ip": self.load_balancer_ip, "ipMode": "VIP"}] \
+                if spec.get("type") == "LoadBalancer" and self.load_balancer_ip else []
+            obj["status"] = {"loadBalancer": {"ingress": ingress} if ingress else {}}
+        elif kind.kind == "PodDisruptionBudget":
+            obj["status"] = self._pdb_status(obj)
+        elif kind.kind == "HorizontalPodAutoscaler":
+            target = self._scale_target(obj)
+            replicas = (target or {}).get("spec", {}).get("replicas", 0)
+            obj["status"] = {"currentReplicas": replicas,
+                             "desiredReplicas": max(replicas, spec.get("minReplicas", 1)),
+                             "currentMetrics": None}
 
-    def _job_status(self, job: Obj) -> Obj:
-        """Complete at once -- or fail like a Job whose pods all crashed, when the Job is
-        named in failing_jobs or its pod template is annotated `fake-k8s.test/outcome: fail`
-        (a chart can then reproduce a failing hook without running anything)."""
-        now, spec = _now(), job.get("spec") or {}
-        annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations")
-        if job["metadata"]["name"] in self.failing_jobs or \
-                (annotations or {}).get(JOB_OUTCOME_ANNOTATION) == "fail":
-            return {"failed": spec.get("backoffLimit", 6) + 1, "startTime": now,
-                    "conditions": [{"type": "Failed", "status": "True",
-                                    "reason": "BackoffLimitExceeded",
-                                    "message": "Job has reached the specified backoff limit",
-                                    "lastTransitionTime": now}]}
-        return {"succeeded": spec.get("completions", 1), "startTime": now, "completionTime": now,
-                "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": now}]}
+    def _store_status(self, kind: Kind, ns: str, name: str, status: Obj,
+                      annotations: dict[str, str] | None = None) -> None:
+        """A controller's status update: stored with a new resourceVersion and a watch event
+        when it changed anything."""
+        key = (kind.key, ns, name)
+        current = self._store.get(key)
+        if current is None:
+            return
+        new_annotations = dict(current["metadata"].get("annotations") or {}, **(annotations or {}))
+        if current.get("status") == status and \
+                (current["metadata"].get("annotations") or {}) == new_annotations:
+            return
+        obj = copy.deepcopy(current)
+        obj["status"] = status
+        if annotations:
+            obj["metadata"]["annotations"] = new_annotations
+        rv = next(self._rv)
+        self._last_rv = rv
+        obj["metadata"]["resourceVersion"] = str(rv)
+        self._store[key] = obj
+        self._events.append((rv, kind.key, "MODIFIED", copy.deepcopy(obj)))
+        self._changed.notify_all()
 
-    def _reconcile_replicaset(self, deployment: Obj) -> None:
-        """Create the Deployment's current ReplicaSet, as the deployment controller would.
+    def _owned(self, resource: str, owner: Obj) -> list[Obj]:
+        uid, ns = owner["metadata"]["uid"], owner["metadata"].get("namespace", "")
+        return [o for o in self._list(find_kind(resource), ns, "", "")
+                if any(r.get("uid") == uid and r.get("controller")
+                       for r in o["metadata"].get("ownerReferences") or [])]
+
+    # Deployments -> ReplicaSets -> Pods
+
+    def _reconcile_deployment(self, deployment: Obj) -> None:
+        """Create or update the Deployment's current ReplicaSet, as the deployment controller
+        would; older ReplicaSets are scaled to 0 once the new one is fully available (a
+        rollout whose new pods never become ready keeps the old pods serving).
 
         helm's --wait does not trust Deployment.status: it lists ReplicaSets with the
         Deployment's selector, keeps those whose controller ownerReference has the
         Deployment's uid, and picks the one whose pod template equals the Deployment's
         (ignoring the pod-template-hash label). That RS must report readyReplicas and an
-        observedGeneration equal to its generation. Older ReplicaSets are scaled to 0.
+        observedGeneration equal to its generation.
         """
         meta, spec = deployment["metadata"], deployment["spec"]
+        rs_kind = find_kind("replicasets")
+        ns = meta.get("namespace", "")
         template = copy.deepcopy(spec.get("template") or {})
         pod_hash = _short_hash(template)
         template.setdefault("metadata", {}).setdefault("labels", {})["pod-template-hash"] = pod_hash
         selector = copy.deepcopy(spec.get("selector") or {})
         selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
-        rs_kind = find_kind("replicasets")
-        ns = meta.get("namespace", "")
-        for rs in self._list(rs_kind, ns, "", ""):
-            owners = rs["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == meta["uid"] for o in owners) and \
-                    rs["metadata"]["name"] != f'{meta["name"]}-{pod_hash}' and \
-                    rs["spec"].get("replicas"):
-                self._write(rs_kind, dict(rs, spec=dict(rs["spec"], replicas=0)), rs)
+        owned = self._owned("replicasets", deployment)
         name = f'{meta["name"]}-{pod_hash}'
-        old = self._store.get((rs_kind.key, ns, name))
-        self._write(rs_kind, {
+        current = self._store.get((rs_kind.key, ns, name))
+        revisions = {rs["metadata"]["name"]: int((rs["metadata"].get("annotations") or {}).get(
+            "deployment.kubernetes.io/revision", "0")) for rs in owned}
+        top = max(revisions.values(), default=0)
+        revision = revisions.get(name, 0)
+        if revision != top or current is None:
+            revision = top + 1
+        wanted: Obj = {
             "metadata": {
                 "name": name, "namespace": ns, "labels": template["metadata"]["labels"],
-                "annotations": {"deployment.kubernetes.io/revision": str(meta["generation"])},
+                "annotations": {"deployment.kubernetes.io/revision": str(revision),
+                                "deployment.kubernetes.io/desired-replicas":
+                                    str(spec.get("replicas", 1))},
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
                                      "name": meta["name"], "uid": meta["uid"],
                                      "controller": True, "blockOwnerDeletion": True}]},
             "spec": {"replicas": spec.get("replicas", 1), "selector": selector,
-                     "template": template}}, old)
+                     "template": template}}
+        if current is None or current["spec"].get("replicas") != wanted["spec"]["replicas"] \
+                or current["metadata"].get("annotations") != wanted["metadata"]["annotations"]:
+            current = self._write(rs_kind, wanted, current)
+        if (current.get("status") or {}).get("availableReplicas", 0) >= spec.get("replicas", 1):
+            for rs in owned:
+                if rs["metadata"]["name"] != name and rs["spec"].get("replicas"):
+                    self._write(rs_kind, dict(rs, spec=dict(rs["spec"], replicas=0)), rs)
+        self._store_status(find_kind("deployments"), ns, meta["name"],
+                           self._deployment_status(self._store[
+                               ("deployments.apps", ns, meta["name"])]),
+                           {"deployment.kubernetes.io/revision": str(revision)})
+
+    def _deployment_status(self, deployment: Obj) -> Obj:
+        meta, spec = deployment["metadata"], deployment.get("spec") or {}
+        if "uid" not in meta:
+            return {}
+        desired = spec.get("replicas", 1)
+        pod_hash = _short_hash(spec.get("template") or {})
+        new_name = f'{meta["name"]}-{pod_hash}'
+        total = updated = ready = available = 0
+        for rs in self._owned("replicasets", deployment):
+            status = rs.get("status") or {}
+            total += status.get("replicas", 0)
+            ready += status.get("readyReplicas", 0)
+            available += status.get("availableReplicas", 0)
+            if rs["metadata"]["name"] == new_name:
+                updated = status.get("replicas", 0)
+        now = _now()
+        max_unavailable = _fencepost(
+            ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxUnavailable", 0),
+            desired, round_up=False)
+        is_available = available >= desired - max_unavailable
+        complete = updated == desired and total == desired and available == desired
+        status: Obj = {"observedGeneration": meta.get("generation", 1), "replicas": total,
+                       "updatedReplicas": updated, "readyReplicas": ready,
+                       "availableReplicas": available}
+        if desired - available > 0:
+            status["unavailableReplicas"] = desired - available
+        status = {k: v for k, v in status.items() if v or k == "observedGeneration"}
+        status["conditions"] = [
+            {"type": "Available", "status": "True" if is_available else "False",
+             "reason": "MinimumReplicasAvailable" if is_available
+             else "MinimumReplicasUnavailable",
+             "message": "Deployment has minimum availability." if is_available
+             else "Deployment does not have minimum availability.",
+             "lastUpdateTime": now, "lastTransitionTime": now},
+            {"type": "Progressing", "status": "True",
+             "reason": "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+             "message": f'ReplicaSet "{new_name}" has successfully progressed.' if complete
+             else f'ReplicaSet "{new_name}" is progressing.',
+             "lastUpdateTime": now, "lastTransitionTime": now}]
+        return status
+
+    def _reconcile_replicaset_pods(self, rs: Obj) -> None:
+        meta, spec = rs["metadata"], rs["spec"]
+        ns = meta.get("namespace", "")
+        pods = self._owned("pods", rs)
+        desired = spec.get("replicas", 1)
+        for pod in sorted(pods, key=lambda p: _pod_ready(p))[:max(0, len(pods) - desired)]:
+            self._delete(find_kind("pods"), ns, pod["metadata"]["name"])
+        for _ in range(desired - len(pods)):
+            self._create_pod(rs, f'{meta["name"]}-{uuid.uuid4().hex[:5]}', spec["template"])
+        self._store_status(find_kind("replicasets"), ns, meta["name"],
+                           self._replicaset_status(self._store[("replicasets.apps", ns,
+                                                                meta["name"])]))
+
+    def _replicaset_status(self, rs: Obj) -> Obj:
+        if "uid" not in rs["metadata"]:
+            return {"replicas": 0}
+        pods = self._owned("pods", rs)
+        ready = sum(1 for p in pods if _pod_ready(p))
+        status: Obj = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
+                       "readyReplicas": ready, "availableReplicas": ready,
+                       "observedGeneration": rs["metadata"].get("generation", 1)}
+        return {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+
+    # StatefulSets: pods <name>-<ordinal>, PVCs from volumeClaimTemplates, replaced on change
+
+    def _reconcile_statefulset(self, sts: Obj) -> None:
+        meta, spec = sts["metadata"], sts["spec"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        revision = f'{name}-{_short_hash(spec.get("template"))}'
+        pods = {p["metadata"]["name"]: p for p in self._owned("pods", sts)}
+        desired = spec.get("replicas", 1)
+        for pod_name, pod in pods.items():
+            ordinal = int(pod_name.rsplit("-", 1)[1])
+            stale = (pod["metadata"].get("labels") or {}).get(
+                "controller-revision-hash") != revision
+            if ordinal >= desired or stale:
+                self._delete(find_kind("pods"), ns, pod_name)
+        for ordinal in range(desired):
+            pod_name = f"{name}-{ordinal}"
+            for claim in spec.get("volumeClaimTemplates") or []:
+                claim_name = f'{claim["metadata"]["name"]}-{pod_name}'
+                if ("persistentvolumeclaims", ns, claim_name) not in self._store:
+                    self._write(find_kind("persistentvolumeclaims"), {"metadata": {
+                        "name": claim_name, "namespace": ns,
+                        "labels": dict((spec.get("selector") or {}).get("matchLabels") or {})},
+                        "spec": copy.deepcopy(claim.get("spec") or {})}, None)
+            if ("pods", ns, pod_name) not in self._store:
+                self._create_pod(sts, pod_name, spec["template"], {
+                    "controller-revision-hash": revision,
+                    "statefulset.kubernetes.io/pod-name": pod_name,
+                    "apps.kubernetes.io/pod-index": str(ordinal)}, hostname=pod_name)
+        self._store_status(find_kind("statefulsets"), ns, name, self._statefulset_status(
+            self._store[("statefulsets.apps", ns, name)]))
+
+    def _statefulset_status(self, sts: Obj) -> Obj:
+        meta, spec = sts["metadata"], sts.get("spec") or {}
+        revision = f'{meta["name"]}-{_short_hash(spec.get("template"))}'
+        pods = self._owned("pods", sts) if "uid" in meta else []
+        updated = [p for p in pods
+                   if (p["metadata"].get("labels") or {}).get("controller-revision-hash")
+                   == revision]
+        ready = sum(1 for p in pods if _pod_ready(p))
+        status: Obj = {"observedGeneration": meta.get("generation", 1), "replicas": len(pods),
+                       "readyReplicas": ready, "currentReplicas": len(updated),
+                       "updatedReplicas": len(updated), "availableReplicas": ready,
+                       "currentRevision": revision, "updateRevision": revision,
+                       "collisionCount": 0}
+        return {k: v for k, v in status.items()
+                if v or k in ("replicas", "observedGeneration", "availableReplicas",
+                              "collisionCount")}
+
+    def _resync_disruption_budgets(self, namespace: str) -> None:
+        """The disruption controller: a PDB's counts follow the pods it selects."""
+        pdb_kind = find_kind("poddisruptionbudgets")
+        for pdb in self._list(pdb_kind, namespace, "", ""):
+            self._store_status(pdb_kind, namespace, pdb["metadata"]["name"],
+                               self._pdb_status(pdb))
+
+    def _pdb_status(self, pdb: Obj) -> Obj:
+        spec, meta = pdb.get("spec") or {}, pdb["metadata"]
+        selector = ",".join(f"{k}={v}" for k, v in sorted(
+            ((spec.get("selector") or {}).get("matchLabels") or {}).items()))
+        pods = self._list(find_kind("pods"), meta.get("namespace", ""), selector, "") \
+            if selector else []
+        healthy = sum(1 for p in pods if _pod_ready(p))
+        if "minAvailable" in spec:
+            desired = _fencepost(spec["minAvailable"], len(pods), round_up=True)
+        elif "maxUnavailable" in spec:
+            desired = max(0, len(pods) - _fencepost(spec["maxUnavailable"], len(pods),
+                                                     round_up=True))
+        else:
+            desired = 0
+        allowed = max(0, healthy - desired)
+        now = _now()
+        return {"observedGeneration": meta.get("generation", 1), "currentHealthy": healthy,
+                "desiredHealthy": desired, "expectedPods": len(pods),
+                "disruptionsAllowed": allowed,
+                "conditions": [{"type": "DisruptionAllowed",
+                                "status": "True" if allowed else "False",
+                                "reason": "SufficientPods" if allowed else "InsufficientPods",
+                                "message": "", "observedGeneration": meta.get("generation", 1),
+                                "lastTransitionTime": now}]}
+
+    def _scale_target(self, hpa: Obj) -> Obj | None:
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        try:
+            kind = find_kind(str(ref.get("kind", "")))
+        except KeyError:
+            return None
+        return self._store.get((kind.key, hpa["metadata"].get("namespace", ""),
+                                str(ref.get("name", ""))))
+
+    # Jobs: one pod at a time, retried up to backoffLimit
+
+    def _run_job(self, job: Obj) -> None:
+        meta, spec = job["metadata"], job["spec"]
+        ns, name = meta.get("namespace", ""), meta["name"]
+        start = _now()
+        failed = 0
+        status: Obj = {"startTime": start, "ready": 0, "terminating": 0,
+                       "uncountedTerminatedPods": {}}
+        while True:
+            pod = self._create_pod(job, f"{name}-{uuid.uuid4().hex[:5]}", spec["template"],
+                                   job=job)
+            phase = pod["status"]["phase"]
+            now = _now()
+            if phase == "Succeeded":
+                status.update(succeeded=1, completionTime=now, conditions=[
+                    {"type": "Complete", "status": "True", "lastProbeTime": now,
+                     "lastTransitionTime": now}])
+                self._record_event(job, "Normal", "Completed", "Job completed",
+                                   "job-controller")
+                break
+            if phase == "Failed":
+                failed += 1
+                status["failed"] = failed
+                if failed > spec.get("backoffLimit", 6):
+                    status["conditions"] = [
+                        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                         "message": "Job has reached the specified backoff limit",
+                         "lastProbeTime": now, "lastTransitionTime": now}]
+                    self._record_event(job, "Warning", "BackoffLimitExceeded",
+                                       "Job has reached the specified backoff limit",
+                                       "job-controller")
+                    break
+                continue
+            status["active"] = 1  # Pending: unschedulable or its image cannot be pulled
+            break
+        self._store_status(find_kind("jobs"), ns, name, status)
+
+    # Pods
+
+    def _create_pod(self, owner: Obj, name: str, template: Obj,
+                    extra_labels: dict[str, str] | None = None, *, job: Obj | None = None,
+                    hostname: str | None = None) -> Obj:
+        meta = owner["metadata"]
+        tmeta = template.get("metadata") or {}
+        pod_meta: Obj = {
+            "name": name, "namespace": meta.get("namespace", ""),
+            "labels": dict(tmeta.get("labels") or {}, **(extra_labels or {})),
+            "ownerReferences": [{"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+                                 "name": meta["name"], "uid": meta["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]}
+        if tmeta.get("annotations"):
+            pod_meta["annotations"] = dict(tmeta["annotations"])
+        if not hostname:
+            pod_meta["generateName"] = name[:-5]
+        pod: Obj = {"metadata": pod_meta, "spec": copy.deepcopy(template.get("spec") or {})}
+        if hostname:
+            pod["spec"].setdefault("hostname", hostname)
+        pod_kind = find_kind("pods")
+        self._defaults(pod_kind, pod, None)
+        pod["status"] = self._pod_fate(pod, job=job)
+        return self._write(pod_kind, pod, None, keep_uid=True)
+
+    def _record_event(self, about: Obj, etype: str, reason: str, message: str,
+                      component: str) -> None:
+        meta = about["metadata"]
+        now = _now()
+        event = {"metadata": {"name": f'{meta["name"]}.{uuid.uuid4().hex[:16]}',
+                              "namespace": meta.get("namespace") or "default"},
+                 "involvedObject": {"kind": about.get("kind", "Pod"),
+                                    "apiVersion": about.get("apiVersion", "v1"),
+                                    "namespace": meta.get("namespace", ""),
+                                    "name": meta["name"], "uid": meta.get("uid", "")},
+                 "reason": reason, "message": message, "type": etype,
+                 "source": {"component": component}, "count": 1,
+                 "firstTimestamp": now, "lastTimestamp": now, "eventTime": None,
+                 "reportingComponent": component, "reportingInstance": ""}
+        self._write(find_kind("events"), event, None)
+
+    def _schedule(self, pod: Obj) -> tuple[Obj | None, str]:
+        """The node the default scheduler would pick (most free CPU among those that fit),
+        or None and the FailedScheduling message."""
+        spec = pod["spec"]
+        need = _pod_requests(spec)
+        nodes = self._list(find_kind("nodes"), None, "", "")
+        tolerated = {t.get("key") for t in spec.get("tolerations") or []
+                     if t.get("operator") == "Exists" or "value" in t}
+        tolerate_all = any(not t.get("key") and t.get("operator") == "Exists"
+                           for t in spec.get("tolerations") or [])
+        selector = spec.get("nodeSelector") or {}
+        reasons: Counter[str] = Counter()
+        fits: list[tuple[float, Obj]] = []
+        for node in nodes:
+            labels = node["metadata"].get("labels") or {}
+            taints = [t for t in node["spec"].get("taints") or []
+                      if t.get("effect") in ("NoSchedule", "NoExecute")
+                      and t.get("key") not in tolerated and not tolerate_all]
+            if node["spec"].get("unschedulable") and not tolerate_all:
+                reasons["node(s) were unschedulable"] += 1
+                continue
+            if taints:
+                taint = taints[0]
+                reasons[f'node(s) had untolerated taint {{{taint["key"]}: '
+                        f'{taint.get("value", "")}}}'] += 1
+                continue
+            if any(labels.get(k) != v for k, v in selector.items()):
+                reasons["node(s) didn't match Pod's node affinity/selector"] += 1
+                continue
+            used = {"cpu": 0.0, "memory": 0.0}
+            for other in self._list(find_kind("pods"), None, "", ""):
+                if other["spec"].get("nodeName") == node["metadata"]["name"] and \
+                        (other.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+                    for r, v in _pod_requests(other["spec"]).items():
+                        used[r] += v
+            allocatable = node["status"].get("allocatable") or {}
+            short = [r for r in ("cpu", "memory")
+                     if need[r] and used[r] + need[r] > _quantity(allocatable.get(r, "0"))]
+            for r in short:
+                reasons[f"Insufficient {r}"] += 1
+            if not short:
+                fits.append((_quantity(allocatable.get("cpu", "0")) - used["cpu"], node))
+        if fits:
+            return max(fits, key=lambda f: f[0])[1], ""
+        total = len(nodes)
+        detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+        return None, (f"0/{total} nodes are available: {detail or 'no nodes available'}. "
+                      f"preemption: 0/{total} nodes are available: {total} No preemption "
+                      "victims found for incoming pod.")
+
+    def _unpullable(self, image: str) -> str | None:
+        for prefix, error in self.unpullable_images.items():
+            if image == prefix or image.startswith(prefix):
+                return error
+        return None
+
+    def _pod_fate(self, pod: Obj, job: Obj | None) -> Obj:
+        """Schedule the pod, pull its images, start (or, for a Job, run) its containers."""
+        spec, meta = pod["spec"], pod["metadata"]
+        now = _now()
+        pod.setdefault("apiVersion", "v1")
+        pod.setdefault("kind", "Pod")
+        meta.setdefault("uid", str(uuid.uuid4()))  # events need it before the write
+        containers = spec.get("containers") or []
+        node, why = self._schedule(pod)
+        if node is None:
+            self._record_event(pod, "Warning", "FailedScheduling", why, "default-scheduler")
+            return {"phase": "Pending", "qosClass": _qos(spec), "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": why, "lastProbeTime": None, "lastTransitionTime": now}]}
+        node_name = node["metadata"]["name"]
+        spec["nodeName"] = node_name
+        self._record_event(pod, "Normal", "Scheduled",
+                           f'Successfully assigned {meta.get("namespace")}/{meta["name"]} to '
+                           f"{node_name}", "default-scheduler")
+        host_ip = next((a["address"] for a in node["status"].get("addresses") or []
+                        if a.get("type") == "InternalIP"), "10.0.0.1")
+        n = next(self._ips)
+        base: Obj = {"hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+                     "podIP": f"10.244.{n // 250}.{n % 250 + 2}", "startTime": now,
+                     "qosClass": _qos(spec)}
+        base["podIPs"] = [{"ip": base["podIP"]}]
+
+        def condition(ctype: str, ok: bool, reason: str = "", message: str = "") -> Obj:
+            cond: Obj = {"type": ctype, "status": "True" if ok else "False",
+                         "lastProbeTime": None, "lastTransitionTime": now}
+            if reason:
+                cond["reason"] = reason
+            if message:
+                cond["message"] = message
+            return cond
+
+        pull_errors = {c["name"]: self._unpullable(str(c.get("image", ""))) for c in containers}
+        if any(pull_errors.values()):
+            statuses = []
+            for c in containers:
+                image, error = str(c.get("image", "")), pull_errors[c["name"]]
+                if error:
+                    self._record_event(pod, "Normal", "Pulling", f'Pulling image "{image}"',
+                                       "kubelet")
+                    self._record_event(pod, "Warning", "Failed",
+                                       f'Failed to pull image "{image}": {error}', "kubelet")
+                    self._record_event(pod, "Warning", "Failed", "Error: ErrImagePull",
+                                       "kubelet")
+                    self._record_event(pod, "Normal", "BackOff",
+                                       f'Back-off pulling image "{image}"', "kubelet")
+                    self._record_event(pod, "Warning", "Failed", "Error: ImagePullBackOff",
+                                       "kubelet")
+                    state: Obj = {"waiting": {"reason": "ImagePullBackOff",
+                                              "message": f'Back-off pulling image "{image}"'}}
+                else:
+                    state = {"running": {"startedAt": now}}
+                statuses.append({"name": c["name"], "image": image, "imageID": "",
+                                 "ready": False, "started": not error, "restartCount": 0,
+                                 "state": state})
+            waiting = [c["name"] for c in containers if pull_errors[c["name"]]]
+            message = f"containers with unready status: [{' '.join(waiting)}]"
+            return dict(base, phase="Pending", containerStatuses=statuses, conditions=[
+                condition("PodReadyToStartContainers", True), condition("Initialized", True),
+                condition("Ready", False, "ContainersNotReady", message),
+                condition("ContainersReady", False, "ContainersNotReady", message),
+                condition("PodScheduled", True)])
+        if job is None:
+            for c in containers:
+                self._record_event(pod, "Normal", "Started", f"Started container {c['name']}",
+                                   "kubelet")
+            return dict(base, phase="Running", containerStatuses=[
+                {"name": c["name"], "image": str(c.get("image", "")),
+                 "imageID": f'{c.get("image", "")}@sha256:{"0" * 64}',
+                 "containerID": f"containerd://{uuid.uuid4().hex}", "ready": True,
+                 "started": True, "restartCount": 0, "state": {"running": {"startedAt": now}}}
+                for c in containers], conditions=[
+                condition(t, True) for t in ("PodReadyToStartContainers", "Initialized",
+                                             "Ready", "ContainersReady", "PodScheduled")])
+        statuses = []
+        for c in containers:
+            code, logs = self._run_container(pod, c, job)
+            self._pod_logs[(str(meta.get("namespace")), str(meta["name"]), c["name"])] = logs
+            self._job_runs.append((job["metadata"]["name"], str(meta["name"]), code, logs))
+            terminated: Obj = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                               "startedAt": now, "finishedAt": _now(),
+                               "containerID": f"containerd://{uuid.uuid4().hex}"}
+            if code and c.get("terminationMessagePolicy") == "FallbackToLogsOnError" and logs:
+                # The kubelet's fallback: the end of the log, at most 80 lines and 2048 bytes.
+                tail = "\n".join(logs.rstrip("\n").splitlines()[-80:])
+                terminated["message"] = tail.encode()[-2048:].decode(errors="ignore") + "\n"
+            statuses.append({"name": c["name"], "image": str(c.get("image", "")),
+                             "imageID": "", "ready": False, "started": False,
+                             "restartCount": 0, "state": {"terminated": terminated}})
+        ok = all(s["state"]["terminated"]["exitCode"] == 0 for s in statuses)
+        reason = "PodCompleted" if ok else "PodFailed"
+        return dict(base, phase="Succeeded" if ok else "Failed", containerStatuses=statuses,
+                    conditions=[condition("PodReadyToStartContainers", False),
+                                condition("Initialized", True, reason),
+                                condition("Ready", False, reason),
+                                condition("ContainersReady", False, reason),
+                                condition("PodScheduled", True)])
+
+    def _run_container(self, pod: Obj, container: Obj, job: Obj) -> tuple[int, str]:
+        """A Job's container: (exit code, log).
+
+        A test's fail_job() decides first. Otherwise a container whose command is a shell
+        (`sh`/`bash`, e.g. the vendor's version check running a script from a ConfigMap
+        volume) really runs here, under bash, with its env values and its ConfigMap/Secret
+        volumes written to a temporary folder (mount paths rewritten in the arguments). No
+        image is pulled, so any other container "succeeds" with an empty log, unless its pod
+        template carries the annotation fake-k8s.test/outcome: fail.
+        """
+        name = job["metadata"]["name"]
+        if name in self.failing_jobs:
+            return self.failing_jobs[name]
+        annotations = (pod["metadata"].get("annotations") or {})
+        forced_failure = annotations.get(JOB_OUTCOME_ANNOTATION) == "fail"
+        argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+        if not argv or Path(argv[0]).name not in ("sh", "bash"):
+            return (1, "") if forced_failure else (0, "")
+        ns = str(pod["metadata"].get("namespace", ""))
+        with tempfile.TemporaryDirectory(prefix="fake-k8s-job-") as tmp:
+            volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+            for n, mount in enumerate(container.get("volumeMounts") or []):
+                volume = volumes.get(mount.get("name"), {})
+                files = self._volume_files(ns, volume)
+                if files is None:
+                    continue
+                folder = Path(tmp, f"volume-{n}")
+                folder.mkdir()
+                for file_name, data in files.items():
+                    Path(folder, file_name).write_bytes(data)
+                mount_path = str(mount["mountPath"]).rstrip("/")
+                argv = [a.replace(mount_path, str(folder)) for a in argv]
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp,
+                   "HOSTNAME": str(pod["metadata"]["name"])}
+            for item in container.get("env") or []:
+                value = self._env_value(ns, pod, item)
+                if value is not None:
+                    env[item["name"]] = value
+            try:
+                done = subprocess.run(["bash", *argv[1:]], cwd=tmp, env=env, timeout=20,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      check=False)
+            except subprocess.TimeoutExpired:
+                return 137, "killed: the fake cluster runs Job scripts for at most 20 s\n"
+            return done.returncode, done.stdout.decode(errors="replace")
+
+    def _volume_files(self, ns: str, volume: Obj) -> dict[str, bytes] | None:
+        if "configMap" in volume:
+            source = self._store.get(("configmaps", ns, volume["configMap"].get("name", "")))
+            data = {k: v.encode() for k, v in ((source or {}).get("data") or {}).items()}
+        elif "secret" in volume:
+            source = self._store.get(("secrets", ns, volume["secret"].get("secretName", "")))
+            data = {k: base64.b64decode(v) for k, v in ((source or {}).get("data") or {}).items()}
+        else:
+            return None
+        return data
+
+    def _env_value(self, ns: str, pod: Obj, item: Obj) -> str | None:
+        if "value" in item:
+            return str(item["value"])
+        source = item.get("valueFrom") or {}
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            cm = self._store.get(("configmaps", ns, ref.get("name", ""))) or {}
+            return (cm.get("data") or {}).get(ref.get("key", ""))
+        if "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            secret = self._store.get(("secrets", ns, ref.get("name", ""))) or {}
+            raw = (secret.get("data") or {}).get(ref.get("key", ""))
+            return base64.b64decode(raw).decode(errors="replace") if raw is not None else None
+        if "fieldRef" in source:
+            path = source["fieldRef"].get("fieldPath", "")
+            return {"metadata.name": pod["metadata"]["name"], "metadata.namespace": ns,
+                    "spec.nodeName": pod["spec"].get("nodeName", "")}.get(path)
+        return None
+
+    def _pod_log(self, ns: str, pod: Obj, query: dict[str, str]) -> str:
+        """GET pods/<name>/log, as the kubelet answers it through the API server."""
+        name = pod["metadata"]["name"]
+        containers = [c["name"] for c in pod["spec"].get("containers") or []]
+        container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+        if not container:
+            raise ApiError(400, "BadRequest", f"a container name must be specified for pod "
+                           f"{name}, choose one of: [{' '.join(containers)}]")
+        if container not in containers:
+            raise ApiError(400, "BadRequest",
+                           f"container {container} is not valid for pod {name}")
+        statuses = {s["name"]: s for s in (pod.get("status") or {}).get("containerStatuses")
+                    or []}
+        waiting = (statuses.get(container, {}).get("state") or {}).get("waiting")
+        if waiting or container not in statuses:
+            reason = (waiting or {}).get("reason", "ContainerCreating")
+            raise ApiError(400, "BadRequest", f'container "{container}" in pod "{name}" is '
+                           f"waiting to start: {reason}")
+        text = self._pod_logs.get((ns, name, container), "")
+        if query.get("tailLines"):
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-int(query["tailLines"]):]) if int(query["tailLines"]) else ""
+        return text
 
     # ---- request handling (called by the HTTP handler) -----------------------------------------
 
@@ -1157,12 +2042,13 @@ class FakeCluster:
             raise not_found(find_kind("namespaces"), ns)
         dry_run = "dryRun" in query
         if route.name is not None:
-            return self._object_request(method, kind, ns, route.name, route.subresource,
+            return self._object_request(method, kind, ns, route.name, route.subresource, query,
                                         headers, body, dry_run)
         if method == "GET":
             return 200, self._list_response(kind, route.namespace, query)
         if method == "POST":
-            return 201, self._create(kind, ns, _json_body(body), dry_run)
+            return 201, _view(kind, self._create(kind, ns, _stored(kind, _json_body(body)),
+                                                  dry_run))
         if method == "DELETE":  # deletecollection
             items = self._list(kind, route.namespace, query.get("labelSelector", ""),
                                query.get("fieldSelector", ""))
@@ -1173,22 +2059,29 @@ class FakeCluster:
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
 
     def _object_request(self, method: str, kind: Kind, ns: str, name: str,
-                        subresource: str | None, headers: Any, body: bytes,
-                        dry_run: bool) -> tuple[int, Any]:
+                        subresource: str | None, query: dict[str, str], headers: Any,
+                        body: bytes, dry_run: bool) -> tuple[int, Any]:
         """GET/PUT/PATCH/DELETE on one object, or on its status/scale subresource."""
-        if subresource not in (None, "status", "scale") or (
-                subresource == "scale" and kind.kind not in _SCALABLE):
+        if subresource not in (None, "status", "scale", "log") or (
+                subresource == "scale" and kind.kind not in _SCALABLE) or (
+                subresource == "log" and kind.kind != "Pod"):
             raise NO_SUCH_PATH
         current = self._store.get((kind.key, ns, name))
+        if current is not None and subresource == "log":
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
+            return 200, self._pod_log(ns, current, query)
+        if current is not None:
+            current = _view(kind, current)
         ctype = (headers.get("Content-Type") or "").split(";")[0].strip()
         if current is None:
             if method == "PATCH" and ctype == "application/apply-patch+yaml" and not subresource:
-                return 201, self._create(kind, ns, _yaml_body(body), dry_run)  # SSA creates
+                return 201, _view(kind, self._create(kind, ns, _yaml_body(body), dry_run))  # SSA
             raise not_found(kind, name)
         if method == "GET":
             return 200, _scale(current) if subresource == "scale" else current
         if method == "DELETE" and not subresource:
-            return 200, current if dry_run else self._delete(kind, ns, name)
+            return 200, current if dry_run else _view(kind, self._delete(kind, ns, name))
         if method not in ("PUT", "PATCH"):
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method")
         if subresource == "scale":
@@ -1209,7 +2102,9 @@ class FakeCluster:
         new.setdefault("metadata", {}).update(name=name)
         if kind.namespaced:
             new["metadata"]["namespace"] = ns
-        return 200, new if dry_run else self._write(kind, new, current)
+        new = _stored(kind, new)
+        stored = self._store[(kind.key, ns, name)]
+        return 200, _view(kind, new if dry_run else self._write(kind, new, stored))
 
     def _special(self, what: str) -> Obj | str | bytes:
         if what == "version":
@@ -1234,14 +2129,15 @@ class FakeCluster:
         if what.startswith("resources:"):
             gv = what[10:]
             return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
-                    "resources": [_api_resource(k) for k in _GROUP_VERSIONS[gv]]}
+                    "resources": [r for k in _GROUP_VERSIONS[gv]
+                                  for r in [_api_resource(k), *_subresources(k)]]}
         raise NO_SUCH_PATH
 
     def _list_response(self, kind: Kind, namespace: str | None, query: dict[str, str]) -> Any:
         labels, fields = query.get("labelSelector", ""), query.get("fieldSelector", "")
         if query.get("watch") in ("true", "1"):
             return _Watch(self, kind, namespace, labels, fields, query)
-        items = copy.deepcopy(self._list(kind, namespace, labels, fields))
+        items = [_view(kind, o) for o in self._list(kind, namespace, labels, fields)]
         return {"kind": f"{kind.kind}List", "apiVersion": kind.group_version,
                 "metadata": {"resourceVersion": str(self._last_rv)}, "items": items}
 
@@ -1375,6 +2271,57 @@ def _scale(obj: Obj) -> Obj:
                        "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
 
 
+_STATEFULSET_MUTABLE = ("replicas", "ordinals", "template", "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+
+
+def _invalid(kind: Kind, name: str, field: str, message: str) -> ApiError:
+    details = dict(_details(kind, name), kind=kind.kind,
+                   causes=[{"reason": "FieldValueInvalid" if "Invalid" in message
+                            else "FieldValueForbidden", "message": message, "field": field}])
+    return ApiError(422, "Invalid", f'{kind.kind}{"." + kind.group if kind.group else ""} '
+                    f'"{name}" is invalid: {field}: {message}', details)
+
+
+def _validate_update(kind: Kind, new: Obj, old: Obj) -> None:
+    """The update validation helm upgrades run into: immutable selectors, a StatefulSet spec
+    that may change only in a few fields, a Job's template, a Service's clusterIP."""
+    name = old["metadata"]["name"]
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    if kind.kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job") and \
+            spec.get("selector") != old_spec.get("selector"):
+        raise _invalid(kind, name, "spec.selector",
+                       f"Invalid value: {json.dumps(spec.get('selector'))}: field is immutable")
+    if kind.kind == "StatefulSet":
+        changed = {k for k in set(spec) | set(old_spec)
+                   if k not in _STATEFULSET_MUTABLE and spec.get(k) != old_spec.get(k)}
+        if changed:
+            allowed = ", ".join(f"'{f}'" for f in _STATEFULSET_MUTABLE[:-1])
+            raise _invalid(kind, name, "spec", f"Forbidden: updates to statefulset spec for "
+                           f"fields other than {allowed} and '{_STATEFULSET_MUTABLE[-1]}' are "
+                           "forbidden")
+    if kind.kind == "Job" and spec.get("template") != old_spec.get("template"):
+        raise _invalid(kind, name, "spec.template", "Invalid value: ...: field is immutable")
+    if kind.kind == "Service" and old_spec.get("clusterIP") not in (None, "", "None") and \
+            spec.get("clusterIP") not in (None, "", old_spec.get("clusterIP")):
+        raise _invalid(kind, name, "spec.clusterIPs[0]",
+                       f'Invalid value: ["{spec["clusterIP"]}"]: may not change once set')
+
+
+def _view(kind: Kind, obj: Obj) -> Obj:
+    """A stored object as served under the request's version (one copy per version)."""
+    if kind.kind == "HorizontalPodAutoscaler" and kind.version == "v1":
+        return hpa_v2_to_v1(obj)
+    return obj
+
+
+def _stored(kind: Kind, obj: Obj) -> Obj:
+    """A request body converted to the stored version."""
+    if kind.kind == "HorizontalPodAutoscaler" and kind.version == "v1":
+        return hpa_v1_to_v2(obj)
+    return obj
+
+
 def _groups() -> list[str]:
     return sorted({k.group for k in KINDS if k.group})
 
@@ -1396,6 +2343,25 @@ def _api_resource(kind: Kind) -> Obj:
     if kind.in_all:
         res["categories"] = ["all"]
     return res
+
+
+def _subresources(kind: Kind) -> list[Obj]:
+    """The subresources served (status, scale, pods/log), listed in discovery as a real server
+    lists them."""
+    if not kind.stored or kind.kind in ("Secret", "ConfigMap", "Event", "ServiceAccount",
+                                        "StorageClass", "Role", "RoleBinding", "ClusterRole",
+                                        "ClusterRoleBinding"):
+        return []
+    out = [{"name": f"{kind.plural}/status", "singularName": "", "namespaced": kind.namespaced,
+            "kind": kind.kind, "verbs": ["get", "patch", "update"]}]
+    if kind.kind in _SCALABLE:
+        out.append({"name": f"{kind.plural}/scale", "singularName": "", "group": "autoscaling",
+                    "version": "v1", "namespaced": True, "kind": "Scale",
+                    "verbs": ["get", "patch", "update"]})
+    if kind.kind == "Pod":
+        out.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod",
+                    "verbs": ["get"]})
+    return out
 
 
 def _parse_path(path: str) -> _Route:
@@ -1458,7 +2424,7 @@ class _Watch:
                 snapshot = []
         for obj in snapshot:
             if self._match(self.kind.key, obj["metadata"].get("namespace"), obj):
-                yield {"type": "ADDED", "object": obj}
+                yield {"type": "ADDED", "object": _view(self.kind, obj)}
         while True:
             with c._lock:
                 pending = [e for e in c._events if e[0] > self.since]
@@ -1470,7 +2436,7 @@ class _Watch:
             for rv, key, etype, obj in pending:
                 self.since = rv
                 if self._match(key, obj["metadata"].get("namespace"), obj):
-                    yield {"type": etype, "object": obj}
+                    yield {"type": etype, "object": _view(self.kind, obj)}
 
 
 def _json_body(body: bytes) -> Obj:

@@ -1,0 +1,131 @@
+"""Plain prompts for an existing installation: back up, support bundle, uninstall.
+
+Offered first when the answers point at an installation; the same core calls, plans and
+confirmations as the CLI (a purge needs the domain typed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import questionary
+
+log = logging.getLogger("installer.wizard.operate")
+
+INSTALL = "Install or reconfigure (the wizard)"
+BACKUP = "Back up"
+BUNDLE = "Support bundle"
+UNINSTALL = "Uninstall"
+
+
+def _printer(wizard: Any) -> Any:
+    from installer.deploy import LogLine, StepFinished, StepStarted
+    from installer.operate.installation import Progress
+
+    shown: dict[str, int] = {}
+
+    def show(event: Any) -> None:
+        if isinstance(event, StepStarted):
+            wizard.say(f"==> {event.name}")
+        elif isinstance(event, StepFinished):
+            wizard.say(f"    {'done' if event.ok else 'FAILED'}: {event.detail}")
+        elif isinstance(event, LogLine):
+            wizard.say(f"    {event.text}")
+        elif isinstance(event, Progress):
+            tenth = int(10 * event.done / event.total) if event.total else event.done >> 27
+            if shown.get(event.step) != tenth:
+                shown[event.step] = tenth
+                wizard.say(f"    {event.step}: {event.done / 1e6:.1f} MB"
+                           + (f" of {event.total / 1e6:.1f} MB" if event.total else ""))
+
+    return show
+
+
+def offer_operations(wizard: Any) -> int | None:
+    """Ask what to do with the installation; None means go on with the wizard."""
+    from installer.errors import InstallerError
+    from installer.operate.installation import Installation, is_installed
+
+    state = wizard.state
+    try:
+        target = state.connect()
+        inst = Installation(state.answers, target, state.redactor, _printer(wizard))
+        installed = is_installed(inst)
+    except InstallerError as exc:  # e.g. a host key to confirm: the wizard's target step asks
+        log.info("no existing installation found: %s", exc.message)
+        return None
+    if not installed:
+        return None
+    choice = questionary.select(
+        f"CARTO is installed on {target.name}. What do you want to do?",
+        choices=[INSTALL, BACKUP, BUNDLE, UNINSTALL]).unsafe_ask()
+    if choice == INSTALL:
+        return None
+    try:
+        if choice == BACKUP:
+            return _backup(wizard, inst)
+        if choice == BUNDLE:
+            return _bundle(wizard, inst)
+        return _uninstall(wizard, inst)
+    except InstallerError as exc:
+        wizard.say(f"error: {exc}", "31")
+        return int(exc.exit_code)
+    finally:
+        inst.close()
+
+
+def _backup(wizard: Any, inst: Any) -> int:
+    from installer.operate.backup import backup, default_output
+
+    passphrase = questionary.password(
+        "Passphrase to encrypt the backup (Enter for none):").unsafe_ask()
+    if passphrase:
+        again = questionary.password("The passphrase again:").unsafe_ask()
+        if again != passphrase:
+            wizard.say("The passphrases differ: nothing was written.")
+            return 2
+        inst.redactor.add(passphrase)
+    output = questionary.text("Write the backup to:", default=os.path.join(
+        os.getcwd(), default_output(inst.answers.domain) + (".enc" if passphrase else ""))
+    ).unsafe_ask()
+    result = backup(inst, output, passphrase=passphrase or None)
+    wizard.say(f"Backup written: {result.path} (sha256 {result.sha256})")
+    return 0
+
+
+def _bundle(wizard: Any, inst: Any) -> int:
+    from installer.operate.bundle import default_bundle_name, support_bundle
+
+    output = questionary.text("Write the support bundle to:", default=os.path.join(
+        os.getcwd(), default_bundle_name(inst.answers.domain))).unsafe_ask()
+    result = support_bundle(inst, output)
+    wizard.say(f"Support bundle written: {result.path} (secrets masked; "
+               f"{len(result.failed)} item(s) could not be collected, see MANIFEST.txt)")
+    return 0
+
+
+def _uninstall(wizard: Any, inst: Any) -> int:
+    from installer.operate.uninstall import apply_uninstall, plan_uninstall
+
+    purge = questionary.confirm("Also destroy the data (volumes, PVCs, the installer's "
+                                "Secrets)?", default=False).unsafe_ask()
+    plan = plan_uninstall(inst, purge=purge)
+    wizard.say(plan.summary())
+    if plan.empty:
+        wizard.say("Nothing is installed: nothing to do.")
+        return 0
+    if purge:
+        typed = questionary.text(f"This DESTROYS the data listed. Type the domain "
+                                 f"({inst.answers.domain}) to confirm:").unsafe_ask()
+        if typed != inst.answers.domain:
+            wizard.say("The domain does not match: nothing was removed.")
+            return 2
+    elif not questionary.confirm("Remove the deployment (data is kept)?",
+                                 default=False).unsafe_ask():
+        wizard.say("Nothing was removed.")
+        return 0
+    wizard.changes_started = True
+    wizard.say(apply_uninstall(inst, plan))
+    return 0
