@@ -52,9 +52,6 @@ GATE_IDS = ("upgrade.package", "upgrade.version", "upgrade.backup")
 GATE_TITLES = {"upgrade.package": "Package version for the new release",
                "upgrade.version": "No downgrade of the release",
                "upgrade.backup": "A recent backup"}
-# Written by `carto-installer backup` in the deployment directory (the operate branch's
-# installer.operate.backup.BACKUP_RECORD); read here with the same format.
-BACKUP_RECORD = ".carto-installer-backups.json"
 BACKUP_WINDOW = timedelta(hours=24)
 PREVIOUS_DIR = ".carto-installer-previous"
 PREVIOUS_MANIFEST = "manifest.json"
@@ -70,25 +67,19 @@ def _gate(check_id: str, status: Status, required: str, observed: str, message: 
 
 
 def gate_package(package_version: str | None, minimum: str | None, where: str) -> CheckResult:
-    """upgrade.package: the package is at least the new release's (or chart's) minimum."""
-    from installer.package import DOWNLOAD_FIX, version_at_least
+    """upgrade.package: the package is at least the new release's minimum, judged by the one
+    judge license.version and the Helm deploy use (installer.package.judge_package_version)."""
+    from installer.package import judge_package_version
 
-    if not package_version:
-        return _gate("upgrade.package", Status.FAIL, f">= {minimum or '?'}", "no version",
-                     "the new package does not state its version", DOWNLOAD_FIX)
-    if not minimum:
-        return _gate("upgrade.package", Status.WARN, ">= the minimum", package_version,
-                     f"package {package_version}: {where} states no minimum package version",
-                     "check the release notes for the minimum package version")
-    if version_at_least(package_version, minimum):
-        return _gate("upgrade.package", Status.PASS, f">= {minimum}", package_version,
-                     f"package {package_version} is not older than {where}'s minimum {minimum}")
-    return _gate("upgrade.package", Status.FAIL, f">= {minimum}",
-                 f"{package_version} < {minimum}",
-                 f"the package {package_version} is older than {where}'s minimum {minimum}: "
-                 "the new release's migrations or services would refuse it",
-                 "download a newer installation package (CARTO Workspace > Settings > "
-                 "Self-Hosted) and give it with --package")
+    verdict = judge_package_version(package_version, minimum, f"{where}'s MIN_VERSION")
+    return _verdict_gate(verdict, f">= {minimum or 'the minimum'}")
+
+
+def _verdict_gate(verdict: Any, required: str) -> CheckResult:
+    status = {"pass": Status.PASS, "unknown": Status.WARN}.get(verdict.status, Status.FAIL)
+    return _gate("upgrade.package", status, required, verdict.observed, verdict.message,
+                 verdict.remediation or "check the release notes for the minimum package "
+                 "version")
 
 
 def gate_version(current: str, new: str, what: str = "release") -> CheckResult:
@@ -112,31 +103,23 @@ def gate_version(current: str, new: str, what: str = "release") -> CheckResult:
                  "backup made before the upgrade (`carto-installer restore --database`)")
 
 
-@dataclass(frozen=True)
-class BackupSeen:
-    time: datetime
-    archive: str
-    database: bool
+def newest_backup(answers: Answers, target: Target, redactor: Redactor) -> Any:
+    """The newest backup recorded by `carto-installer backup` that holds the database, else
+    the newest at all (which the gate then names as lacking it); None without any."""
+    from installer.operate.backup import read_records
+    from installer.operate.installation import Installation
+
+    records = sorted(read_records(Installation(answers, target, redactor)),
+                     key=lambda r: r.time)
+    with_database = [r for r in records if r.database]
+    chosen = with_database or records
+    return chosen[-1] if chosen else None
 
 
-def latest_backup(raw: bytes | None) -> BackupSeen | None:
-    """The newest backup in the record `backup` writes ({"backups": [{"time", "archive",
-    "sha256", "database"}]}); a damaged record means "no backup", never a crash."""
-    if not raw:
-        return None
-    try:
-        entries = json.loads(raw).get("backups", [])
-        seen = [BackupSeen(datetime.fromisoformat(e["time"]), str(e["archive"]),
-                           bool(e.get("database"))) for e in entries]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return max(seen, key=lambda b: b.time) if seen else None
-
-
-def gate_backup(raw_record: bytes | None, now: datetime | None = None) -> CheckResult:
-    """upgrade.backup: a backup of the metadata database made within BACKUP_WINDOW."""
+def gate_backup_record(newest: Any, now: datetime | None = None) -> CheckResult:
+    """upgrade.backup: a backup of the metadata database made within BACKUP_WINDOW; `newest`
+    is the newest record (installer.operate.backup.latest_backup), None when there is none."""
     now = now or datetime.now(UTC)
-    newest = latest_backup(raw_record)
     fix = ("run `carto-installer backup --answers FILE` first (it dumps the metadata database), "
            "or accept the risk with --skip upgrade.backup: the migrations cannot be undone "
            "without a backup")
@@ -238,6 +221,10 @@ def _with_overrides(answers: Answers, package: str | None, release: str | None) 
     if release and changed.platform == "compose":
         changed = replace(changed, compose=replace(
             changed.compose, release=os.path.abspath(os.path.expanduser(release))))
+    elif release:  # kubernetes: the new chart, a local .tgz/folder or a repository reference
+        local = os.path.expanduser(release)
+        chart = os.path.abspath(local) if os.path.exists(local) else release
+        changed = replace(changed, kubernetes=replace(changed.kubernetes, chart=chart))
     return changed
 
 
@@ -351,6 +338,195 @@ def put_back_previous(target: Target, directory: str, sudo: bool = False) -> lis
     return restored
 
 
+# --- the Helm upgrade ---------------------------------------------------------------------------
+
+_SECRET_WORDS = ("password", "secret", "token", "key", "credential", "private")
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def values_diff(current: dict[str, Any], new: dict[str, Any], secret_paths: set[str]
+                ) -> list[str]:
+    """One line per value path that differs; values under a secret path (carto-secrets.yaml,
+    or a key naming a password, token, key ...) shown only as "(secret)"."""
+    def is_secret(path: str) -> bool:
+        last = path.rsplit(".", 1)[-1].lower()
+        return (path in secret_paths or any(path.startswith(p + ".") for p in secret_paths)
+                or any(word in last for word in _SECRET_WORDS))
+
+    def show(path: str, value: Any) -> str:
+        if is_secret(path):
+            return "(secret)"
+        text = json.dumps(value, sort_keys=True, default=str)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    old, now = _flatten(current), _flatten(new)
+    lines: list[str] = []
+    for path in sorted(set(old) | set(now)):
+        if path not in old:
+            lines.append(f"+ {path}: {show(path, now[path])}")
+        elif path not in now:
+            lines.append(f"- {path}")
+        elif old[path] != now[path]:
+            lines.append(f"~ {path}: {show(path, old[path])} -> {show(path, now[path])}"
+                         if not is_secret(path) else f"~ {path}: (secret, changed)")
+    return lines
+
+
+@dataclass
+class HelmUpgradePlan:
+    release: str
+    current_chart: str
+    new_chart: str
+    package_version: str
+    diff: list[str]
+    render: Any = None  # the deploy's RenderPlan, once known
+
+    def summary(self) -> str:
+        lines = [f"  release {self.release}: chart {self.current_chart} -> {self.new_chart}, "
+                 f"package {self.package_version or 'unknown'}",
+                 f"  values against the release's current ones (`helm get values`, secrets "
+                 f"masked): {len(self.diff)} difference(s)"]
+        lines += [f"    {line}" for line in self.diff]
+        if self.render is not None:
+            lines.append(self.render.summary())
+        return "\n".join(lines)
+
+
+def _upgrade_helm(answers: Answers, target: Target, *, redactor: Redactor,
+                  skip: Sequence[str], cancel: threading.Event, emit: EventSink,
+                  confirm: Callable[[Any], bool] | None, repair_stuck: bool,
+                  resolver: Any) -> DeployResult:
+    """Gates and values diff first, then the deploy's own path (stuck-release repair with
+    consent, Secrets, `helm upgrade`, wait for pods and Jobs). On failure nothing is rolled
+    back: a `helm rollback` past the chart's migrations would need the database restored."""
+    import yaml
+
+    from installer.chart import judge_chart_minimum
+    from installer.deploy.helm import chart_info, deploy_kubernetes, release_history
+    from installer.kube import Kube
+    from installer.render.helm import (
+        CUSTOMIZATIONS,
+        plan_render_kubernetes,
+        read_kubernetes_package,
+        require_local,
+        working_directory,
+    )
+    from installer.report import Report
+
+    require_local(answers, target)
+    k8s = answers.kubernetes
+    kube = Kube(target, k8s)
+    history = release_history(kube, k8s.release)
+    if not history:
+        raise InputError(f"there is no release {k8s.release} in namespace {k8s.namespace}: "
+                         "there is nothing to upgrade",
+                         "install first with `carto-installer deploy --answers FILE`")
+    chart = chart_info(kube, k8s.chart)
+    package = read_kubernetes_package(answers, redactor)
+    last = history[-1]
+    installed = last.chart[len(chart.name) + 1:] if last.chart.startswith(chart.name + "-") \
+        else last.chart.rsplit("-", 1)[-1]
+
+    with _HelmStep(emit, "gates") as step:
+        package_gate = _verdict_gate(judge_chart_minimum(package.version, chart.files),
+                                     "the chart's minimum")
+        version_gate = gate_version(installed, chart.version, what="chart")
+        newest = newest_backup(answers, target, redactor)
+        backup_gate = gate_backup_record(newest)
+        gates = [package_gate, version_gate, backup_gate]
+        for gate in gates:
+            emit(CheckFinished(gate))
+        accepted = gate_on_preflight(Report("kubernetes", target.name, gates), skip)
+        step.detail = ", ".join(f"{g.id} {g.status}" for g in gates)
+    archive = newest.archive if newest else ""
+
+    with _HelmStep(emit, "values diff") as step:
+        current_raw = kube.helm("get", "values", k8s.release, "-o", "json", namespace=True)
+        try:
+            current = json.loads(current_raw.stdout or "{}") if current_raw.ok else {}
+        except ValueError:
+            current = {}
+        values = yaml.safe_load(package.files["carto-values.yaml"]) or {}
+        secrets_values = yaml.safe_load(package.files["carto-secrets.yaml"]) or {}
+        render = plan_render_kubernetes(answers, target, redactor=redactor)
+        custom_path = str(working_directory() / CUSTOMIZATIONS)
+        custom = next((c.after for c in render.changes if c.path == custom_path), None)
+        if custom is None:
+            try:
+                custom = (working_directory() / CUSTOMIZATIONS).read_bytes()
+            except OSError:
+                custom = b""
+        new = _deep_merge(_deep_merge(values, secrets_values), yaml.safe_load(custom) or {})
+        for leaf in _flatten(secrets_values).values():
+            if isinstance(leaf, str) and leaf:
+                redactor.add(leaf)
+        plan = HelmUpgradePlan(k8s.release, last.chart, f"{chart.name}-{chart.version}",
+                               package.version or "",
+                               values_diff(current or {}, new, set(_flatten(secrets_values))))
+        for line in plan.summary().splitlines():
+            emit(LogLine(redactor(line)))
+        step.detail = f"{len(plan.diff)} value(s) differ"
+
+    def confirm_render(render_plan: Any) -> bool:
+        plan.render = render_plan
+        return confirm(plan) if confirm is not None else True
+
+    try:
+        result: DeployResult = deploy_kubernetes(
+            answers, target, redactor=redactor, skip=[*skip, *GATE_IDS], cancel=cancel,
+            on_event=emit, confirm=confirm_render if confirm is not None else None,
+            resolver=resolver, repair_stuck=repair_stuck)
+    except DeployError as exc:
+        after = release_history(kube, k8s.release)
+        if len(after) > len(history):
+            where = archive or "the backup you made before the upgrade"
+            exc.remediation = (
+                f"{exc.remediation}; do NOT `helm rollback` to revision {last.number} on its "
+                f"own: the new chart's migrations may have run, and the old release needs the "
+                f"database as it was: restore it first (`carto-installer restore --answers "
+                f"{answers.source or 'ANSWERS.yaml'} --from {where} --database --yes`)")
+        raise
+    result.accepted_risks = [*[r.id for r in accepted], *result.accepted_risks]
+    result.message = f"upgraded release {k8s.release} to chart {chart.version}: " + \
+        result.message
+    return result
+
+
+class _HelmStep:
+    def __init__(self, emit: EventSink, name: str) -> None:
+        self.emit, self.name, self.detail = emit, name, ""
+
+    def __enter__(self) -> _HelmStep:
+        from installer.deploy import StepStarted
+
+        self.emit(StepStarted(self.name))
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        from installer.deploy import StepFinished
+
+        message = getattr(exc, "message", None) or (str(exc) if exc else "")
+        self.emit(StepFinished(self.name, exc is None, self.detail if exc is None else message))
+
+
 # --- the Compose upgrade ------------------------------------------------------------------------
 
 
@@ -358,8 +534,9 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
             package: str | None = None, release: str | None = None,
             skip: Sequence[str] = (), cancel: threading.Event | None = None,
             on_event: EventSink | None = None,
-            confirm: Callable[[UpgradePlan], bool] | None = None,
-            health_timeout: float = 900.0) -> DeployResult:
+            confirm: Callable[[Any], bool] | None = None,
+            health_timeout: float = 900.0, repair_stuck: bool = False,
+            resolver: Any = None) -> DeployResult:
     """The `upgrade` command's core; see the module doc. Raises DeployError (exit 3) on a
     failed gate or upgrade, InputError (exit 2) on bad input, DeployCancelled when not
     confirmed."""
@@ -368,9 +545,9 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
     answers = _with_overrides(answers, package, release)
     emit = _safe(on_event)
     if answers.platform != "compose":
-        raise InputError("upgrade on Kubernetes is not part of this build yet",
-                         "run `carto-installer deploy` with the new chart and package "
-                         "(helm upgrade --install)")
+        return _upgrade_helm(answers, target, redactor=redactor, skip=skip,
+                             cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
+                             repair_stuck=repair_stuck, resolver=resolver)
     return _upgrade_compose(answers, target, redactor=redactor, release=release,
                             package_given=bool(package), skip=skip,
                             cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
@@ -380,7 +557,7 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
 def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
                      release: str | None, package_given: bool, skip: Sequence[str],
                      cancel: threading.Event,
-                     emit: EventSink, confirm: Callable[[UpgradePlan], bool] | None,
+                     emit: EventSink, confirm: Callable[[Any], bool] | None,
                      health_timeout: float) -> DeployResult:
     from installer.deploy import compose as dc
     from installer.preflight import run_preflight
@@ -418,7 +595,7 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
             gate_package(inputs.package.version, min_version or None,
                          f"release {new_version}"),
             gate_version(current_version, new_version),
-            gate_backup(run.read(BACKUP_RECORD)),
+            gate_backup_record(newest_backup(answers, target, redactor)),
         ]
         for gate in gates:
             emit(CheckFinished(gate))
@@ -611,5 +788,5 @@ def restore_needed(answers: Answers, directory: str, old: str, new: str, reason:
         f"{old}:\n    " + "\n    ".join(steps))
 
 
-__all__ = ["GATE_IDS", "UpgradePlan", "gate_backup", "gate_package", "gate_version",
+__all__ = ["GATE_IDS", "UpgradePlan", "gate_backup_record", "gate_package", "gate_version",
            "upgrade"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 import socket
 import ssl
 import subprocess
@@ -111,18 +110,21 @@ class Installation:
                 if p.is_file() and ".carto-installer-previous" not in p.parts}
 
     def record_backup(self, hours_ago: float, database: bool = True) -> Path:
-        """The record `carto-installer backup` keeps in the deployment directory (the
-        operate branch's format: time, archive, sha256, database)."""
+        """Record a backup as `carto-installer backup` does (its own record_backup): the
+        fixture deployment has no database container to dump, so the archive is a stand-in."""
+        from installer.answers import load_answers
+        from installer.operate.backup import BackupRecord, record_backup
+        from installer.operate.installation import Installation as Installed
+        from installer.redact import Redactor
+        from installer.target import LocalTarget
+
         archive = self.tmp / "carto-backup.tar"
         archive.write_bytes(b"a backup archive")
         when = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=hours_ago)
-        record = {"backups": [{"time": when.isoformat(timespec="seconds"),
-                               "archive": str(archive),
-                               "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
-                               "database": database}]}
-        path = self.directory / ".carto-installer-backups.json"
-        path.write_text(json.dumps(record))
-        path.chmod(0o600)
+        answers = load_answers(self.answers, env=ENV)
+        record_backup(Installed(answers, LocalTarget(), Redactor()),
+                      BackupRecord(when, str(archive),
+                                   hashlib.sha256(archive.read_bytes()).hexdigest(), database))
         return archive
 
     def containers(self, client: docker.DockerClient) -> dict[str, tuple[str, str, str]]:
@@ -165,6 +167,15 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
         assert "upgrade.backup: no backup made by `carto-installer backup` is recorded" \
             in refused.stdout
         assert "--skip upgrade.backup" in refused.stderr
+        assert inst.files() == before
+
+        # A real `backup --no-database`: recorded, but the gate wants the database in it.
+        no_db = inst.cli("backup", "--no-database", "--output", str(tmp_path / "conf.tar"))
+        assert no_db.returncode == 0, no_db.stdout + no_db.stderr
+        before = inst.files()
+        without_db = inst.cli(*args)
+        assert without_db.returncode == 3
+        assert "holds no database dump" in without_db.stdout
         assert inst.files() == before
 
         archive = inst.record_backup(hours_ago=1)
@@ -294,25 +305,25 @@ def test_a_failure_before_the_migrations_puts_the_previous_release_back_and_afte
 def test_gates_unit() -> None:
     """The gates' verdicts at their edges (the end-to-end tests cover their wiring)."""
     from installer.checks.base import Status
-    from installer.upgrade import gate_backup, gate_package, gate_version
+    from installer.operate.backup import BackupRecord
+    from installer.upgrade import gate_backup_record, gate_package, gate_version
 
     assert gate_package("2026.4.1", "2026.4.1", "release x").status == Status.PASS
     assert gate_package("2026.04.1", "2026.4.1", "release x").status == Status.FAIL
     assert gate_package(None, "2026.4.1", "release x").status == Status.FAIL
+    assert gate_package("2026.4.1", None, "release x").status == Status.WARN
     assert gate_version("2026.7.16", "2026.7.16").status == Status.PASS
     assert gate_version("2026.7.16", "2026.5.14").status == Status.FAIL
     now = datetime.datetime(2026, 7, 1, 12, tzinfo=datetime.UTC)
 
-    def record(hours: float, database: bool = True) -> bytes:
-        when = (now - datetime.timedelta(hours=hours)).isoformat(timespec="seconds")
-        return json.dumps({"backups": [{"time": when, "archive": "/b/a.tar", "sha256": "0",
-                                        "database": database}]}).encode()
+    def record(hours: float, database: bool = True) -> BackupRecord:
+        return BackupRecord(now - datetime.timedelta(hours=hours), "/b/a.tar", "0" * 64,
+                            database)
 
-    assert gate_backup(record(23), now).status == Status.PASS
-    assert gate_backup(record(25), now).status == Status.FAIL
-    assert gate_backup(record(1, database=False), now).status == Status.FAIL
-    assert gate_backup(b"not json", now).status == Status.FAIL
-    assert gate_backup(None, now).status == Status.FAIL
+    assert gate_backup_record(record(23), now).status == Status.PASS
+    assert gate_backup_record(record(25), now).status == Status.FAIL
+    assert gate_backup_record(record(1, database=False), now).status == Status.FAIL
+    assert gate_backup_record(None, now).status == Status.FAIL
 
 
 def test_unknown_upgrade_flags_and_missing_installation_are_input_errors(tmp_path: Path
