@@ -41,7 +41,12 @@ def _upgrade_args(parser: argparse.ArgumentParser) -> None:
                         "answers file's")
     parser.add_argument("--release", metavar="DIR|ARCHIVE",
                         help="compose: the vendor's new release (folder, .zip or .tar.gz); "
-                        "default: keep the installed release")
+                        "kubernetes: the new chart (.tgz, folder or repository reference); "
+                        "default: keep the installed one")
+    parser.add_argument("--repair-stuck-release", action="store_true",
+                        help="kubernetes: when the release is stuck in pending-install/-upgrade, "
+                        "apply the documented fix (helm rollback to the last deployed "
+                        "revision) before upgrading, without asking")
     parser.add_argument("--yes", action="store_true",
                         help="do not ask for confirmation (scripts, CI)")
     parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",

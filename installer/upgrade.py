@@ -545,9 +545,15 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
     answers = _with_overrides(answers, package, release)
     emit = _safe(on_event)
     if answers.platform != "compose":
-        return _upgrade_helm(answers, target, redactor=redactor, skip=skip,
-                             cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
-                             repair_stuck=repair_stuck, resolver=resolver)
+        result = _upgrade_helm(answers, target, redactor=redactor, skip=skip,
+                               cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
+                               repair_stuck=repair_stuck, resolver=resolver)
+        if package and answers.source is not None and answers.package:
+            emit(LogLine(redactor(record_new_package(str(answers.source), answers.package))))
+        if release:
+            emit(LogLine(redactor(f"give kubernetes.chart: {answers.kubernetes.chart} in the "
+                                  "answers file, so that a later deploy keeps this chart")))
+        return result
     return _upgrade_compose(answers, target, redactor=redactor, release=release,
                             package_given=bool(package), skip=skip,
                             cancel=cancel or threading.Event(), emit=emit, confirm=confirm,

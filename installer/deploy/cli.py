@@ -161,7 +161,8 @@ def run_upgrade(args: Any, redactor: Any) -> int:
     with _open(args, answers, redactor) as target:
         result = upgrade(answers, target, redactor=redactor, package=args.package,
                          release=args.release, skip=skip, on_event=printer,
-                         confirm=None if args.yes else confirm)
+                         confirm=None if args.yes else confirm,
+                         repair_stuck=bool(args.repair_stuck_release))
     if result.accepted_risks:
         _out(redactor, "accepted risks (--skip):")
         for check_id in result.accepted_risks:
