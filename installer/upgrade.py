@@ -157,9 +157,11 @@ class UpgradePlan:
     missing: list[str] = field(default_factory=list)  # variables the new env.tpl needs
     images: dict[str, str] = field(default_factory=dict)  # image -> present|load|pull
     services_to_pull: list[str] = field(default_factory=list)
+    gates: list[CheckResult] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"  release: {self.current_version} -> {self.new_version} "
+        lines = [f"  gate {g.id}: {g.status}: {g.message}" for g in self.gates]
+        lines += [f"  release: {self.current_version} -> {self.new_version} "
                  f"(MIN_VERSION {self.min_version or 'unknown'}), package "
                  f"{self.package_version or 'unknown'}"]
         for rename in self.renames:
@@ -398,9 +400,11 @@ class HelmUpgradePlan:
     package_version: str
     diff: list[str]
     render: Any = None  # the deploy's RenderPlan, once known
+    gates: list[CheckResult] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"  release {self.release}: chart {self.current_chart} -> {self.new_chart}, "
+        lines = [f"  gate {g.id}: {g.status}: {g.message}" for g in self.gates]
+        lines += [f"  release {self.release}: chart {self.current_chart} -> {self.new_chart}, "
                  f"package {self.package_version or 'unknown'}",
                  f"  values against the release's current ones (`helm get values`, secrets "
                  f"masked): {len(self.diff)} difference(s)"]
@@ -480,9 +484,11 @@ def _upgrade_helm(answers: Answers, target: Target, *, redactor: Redactor,
                 redactor.add(leaf)
         plan = HelmUpgradePlan(k8s.release, last.chart, f"{chart.name}-{chart.version}",
                                package.version or "",
-                               values_diff(current or {}, new, set(_flatten(secrets_values))))
-        for line in plan.summary().splitlines():
-            emit(LogLine(redactor(line)))
+                               values_diff(current or {}, new, set(_flatten(secrets_values))),
+                               gates=gates)
+        if confirm is None:  # otherwise the confirmation shows it
+            for line in plan.summary().splitlines():
+                emit(LogLine(redactor(line)))
         step.detail = f"{len(plan.diff)} value(s) differ"
 
     def confirm_render(render_plan: Any) -> bool:
@@ -661,9 +667,10 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
                     to_pull += services
         plan = UpgradePlan(directory, current_version, new_version, min_version,
                            inputs.package.version or "", render, renames, missing, images,
-                           sorted(set(to_pull)))
-        for line in plan.summary().splitlines():
-            emit(LogLine(redactor(line)))
+                           sorted(set(to_pull)), gates)
+        if confirm is None:  # otherwise the confirmation shows it
+            for line in plan.summary().splitlines():
+                emit(LogLine(redactor(line)))
         if render.conflicts:
             raise conflict_error(render)
         step.detail = f"{len(render.changes)} file(s) to write"

@@ -341,3 +341,90 @@ def test_unknown_upgrade_flags_and_missing_installation_are_input_errors(tmp_pat
     assert not directory.exists()
     data = yaml.safe_load(answers.read_text())
     assert data["compose"]["directory"] == str(directory)
+
+
+def test_the_wizard_offers_upgrade_with_the_same_plan_gates_and_progress(
+        images: None, ports: None, tmp_path: Path, test_ca: TestCA,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain prompts: Upgrade to the next release with a new package; then the Textual
+    screen: the plan first (nothing changes), then Apply, for a newer package alone."""
+    import asyncio
+    import io
+
+    from installer.answers import load_answers
+    from screens.app import WizardApp
+    from screens.operate import OperateScreen
+    from screens.operate_plain import UPGRADE
+    from screens.plain import PlainWizard
+    from tests.services.wizard_prompts import ScriptedPrompts
+    from tests.services.wizard_support import new_state
+
+    inst = Installation(tmp_path, test_ca)
+    try:
+        assert inst.cli("deploy", "--yes", "--skip", SKIP).returncode == 0
+        inst.record_backup(hours_ago=1)
+        monkeypatch.chdir(tmp_path)
+        for name, value in ENV.items():
+            monkeypatch.setenv(name, value)
+        (tmp_path / "wizard").mkdir()
+        state = new_state(tmp_path / "wizard")
+        state.answers = load_answers(inst.answers, env=ENV)
+        state.prefilled_from = inst.answers
+        package = inst.new_package()
+        release = make_release(tmp_path / "release-new", NEW_RELEASE)
+        prompts = ScriptedPrompts({
+            "CARTO is installed on local. What do you want to do?": [UPGRADE],
+            "New installation package": [str(package.path)],
+            "New vendor release": [str(release)],
+            "Checks whose failure you accept as a risk": [SKIP],
+            "Proceed with the upgrade?": [True],
+        }).install(monkeypatch)
+        out = io.StringIO()
+        assert PlainWizard(state, out=out).run() == 0, out.getvalue()
+        text = out.getvalue()
+        assert f"release: {OLD_VERSION} -> {NEW_VERSION}" in text
+        assert "gate upgrade.backup: pass: backup" in text
+        assert "==> wait healthy" in text and f"upgraded to {NEW_VERSION}" in text
+        assert prompts.unanswered() == []
+        assert state.answers.package == str(package.path)
+        assert (inst.directory / "VERSION").read_text().strip() == NEW_VERSION
+
+        newer = inst.new_package("2026.7.2")
+
+        async def tui() -> None:
+            app = WizardApp(state, live=False)
+            async with app.run_test(size=(110, 48)) as pilot:
+                app.push_screen(OperateScreen(state))
+                await pilot.pause()
+                screen = app.screen
+                assert isinstance(screen, OperateScreen)
+                screen.query_one("#op-up-package").value = str(newer.path)
+                screen.query_one("#op-up-skip").value = SKIP
+                screen.query_one("#op-upgrade-plan").focus()
+                await pilot.press("enter")
+                for _ in range(600):
+                    if any("nothing was changed yet" in line or line.startswith("✘")
+                           for line in screen.lines):
+                        break
+                    await asyncio.sleep(0.1)
+                plan = str(screen.query_one("#operate-plan").render())
+                assert f"release: {NEW_VERSION} -> {NEW_VERSION}" in plan, screen.lines
+                assert "changed by the package: CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION" in plan
+                assert "gate upgrade.package: pass: package 2026.7.2 is not older" in plan
+                assert "2026.7.2" not in (inst.directory / "customer.env").read_text()
+                assert screen.query_one("#op-upgrade-apply").display
+                screen.query_one("#op-upgrade-apply").focus()
+                await pilot.press("enter")
+                for _ in range(1200):
+                    if any(line.startswith(("upgraded to", "✘ upgrade"))
+                           for line in screen.lines):
+                        break
+                    await asyncio.sleep(0.1)
+                assert any(line.startswith(f"upgraded to {NEW_VERSION}")
+                           for line in screen.lines), screen.lines
+
+        asyncio.run(tui())
+        assert "CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION=2026.7.2" in \
+            (inst.directory / "customer.env").read_text()
+    finally:
+        compose_down(inst.directory)
