@@ -75,7 +75,7 @@ def add_services(directory: Path, postgres_image: str) -> None:
         "healthcheck": {"test": ["CMD", "psql", "-U", "postgres", "-d", "workspace", "-c",
                                  "SELECT 1"], "interval": "1s", "timeout": "3s", "retries": 60}}
     data["services"]["notifier"] = {
-        "image": data["services"]["redis"]["image"], "env_file": [".env"], "init": True,
+        "image": data["services"]["valkey"]["image"], "env_file": [".env"], "init": True,
         "restart": "unless-stopped",
         "command": ["sh", "-c",
                     "echo connecting with password=$$POSTGRES_ADMIN_PASSWORD; "
@@ -204,7 +204,7 @@ def test_support_bundle_holds_no_secret(deployed: Deployed) -> None:
     for service in case.services():  # a log tail, or the reason there is none
         assert any(name.startswith(f"services/{service}/") for name in content) or \
             f"services/{service}: no container" in manifest, service
-    assert "services/redis: no container" in manifest  # the answers scale it to 0
+    assert "services/valkey: no container" in manifest  # the answers scale it to 0
     notifier = next(v for k, v in content.items() if k.startswith("services/notifier/")).decode()
     assert "Authorization: Bearer ********" in notifier and "password=********" in notifier
     env = content["configuration/customer.env"].decode()
