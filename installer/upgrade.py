@@ -674,6 +674,16 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if render.conflicts:
             raise conflict_error(render)
         step.detail = f"{len(render.changes)} file(s) to write"
+    if render.empty and not plan.services_to_pull and "load" not in images.values():
+        # Already at this release with this package: keep the previous release's copy as it
+        # is (a second run must not overwrite it with the current files), change nothing.
+        with dc._Step(run, "verify https") as step:
+            assert render.trusted_certificate is not None
+            step.detail = dc.verify_https(run, answers.domain, render.trusted_certificate)
+        return DeployResult(True, f"https://{answers.domain}",
+                            f"nothing to upgrade: release {new_version} with package "
+                            f"{plan.package_version or 'unknown'} is what runs",
+                            accepted_risks=accepted_ids, changed=False)
     if confirm is not None and not confirm(plan):
         raise DeployCancelled("not confirmed: nothing was changed")
     run.check_cancel()

@@ -213,6 +213,15 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
         assert (previous / "files" / "VERSION").read_text().strip() == OLD_VERSION
         assert (previous / "files" / "customer.env").stat().st_mode & 0o777 == 0o600
 
+        # The same upgrade again changes nothing, and keeps the previous release's copy.
+        kept = {p: p.read_bytes() for p in previous.rglob("*") if p.is_file()}
+        running = inst.containers(docker_engine)
+        again = inst.cli("upgrade", "--release", str(new_release), "--yes", "--skip", SKIP)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"nothing to upgrade: release {NEW_VERSION} with package 2026.7.1" in again.stdout
+        assert {p: p.read_bytes() for p in previous.rglob("*") if p.is_file()} == kept
+        assert inst.containers(docker_engine) == running
+
         status = inst.cli("status")
         assert f"release: {NEW_VERSION}, package: 2026.7.1" in status.stdout
         assert "last upgrade: " in status.stdout and f"(release {NEW_VERSION})" in status.stdout
