@@ -101,6 +101,12 @@ def test_helm_upgrade_gates_values_diff_and_a_release_left_pending_upgrade(
     assert f"kubernetes.chart: {NEW_CHART}" in out
     for secret in new_secrets:
         assert secret not in out and secret not in err
+    status = run_cli_offline(tmp_path, "status", "--answers", str(answers_file), env=env,
+                             cwd=Path.cwd())
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "  release: chart carto-1.280.1 (app 2026.7.16), package: 2026.7.16" in status.stdout
+    assert "  certificate: expires " in status.stdout
+    assert f"  last deploy or upgrade: revision {history[-1]['version']} " in status.stdout
     log = (Path.cwd() / "carto-installer.log").read_text()
     for secret in new_secrets:
         assert secret not in log

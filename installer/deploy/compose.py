@@ -882,19 +882,19 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
 CERT_WARN_DAYS = 30
 
 
-def certificate_expiry(cert_pem: bytes | None, now: float | None = None
-                       ) -> tuple[str, str | None]:
+def certificate_expiry(cert_pem: bytes | None, now: float | None = None,
+                       where: str = "certs/") -> tuple[str, str | None]:
     """(a line about the certificate's expiry, a warning when under CERT_WARN_DAYS)."""
     from datetime import UTC, datetime
 
     from cryptography import x509
 
     if not cert_pem:
-        return "certificate: none in certs/", None
+        return f"certificate: none in {where}", None
     try:
         cert = x509.load_pem_x509_certificates(cert_pem)[0]
     except ValueError:
-        return "certificate: unreadable", "the certificate in certs/ cannot be read"
+        return "certificate: unreadable", f"the certificate in {where} cannot be read"
     expires = cert.not_valid_after_utc
     days = (expires - (datetime.fromtimestamp(now, UTC) if now else datetime.now(UTC))
             ).total_seconds() / 86400
