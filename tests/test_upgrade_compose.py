@@ -14,6 +14,7 @@ import hashlib
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -272,6 +273,29 @@ def test_a_failure_before_the_migrations_puts_the_previous_release_back_and_afte
         served = served_fingerprint()
         before_files = inst.files()
         before_containers = inst.containers(docker_engine)
+
+        # Without --yes, on a terminal: the plan with its gates, then a question; "n" changes
+        # nothing.
+        import pexpect
+
+        from tests.helpers import cli_env
+
+        newer = make_release(tmp_path / "release-asked", NEW_RELEASE)
+        child = pexpect.spawn(sys.executable, ["-m", "installer", "upgrade", "--answers",
+                                               str(inst.answers), "--release", str(newer),
+                                               "--skip", SKIP],
+                              cwd=str(tmp_path), env=cli_env(ENV), encoding="utf-8",
+                              timeout=180)
+        child.expect(r"Proceed\? \[y/N\] ")
+        shown = child.before
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        assert "The upgrade will:" in shown
+        assert "gate upgrade.backup: pass" in shown and "gate upgrade.version: pass" in shown
+        assert f"release: {OLD_VERSION} -> {NEW_VERSION}" in shown
+        assert inst.files() == before_files
 
         # Before: the new release's images come from a registry that does not answer.
         unreachable = make_release(tmp_path / "release-unreachable", NEW_RELEASE,
