@@ -461,3 +461,53 @@ def test_the_wizard_offers_upgrade_with_the_same_plan_gates_and_progress(
             (inst.directory / "customer.env").read_text()
     finally:
         compose_down(inst.directory)
+
+
+def test_images_from_the_archive_are_loaded_before_anything_stops(
+        images: None, ports: None, tmp_path: Path, test_ca: TestCA,
+        docker_engine: docker.DockerClient) -> None:
+    """No registry access: the new release's images come from compose.images_archive and
+    are loaded while the old containers still run. The release's VERSION is made unique to
+    this test so that removing its tags never touches what another session uses."""
+    import contextlib
+    import os
+
+    inst = Installation(tmp_path, test_ca)
+    version = f"2026.7.{20 + os.getpid() % 9}"
+    release = make_release(tmp_path / "release-archive", NEW_RELEASE)
+    (release / "VERSION").write_text(version + "\n")
+    tags = []
+    for name in ("router", "app"):
+        image = docker_engine.images.get(f"carto-installer-test/{name}:{NEW_VERSION}")
+        tag = f"carto-installer-test/{name}:{version}"
+        image.tag(tag)
+        tags.append(tag)
+    archive = tmp_path / "carto-images.tar"
+    try:
+        subprocess.run(["docker", "save", "-o", str(archive), *tags], check=True,
+                       capture_output=True, timeout=120)
+        for tag in tags:
+            docker_engine.images.remove(tag)  # only untags
+        assert inst.cli("deploy", "--yes", "--skip", SKIP).returncode == 0
+        inst.record_backup(hours_ago=1)
+        old_router = inst.containers(docker_engine)["router-http"]
+        data = yaml.safe_load(inst.answers.read_text())
+        data["compose"]["images_archive"] = str(archive)
+        inst.answers.write_text(yaml.safe_dump(data))
+        result = inst.cli("upgrade", "--release", str(release), "--yes", "--skip", SKIP)
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr
+        assert (f"images to load from compose.images_archive: carto-installer-test/router:"
+                f"{version}, carto-installer-test/app:{version}") in out
+        loaded = out.index("==> load images")
+        assert f"loaded carto-installer-test/app:{version}" in out
+        # loaded before `up -d` replaced anything: the old router was still the one running
+        assert loaded < out.index("==> launch")
+        assert old_router[0] not in {c[0] for c in inst.containers(docker_engine).values()}
+        assert inst.containers(docker_engine)["router-http"][2] == \
+            f"carto-installer-test/router:{version}"
+    finally:
+        compose_down(inst.directory)
+        for tag in tags:
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_engine.images.remove(tag)
