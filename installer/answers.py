@@ -26,14 +26,21 @@ import yaml
 
 from installer.errors import AnswersError
 from installer.redact import Redactor
+from installer.safetext import visible_line
+from installer.safeyaml import YamlError, load_yaml
+from installer.userfiles import ANSWERS_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import (
+    validate_bucket_name,
     validate_domain,
+    validate_endpoint_url,
     validate_env_value,
     validate_hostname,
     validate_identifier,
     validate_port,
     validate_probe_timeout,
     validate_proxy_url,
+    validate_registry_host,
+    validate_storage_account,
     validate_target_directory,
 )
 
@@ -42,7 +49,8 @@ PLATFORMS = ("compose", "kubernetes")
 CLOUDS = ("gcp", "aws", "azure", "other")
 WAREHOUSES = ("bigquery", "carto-dw", "snowflake", "databricks", "postgres", "redshift", "oracle")
 FEATURES = ("ai_agents", "lds", "feature_flags", "workload_identity")
-SERVICE_TYPES = ("LoadBalancer", "ClusterIP")
+SERVICE_TYPES = ("LoadBalancer", "ClusterIP", "NodePort")
+STORAGE_PROVIDERS = ("gcp", "s3", "azure-blob")
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -77,8 +85,10 @@ def setting(
     secret: bool = False,
     path: Literal["local", "target"] | None = None,
     choices: tuple[str, ...] | None = None,
+    key: str | None = None,
 ) -> Any:
-    """Declare one answer: how it is labelled, explained and checked."""
+    """Declare one answer: how it is labelled, explained and checked. `key` is its name in the
+    file when that cannot be a Python name (`import`)."""
     metadata = {
         "label": label,
         "help": help,
@@ -86,6 +96,7 @@ def setting(
         "secret": secret,
         "path": path,
         "choices": choices,
+        "key": key,
     }
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -95,7 +106,7 @@ def setting(
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
-            raise ValueError(f"{value!r} is not one of: {', '.join(choices)}")
+            raise ValueError(f"{_shown(value)} is not one of: {', '.join(choices)}")
         return str(value)
 
     return check
@@ -180,6 +191,16 @@ class ComposeSettings:
     keep_mine: list[str] = setting(
         "Keep my value", "customer.env keys you edited that a newer package also changed: "
         "keep your value", factory=list, validator=_env_names)
+    registry: str | None = setting(
+        "Registry needing a login",
+        "Optional: the registry host the images come from (e.g. a mirror) when it needs "
+        "`docker login`", default=None, validator=validate_registry_host,
+    )
+    registry_username: str | None = setting("Registry user", default=None)
+    registry_password: Secret | None = setting(
+        "Registry password", "Given to `docker login --password-stdin` on the target",
+        default=None, secret=True,
+    )
 
 
 def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
@@ -199,6 +220,16 @@ def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
     return check
 
 
+def _node_port(value: Any) -> int:
+    # Typed text (the wizard) or a number (YAML), like validate_port.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 30000 <= value <= 32767:
+        raise ValueError(f"{value!r} is not a node port: Kubernetes gives NodePorts from "
+                         "30000 to 32767")
+    return value
+
+
 @dataclass
 class KubernetesSettings:
     kubeconfig: str = setting("kubeconfig", default="~/.kube/config", path="local")
@@ -212,8 +243,25 @@ class KubernetesSettings:
     service_type: str = setting(
         "Router service type",
         "LoadBalancer: the cluster gives CARTO an address to point the domain at; ClusterIP: "
-        "you expose it yourself (ingress, gateway)",
+        "you expose it yourself (ingress, gateway); NodePort: on a port of every node",
         default="LoadBalancer", validator=_choice(SERVICE_TYPES), choices=SERVICE_TYPES,
+    )
+    node_port: int | None = setting(
+        "HTTPS node port", "NodePort only: the port (30000-32767) every node serves CARTO on",
+        default=None, validator=_node_port,
+    )
+    external_tls: bool = setting(
+        "TLS ends at your ingress or gateway",
+        "ClusterIP only: your own Ingress/Gateway terminates TLS for the domain and forwards "
+        "to the router service; the installer then verifies https://<domain> through it",
+        default=False,
+    )
+    image_pull_username: str | None = setting(
+        "Registry user", "When the image registry mirror needs a login", default=None,
+    )
+    image_pull_password: Secret | None = setting(
+        "Registry password", "Stored only in the pull Secret the installer creates",
+        default=None, secret=True,
     )
     chart: str = setting("Chart", "carto/carto, or a local .tgz for restricted networks",
                          default="carto/carto")
@@ -289,6 +337,64 @@ class ProxySettings:
 
 
 @dataclass
+class StorageBuckets:
+    imports: str | None = setting(
+        "Client (imports) bucket", "Workspace imports and customization assets",
+        default=None, validator=validate_bucket_name,
+    )
+    thumbnails: str | None = setting(
+        "Thumbnails bucket", "Map thumbnails", default=None, validator=validate_bucket_name,
+    )
+    import_bucket: str | None = setting(
+        "Import bucket", "Optional: the older three-bucket layout's import bucket (IMPORT_*); "
+        "without it imports use the client bucket", default=None,
+        validator=validate_bucket_name, key="import",
+    )
+
+
+@dataclass
+class StorageSettings:
+    provider: str | None = setting(
+        "Storage provider", "gcp (Cloud Storage), s3 (Amazon S3 or an S3-compatible store) or "
+        "azure-blob", default=None, validator=_choice(STORAGE_PROVIDERS),
+        choices=STORAGE_PROVIDERS,
+    )
+    endpoint: str | None = setting(
+        "S3-compatible endpoint", "s3 only, for stores other than AWS (e.g. "
+        "https://minio.internal:9000)", default=None, validator=validate_endpoint_url,
+    )
+    region: str | None = setting("S3 region", "s3: the buckets' region (e.g. eu-west-1)",
+                                 default=None, validator=validate_env_value)
+    path_style: bool | None = setting(
+        "Path-style S3 addressing", "Most S3-compatible stores need it; on by default with an "
+        "endpoint", default=None,
+    )
+    buckets: StorageBuckets = setting("Buckets", factory=StorageBuckets)
+    thumbnails_public: bool = setting(
+        "Public thumbnails", "true (the vendor's default): the thumbnails bucket must allow "
+        "public objects; false: CARTO signs URLs instead", default=True,
+    )
+    key_file: str | None = setting(
+        "Service-account key file", "gcp: a JSON key that may read, write and sign URLs",
+        default=None, path="local",
+    )
+    project_id: str | None = setting(
+        "Google Cloud project", "gcp: defaults to the key file's project_id", default=None,
+        validator=validate_env_value,
+    )
+    access_key_id: Secret | None = setting("AWS access key id", "s3", default=None,
+                                           secret=True)
+    secret_access_key: Secret | None = setting("AWS secret access key", "s3", default=None,
+                                               secret=True)
+    account: str | None = setting(
+        "Azure storage account", "azure-blob: the account holding the containers",
+        default=None, validator=validate_storage_account,
+    )
+    account_key: Secret | None = setting("Azure storage access key", "azure-blob",
+                                         default=None, secret=True)
+
+
+@dataclass
 class NetworkSettings:
     proxy: ProxySettings | None = setting("Proxy", default=None)
     cloud: str = setting("Cloud for buckets", default="other", validator=_choice(CLOUDS),
@@ -308,6 +414,11 @@ class NetworkSettings:
     bucket_host: str | None = setting(
         "Bucket endpoint host", "AWS or Azure bucket endpoint, e.g. acme.blob.core.windows.net",
         default=None, validator=validate_hostname,
+    )
+    trusted_ca_file: str | None = setting(
+        "Private CA to trust", "PEM CA certificate(s) CARTO must trust for outbound TLS (a "
+        "TLS-inspecting proxy, an S3-compatible store with its own CA)", default=None,
+        path="local",
     )
     egress_timeout: float = setting(
         "Egress probe timeout (s)", "Per host, for DNS + connect + TLS; hosts are probed at "
@@ -332,6 +443,14 @@ class Answers:
     database: DatabaseSettings = setting("Database", factory=DatabaseSettings)
     redis: RedisSettings = setting("Redis", factory=RedisSettings)
     network: NetworkSettings = setting("Network", factory=NetworkSettings)
+    storage: StorageSettings | None = setting(
+        "Own buckets", "Optional: your own buckets instead of the ones CARTO provides",
+        default=None,
+    )
+    google_maps_api_key: Secret | None = setting(
+        "Google Maps API key", "Optional: enables Google Maps basemaps (Maps JavaScript API)",
+        default=None, secret=True,
+    )
 
     # Not part of the file: where it came from and what loading it noticed.
     source: Path | None = field(default=None, metadata={"internal": True}, compare=False)
@@ -372,6 +491,11 @@ def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
+def file_key(f: dataclasses.Field[Any]) -> str:
+    """The field's name in the answers file (`key=` when it cannot be a Python name)."""
+    return str(f.metadata.get("key") or f.name)
+
+
 class _Loader:
     def __init__(self, base: Path, redactor: Redactor | None, env: Mapping[str, str],
                  file_is_private: bool) -> None:
@@ -387,7 +511,7 @@ class _Loader:
         if not isinstance(data, dict):
             raise AnswersError(path or "answers", f"expected a mapping, got {_kind(data)}")
         hints = _field_types(cls)
-        fields = {f.name: f for f in _public_fields(cls)}
+        fields = {file_key(f): f for f in _public_fields(cls)}
         secret_keys: dict[str, str] = {}
         for name, f in fields.items():
             if f.metadata.get("secret"):
@@ -409,7 +533,7 @@ class _Loader:
                 continue
             if name not in data:
                 continue
-            values[name] = self.value(hints[name], f, data[name], sub)
+            values[f.name] = self.value(hints[f.name], f, data[name], sub)
         return cls(**values)
 
     def value(self, tp: Any, f: dataclasses.Field[Any], raw: Any, path: str) -> Any:
@@ -423,15 +547,15 @@ class _Loader:
         validator = f.metadata.get("validator")
         if inner is bool:
             if not isinstance(raw, bool):
-                raise AnswersError(path, f"expected true or false, got {raw!r}")
+                raise AnswersError(path, f"expected true or false, got {_shown(raw)}")
             value: Any = raw
         elif inner is int and validator is None:
             if isinstance(raw, bool) or not isinstance(raw, int):
-                raise AnswersError(path, f"expected a whole number, got {raw!r}")
+                raise AnswersError(path, f"expected a whole number, got {_shown(raw)}")
             value = raw
         elif inner is float:
             if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
-                raise AnswersError(path, f"expected a positive number, got {raw!r}")
+                raise AnswersError(path, f"expected a positive number, got {_shown(raw)}")
             value = float(raw)
         elif get_origin(inner) is list:
             if not isinstance(raw, list):
@@ -473,7 +597,7 @@ class _Loader:
         elif key.endswith("_file"):
             file = self.local_path(raw)
             try:
-                value = file.read_text(encoding="utf-8").rstrip("\r\n")
+                value = read_user_file(file, limit=SECRET_LIMIT).decode("utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise AnswersError(path, f"cannot read {file}: {exc.strerror or exc}") from None
             except UnicodeDecodeError:
@@ -501,6 +625,19 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def _shown(value: Any) -> str:
+    """A value quoted in a message: a short scalar as written, anything else by its kind
+    only (a structure from the file is never printed: an alias bomb would be expanded)."""
+    if isinstance(value, bool | float):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**30 else "a number too large to show"
+    if isinstance(value, str):
+        text = visible_line(value)
+        return repr(text if len(text) <= 60 else text[:60] + "...")
+    return _kind(value)
+
+
 def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
         type(value), type(value).__name__
@@ -517,12 +654,120 @@ def parse_answers(
     if not isinstance(data, dict):
         raise AnswersError("", "the answers file must be a YAML mapping (key: value lines)")
     version = data.get("version", ANSWERS_VERSION)
-    if version != ANSWERS_VERSION:
-        raise AnswersError("version", f"unsupported version {version!r}; this tool reads 1")
+    if isinstance(version, bool) or version != ANSWERS_VERSION:
+        raise AnswersError("version", f"unsupported version {_shown(version)}; this tool "
+                           "reads 1")
     answers = loader.build(Answers, data, "")
     assert isinstance(answers, Answers)
+    answers.warnings.extend(check_advanced_answers(answers))
     answers.warnings.extend(loader.warnings)
     return answers
+
+
+def check_advanced_answers(answers: Answers) -> list[str]:
+    """The advanced settings judged together (the loader and the wizard both call this):
+    own buckets, registry logins, the Kubernetes exposure. Raises AnswersError; returns
+    warnings. (Files are read, and so checked, when they are used.)"""
+    notes: list[str] = []
+    if answers.storage is not None:
+        notes += check_storage_answers(answers.storage)
+    _check_registry_login(answers)
+    _check_exposure(answers.kubernetes)
+    return notes
+
+
+# What each provider needs: (answer key, why). Checked once at load, so every command and the
+# wizard refuse an incomplete `storage:` the same way (exit 2, nothing written).
+_STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "gcp": (("key_file", "the service-account key that reads, writes and signs URLs"),),
+    "s3": (("access_key_id", "the access key id"),
+           ("secret_access_key", "the secret access key")),
+    "azure-blob": (("account", "the storage account"), ("account_key", "its access key")),
+}
+# Secrets given inline in the wizard are not saved with a session, so a resumed session lacks
+# them until asked again: like the database passwords, they are required when used
+# (`require_storage_secrets`), not when loaded.
+_STORAGE_SECRETS = ("access_key_id", "secret_access_key", "account_key")
+
+
+def missing_storage_secrets(storage: StorageSettings) -> list[str]:
+    """The provider's secret answers that are not given, as dotted keys."""
+    assert storage.provider is not None
+    return [f"storage.{name}" for name, _ in _STORAGE_NEEDS[storage.provider]
+            if name in _STORAGE_SECRETS and getattr(storage, name) is None]
+
+
+def require_storage_secrets(storage: StorageSettings) -> None:
+    for key in missing_storage_secrets(storage):
+        raise AnswersError(key, f"is required for {storage.provider}",
+                           f"add {key}_env: VARIABLE or {key}_file: PATH")
+_STORAGE_ONLY: dict[str, str] = {
+    "endpoint": "s3", "region": "s3", "path_style": "s3", "access_key_id": "s3",
+    "secret_access_key": "s3", "key_file": "gcp", "project_id": "gcp",
+    "account": "azure-blob", "account_key": "azure-blob",
+}
+
+
+def check_storage_answers(storage: StorageSettings) -> list[str]:
+    """A `storage:` section names one provider, both main buckets and that provider's
+    credentials, and nothing of another provider."""
+    if storage.provider is None:
+        raise AnswersError("storage.provider", "is required with storage:",
+                           f"set storage.provider to one of {', '.join(STORAGE_PROVIDERS)}")
+    for name in ("imports", "thumbnails"):
+        if not getattr(storage.buckets, name):
+            raise AnswersError(f"storage.buckets.{name}", "is required with storage:",
+                               "create the bucket (see the vendor's custom buckets guide) and "
+                               "name it here")
+    for name, what in _STORAGE_NEEDS[storage.provider]:
+        if name in _STORAGE_SECRETS:
+            continue  # required when used: see require_storage_secrets
+        if getattr(storage, name) is None:
+            hint = f"{name}_env: VARIABLE or {name}_file: PATH" \
+                if name in ("access_key_id", "secret_access_key", "account_key") else name
+            raise AnswersError(f"storage.{name}", f"is required for {storage.provider}: {what}",
+                               f"add storage.{hint}")
+    if storage.provider == "s3" and not storage.endpoint and not storage.region:
+        raise AnswersError("storage.region", "is required for Amazon S3",
+                           "set storage.region to the buckets' region, e.g. eu-west-1")
+    # Another provider's settings are left unused: say so rather than refuse, so switching
+    # providers in the wizard keeps what was typed for the other one.
+    return [f"storage.{name} applies to {provider} only and is ignored for "
+            f"{storage.provider}" for name, provider in _STORAGE_ONLY.items()
+            if getattr(storage, name) is not None and provider != storage.provider]
+
+
+def _check_exposure(k8s: KubernetesSettings) -> None:
+    if k8s.service_type == "NodePort" and k8s.node_port is None:
+        raise AnswersError("kubernetes.node_port", "is required with service_type: NodePort",
+                           "choose a free port from 30000 to 32767; CARTO's address is then "
+                           "https://<domain>:<port>")
+    if k8s.node_port is not None and k8s.service_type != "NodePort":
+        raise AnswersError("kubernetes.node_port", "applies to service_type: NodePort only",
+                           "remove kubernetes.node_port or set service_type: NodePort")
+    if k8s.external_tls and k8s.service_type != "ClusterIP":
+        raise AnswersError("kubernetes.external_tls", "applies to service_type: ClusterIP "
+                           "(your own Ingress or Gateway in front of the router)",
+                           "set service_type: ClusterIP, or remove external_tls")
+
+
+def _check_registry_login(answers: Answers) -> None:
+    """A registry login is a user and a password together, for a named registry."""
+    pairs = (("compose.registry_username", answers.compose.registry_username,
+              "compose.registry_password", answers.compose.registry_password),
+             ("kubernetes.image_pull_username", answers.kubernetes.image_pull_username,
+              "kubernetes.image_pull_password", answers.kubernetes.image_pull_password))
+    for user_key, user, password_key, password in pairs:
+        if (user is None) != (password is None):
+            missing = password_key + "_env" if user is not None else user_key
+            raise AnswersError(missing, "a registry login needs both the user and the password",
+                               f"add {missing}, or remove the other half")
+    if answers.compose.registry_username and not answers.compose.registry:
+        raise AnswersError("compose.registry", "names no registry to log in to",
+                           "set compose.registry to the host the images come from")
+    if answers.kubernetes.image_pull_username and not answers.kubernetes.image_registry:
+        raise AnswersError("kubernetes.image_registry", "names no registry for the pull Secret",
+                           "set kubernetes.image_registry to your mirror")
 
 
 def load_answers(path: str | Path, *, redactor: Redactor | None = None,
@@ -530,7 +775,7 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
     """Read and validate an answers file. Raises AnswersError (exit 2) on any defect."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_user_file(file, limit=ANSWERS_LIMIT).decode("utf-8")
         mode = file.stat().st_mode
     except FileNotFoundError:
         raise AnswersError("", f"answers file {file} does not exist") from None
@@ -539,11 +784,9 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
     except UnicodeDecodeError:
         raise AnswersError("", f"answers file {file} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise AnswersError("", f"{file} is not valid YAML{where}") from None
+        data = load_yaml(text)
+    except YamlError as exc:
+        raise AnswersError("", f"{file} {exc}") from None
     private = not (mode & (stat.S_IRGRP | stat.S_IROTH))
     answers = parse_answers(data, base=file.resolve().parent, redactor=redactor, env=env,
                             file_is_private=private)
@@ -570,12 +813,12 @@ def answers_to_dict(obj: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             sub = answers_to_dict(value)
             if sub:
-                out[f.name] = sub
+                out[file_key(f)] = sub
             continue
         always = f.name in ("version", "platform")
         if defaults is not None and getattr(defaults, f.name) == value and not always:
             continue
-        out[f.name] = list(value) if isinstance(value, list) else value
+        out[file_key(f)] = list(value) if isinstance(value, list) else value
     return out
 
 
@@ -636,8 +879,8 @@ def _schema_for(cls: type) -> dict[str, Any]:
                 prop = {"enum": list(meta["choices"])}
         prop["description"] = desc
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            required.append(f.name)
-        props[f.name] = prop
+            required.append(file_key(f))
+        props[file_key(f)] = prop
     out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
     if required:
         out["required"] = required

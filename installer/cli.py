@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from installer import __version__
 from installer.errors import InputError, InstallerError
+from installer.safetext import visible
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_FAILED, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 LOG_NAME = "carto-installer.log"
@@ -83,14 +86,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM (a `kill`, a CI runner's timeout) is handled as Ctrl-C is: same clean-up,
+    same message, same exit code."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from installer.redact import Redactor, setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)
     redactor = Redactor()
-    log_path = _log_path()
-    setup_logging(str(log_path), redactor)
+    try:
+        log_path = setup_logging(_log_candidates(), redactor)
+    except OSError as exc:
+        sys.stderr.write(f"error: cannot open a log file safely ({exc.strerror or exc}); "
+                         "run from a folder you own, or set TMPDIR to one\n")
+        return EXIT_INPUT
     log = logging.getLogger("installer.cli")
     log.info("carto-installer %s: %s", __version__, " ".join(sys.argv[1:] if argv is None
                                                              else list(argv)))
@@ -105,13 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run(args, redactor))
     except InstallerError as exc:
         log.info("stopped: %s", exc)
-        sys.stderr.write(redactor(f"error: {exc}") + "\n")
+        sys.stderr.write(visible(redactor(f"error: {exc}")) + "\n")
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        # A write interrupted on the target says what state it left (installer.ssh).
-        state = str(exc) or "nothing was left half-written"
+        # A write interrupted on the target, or a render interrupted while switching its
+        # files, says what state it left; anything else was interrupted before a file was
+        # written (every write is atomic).
+        state = getattr(exc, "state", None) or str(exc) or "no file was left half-written"
         log.info("interrupted: %s", state)
-        sys.stderr.write(f"\ninterrupted: {state}\n")
+        sys.stderr.write(visible(redactor(f"\ninterrupted: {state}")) + "\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
@@ -123,17 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BUG
 
 
-def _log_path() -> Path:
-    """./carto-installer.log, private to the user (it may name hosts and users)."""
-    for candidate in (Path.cwd() / LOG_NAME, Path(tempfile.gettempdir()) / LOG_NAME):
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError:
-            continue
-        os.fchmod(fd, 0o600)
-        os.close(fd)
-        return candidate
-    raise InputError("cannot create the log file in the working directory or the temp folder")
+def _log_candidates() -> list[Path]:
+    """./carto-installer.log, else a file of this user's own in the temp folder (never a
+    shared name another user could create first)."""
+    private = Path(tempfile.gettempdir()) / f"carto-installer-{os.getuid()}" / LOG_NAME
+    return [Path.cwd() / LOG_NAME, private]
 
 
 def load_answers_arg(path: str | None, redactor: object) -> object:
@@ -143,7 +162,7 @@ def load_answers_arg(path: str | None, redactor: object) -> object:
 
     answers = load_answers(path, redactor=redactor)  # type: ignore[arg-type]
     for warning in answers.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+        sys.stderr.write(visible(f"warning: {warning}") + "\n")
     return answers
 
 

@@ -228,9 +228,16 @@ def proxy_for(host: EgressHost, settings: ProxySettings | None) -> Proxy | None:
 
 def tls_context(extra_ca_file: str | None = None) -> ssl.SSLContext:
     """The system trust store (SSL_CERT_FILE honoured), plus a CA that inspects TLS, if any."""
+    from installer.userfiles import CERTIFICATE_LIMIT, read_user_file
+
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     if extra_ca_file:
-        context.load_verify_locations(cafile=extra_ca_file)
+        # Read with the limits every user-named file gets (a FIFO would hang OpenSSL).
+        data = read_user_file(extra_ca_file, limit=CERTIFICATE_LIMIT)
+        if b"-----BEGIN" in data:
+            context.load_verify_locations(cadata=data.decode("ascii", "replace"))
+        else:
+            context.load_verify_locations(cadata=data)
     return context
 
 

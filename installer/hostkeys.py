@@ -160,8 +160,10 @@ class HostKeyVerifier:
 
     def _entries(self) -> list[KnownHost]:
         try:
-            with open(self.path, encoding="utf-8", errors="replace") as handle:
-                return parse_known_hosts(handle.read())
+            from installer.userfiles import CERTIFICATE_LIMIT, read_user_file
+
+            text = read_user_file(self.path, limit=CERTIFICATE_LIMIT)
+            return parse_known_hosts(text.decode("utf-8", "replace"))
         except FileNotFoundError:
             return []
         except OSError as exc:

@@ -9,11 +9,13 @@ Defects are collected, each with a fix, rather than stopping at the first.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,14 @@ from typing import Any
 from installer.envfile import EnvFile, is_secret_key
 from installer.errors import AnswersError
 from installer.redact import Redactor
+from installer.safetext import visible_line
+from installer.safeyaml import YamlError, load_yaml
+from installer.userfiles import (
+    PACKAGE_FILE_LIMIT,
+    FileRefused,
+    read_user_file,
+    read_zip_member,
+)
 
 COMPOSE_FILES = ("customer.env", "key.json")
 KUBERNETES_FILES = ("carto-values.yaml", "carto-secrets.yaml")
@@ -43,7 +53,7 @@ LICENSE_KEYS = (
 )
 REQUIRED_VALUES = ("selfHostedTenantId", "selfHostedGcpProjectId", "customerPackageVersion")
 SERVICE_ACCOUNT_FIELDS = ("project_id", "private_key_id", "private_key", "client_email")
-MAX_FILE_BYTES = 16 * 1024 * 1024  # far above any real package file; stops a zip bomb
+MAX_FILE_BYTES = PACKAGE_FILE_LIMIT  # far above any real package file; stops a zip bomb
 DOWNLOAD_FIX = ("download the installation package again from the CARTO Workspace "
                 "(Settings > Self-Hosted) or ask CARTO support for it, and point `package:` at it")
 
@@ -150,15 +160,15 @@ def _missing(name: str, where: Path, platform: str) -> Defect:
 
 
 def _read_limited(file: Path) -> bytes:
-    if file.stat().st_size > MAX_FILE_BYTES:
-        raise OSError(0, f"larger than {MAX_FILE_BYTES // 2**20} MiB, not a package file")
-    return file.read_bytes()
+    return read_user_file(file, limit=MAX_FILE_BYTES)
 
 
 def _read_zip(source: Path, wanted: tuple[str, ...], package: Package) -> None:
     try:
+        if not source.is_file():
+            raise OSError(errno.EINVAL, "not a regular file")
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise AnswersError("package", f"{source} is not a folder or a readable zip file ({exc})",
                            DOWNLOAD_FIX) from None
     with archive:
@@ -175,13 +185,15 @@ def _read_zip(source: Path, wanted: tuple[str, ...], package: Package) -> None:
                     f"({', '.join(m.filename for m in found)})",
                     "unpack the zip and give the folder holding the right files as `package:`"))
                 continue
-            if found[0].file_size > MAX_FILE_BYTES:
-                package.defects.append(Defect(name, "is too large to be a package file"))
-                continue
             try:
-                package.files[name] = archive.read(found[0])
-            except (zipfile.BadZipFile, OSError, RuntimeError) as exc:
-                package.defects.append(Defect(name, f"cannot be extracted from the zip ({exc})"))
+                package.files[name] = read_zip_member(archive, found[0], limit=MAX_FILE_BYTES)
+            except FileRefused as exc:
+                package.defects.append(Defect(name, f"is too large to be a package file "
+                                              f"({exc.strerror})"))
+            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError,
+                    zlib.error, NotImplementedError) as exc:
+                package.defects.append(Defect(name, f"cannot be extracted from the zip "
+                                              f"({visible_line(str(exc))})"))
 
 
 def _text(package: Package, name: str) -> str | None:
@@ -225,8 +237,6 @@ def _check_compose(package: Package, redactor: Redactor | None) -> None:
 
 
 def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
-    import yaml
-
     loaded: dict[str, Any] = {}
     for name in KUBERNETES_FILES:
         text = _text(package, name)
@@ -235,11 +245,9 @@ def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
         if name == "carto-secrets.yaml" and redactor is not None:
             redactor.add(text)
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            package.defects.append(Defect(name, f"is not valid YAML{where}"))
+            data = load_yaml(text)
+        except YamlError as exc:
+            package.defects.append(Defect(name, str(exc)))
             continue
         if not isinstance(data, dict):
             package.defects.append(Defect(name, "is not a YAML mapping"))

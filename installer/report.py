@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from installer import __version__
 from installer.checks.base import CheckResult, Status
+from installer.safetext import json_safe, visible
 
 REPORT_VERSION = 1
 CATEGORY_TITLES = {
@@ -22,6 +23,7 @@ CATEGORY_TITLES = {
     "tls": "TLS certificate",
     "egress": "Outbound access (egress)",
     "license": "Installation package",
+    "storage": "Own buckets",
 }
 MARKS = {
     Status.PASS: ("✔", "32"),
@@ -74,7 +76,9 @@ class Report:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        # json.dumps escapes C0 controls; json_safe escapes C1 too, so the JSON printed to a
+        # terminal holds no raw control character (and still carries the same data).
+        return json_safe(json.dumps(self.to_dict(), indent=2, ensure_ascii=False)) + "\n"
 
     def to_junit(self) -> str:
         counts = self.summary()
@@ -104,14 +108,18 @@ class Report:
                 ET.SubElement(case, "system-out").text = detail
         root = ET.Element("testsuites")
         root.append(suite)
+        _visible_everywhere(root)
         ET.indent(root)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
     def to_text(self, *, color: bool = False, width: int = 80) -> str:
+        safe = visible  # what checks quote from outside is shown, never acted on
+
         def paint(text: str, code: str) -> str:
             return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
-        lines = [paint(f"CARTO Self-Hosted preflight: {self.platform} on {self.target}", "1"), ""]
+        lines = [paint(safe(f"CARTO Self-Hosted preflight: {self.platform} on {self.target}"),
+                       "1"), ""]
         order: list[str] = []
         for result in self.results:
             if result.category not in order:
@@ -121,18 +129,19 @@ class Report:
             lines.append(paint(CATEGORY_TITLES.get(category, category), "1"))
             for result in (r for r in self.results if r.category == category):
                 mark, code = MARKS[result.status]
-                head = f"  {mark} {str(result.status):<5} {result.id}: {result.message}"
+                head = safe(f"  {mark} {str(result.status):<5} {result.id}: {result.message}")
                 wrapped = textwrap.wrap(head, width=width, subsequent_indent=indent)
                 lines.append(paint(wrapped[0][:10], code) + wrapped[0][10:])
                 lines.extend(wrapped[1:])
                 if result.status in (Status.WARN, Status.FAIL, Status.ERROR):
                     if result.observed or result.required:
                         lines.extend(textwrap.wrap(
-                            f"observed {result.observed or '?'}; required {result.required}",
+                            safe(f"observed {result.observed or '?'}; required "
+                                 f"{result.required}"),
                             width=width, initial_indent=indent, subsequent_indent=indent))
                     if result.remediation:
                         lines.extend(textwrap.wrap(
-                            f"fix: {result.remediation}", width=width,
+                            safe(f"fix: {result.remediation}"), width=width,
                             initial_indent=indent, subsequent_indent=indent + "     "))
             lines.append("")
         counts = self.summary()
@@ -153,6 +162,18 @@ class Report:
             return ("Next: the machine meets the requirements; read the warnings above, then "
                     "continue with `carto-installer deploy`.")
         return "Next: all requirements are met; continue with `carto-installer deploy`."
+
+
+def _visible_everywhere(element: ET.Element) -> None:
+    """Every text and attribute of the report with control characters made visible: XML 1.0
+    cannot hold most of them at all (the report would not parse), and none should reach a
+    terminal that shows the file."""
+    for node in element.iter():
+        node.attrib = {key: visible(value) for key, value in node.attrib.items()}
+        if node.text:
+            node.text = visible(node.text)
+        if node.tail:
+            node.tail = visible(node.tail)
 
 
 def _n(count: int, word: str) -> str:

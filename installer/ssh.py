@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from installer.errors import InputError, TargetError
 from installer.hostkeys import ConfirmHostKey, HostKeyVerifier, parse_accepted
-from installer.target import CommandNotFound, CommandResult, LinkRefused, Target
+from installer.target import CommandNotFound, CommandResult, LinkRefused, StagedFile, Target
 from installer.tempnames import temp_path_for
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
@@ -1066,6 +1066,24 @@ class SSHTarget(Target):
         """Remove a copy made by `stage_file` that will not be switched."""
         with contextlib.suppress(FileNotFoundError):
             self.remove(staged)
+
+    # The render's staging (installer.render.apply_render) through the verified copies above:
+    # every file is sent and checked first, then the switch is one rename per file.
+    def stage_deployment_file(self, path: str, data: bytes, mode: int, root: str) -> StagedFile:
+        folder = posixpath.normpath(posixpath.dirname(path))
+        if folder != posixpath.normpath(root):
+            self._refuse_links(folder, root)
+        return StagedFile(path, root, mode, temp_name=self.stage_file(path, data, mode))
+
+    def switch_staged(self, staged: StagedFile) -> None:
+        if staged.temp_name is None:
+            super().switch_staged(staged)
+            return
+        self.switch_file(staged.temp_name, staged.path)
+
+    def discard_staged(self, staged: StagedFile) -> None:
+        if staged.temp_name is not None:
+            self.discard_file(staged.temp_name)
 
     def _state_after_interrupt(self, write: _RemoteWrite) -> str:
         before = (f"written in full before it: {', '.join(self._written)}" if self._written

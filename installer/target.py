@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import posixpath
 import shlex
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -55,6 +57,29 @@ class LinkRefused(OSError):
         super().__init__(errno.ELOOP, "is a symbolic link, which the installer does not follow "
                          "in the deployment directory", path)
         self.path = path
+
+
+def _components_below(root: str, path: str) -> list[str]:
+    """The folders from `root` (excluded) down to `path` (included), or ValueError when
+    `path` is not inside `root`."""
+    root = posixpath.normpath(root)
+    path = posixpath.normpath(path)
+    relative = posixpath.relpath(path, root)
+    if relative == "." or relative.startswith("../") or relative == "..":
+        raise ValueError(f"{path} is not inside {root}")
+    parts = relative.split("/")
+    return [posixpath.join(root, *parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass
+class StagedFile:
+    """A managed file's new content, ready to be switched into place."""
+
+    path: str
+    root: str
+    mode: int
+    data: bytes | None = None  # held in memory (targets without staging on disk)
+    temp_name: str | None = None  # the fsynced temp file next to `path` (LocalTarget)
 
 
 class Target(ABC):
@@ -108,6 +133,59 @@ class Target(ABC):
     @abstractmethod
     def docker_client(self, timeout: float = 10.0) -> docker.DockerClient:
         """A Docker SDK client for the target's engine."""
+
+    def is_link(self, path: str) -> bool:
+        """True when `path` itself is a symbolic link (not followed)."""
+        try:
+            return self.run(["test", "-L", path], timeout=15).ok
+        except (CommandNotFound, TimeoutError):
+            return False
+
+    def _refuse_links(self, path: str, root: str) -> None:
+        components = _components_below(root, path)
+        if type(self).is_link is not Target.is_link:
+            for component in components:
+                if self.is_link(component):
+                    raise LinkRefused(component)
+            return
+        # One command for all the components (a remote target pays a round trip each).
+        script = 'for p; do if [ -L "$p" ]; then printf "%s\\n" "$p"; fi; done'
+        try:
+            result = self.run(["sh", "-c", script, "sh", *components], timeout=15)
+        except (CommandNotFound, TimeoutError):
+            return
+        linked = [line for line in result.stdout.splitlines() if line in components]
+        if linked:
+            raise LinkRefused(linked[0])
+
+    def read_deployment_file(self, path: str, root: str) -> bytes:
+        """A file the installer manages below `root` (the deployment directory, which may
+        itself be a link the admin made). Raises LinkRefused when the file or a folder
+        between `root` and it is a symbolic link. This default checks with `test -L` before
+        reading; LocalTarget opens without following links at all."""
+        self._refuse_links(path, root)
+        return self.read_file(path)
+
+    def write_deployment_file(self, path: str, data: bytes, mode: int, root: str) -> None:
+        """Atomically replace a managed file below `root`; LinkRefused as for reads."""
+        folder = posixpath.normpath(posixpath.dirname(path))
+        if folder != posixpath.normpath(root):
+            self._refuse_links(folder, root)
+        self.write_file(path, data, mode)
+
+    def stage_deployment_file(self, path: str, data: bytes, mode: int, root: str) -> StagedFile:
+        """Prepare the replacement of a managed file so that `switch_staged` is quick and
+        cannot half-happen. This default only holds the content (its switch is a whole
+        atomic write); LocalTarget writes and fsyncs a temp file next to the file."""
+        return StagedFile(path, root, mode, data=data)
+
+    def switch_staged(self, staged: StagedFile) -> None:
+        """Put a staged file in place (one rename where the target can)."""
+        assert staged.data is not None
+        self.write_deployment_file(staged.path, staged.data, staged.mode, staged.root)
+
+    def discard_staged(self, staged: StagedFile) -> None:  # noqa: B027 - nothing to undo here
+        """Remove what `stage_deployment_file` left, when the switch will not happen."""
 
     def read_text(self, path: str) -> str | None:
         """Text of a file, or None when it does not exist or cannot be read."""
@@ -194,6 +272,59 @@ class LocalTarget(Target):
     def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         atomic_write(path, data, mode)
 
+    def is_link(self, path: str) -> bool:
+        return os.path.islink(path)
+
+    def read_deployment_file(self, path: str, root: str) -> bytes:
+        with _open_folder_below(root, posixpath.dirname(path)) as folder:
+            name = posixpath.basename(path)
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                             dir_fd=folder)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise LinkRefused(path) from None
+                raise
+            try:
+                info = os.fstat(fd)
+                if stat.S_ISDIR(info.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a folder", path)
+                if not stat.S_ISREG(info.st_mode):
+                    raise OSError(errno.EINVAL, "is not a regular file", path)
+                os.set_blocking(fd, True)
+                with os.fdopen(fd, "rb", closefd=False) as handle:
+                    return handle.read()
+            finally:
+                os.close(fd)
+
+    def write_deployment_file(self, path: str, data: bytes, mode: int, root: str) -> None:
+        with _open_folder_below(root, posixpath.dirname(path)) as folder:
+            atomic_write_in(folder, posixpath.basename(path), data, mode, shown=path)
+
+    def stage_deployment_file(self, path: str, data: bytes, mode: int, root: str) -> StagedFile:
+        with _open_folder_below(root, posixpath.dirname(path)) as folder:
+            temp = _write_temp_in(folder, posixpath.basename(path), data, mode, shown=path)
+        return StagedFile(path, root, mode, temp_name=temp)
+
+    def switch_staged(self, staged: StagedFile) -> None:
+        assert staged.temp_name is not None
+        with _open_folder_below(staged.root, posixpath.dirname(staged.path)) as folder:
+            os.replace(staged.temp_name, posixpath.basename(staged.path),
+                       src_dir_fd=folder, dst_dir_fd=folder)
+            staged.temp_name = None
+            os.fsync(folder)
+
+    def discard_staged(self, staged: StagedFile) -> None:
+        if staged.temp_name is None:
+            return
+        try:
+            with _open_folder_below(staged.root, posixpath.dirname(staged.path)) as folder:
+                os.unlink(staged.temp_name, dir_fd=folder)
+        except OSError as exc:
+            log.warning("could not remove the temp file %s next to %s: %s", staged.temp_name,
+                        staged.path, exc)
+        staged.temp_name = None
+
     def exists(self, path: str) -> bool:
         return os.path.lexists(path)
 
@@ -253,6 +384,86 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
+class _open_folder_below:  # noqa: N801 - used as a context manager, like open()
+    """A descriptor of `folder`, reached from `root` one component at a time with
+    O_NOFOLLOW, so no link below `root` is followed (LinkRefused names the link)."""
+
+    def __init__(self, root: str, folder: str) -> None:
+        self.root, self.folder = posixpath.normpath(root), posixpath.normpath(folder)
+        self.fd = -1
+
+    def __enter__(self) -> int:
+        self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if self.folder == self.root:
+            return self.fd
+        try:
+            components = _components_below(self.root, self.folder)
+        except ValueError:
+            os.close(self.fd)
+            raise
+        for component in components:
+            try:
+                child = os.open(posixpath.basename(component),
+                                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                dir_fd=self.fd)
+            except OSError as exc:
+                os.close(self.fd)
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(component):
+                    raise LinkRefused(component) from None
+                raise
+            os.close(self.fd)
+            self.fd = child
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+
+
+def atomic_write_in(folder_fd: int, name: str, data: bytes, mode: int, *, shown: str) -> None:
+    """`atomic_write` relative to an open folder: the temp file is created there with
+    O_EXCL|O_NOFOLLOW and renamed over `name` (a link at `name` is replaced, never
+    written through)."""
+    tmp = _write_temp_in(folder_fd, name, data, mode, shown=shown)
+    try:
+        os.replace(tmp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=folder_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    os.fsync(folder_fd)
+
+
+def _write_temp_in(folder_fd: int, name: str, data: bytes, mode: int, *, shown: str) -> str:
+    """A new temp file `.<name>.<8 hex>.tmp` in the folder, holding `data` with `mode`,
+    fsynced; its name is returned. (The pattern is the one stale_temp_files clears.)"""
+    for _attempt in range(100):
+        tmp = f".{name}.{os.urandom(4).hex()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         mode, dir_fd=folder_fd)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(errno.EEXIST, "cannot create a temporary file", shown)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=folder_fd)
+        except FileNotFoundError:
+            pass
+        raise
+    return tmp
+
+
 def describe_exception(exc: BaseException) -> str:
     """A one-line description for a report (no traceback)."""
     text = str(exc) or type(exc).__name__
@@ -264,6 +475,7 @@ __all__ = [
     "CommandResult",
     "LinkRefused",
     "LocalTarget",
+    "StagedFile",
     "Target",
     "atomic_write",
     "describe_exception",

@@ -186,11 +186,12 @@ class UpgradePlan:
         return "\n".join(lines)
 
 
-def _read(target: Target, path: str) -> bytes | None:
-    try:
-        return target.read_file(path)
-    except FileNotFoundError:
-        return None
+def _read(target: Target, path: str, root: str) -> bytes | None:
+    """A file below the deployment directory `root` (a link there is refused, never
+    followed), None when absent."""
+    from installer.render.compose import _read_target
+
+    return _read_target(target, path, root)
 
 
 def _text(data: bytes | None) -> str:
@@ -274,24 +275,25 @@ def keep_previous(target: Target, directory: str, paths: Sequence[str], version:
             target.remove(name)
     target.makedirs(keep, 0o700)
     target.run(["chmod", "700", keep], timeout=15, sudo=sudo)
-    existing = [p for p in dict.fromkeys(paths) if _read(target, p) is not None]
+    existing = [p for p in dict.fromkeys(paths) if _read(target, p, directory) is not None]
     stats = _stats(target, existing)
     entries: list[dict[str, Any]] = []
     for path in dict.fromkeys(paths):
         relative = posixpath.relpath(path, directory)
-        data = _read(target, path)
+        data = _read(target, path, directory)
         if data is None:
             entries.append({"path": relative, "absent": True})
             continue
         copy = posixpath.join(keep, "files", relative)
         target.makedirs(posixpath.dirname(copy), 0o700)
-        target.write_file(copy, data, 0o600)
+        target.write_deployment_file(copy, data, 0o600, directory)
         bits, gid = stats.get(path, (0o600, -1))
         entries.append({"path": relative, "mode": bits, "gid": gid})
     manifest = {"version": version, "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "files": entries}
-    target.write_file(posixpath.join(keep, PREVIOUS_MANIFEST),
-                      (json.dumps(manifest, indent=1) + "\n").encode(), 0o600)
+    target.write_deployment_file(posixpath.join(keep, PREVIOUS_MANIFEST),
+                                 (json.dumps(manifest, indent=1) + "\n").encode(), 0o600,
+                                 directory)
     log.info("kept %d file(s) of release %s in %s", len(entries), version, keep)
     return keep
 
@@ -314,7 +316,7 @@ def put_back_previous(target: Target, directory: str, sudo: bool = False) -> lis
     """Restore what keep_previous saved; files that did not exist are removed. Returns the
     paths put back."""
     keep = posixpath.join(directory, PREVIOUS_DIR)
-    raw = _read(target, posixpath.join(keep, PREVIOUS_MANIFEST))
+    raw = _read(target, posixpath.join(keep, PREVIOUS_MANIFEST), directory)
     if raw is None:
         raise DeployError(f"{keep}/{PREVIOUS_MANIFEST} is missing: the previous files cannot "
                           "be put back automatically")
@@ -327,9 +329,11 @@ def put_back_previous(target: Target, directory: str, sudo: bool = False) -> lis
             except FileNotFoundError:
                 pass
             continue
-        data = target.read_file(posixpath.join(keep, "files", entry["path"]))
+        data = target.read_deployment_file(posixpath.join(keep, "files", entry["path"]),
+                                           directory)
         mode, gid = int(entry.get("mode", 0o600)), int(entry.get("gid", -1))
-        target.write_file(path, data, mode & 0o700 if gid >= 0 else mode)
+        target.write_deployment_file(path, data, mode & 0o700 if gid >= 0 else mode,
+                                     directory)
         if gid >= 0:
             for argv in (["chgrp", "--", str(gid), path], ["chmod", "--", f"{mode:o}", path]):
                 try:
@@ -578,8 +582,8 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.render.compose import check_inputs
 
     directory = posixpath.normpath(answers.compose.directory)
-    if _read(target, posixpath.join(directory, ".env")) is None or \
-            _read(target, posixpath.join(directory, "docker-compose.yml")) is None:
+    if _read(target, posixpath.join(directory, ".env"), directory) is None or \
+            _read(target, posixpath.join(directory, "docker-compose.yml"), directory) is None:
         raise InputError(f"nothing is installed in {directory} on {target.name} (no .env or "
                          "docker-compose.yml): there is nothing to upgrade",
                          "install first with `carto-installer deploy --answers FILE`")

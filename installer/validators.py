@@ -156,18 +156,28 @@ def validate_identifier(value: object) -> str:
 
 
 def validate_proxy_url(value: object) -> str:
+    """http(s)://host[:port][/], without credentials. Messages never repeat a password: the
+    URL is shown with any user:password@ masked, malformed or not."""
+    from installer.redact import mask_url_credentials
+    from installer.safetext import visible_line
+
     if not isinstance(value, str) or not value:
         raise ValueError("the proxy URL is empty")
     validate_env_value(value)
+    shown = repr(visible_line(mask_url_credentials(value)))
+    if re.match(r"(?i)[a-z][a-z0-9+.-]*://[^/]*@", value):
+        raise ValueError(
+            f"the proxy URL {shown} carries credentials; CARTO does not support proxy "
+            "authentication: give http://host:port"
+        )
     match = re.fullmatch(
-        r"(https?)://(?:([^@/]*)@)?([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d+))?/?", value
+        r"(https?)://([^:/@]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?", value
     )
     if not match:
-        raise ValueError(f"{value!r} is not a proxy URL like http://proxy.internal:3128")
-    if match.group(2):
-        raise ValueError(
-            "the proxy URL carries credentials; CARTO does not support proxy authentication"
-        )
+        raise ValueError(f"{shown} is not a proxy URL like http://proxy.internal:3128")
+    if match.group(3) is not None and not 1 <= int(match.group(3)) <= 65535:
+        raise ValueError(f"{shown} has the port {int(match.group(3))}: a port is from 1 to "
+                         "65535")
     return value
 
 
@@ -181,3 +191,41 @@ def validate_target_directory(value: object) -> str:
         raise ValueError(f"{path!r} is not an absolute path: give the full path on the target, "
                          "e.g. /opt/carto")
     return path
+
+
+def validate_bucket_name(value: object) -> str:
+    """A bucket or container name the three providers accept: 3-63 lower-case letters,
+    digits, '-', '.' and '_' (GCS), starting and ending with a letter or digit."""
+    name = validate_env_value(value)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", name):
+        raise ValueError(f"{name!r} is not a bucket name: 3 to 63 lower-case letters, digits, "
+                         "'-' or '.', starting and ending with a letter or digit")
+    return name
+
+
+def validate_endpoint_url(value: object) -> str:
+    """An object-store endpoint: http(s)://host[:port], no path, no credentials."""
+    url = validate_env_value(value)
+    match = re.fullmatch(r"(https?)://([^:/@\s]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?/?", url)
+    if not match:
+        raise ValueError(f"{url!r} is not an endpoint URL like https://minio.internal:9000 "
+                         "(scheme, host and optional port; no path)")
+    if match.group(3) and not 0 < int(match.group(3)) < 65536:
+        raise ValueError(f"port {match.group(3)} is out of range")
+    return url.rstrip("/")
+
+
+def validate_storage_account(value: object) -> str:
+    name = validate_env_value(value)
+    if not re.fullmatch(r"[a-z0-9]{3,24}", name):
+        raise ValueError(f"{name!r} is not an Azure storage account name: 3 to 24 lower-case "
+                         "letters and digits")
+    return name
+
+
+def validate_registry_host(value: object) -> str:
+    """A registry as `docker login` takes it: host[:port], optionally with a path."""
+    text = validate_env_value(value)
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:\d{1,5})?(/[A-Za-z0-9._/-]+)?", text):
+        raise ValueError(f"{text!r} is not a registry like registry.internal:5000")
+    return text

@@ -166,6 +166,7 @@ class WizardApp(App[int]):
 def run_app(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer` with a terminal: run the wizard, then say where things stand."""
     from installer.cli import load_answers_arg
+    from installer.safetext import visible
 
     answers = load_answers_arg(getattr(args, "answers", None), redactor)
     state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
@@ -176,7 +177,7 @@ def run_app(args: argparse.Namespace, redactor: Any) -> int:
     finally:
         state.close()
     for line in app.farewell:
-        sys.stdout.write(redactor(line) + "\n")
+        sys.stdout.write(visible(redactor(line)) + "\n")
     if code is None:
         return app.return_code if app.return_code is not None else EXIT_INTERRUPTED
     return int(code)

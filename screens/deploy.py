@@ -19,6 +19,7 @@ from textual.worker import Worker, get_current_worker
 
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
+from installer.safetext import visible
 from screens.base import StepScreen, ask_from_thread
 from screens.state import describe_error, plan_fingerprint, unusual_actions
 from screens.widgets.check_list import MARKS, SPINNER
@@ -188,7 +189,7 @@ class DeployScreen(StepScreen):
             if r.status not in (Status.PASS, Status.SKIP):
                 mark, colour = MARKS[r.status]
                 accepted = " (risk accepted)" if self.state.is_accepted(r.id) else ""
-                log.write(Text(f"{mark} {r.id}: {r.message}{accepted}", style=colour))
+                log.write(Text(visible(f"{mark} {r.id}: {r.message}{accepted}"), style=colour))
             self._draw_steps()
             return
         if kind == "StepStarted":
@@ -197,12 +198,13 @@ class DeployScreen(StepScreen):
         elif kind == "StepFinished":
             self.steps[event.name] = ("ok" if event.ok else "failed", event.detail)
             if event.detail:
-                log.write(Text(f"{'✔' if event.ok else '✘'} {event.name}: {event.detail}",
+                log.write(Text(visible(f"{'✔' if event.ok else '✘'} {event.name}: "
+                                       f"{event.detail}"),
                                style="green" if event.ok else "red"))
         elif kind == "ServiceState":
             self._service(event.name, event.state, event.health)
         elif kind == "LogLine":
-            log.write(Text(self.state.redactor(event.text)))
+            log.write(Text(visible(self.state.redactor(event.text))))
         self._draw_steps()
 
     def _service(self, name: str, state: str, health: str) -> None:

@@ -276,3 +276,25 @@ CHOICE_TITLES = {
     "feature_flags": "Feature flags (LaunchDarkly)",
     "workload_identity": "Workload Identity Federation",
 }
+
+# The Advanced settings (screens/advanced.py and the plain prompts' advanced questions).
+STORAGE_COMMON_FIELDS = ("storage.buckets.imports", "storage.buckets.thumbnails",
+                         "storage.buckets.import_bucket")
+STORAGE_PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
+    "gcp": ("storage.key_file", "storage.project_id"),
+    "s3": ("storage.endpoint", "storage.region", "storage.access_key_id",
+           "storage.secret_access_key"),
+    "azure-blob": ("storage.account", "storage.account_key"),
+}
+PROVIDER_TITLES = {"gcp": "Google Cloud Storage", "s3": "Amazon S3 / S3-compatible",
+                   "azure-blob": "Azure Blob Storage"}
+# Required (beyond the two main buckets) for each provider, as installer/answers.py checks.
+STORAGE_REQUIRED = {"storage.key_file", "storage.access_key_id", "storage.secret_access_key",
+                    "storage.account", "storage.account_key", "storage.buckets.imports",
+                    "storage.buckets.thumbnails"}
+ADVANCED_COMMON_FIELDS = ("network.trusted_ca_file", "google_maps_api_key")
+ADVANCED_PLATFORM_FIELDS: dict[str, tuple[str, ...]] = {
+    "compose": ("compose.registry", "compose.registry_username", "compose.registry_password"),
+    "kubernetes": ("kubernetes.image_pull_username", "kubernetes.image_pull_password",
+                   "kubernetes.node_port"),
+}

@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
 from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
+from screens.advanced import AdvancedForm, advanced_widgets
 from screens.base import StepScreen
 from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
@@ -51,6 +52,7 @@ class NetworkScreen(StepScreen):
                 for path in PROXY_FIELDS:
                     spec = field_spec(path)
                     yield FieldInput(spec, spec.get(a))
+            yield from advanced_widgets(a)  # collapsed: screens/advanced.py
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="Egress results appear here.")
 
@@ -75,6 +77,7 @@ class NetworkScreen(StepScreen):
         for path, needed in NETWORK_HOST_FIELDS.items():
             self.query_one("#f-" + path.replace(".", "-")).display = needed(probe)
         self.query_one("#proxy-form").display = self.query_one("#use-proxy", Checkbox).value
+        AdvancedForm(self).sync()
 
     @on(RadioSet.Changed)
     @on(Checkbox.Changed)
@@ -84,7 +87,10 @@ class NetworkScreen(StepScreen):
     def _fields(self) -> list[FieldInput]:
         proxy = self.query_one("#use-proxy", Checkbox).value
         out = []
+        advanced = AdvancedForm(self)
         for field in self.query(FieldInput):
+            if advanced.is_mine(field):  # judged and stored by AdvancedForm
+                continue
             if field.spec.path in PROXY_FIELDS and not proxy:
                 continue
             if field.spec.path in NETWORK_HOST_FIELDS and not field.display:
@@ -102,7 +108,7 @@ class NetworkScreen(StepScreen):
             https = self.query_one("#f-network-proxy-https", FieldInput)
             if not http.text.strip() and not https.text.strip():
                 return https, "give the proxy's URL (HTTPS proxy at least), or untick the proxy"
-        return None
+        return AdvancedForm(self).validate()
 
     def commit(self) -> None:
         a = self.state.answers
@@ -116,6 +122,7 @@ class NetworkScreen(StepScreen):
             field_spec(path).set(a, None)
         for field in self._fields():
             field.spec.set(a, field.value)
+        AdvancedForm(self).commit(a)
 
 
 class _Probe:

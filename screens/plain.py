@@ -17,11 +17,24 @@ from typing import Any, TextIO
 
 import questionary
 
-from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
+from installer.answers import (
+    CLOUDS,
+    FEATURES,
+    STORAGE_PROVIDERS,
+    WAREHOUSES,
+    ProxySettings,
+    StorageSettings,
+    check_advanced_answers,
+    require_storage_secrets,
+)
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
-from installer.errors import InstallerError
+from installer.errors import AnswersError, InstallerError
+from installer.render.storage import check_advanced_files
+from installer.safetext import visible
 from screens.fields import (
+    ADVANCED_COMMON_FIELDS,
+    ADVANCED_PLATFORM_FIELDS,
     CHOICE_TITLES,
     COMPOSE_TARGET_FIELDS,
     DATABASE_FIELDS,
@@ -30,8 +43,12 @@ from screens.fields import (
     KUBERNETES_FIELDS,
     LICENSE_FIELDS,
     NETWORK_HOST_FIELDS,
+    PROVIDER_TITLES,
     PROXY_FIELDS,
     SSH_FIELDS,
+    STORAGE_COMMON_FIELDS,
+    STORAGE_PROVIDER_FIELDS,
+    STORAGE_REQUIRED,
     TLS_FIELDS,
     field_spec,
 )
@@ -67,7 +84,8 @@ class PlainWizard:
     # --- output --------------------------------------------------------------------------
 
     def say(self, text: str = "", code: str = "") -> None:
-        text = self.state.redactor(text)
+        # Control characters made visible: the text may quote a remote host or a server.
+        text = visible(self.state.redactor(text))
         if code and self.color:
             text = f"\x1b[{code}m{text}\x1b[0m"
         self.out.write(text + "\n")
@@ -103,7 +121,7 @@ class PlainWizard:
             try:
                 value = spec.parse(text)
             except ValueError as exc:
-                return str(exc)
+                return visible(str(exc))
             if required and value is None:
                 return f"{spec.label} is required"
             return True
@@ -130,12 +148,12 @@ class PlainWizard:
         return value
 
     def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
-        options = [questionary.Choice(title, value=value) for title, value in choices]
+        options = [questionary.Choice(visible(title), value=value) for title, value in choices]
         chosen = next((c for c in options if c.value == default), None)
         return questionary.select(message, choices=options, default=chosen).unsafe_ask()
 
     def confirm(self, message: str, default: bool = False) -> bool:
-        return bool(questionary.confirm(message, default=default).unsafe_ask())
+        return bool(questionary.confirm(visible(message), default=default).unsafe_ask())
 
     def confirm_host_key(self, host: str, fingerprint: str) -> bool:
         self.say(f"{host} is not in your known_hosts file yet. Its host key is {fingerprint}.")
@@ -232,7 +250,7 @@ class PlainWizard:
             elif action == "accept":
                 accepted = questionary.checkbox(
                     "Accept the risk of these failed checks (Space ticks):",
-                    choices=[questionary.Choice(f"{r.id}: {r.message}", value=r.id)
+                    choices=[questionary.Choice(visible(f"{r.id}: {r.message}"), value=r.id)
                              for r in blocking],
                 ).unsafe_ask()
                 for check_id in accepted or []:
@@ -402,9 +420,53 @@ class PlainWizard:
                     self.ask_field(path)
             else:
                 n.proxy = None
+            self.advanced()
 
         ask()
         self.settle("network", ask)
+
+    def advanced(self) -> None:
+        """The Advanced settings behind one gate (screens/advanced.py is the TUI's)."""
+        a = self.state.answers
+        has_any = bool(a.storage or a.google_maps_api_key or a.network.trusted_ca_file
+                       or a.compose.registry or a.kubernetes.image_pull_username
+                       or a.kubernetes.node_port or a.kubernetes.external_tls)
+        if not self.confirm("Advanced settings? (own buckets, private CA, registry login, "
+                            "Maps key)", default=has_any):
+            return
+        while True:
+            if self.confirm("Use your own buckets instead of the ones CARTO provides?",
+                            default=a.storage is not None):
+                provider = self.choose(
+                    "Storage provider:", [(PROVIDER_TITLES[p], p) for p in STORAGE_PROVIDERS],
+                    default=a.storage.provider if a.storage else "s3")
+                if a.storage is None or a.storage.provider != provider:
+                    a.storage = StorageSettings(provider=provider)
+                for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[provider]:
+                    self.ask_field(path, required=path in STORAGE_REQUIRED)
+                a.storage.thumbnails_public = self.confirm(
+                    "Are thumbnails public (the bucket allows public objects)?",
+                    default=a.storage.thumbnails_public)
+            else:
+                a.storage = None
+            for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[a.platform]:
+                self.ask_field(path)
+            if a.platform == "kubernetes":
+                a.kubernetes.external_tls = self.confirm(
+                    "Does TLS end at your own Ingress/Gateway (router service ClusterIP)?",
+                    default=a.kubernetes.external_tls)
+                if a.kubernetes.node_port is not None:
+                    a.kubernetes.service_type = "NodePort"
+                elif a.kubernetes.external_tls:
+                    a.kubernetes.service_type = "ClusterIP"
+            try:
+                check_advanced_answers(a)
+                if a.storage is not None:
+                    require_storage_secrets(a.storage)
+                check_advanced_files(a)
+                return
+            except AnswersError as exc:
+                self.say(f"✘ {exc.message} ({exc.path}); please answer again", "31")
 
     def review(self) -> bool:
         """Show what will be written; True when the user wants to deploy."""

@@ -14,6 +14,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
+from installer.safetext import visible
 from screens.base import StepScreen
 from screens.state import Cancelled, describe_error, plan_fingerprint, run_cancellable
 
@@ -48,7 +49,7 @@ def diff_text(diff: str, directory: str = "") -> Text:
             style = "red"
         else:
             style = ""
-        text.append(line + "\n", style=style)
+        text.append(visible(line) + "\n", style=style)
     return text
 
 

@@ -21,6 +21,8 @@ import yaml
 from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
 from installer.errors import AnswersError, InputError, InstallerError
 from installer.redact import Redactor
+from installer.safeyaml import YamlError, load_yaml
+from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
     from installer.checks.base import CheckResult, Resolver
@@ -49,7 +51,7 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
     "domain_tls": ("net", "tls"),
     "database": ("db",),
     "license": ("license",),
-    "network": ("egress",),
+    "network": ("egress", "storage"),
 }
 SESSION_NAME = ".carto-installer-session.yaml"
 ANSWERS_NAME = "carto-answers.yaml"
@@ -147,8 +149,9 @@ class WizardState:
         if not self.session_path.is_file():
             return None
         try:
-            data = yaml.safe_load(self.session_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            data = load_yaml(read_user_file(self.session_path, limit=ANSWERS_LIMIT)
+                             .decode("utf-8"))
+        except (OSError, UnicodeDecodeError, YamlError) as exc:
             raise AnswersError("", f"the saved session {self.session_path} cannot be read "
                                    f"({type(exc).__name__})",
                                f"delete {self.session_path} to start afresh") from None
@@ -193,6 +196,11 @@ class WizardState:
                 out.append("CARTO database user password")
         elif step == "license" and not a.package:
             out.append("installation package")
+        elif step == "network" and a.storage is not None and a.storage.provider:
+            from installer.answers import missing_storage_secrets
+
+            out += [key.removeprefix("storage.").replace("_", " ")
+                    for key in missing_storage_secrets(a.storage)]
         return out
 
     def save_session(self, step: str) -> None:
@@ -393,9 +401,11 @@ def _core_module(name: str, what: str) -> Any:
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
     """(message, remediation) for an error to show the user."""
+    from installer.safetext import visible
+
     if isinstance(exc, InstallerError):
-        return exc.message, exc.remediation
+        return visible(exc.message), visible(exc.remediation)
     from installer.target import describe_exception
 
-    return (f"unexpected error: {describe_exception(exc)}",
+    return (visible(f"unexpected error: {describe_exception(exc)}"),
             "see carto-installer.log for details; this is a bug in carto-installer")

@@ -49,4 +49,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" >"$stamp"
 fi
 
+# Azurite (the Azure Storage emulator) for the storage.* checks, from the npm registry, into a
+# cache folder of its own; reinstalled only when the pinned version changes.
+azurite_version=3.35.0
+azurite_dir="$here/.cache/azurite"
+if [ "$(cat "$azurite_dir/.version" 2>/dev/null)" != "$azurite_version" ]; then
+    command -v npm >/dev/null || {
+        sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+        say "installing npm for Azurite"
+        "${sudo_cmd[@]}" apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q \
+            --no-install-recommends nodejs npm >/dev/null
+    }
+    say "installing Azurite $azurite_version from npm into $azurite_dir"
+    mkdir -p "$azurite_dir"
+    (cd "$azurite_dir" && npm install --no-audit --no-fund --loglevel=error \
+        "azurite@$azurite_version" >&2) || { say "Azurite could not be installed"; exit 1; }
+    echo "$azurite_version" >"$azurite_dir/.version"
+fi
+
 exec "$venv/bin/python" -m pytest "$@"

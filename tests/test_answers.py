@@ -34,11 +34,13 @@ def test_the_example_answers_validate_and_load(tmp_path: Path) -> None:
     data = yaml.safe_load(EXAMPLE.read_text())
     jsonschema.Draft202012Validator(json.loads(SCHEMA.read_text())).validate(data)
     env = {"SSH_PASSWORD": "ssh-pw-1", "PGADMIN_PASSWORD": "pg-admin-pw",
-           "WORKSPACE_DB_PASSWORD": "ws-pw"}
+           "WORKSPACE_DB_PASSWORD": "ws-pw", "CARTO_S3_KEY_ID": "key-id",
+           "CARTO_S3_SECRET": "s3-secret"}
     answers = load_answers(EXAMPLE, env=env, redactor=Redactor())
     assert answers.domain == "carto.example.com"
     assert answers.database.ssl.mode == "verify-full"
     assert answers.target is not None and answers.target.jump is not None
+    assert answers.storage is not None and answers.storage.buckets.import_bucket
 
 
 def test_schema_rejects_what_the_loader_rejects() -> None:

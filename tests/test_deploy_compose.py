@@ -226,7 +226,8 @@ def test_a_blocking_preflight_failure_stops_before_anything_changes(
     before = {str(p): p.read_bytes() for p in case.directory.rglob("*") if p.is_file()}
     result = case.deploy()
     assert result.returncode == 3
-    assert "license.version: the installation package 2026.4.1 is older" in result.stderr
+    assert ("license.version: the installation package 2026.4.1 is older than the "
+            "deployment's MIN_VERSION 2099.1.1") in result.stderr
     assert re.search(r"--skip \S*license\.version", result.stderr)
     assert "==> render" not in result.stdout
     assert {str(p): p.read_bytes() for p in case.directory.rglob("*") if p.is_file()} == before

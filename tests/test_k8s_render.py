@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ from tests.services.k8s_package import (
 DB_PASSWORD = "db-Passw0rd-that-is-secret"
 ADMIN_PASSWORD = "admin-Passw0rd-also-secret"
 REDIS_PASSWORD = "redis-Passw0rd-secret-too"
-PROXY_CA = """-----BEGIN CERTIFICATE-----
-MIIBszCCAVmgAwIBAgIUJ2zWc3HkQ0VbNcXgQvqg0m7QeWYwCgYIKoZIzj0EAwIw
------END CERTIFICATE-----
-"""
+def _real_certificate() -> str:
+    """A real certificate: CA files are parsed (the one verdict shared with preflight), so a
+    truncated placeholder would rightly be refused."""
+    with tempfile.TemporaryDirectory(prefix="proxy-ca-") as folder:
+        return self_signed_pair(Path(folder), "proxy.internal")[0].read_text()
+
+
+PROXY_CA = _real_certificate()
 
 
 @pytest.fixture

@@ -49,9 +49,9 @@ def test_backup_bundle_and_uninstall_of_a_release(cluster: FakeCluster, tmp_path
     # a pod can stay Pending, as the bundle must describe a failing pod.
     make_ready = cluster._set_status
 
-    def keep_pod_status(kind: Any, obj: dict[str, Any]) -> None:
+    def keep_pod_status(kind: Any, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if kind.kind != "Pod" or not obj.get("status"):
-            make_ready(kind, obj)
+            make_ready(kind, obj, old)
 
     monkeypatch.setattr(cluster, "_set_status", keep_pod_status)
     package = make_helm_package(tmp_path / "package")

@@ -182,6 +182,7 @@ def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
         "Data warehouses": [["bigquery"]],
         "Features": [[]],
         "Does outbound traffic go through an HTTP proxy?": [False],
+        "Advanced settings? (own buckets, private CA, registry login, Maps key)": [False],
         "Deploy now?": [False],
     }).install(monkeypatch)
     out = io.StringIO()
@@ -281,6 +282,7 @@ def test_a_real_install_through_a_pseudo_terminal(
         ("Data warehouses", "\r"),
         ("Features", "\r"),
         ("Does outbound traffic go through an HTTP proxy\\?", "n"),
+        ("Advanced settings\\?", "n"),
         ("Deploy now\\?", "y"),
     ]
     # The terminal's side of the conversation: prompt_toolkit asks where the cursor is

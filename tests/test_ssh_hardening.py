@@ -571,10 +571,12 @@ def test_a_temp_copy_swapped_for_a_link_mid_write_is_not_written_through(
     victim = Path("/root/carto-hardening-victim")
     victim.write_bytes(b"ROOT ONLY\n")
     victim.chmod(0o600)
-    swap = ("for i in $(seq 20000); do for f in \"$1\"/.customer.env.*.tmp; do "
+    # Watches until it swaps (bounded by time, not by a count of tries: on a loaded machine
+    # the write may start seconds after the watcher).
+    swap = ("while :; do for f in \"$1\"/.customer.env.*.tmp; do "
             "if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then rm -f \"$f\"; ln -s \"$2\" \"$f\"; "
-            "exit 0; fi; done; done; exit 1")
-    swapper = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}",
+            "exit 0; fi; done; done")
+    swapper = subprocess.Popen(["timeout", "120", "setpriv", f"--reuid={user}", f"--regid={user}",
                                 "--init-groups", "--", "sh", "-c", swap, "sh", str(folder),
                                 str(victim)])
     try:
@@ -586,5 +588,6 @@ def test_a_temp_copy_swapped_for_a_link_mid_write_is_not_written_through(
         assert oct(victim.stat().st_mode & 0o777) == "0o600" and victim.stat().st_uid == 0
     finally:
         if swapper.poll() is None:
-            swapper.kill()
+            swapper.terminate()  # timeout(1) passes it on to the watcher
+            swapper.wait(timeout=10)
         victim.unlink(missing_ok=True)

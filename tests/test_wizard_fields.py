@@ -7,6 +7,7 @@ reject with the validator's own message what the loader rejects.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from pathlib import Path
@@ -40,7 +41,21 @@ SAMPLES = [
 ]
 # Sections that cannot exist without these.
 REQUIRED_SIBLINGS = {"target": {"host": "vm.example.internal"},
-                     "target.jump": {"host": "bastion.example.com"}}
+                     "target.jump": {"host": "bastion.example.com"},
+                     # Judged as a whole: a provider, both main buckets and credentials (those
+                     # of every provider, so that any provider the field names is complete).
+                     "storage": {"provider": "s3", "endpoint": "https://minio.internal:9000",
+                                 "buckets": {"imports": "acme-client",
+                                             "thumbnails": "acme-thumbs"},
+                                 "access_key_id": "key-id", "secret_access_key": "secret",
+                                 "key_file": "gcs.json", "account": "acmestorage",
+                                 "account_key": "account-key"},
+                     # A registry login is a registry, a user and a password together.
+                     "compose": {"registry": "registry.internal:5000",
+                                 "registry_username": "ops", "registry_password": "pw"},
+                     "kubernetes": {"image_registry": "registry.internal:5000",
+                                    "image_pull_username": "ops", "image_pull_password": "pw",
+                                    "service_type": "NodePort", "node_port": 30443}}
 
 
 def _leaf_paths(cls: type = Answers, prefix: str = "") -> list[str]:
@@ -68,9 +83,20 @@ def _as_file_data(path: str, raw: Any) -> dict[str, Any]:
     node = data
     for i, part in enumerate(parts[:-1]):
         node = node.setdefault(part, {})
-        node.update(REQUIRED_SIBLINGS.get(".".join(parts[: i + 1]), {}))
-    node[parts[-1]] = raw
+        # A copy: the siblings nest (storage.buckets), and the leaf must not change them.
+        node.update(copy.deepcopy(REQUIRED_SIBLINGS.get(".".join(parts[: i + 1]), {})))
+    node[_file_key(path)] = raw
     return data
+
+
+def _file_key(path: str) -> str:
+    """The leaf's key in the file (`storage.buckets.import_bucket` is written `import`)."""
+    cls: type = Answers
+    for part in path.split(".")[:-1]:
+        hint = typing.get_type_hints(cls, globalns=vars(answers_module))[part]
+        cls = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    declared = {f.name: f for f in dataclasses.fields(cls)}[path.split(".")[-1]]
+    return answers_module.file_key(declared)
 
 
 def _loader_value(path: str, raw: Any) -> Any:

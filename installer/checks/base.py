@@ -68,6 +68,16 @@ class CheckResult:
     duration_s: float
     data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # What a check reports often quotes the outside world (os-release, a certificate's
+        # names, a server's error): every front end shows it, so it is made safe once here.
+        from installer.safetext import visible
+
+        self.required = visible(self.required)
+        self.observed = visible(self.observed)
+        self.message = visible(self.message)
+        self.remediation = visible(self.remediation)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -124,9 +134,18 @@ class CheckContext:
         from installer.answers import ComposeSettings
 
         compose = self.answers.compose if self.answers else ComposeSettings()
-        text = self.target.read_text(posixpath.join(compose.directory, name))
-        if text is not None or not compose.release:
-            return text
+        from installer.target import LinkRefused
+
+        try:  # never through a link: LinkRefused reaches the caller
+            data = self.target.read_deployment_file(posixpath.join(compose.directory, name),
+                                                    compose.directory)
+            return data.decode("utf-8", "replace")
+        except LinkRefused:
+            raise
+        except (OSError, ValueError):  # absent or unreadable: the release may have it
+            pass
+        if not compose.release:
+            return None
         from installer.errors import InputError
         from installer.release import read_release, release_file
 
@@ -137,8 +156,8 @@ class CheckContext:
                 return []
 
         files = self.cached(f"release:{compose.release}", load)
-        data = release_file(files, name)
-        return None if data is None else data.decode("utf-8", "replace")
+        member = release_file(files, name)
+        return None if member is None else member.decode("utf-8", "replace")
 
     def data(self, check_id: str) -> dict[str, Any]:
         result = self.results.get(check_id)

@@ -23,7 +23,6 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer.checks.base import (
@@ -812,7 +811,8 @@ def check_tls(ctx: CheckContext) -> Outcome:
 
 
 def verify_tls(ctx: CheckContext) -> Outcome:
-    from installer.checks.tls import CertificateFileError, load_certificates
+    from installer.checks.tls import CertificateFileError, load_ca_certificates
+    from installer.userfiles import CERTIFICATE_LIMIT, read_user_file
 
     assert ctx.answers is not None
     db = ctx.answers.database
@@ -826,7 +826,8 @@ def verify_tls(ctx: CheckContext) -> Outcome:
             "Cloud SQL server CA) and set database.ssl.ca_file to it, with mode verify-full",
         )
     try:
-        load_certificates(Path(ca_file).read_bytes(), f"the CA file {ca_file}")
+        load_ca_certificates(read_user_file(ca_file, limit=CERTIFICATE_LIMIT),
+                             f"the CA file {ca_file}")
     except OSError as exc:
         return failed(
             f"the CA file {ca_file} cannot be read: {exc.strerror}",
@@ -836,8 +837,9 @@ def verify_tls(ctx: CheckContext) -> Outcome:
     except CertificateFileError as exc:
         return failed(
             str(exc),
-            observed=f"{ca_file}: not a certificate",
-            remediation="database.ssl.ca_file must hold the CA certificate(s) in PEM",
+            observed=f"{ca_file}: not a CA certificate file",
+            remediation="database.ssl.ca_file must hold the CA certificate(s) only, in PEM "
+            "(or DER)",
         )
     try:
         with admin_connection(ctx, sslmode="verify-full", sslrootcert=ca_file,

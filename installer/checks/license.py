@@ -97,7 +97,15 @@ def check_version(ctx: CheckContext) -> Outcome:
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory
     path = posixpath.join(directory, "MIN_VERSION")
-    text = ctx.deployment_file("MIN_VERSION")
+    from installer.target import LinkRefused
+
+    try:
+        text = ctx.deployment_file("MIN_VERSION")
+    except LinkRefused:
+        return failed(f"{path} is a symbolic link: the installer does not follow links in the "
+                      "deployment directory", observed="a symbolic link",
+                      remediation=f"replace it with the vendor's file (ls -l {path})")
+    text = text[:200] if text else text
     minimum = text.strip().replace('"', "") if text and text.strip() else None
     verdict = judge_package_version(version, minimum, "the deployment's MIN_VERSION",
                                     source=path,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer.checks.base import Check, CheckContext, Outcome, failed, passed, skipped, warned
+from installer.userfiles import CERTIFICATE_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import validate_domain
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def load_certificates(data: bytes, name: str = "the certificate file") -> list[x
     if blocks:
         certs = []
         for label, block in blocks:
-            if label in ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"):
+            if label in _CERTIFICATE_LABELS:
                 try:
                     certs.append(
                         x509.load_pem_x509_certificate(
@@ -108,6 +109,32 @@ def load_certificates(data: bytes, name: str = "the certificate file") -> list[x
             f"{name} is neither a PEM nor a DER certificate (no -----BEGIN CERTIFICATE----- "
             "block, and not valid DER)"
         ) from None
+
+
+_CERTIFICATE_LABELS = ("CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE")
+
+
+def certificates_pem(data: bytes, certs: list[x509.Certificate]) -> bytes:
+    """The certificates as the PEM file to install: `data` itself when it is already PEM
+    holding certificates only, else each certificate re-encoded (DER input, or a file that
+    also holds other blocks, which must not be copied along)."""
+    from cryptography.hazmat.primitives import serialization
+
+    blocks = pem_blocks(data)
+    if blocks and all(label == "CERTIFICATE" for label, _ in blocks):
+        return data
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def load_ca_certificates(data: bytes, name: str = "the CA file") -> bytes:
+    """The one verdict on a CA file (database, Redis, proxy), shared by preflight and render:
+    PEM or DER certificates, never a private key. Returns the PEM to install; raises
+    CertificateFileError."""
+    if any("PRIVATE KEY" in label for label, _ in pem_blocks(data)):
+        raise CertificateFileError(
+            f"{name} holds a private key: a CA file must hold certificates only (it is "
+            "copied where every service, and every user of the machine, can read it)")
+    return certificates_pem(data, load_certificates(data, name))
 
 
 @dataclass
@@ -521,8 +548,8 @@ def check_certificate(ctx: CheckContext) -> Outcome:
         )
     cert_path, key_path = tls.certificate_file, tls.key_file
     try:
-        cert_data = Path(cert_path).read_bytes()
-        key_data = Path(key_path).read_bytes()
+        cert_data = read_user_file(cert_path, limit=CERTIFICATE_LIMIT)
+        key_data = read_user_file(key_path, limit=SECRET_LIMIT)
     except OSError as exc:
         return failed(
             f"cannot read {exc.filename}: {exc.strerror}",

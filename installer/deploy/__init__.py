@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from installer.checks.engine import Event as CheckEvent
 from installer.errors import InputError, InstallerError
+from installer.safetext import visible, visible_line
 
 if TYPE_CHECKING:
     from installer.answers import Answers
@@ -67,6 +68,9 @@ class StepFinished:
     ok: bool
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", visible(self.detail))
+
 
 @dataclass(frozen=True)
 class ServiceState:
@@ -74,10 +78,18 @@ class ServiceState:
     state: str
     health: str = ""
 
+    def __post_init__(self) -> None:
+        for name in ("name", "state", "health"):
+            object.__setattr__(self, name, visible_line(getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class LogLine:
-    text: str  # already redacted
+    text: str  # already redacted; control characters are made visible here
+
+    def __post_init__(self) -> None:
+        # Container log lines are the outside world's text, echoed to the terminal.
+        object.__setattr__(self, "text", visible(self.text))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from installer.errors import InputError
+from installer.safetext import visible
 
 log = logging.getLogger("installer.deploy.cli")
 
@@ -18,7 +19,7 @@ MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error":
 
 
 def _out(redactor: Any, text: str) -> None:
-    sys.stdout.write(redactor(text) + "\n")
+    sys.stdout.write(visible(redactor(text)) + "\n")
     sys.stdout.flush()
 
 

@@ -43,7 +43,8 @@ from installer.deploy import (
 )
 from installer.envfile import EnvFile, Flavour
 from installer.errors import DeployError, InputError, InstallerError
-from installer.target import CommandNotFound, Target
+from installer.target import CommandNotFound, LinkRefused, Target
+from installer.userfiles import require_regular_file
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
@@ -271,7 +272,12 @@ class _Run:
 
     def read(self, name: str) -> bytes | None:
         try:
-            return self.target.read_file(posixpath.join(self.directory, name))
+            return self.target.read_deployment_file(posixpath.join(self.directory, name),
+                                                    self.directory)
+        except LinkRefused as exc:
+            raise InputError(f"{exc.path} on {self.target.name} is a symbolic link: the "
+                             "installer does not follow links in the deployment directory",
+                             f"replace it with the real file (ls -l {exc.path})") from None
         except FileNotFoundError:
             return None
 
@@ -356,6 +362,9 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         else:
             if archive:
                 plan.actions.append(f"docker load the images in {archive} (only those missing)")
+            if answers.compose.registry_username:  # advanced answers: installer/registry.py
+                plan.actions.append(f"`docker login {answers.compose.registry}` as "
+                                    f"{answers.compose.registry_username} on {target.name}")
             plan.actions.append(f"run `{tool} up -d` in {run.directory} on {target.name}")
             if confirm is not None and not confirm(plan):
                 raise DeployCancelled("not confirmed: nothing was changed")
@@ -365,6 +374,14 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
             step.detail = (f"wrote {len(written)} file(s)" if written
                            else "the files already match the answers")
     changed = not plan.empty
+
+    # ---- advanced answers: a registry that needs a login (installer/registry.py)
+    if answers.compose.registry_username and not current:
+        from installer.registry import docker_login
+
+        with _Step(run, "registry login") as step:
+            step.detail = docker_login(answers, target, sudo=run.sudo) or ""
+    # ---- end of advanced answers
 
     if archive and not current:
         with _Step(run, "load images") as step:
@@ -436,8 +453,9 @@ def _save_state(run: _Run, plan: RenderPlan, command: list[str], project: str, *
              "release": version or (run.read("VERSION") or b"").decode("utf-8",
                                                                        "replace").strip(),
              "package": base.package_version if base else ""}
-    run.target.write_file(posixpath.join(run.directory, STATE_FILE),
-                          (json.dumps(state, indent=1) + "\n").encode(), 0o600)
+    run.target.write_deployment_file(posixpath.join(run.directory, STATE_FILE),
+                                     (json.dumps(state, indent=1) + "\n").encode(), 0o600,
+                                     run.directory)
 
 
 def _deployed_and_healthy(run: _Run, plan: RenderPlan, command: list[str],
@@ -658,6 +676,7 @@ def _show_logs(run: _Run, view: ContainerView) -> None:
 def archive_images(path: str) -> dict[str, list[str]]:
     """Image id -> tags, from a `docker save` archive's manifest.json."""
     try:
+        require_regular_file(path)
         with tarfile.open(path) as archive:
             member = archive.extractfile("manifest.json")
             manifest = json.loads(member.read()) if member else []

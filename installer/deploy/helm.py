@@ -124,9 +124,11 @@ def _content_digest(path: Path) -> str:
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        data = file.read_bytes()
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(len(data).to_bytes(8, "big") + data)
+        digest.update(file.stat().st_size.to_bytes(8, "big"))
+        with open(file, "rb") as handle:  # streamed: a chart of any size costs no memory
+            for chunk in iter(lambda: handle.read(1024 * 1024), b""):  # noqa: B023
+                digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -487,8 +489,10 @@ def _customizations_after(plan: RenderPlan, path: str) -> bytes:
     for change in plan.changes:
         if change.path == path:
             return change.after
-    try:
-        return Path(path).read_bytes()
+    from installer.target import LocalTarget
+
+    try:  # never through a link (render refused one; it may have appeared since)
+        return LocalTarget().read_deployment_file(path, str(Path(path).parent))
     except OSError:
         return b""
 
@@ -542,7 +546,9 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     emit = _safe(on_event)
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
-    url = f"https://{answers.domain}"
+    from installer.exposure import exposure  # advanced answers: NodePort / own ingress
+
+    url = exposure(answers).url
     # A chart that cannot be used as given (no subcharts, not a chart) is bad input: exit 2
     # before anything runs.
     chart = chart_info(kube, k8s.chart)
@@ -874,6 +880,12 @@ def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: R
             address = None
             log.info("cannot read the service: %s", exc.failure.message)
         where, todo = describe_address(address, answers.domain, kube.namespace)
+        # ---- advanced answers: NodePort or the user's own ingress (installer/exposure.py)
+        from installer.exposure import next_step
+
+        todo = next_step(answers, address.service if address else f"{answers.kubernetes.release}"
+                         "-router", kube.namespace) or todo
+        # ---- end of advanced answers
         step.detail = where
         emit(LogLine(f"next: {todo}"))
     return DeployResult(True, url, f"{headline}. {where}. Next: {todo}.",

@@ -11,19 +11,20 @@ from __future__ import annotations
 import difflib
 import logging
 import posixpath
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from installer.errors import InputError, TargetError
 from installer.tempnames import temp_file_owner
 
 if TYPE_CHECKING:
     from installer.answers import Answers
     from installer.redact import Redactor
     from installer.release import ReleaseFile
-    from installer.target import Target
-
-from installer.errors import InputError
+    from installer.target import StagedFile, Target
 
 log = logging.getLogger("installer.render")
 
@@ -70,12 +71,19 @@ class FileChange:
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""
             classes = "".join(f"  {line}\n" for line in self.classes)
             return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n" + classes
-        before = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
-        after = self.after.decode("utf-8", "replace").splitlines(keepends=True)
-        lines = list(difflib.unified_diff(before, after, fromfile=old_name, tofile=self.path))
+        from installer.redact import mask_secret_values
+        from installer.safetext import visible
+
+        # Both sides masked before diffing: a file not marked secret (customizations.yaml,
+        # a certificate) may still hold an old password or key pasted into it by hand.
+        before = mask_secret_values((self.before or b"").decode("utf-8", "replace"))
+        after = mask_secret_values(self.after.decode("utf-8", "replace"))
+        lines = list(difflib.unified_diff(before.splitlines(keepends=True),
+                                          after.splitlines(keepends=True),
+                                          fromfile=old_name, tofile=self.path))
         text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
                        for line in lines)
-        return redactor(text)
+        return visible(redactor(text))
 
 
 @dataclass
@@ -106,11 +114,17 @@ class RenderPlan:
             return "nothing to change: the files already match the answers"
         lines = [f"  write {change.describe()}" for change in self.changes]
         lines += [f"    {line}" for change in self.changes for line in change.classes]
-        lines += [f"  back up the current customer.env as {b}" for b in self.backups]
+        lines += [f"  back up the current {_backed_up_file(b)} as {b}" for b in self.backups]
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  then {action}" for action in self.actions]
         return "\n".join(lines)
+
+
+def _backed_up_file(backup: str) -> str:
+    """customer.env for customer.env.bak.<stamp>, customizations.yaml for its backup."""
+    name = posixpath.basename(backup)
+    return name.split(".bak.", 1)[0] if ".bak." in name else name
 
 
 def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
@@ -149,11 +163,68 @@ def conflict_error(plan: RenderPlan) -> InputError:
         f"[{plan.conflicts[0]}]}}`; `render --dry-run` shows every change")
 
 
+class WriteInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while writing the files; `state` says exactly what was left."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+class WriteFailed(TargetError):
+    """Writing a file failed once the switch began; the message says what state was left
+    (rolled back, or which files are new)."""
+
+    def __init__(self, state: str, cause: BaseException) -> None:
+        super().__init__(f"writing the files failed ({cause}): {state}",
+                         "fix the cause (disk space, permissions), then run the command again")
+        self.state = state
+        self.cause = cause
+
+
+class _DeferredSignals:
+    """SIGINT and SIGTERM wait while the files are switched: the switch is a few renames,
+    done or undone as one step. Only the main thread can hold signals (the wizard's workers
+    are stopped through their cancel event, never by a signal)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _DeferredSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._hold)
+        return self
+
+    def _hold(self, number: int, _frame: object) -> None:
+        self.received = number
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+
+
+def _root_for(plan: RenderPlan, path: str) -> str:
+    """The folder below which links are refused: the deployment directory when the file is
+    in it, else the file's own folder."""
+    directory = posixpath.normpath(plan.directory) if plan.directory else ""
+    if directory and posixpath.normpath(path).startswith(directory.rstrip("/") + "/"):
+        return directory
+    return posixpath.dirname(path)
+
+
 def apply_render(plan: RenderPlan, target: Target) -> list[str]:
-    """Write backups, then the files, each atomically with its mode; return the paths.
+    """Write the backups, stage every file (temp files written and fsynced), then switch them
+    all into place in one step: renames in a fixed order with signals held, and the files
+    already switched restored if one fails. Returns the paths written.
+
+    Raises WriteInterrupted (a KeyboardInterrupt) when interrupted, and WriteFailed when a
+    write fails once the switch began; both say exactly what state was left.
 
     Refuses (InputError, exit 2, nothing written) while customer.env has unresolved
-    conflicts between the admin's edits and a new package."""
+    conflicts between the admin's edits and a new package.
+    """
     if plan.conflicts:
         raise conflict_error(plan)
     for folder in plan.directories:
@@ -165,19 +236,97 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         except FileNotFoundError:
             pass
     written: list[str] = []
-    for backup in plan.backups:
-        target.write_file(backup, plan.backup_sources[backup], 0o600)
-        log.info("backed up to %s", backup)
-        written.append(backup)
+    staged: list[StagedFile] = []
+    try:
+        for backup in plan.backups:
+            target.write_deployment_file(backup, plan.backup_sources[backup], 0o600,
+                                         _root_for(plan, backup))
+            log.info("backed up to %s", backup)
+            written.append(backup)
+        for change in plan.changes:
+            # A file for a container's group is private until the group is set (below).
+            mode = change.mode if change.group is None else change.mode & 0o700
+            staged.append(target.stage_deployment_file(change.path, change.after, mode,
+                                                       _root_for(plan, change.path)))
+    except BaseException as exc:
+        with _DeferredSignals():
+            for item in staged:
+                target.discard_staged(item)
+            _remove_temp_files(plan, target)
+        if isinstance(exc, KeyboardInterrupt):
+            log.info("interrupted before the switch: no file was changed")
+            raise WriteInterrupted("no file was changed" + _backups_note(written)) from None
+        raise
+    backed_up = _backups_note(written)
+    switched: list[FileChange] = []
+    with _DeferredSignals() as held:
+        try:
+            for item, change in zip(staged, plan.changes, strict=True):
+                target.switch_staged(item)
+                switched.append(change)
+                log.info("wrote %s (mode %o, %d bytes)", change.path, change.mode,
+                         len(change.after))
+        except BaseException as exc:
+            for item in staged[len(switched):]:
+                target.discard_staged(item)
+            _remove_temp_files(plan, target)
+            state = _roll_back(plan, target, switched) + backed_up
+            log.error("writing the files failed (%s): %s", exc, state)
+            if isinstance(exc, KeyboardInterrupt):
+                raise WriteInterrupted(state) from None
+            raise WriteFailed(state, exc) from exc
+    written += [change.path for change in plan.changes]
     for change in plan.changes:
-        if change.group is None:
-            target.write_file(change.path, change.after, change.mode)
-        else:  # private first; opened to the container's group once the group is set
-            target.write_file(change.path, change.after, change.mode & 0o700)
+        if change.group is not None:
             _give_group(plan, target, change)
-        log.info("wrote %s (mode %o, %d bytes)", change.path, change.mode, len(change.after))
-        written.append(change.path)
+    if held.received is not None:
+        log.info("interrupted (signal %d) during the switch; it was completed first",
+                 held.received)
+        raise WriteInterrupted(f"every file had been written: {', '.join(written)}")
     return written
+
+
+def _remove_temp_files(plan: RenderPlan, target: Target) -> None:
+    """Temp files of this render that an interrupt caught between their creation and their
+    registration (a temp file is only ever ours to remove when the render stops)."""
+    for stale in stale_temp_files(target, [c.path for c in plan.changes] + plan.backups):
+        try:
+            target.remove(stale)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", stale, exc)
+
+
+def _backups_note(backups: list[str]) -> str:
+    if not backups:
+        return ""
+    return (f" (the backup {', '.join(backups)} was written; it is a copy of customer.env "
+            "as it is, nothing reads it)")
+
+
+def _roll_back(plan: RenderPlan, target: Target, switched: list[FileChange]) -> str:
+    """Put back what the switched files held; say what state that left."""
+    still_new: list[str] = []
+    for change in reversed(switched):
+        try:
+            if change.before is None:
+                target.remove(change.path)
+            else:
+                target.write_deployment_file(change.path, change.before,
+                                             change.mode_before or change.mode,
+                                             _root_for(plan, change.path))
+            log.info("restored %s", change.path)
+        except Exception as exc:  # noqa: BLE001 - every file gets its chance to be restored
+            log.error("could not restore %s: %s", change.path, exc)
+            still_new.append(change.path)
+    if not switched:
+        return "no file was changed"
+    if not still_new:
+        return (f"no file was changed: the {len(switched)} file(s) already switched were put "
+                "back as they were")
+    old = [c.path for c in plan.changes if c.path not in still_new]
+    return (f"HALF-WRITTEN: {', '.join(still_new)} hold the new content but "
+            f"{', '.join(old) or 'no other file'} the old; run `carto-installer render` "
+            "again to finish")
 
 
 def _give_group(plan: RenderPlan, target: Target, change: FileChange) -> None:
@@ -222,4 +371,5 @@ def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:
     return found
 
 
-__all__ = ["FileChange", "RenderPlan", "apply_render", "plan_render"]
+__all__ = ["FileChange", "RenderPlan", "WriteFailed", "WriteInterrupted", "apply_render",
+           "plan_render"]

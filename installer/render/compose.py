@@ -9,13 +9,13 @@ env.tpl. Values are encoded for the Compose that will read them (see installer.e
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import logging
 import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from installer.answers import Answers, Secret, require
@@ -33,6 +33,7 @@ from installer.package import LICENSE_KEYS, Package, read_package
 from installer.release import ReleaseFile, folders, release_file
 from installer.render import FileChange, RenderPlan, stale_temp_files
 from installer.render.merge import BASE_RECORD, BaseRecord, MergeResult, merge_package
+from installer.userfiles import CERTIFICATE_LIMIT, SECRET_LIMIT, read_user_file
 from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
 if TYPE_CHECKING:
@@ -180,6 +181,13 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
         if proxy.ca_file:
             out.append(("network.proxy.ca_file", "NODE_EXTRA_CA_CERTS",
                         f"{SERVICE_CERT_DIR}/{PROXY_CA_NAME}"))
+    # ---- advanced answers (own buckets, private CA, Maps key): installer/render/storage.py
+    from installer.render.storage import compose_settings
+
+    advanced = compose_settings(answers)
+    replaced = {key for _, key, _ in advanced}  # NODE_EXTRA_CA_CERTS: one bundle, not two
+    out = [item for item in out if item[1] not in replaced] + advanced
+    # ---- end of advanced answers
     return out
 
 
@@ -215,9 +223,10 @@ def ssl_note(answers: Answers) -> str | None:
             f"(the only TLS mode the vendor's stack uses): encrypted{ca}{stricter}")
 
 
-def _read_local(path: str, answer_key: str, what: str) -> bytes:
+def _read_local(path: str, answer_key: str, what: str, limit: int = CERTIFICATE_LIMIT) -> bytes:
+    """A file the answers name, read with a size limit (devices and FIFOs refused)."""
     try:
-        return Path(path).read_bytes()
+        return read_user_file(path, limit=limit)
     except FileNotFoundError:
         raise AnswersError(answer_key, f"the {what} {path} does not exist") from None
     except IsADirectoryError:
@@ -227,36 +236,66 @@ def _read_local(path: str, answer_key: str, what: str) -> bytes:
                            f"{exc.strerror or exc}") from None
 
 
+def read_ca_file(path: str, answer_key: str, what: str) -> bytes:
+    """A CA file as PEM to install, judged by the same parser as the preflight checks:
+    certificates only (PEM or DER), never a private key."""
+    from installer.checks.tls import CertificateFileError, load_ca_certificates
+
+    data = _read_local(path, answer_key, what)
+    try:
+        return load_ca_certificates(data, f"the {what} {path}")
+    except CertificateFileError as exc:
+        raise AnswersError(answer_key, str(exc),
+                           "give a file with the CA certificate(s) only, in PEM "
+                           "(-----BEGIN CERTIFICATE-----) or DER") from None
+
+
 def _given_certificate(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes]:
-    from cryptography import x509
+    """The certificate chain and key to install, as PEM, judged by the same parser as the
+    tls.certificate check (so a file preflight accepts, PEM or DER, render accepts too)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from installer.checks.tls import (
+        CertificateFileError,
+        certificates_pem,
+        load_certificates,
+        load_private_key,
+    )
 
     tls = answers.tls
     assert tls.certificate_file and tls.key_file
-    cert_pem = _read_local(tls.certificate_file, "tls.certificate_file", "certificate file")
-    key_pem = _read_local(tls.key_file, "tls.key_file", "key file")
-    redactor.add(key_pem)
+    cert_data = _read_local(tls.certificate_file, "tls.certificate_file", "certificate file")
+    key_data = _read_local(tls.key_file, "tls.key_file", "key file", SECRET_LIMIT)
+    redactor.add(key_data)
     try:
-        chain = x509.load_pem_x509_certificates(cert_pem)
-    except ValueError:
+        chain = load_certificates(cert_data, f"the certificate file {tls.certificate_file}")
+    except CertificateFileError as exc:
         raise AnswersError("tls.certificate_file",
-                           f"{tls.certificate_file} holds no PEM certificate",
+                           f"{tls.certificate_file} holds no PEM certificate usable ({exc})",
                            "give the certificate in PEM form (-----BEGIN CERTIFICATE-----), "
                            "leaf first, then intermediates") from None
     try:
-        key_public = _key_public_der(key_pem)
-    except TypeError:
+        key = load_private_key(key_data, f"the key file {tls.key_file}")
+    except CertificateFileError as exc:
+        raise AnswersError("tls.key_file", str(exc),
+                           "give the unencrypted private key in PEM form") from None
+    if key.encrypted or key.key is None:
         raise AnswersError("tls.key_file", f"{tls.key_file} is protected by a passphrase, "
                            "which CARTO's router cannot use",
                            f"remove it: `openssl pkey -in {tls.key_file} -out key-plain.pem`, "
-                           "then point tls.key_file at key-plain.pem (keep it private)") from None
-    except (ValueError, UnicodeError):
-        raise AnswersError("tls.key_file", f"{tls.key_file} holds no PEM private key",
-                           "give the unencrypted private key in PEM form") from None
-    if key_public != _public_der(chain[0].public_key()):
+                           "then point tls.key_file at key-plain.pem (keep it private)")
+    if _public_der(key.key.public_key()) != _public_der(chain[0].public_key()):
         raise AnswersError("tls.key_file", "the key does not belong to the certificate "
                            f"{tls.certificate_file} (its first certificate, the leaf)",
                            "give the key the certificate was issued for")
-    return cert_pem, key_pem
+    if key.encoding == "DER":
+        key_pem = key.key.private_bytes(serialization.Encoding.PEM,
+                                        serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+        redactor.add(key_pem)
+    else:
+        key_pem = key_data
+    return certificates_pem(cert_data, chain), key_pem
 
 
 @functools.lru_cache(maxsize=8)
@@ -337,9 +376,19 @@ def _stats(target: Target, paths: list[str]) -> dict[str, tuple[int, int]]:
     return stats
 
 
-def _read_target(target: Target, path: str) -> bytes | None:
+def _read_target(target: Target, path: str, root: str) -> bytes | None:
+    """A managed file below the deployment directory `root`, None when absent. A link there
+    is refused, never followed (it could show another file in the diff, or make a secret
+    the base of customer.env)."""
+    from installer.target import LinkRefused
+
     try:
-        return target.read_file(path)
+        return target.read_deployment_file(path, root)
+    except LinkRefused as exc:
+        raise InputError(f"{exc.path} on {target.name} is a symbolic link: the installer does "
+                         "not follow links in the deployment directory",
+                         f"find out who made it (ls -l {exc.path}); replace it with the real "
+                         "file or folder, or remove it so that it is created") from None
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -360,6 +409,8 @@ class Inputs:
     certificate: tuple[bytes, bytes] | None  # given (cert, key), None to generate/reuse
     extra_files: list[tuple[str, bytes]]  # (name in certs/, content): CA files
     release: list[ReleaseFile] | None = None  # the vendor's release, to lay down first
+    # (name in certs/, content, mode): the advanced answers' files (render/storage.py)
+    advanced_files: list[tuple[str, bytes, int]] = dataclasses.field(default_factory=list)
 
 
 def check_inputs(answers: Answers, target: Target, redactor: Redactor,
@@ -391,20 +442,28 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor,
     extra: list[tuple[str, bytes]] = []
     db = answers.database
     if not db.bundled and db.ssl.enabled and db.ssl.ca_file:
-        extra.append((DB_CA_NAME, _read_local(db.ssl.ca_file, "database.ssl.ca_file",
-                                              "database CA file")))
+        extra.append((DB_CA_NAME, read_ca_file(db.ssl.ca_file, "database.ssl.ca_file",
+                                               "database CA file")))
     if not answers.redis.bundled and answers.redis.tls_ca_file:
-        extra.append((REDIS_CA_NAME, _read_local(answers.redis.tls_ca_file,
-                                                 "redis.tls_ca_file", "Redis CA file")))
+        extra.append((REDIS_CA_NAME, read_ca_file(answers.redis.tls_ca_file,
+                                                  "redis.tls_ca_file", "Redis CA file")))
     proxy = answers.network.proxy
     if proxy is not None and proxy.ca_file:
-        extra.append((PROXY_CA_NAME, _read_local(proxy.ca_file, "network.proxy.ca_file",
-                                                 "proxy CA file")))
+        extra.append((PROXY_CA_NAME, read_ca_file(proxy.ca_file, "network.proxy.ca_file",
+                                                  "proxy CA file")))
     release = new_release
     if release is None and answers.compose.release and _absent_or_empty(target, directory):
         from installer.release import read_release
 
         release = read_release(answers.compose.release)
+    # ---- advanced answers: the buckets' key and the trusted CA bundle (render/storage.py)
+    from installer.render.storage import compose_files
+
+    advanced_files = compose_files(answers)
+    for _name, secret_data, mode in advanced_files:
+        if mode == 0o600:
+            redactor.add(secret_data)
+    # ---- end of advanced answers
     missing = [name for name in VENDOR_FILES
                if release is None and not target.exists(posixpath.join(directory, name))]
     if missing:
@@ -421,7 +480,8 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor,
     if package.defects:
         raise AnswersError("package", f"the installation package has defects: "
                            f"{package.summary()}", package.remediation())
-    return Inputs(directory, package, settings, certificate, extra, release)
+    return Inputs(directory, package, settings, certificate, extra, release,
+                  advanced_files)
 
 
 def _absent_or_empty(target: Target, directory: str) -> bool:
@@ -451,7 +511,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     notes: list[str] = []
     customer_path = posixpath.join(directory, "customer.env")
-    current_customer = _read_target(target, customer_path)
+    current_customer = _read_target(target, customer_path, directory)
     base_text = (current_customer if current_customer is not None
                  else package.files["customer.env"]).decode("utf-8", "replace")
     env = EnvFile.parse(base_text)
@@ -468,7 +528,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     package_env = EnvFile.parse(package.files["customer.env"].decode("utf-8-sig", "replace"))
     _rename_legacy(package_env)
     record_path = posixpath.join(directory, BASE_RECORD)
-    base = BaseRecord.loads(_read_target(target, record_path))
+    base = BaseRecord.loads(_read_target(target, record_path, directory))
     merge = MergeResult()
     if current_customer is not None:
         merge = merge_package(env, package_env, base,
@@ -492,7 +552,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     def vendor_file(name: str) -> bytes:
         if inputs.release is not None:
             return release_file(inputs.release, name) or b""
-        return _read_target(target, posixpath.join(directory, name)) or b""
+        return _read_target(target, posixpath.join(directory, name), directory) or b""
 
     version = vendor_file("VERSION")
     env_tpl = vendor_file("env.tpl")
@@ -524,8 +584,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if inputs.certificate is not None:
         cert_pem, key_pem = inputs.certificate
     else:
-        existing_cert = _read_target(target, cert_path)
-        existing_key = _read_target(target, key_path)
+        existing_cert = _read_target(target, cert_path, directory)
+        existing_key = _read_target(target, key_path, directory)
         if existing_key:
             redactor.add(existing_key)
         if reusable_self_signed(existing_cert, existing_key, domain):
@@ -540,6 +600,8 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted += [(cert_path, cert_pem, 0o644, False), (key_path, key_pem, 0o600, True)]
     wanted += [(posixpath.join(certs, name), data, 0o644, False)
                for name, data in inputs.extra_files]
+    wanted += [(posixpath.join(certs, name), data, mode, mode == 0o600)
+               for name, data, mode in inputs.advanced_files]
     wanted += [(customer_path, new_customer, 0o600, True),
                (posixpath.join(directory, ".env"), dotenv, 0o600, True),
                (record_path, record.dumps(), 0o600, True)]
@@ -548,7 +610,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     # A release laid down in an absent directory replaces nothing; an upgrade's does.
     current = {path: (current_customer if path == customer_path
                       else None if path in release_paths and new_release is None
-                      else _read_target(target, path))
+                      else _read_target(target, path, directory))
                for path, *_ in wanted}
     # Files a container reads as its own non-root user: group-readable by exactly its group.
     readers = {posixpath.join(certs, "key.json"): BACKEND_GID, key_path: ROUTER_GID}
@@ -630,7 +692,8 @@ def _already_backed_up(target: Target, directory: str, content: bytes) -> bool:
                        key=_backup_order)
     except OSError:
         return False
-    return bool(names) and _read_target(target, posixpath.join(directory, names[-1])) == content
+    newest = posixpath.join(directory, names[-1]) if names else ""
+    return bool(names) and _read_target(target, newest, directory) == content
 
 
 def _backup_order(name: str) -> tuple[str, int]:

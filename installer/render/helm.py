@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from installer.answers import Answers, Secret, require
 from installer.errors import AnswersError, InputError
 from installer.render import FileChange, RenderPlan
+from installer.userfiles import CERTIFICATE_LIMIT
 
 if TYPE_CHECKING:
     from installer.chart import ChartFiles
@@ -82,28 +83,14 @@ def require_local(answers: Answers, target: Target) -> None:
             "machine reaches the cluster with the kubeconfig given in kubernetes.kubeconfig")
 
 
-def _read_local(path: str, key: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise AnswersError(key, f"the {what} {path} does not exist") from None
-    except OSError as exc:
-        raise AnswersError(key, f"cannot read the {what} {path}: {exc.strerror or exc}") from None
-
-
 def _ca_text(path: str | None, key: str, what: str) -> str | None:
-    """A CA certificate file's PEM text (public: it may go into the values file)."""
+    """A CA certificate file's PEM text (public: it may go into the values file), judged by
+    the same parser as Compose and the preflight checks."""
     if not path:
         return None
-    data = _read_local(path, key, what)
-    text = data.decode("utf-8", "replace")
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise AnswersError(key, f"{path} holds no PEM certificate",
-                           "give the CA certificate in PEM form (-----BEGIN CERTIFICATE-----)")
-    if "PRIVATE KEY" in text:
-        raise AnswersError(key, f"{path} also holds a private key, which must not be copied "
-                           "into the values", "give a file with the CA certificate only")
-    return text
+    from installer.render.compose import read_ca_file
+
+    return read_ca_file(path, key, what).decode("ascii", "replace")
 
 
 def read_kubernetes_package(answers: Answers, redactor: Redactor) -> Package:
@@ -218,6 +205,12 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
             "existingSecretPasswordKey": REDIS_PASSWORD_KEY if redis.password else _DELETE,
             "password": _DELETE,
         }
+    # ---- advanced answers (own buckets, Maps key, pull secret, private CA, exposure):
+    # installer/render/storage.py; merged last, so they refine the keys above.
+    from installer.render.storage import helm_values, overlay
+
+    values = overlay(values, helm_values(answers, _DELETE))
+    # ---- end of advanced answers
     return values
 
 
@@ -385,21 +378,37 @@ def _mode_of(path: Path) -> int | None:
         return None
 
 
-def _existing_customizations(path: Path) -> tuple[bytes | None, dict[str, Any]]:
-    import yaml
+def _read_own(path: Path) -> bytes | None:
+    """A file the installer manages in the working directory, None when absent; a link is
+    refused, never followed."""
+    from installer.target import LinkRefused, LocalTarget
 
     try:
-        before = path.read_bytes()
+        return LocalTarget().read_deployment_file(str(path), str(path.parent))
     except FileNotFoundError:
-        return None, {}
+        return None
+    except LinkRefused:
+        raise InputError(f"{path} is a symbolic link: the installer does not follow links to "
+                         "the files it manages",
+                         f"find out who made it (ls -l {path}); replace it with the real file, "
+                         "or remove it so that it is created") from None
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _existing_customizations(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+    from installer.safeyaml import YamlError, load_yaml
+
+    before = _read_own(path)
+    if before is None:
+        return None, {}
+    if len(before) > CERTIFICATE_LIMIT:
+        raise InputError(f"{path} is larger than {CERTIFICATE_LIMIT // 2**20} MiB",
+                         "fix or move the file")
     try:
-        data = yaml.safe_load(before.decode("utf-8", "replace"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"{path} is not valid YAML{where}",
+        data = load_yaml(before.decode("utf-8", "replace"))
+    except YamlError as exc:
+        raise InputError(f"{path} {exc}",
                          "fix or move the file; the installer keeps the keys it does not own "
                          "and so must be able to read it") from None
     if data is None:
@@ -463,7 +472,7 @@ def plan_render_kubernetes(answers: Answers, target: Target, *, redactor: Redact
         for name, mode, secret in ((VALUES, 0o644, False), (SECRETS, 0o600, True)):
             path = folder / name
             data = package.files[name]
-            before = path.read_bytes() if path.is_file() else None
+            before = _read_own(path)
             if secret and before is not None:
                 redactor.add(before)
             mode_before = _mode_of(path)
@@ -554,6 +563,11 @@ def secret_manifests(answers: Answers, redactor: Redactor, *,
         out.append(secret(names.postgresql, data))
     if not answers.redis.bundled and answers.redis.password is not None:
         out.append(secret(names.redis, {REDIS_PASSWORD_KEY: _b64(answers.redis.password.value)}))
+    # ---- advanced answers' Secrets (render/storage.py)
+    from installer.render.storage import helm_secret_manifests
+
+    out += helm_secret_manifests(answers, secret)
+    # ---- end of advanced answers
     for manifest in out:
         for value in manifest["data"].values():
             redactor.add(value)  # the base64 forms too, should a tool ever echo them

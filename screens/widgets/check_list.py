@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.report import CATEGORY_TITLES
+from installer.safetext import visible
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MARKS = {
@@ -175,7 +176,7 @@ class CheckList(OptionList):
         text.append(f"{row.title:<24.24} ", style="bold")
         if r.status in (Status.FAIL, Status.ERROR) and self.is_accepted(r.id):
             text.append("[risk accepted] ", style="yellow")
-        text.append(r.message, style="dim" if r.status == Status.SKIP else "")
+        text.append(visible(r.message), style="dim" if r.status == Status.SKIP else "")
         return text
 
     def _rebuild(self) -> None:
@@ -252,12 +253,12 @@ class CheckDetail(Static):
         mark, colour = MARKS[r.status]
         text.append(f"{mark} {r.title}", style=f"bold {colour}")
         text.append(f"  {r.id} · {r.status}\n", style="dim")
-        text.append(r.message + "\n")
+        text.append(visible(r.message) + "\n")
         if r.observed or r.required:
             text.append("Observed: ", style="bold")
-            text.append(f"{r.observed or '-'}   ")
+            text.append(visible(f"{r.observed or '-'}   "))
             text.append("Required: ", style="bold")
-            text.append(f"{r.required or '-'}\n")
+            text.append(visible(f"{r.required or '-'}\n"))
         if r.remediation:
             text.append("Fix: ", style="bold")
             text.append(r.remediation + "\n")

@@ -236,17 +236,19 @@ class TestCA:
         not_after: datetime.datetime | None = None,
         intermediate: bool = False,
         self_signed: bool = False,
+        common_name: str | None = None,
     ) -> Issued:
         """A server certificate for `names` (DNS names or IP addresses; the first is the CN).
 
         `not_before`/`not_after` make not-yet-valid or expired certificates; `intermediate`
         signs through an intermediate CA (returned in `chain`); `self_signed` makes the leaf
-        its own issuer, as the installer's generated certificate is.
+        its own issuer, as the installer's generated certificate is. `common_name` replaces
+        the first name as the CN (a hostile name, for instance).
         """
         if not names:
             raise ValueError("issue() needs at least one name")
         key = _new_key(key_type)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name or names[0])])
         if self_signed:
             issuer_cert, issuer_key, chain_certs = None, key, []
         elif intermediate:

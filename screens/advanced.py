@@ -1,0 +1,160 @@
+"""Advanced settings, shown collapsed at the end of the Network step: own buckets, a private CA,
+the Google Maps key, a registry login, and on Kubernetes the NodePort or your own ingress.
+
+Every field comes from its declaration in installer/answers.py (label, help on the hint line,
+validator); `installer.answers.check_storage_answers` judges the `storage:` section as a whole,
+as it does for an answers file. The storage.* checks run with the step's egress checks.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Collapsible, RadioSet, Static
+
+from installer.answers import (
+    STORAGE_PROVIDERS,
+    Answers,
+    StorageSettings,
+    check_advanced_answers,
+    require_storage_secrets,
+)
+from installer.errors import AnswersError
+from installer.render.storage import check_advanced_files
+from screens.fields import (
+    ADVANCED_COMMON_FIELDS,
+    ADVANCED_PLATFORM_FIELDS,
+    PROVIDER_TITLES,
+    STORAGE_COMMON_FIELDS,
+    STORAGE_PROVIDER_FIELDS,
+    STORAGE_REQUIRED,
+    field_spec,
+)
+from screens.widgets.field_input import FieldInput
+from screens.widgets.toggles import Choice, Tick
+
+TITLE = "Advanced settings (own buckets, private CA, registry login, Maps key)"
+INTRO = ("Optional. Each field explains itself on the hint line when focused; leave a field "
+         "empty to keep CARTO's default.")
+
+
+def _id(path: str) -> str:
+    return "#f-" + path.replace(".", "-")
+
+
+def advanced_widgets(answers: Answers) -> Iterable[Widget]:
+    """The collapsed section; yield it inside the step's scroll area."""
+    storage = answers.storage
+    provider = storage.provider if storage and storage.provider else "s3"
+    with Collapsible(title=TITLE, collapsed=True, id="advanced"):
+        yield Static(INTRO, classes="advanced-intro")
+        yield Tick("Use my own buckets (instead of the ones CARTO provides)",
+                   storage is not None, id="adv-own-buckets", compact=True)
+        with Vertical(id="adv-storage", classes="form"):
+            yield RadioSet(*(Choice(PROVIDER_TITLES[p], value=p == provider, id=f"adv-prov-{p}")
+                             for p in STORAGE_PROVIDERS), id="adv-provider", compact=True)
+            for path in STORAGE_COMMON_FIELDS + tuple(
+                    p for paths in STORAGE_PROVIDER_FIELDS.values() for p in paths):
+                spec = field_spec(path)
+                yield FieldInput(spec, spec.get(answers), required=path in STORAGE_REQUIRED)
+            yield Tick("Thumbnails are public (the bucket allows public objects)",
+                       storage.thumbnails_public if storage else True, id="adv-public",
+                       compact=True)
+        with Vertical(id="adv-other", classes="form"):
+            for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[answers.platform]:
+                spec = field_spec(path)
+                yield FieldInput(spec, spec.get(answers))
+            if answers.platform == "kubernetes":
+                yield Tick("TLS ends at my own Ingress/Gateway (router service ClusterIP)",
+                           answers.kubernetes.external_tls, id="adv-external-tls",
+                           compact=True)
+
+
+class AdvancedForm:
+    """Reads and writes the section's widgets for the step that holds it."""
+
+    def __init__(self, screen: Any) -> None:
+        self.screen = screen
+
+    @property
+    def own_buckets(self) -> bool:
+        return bool(self.screen.query_one("#adv-own-buckets", Tick).value)
+
+    @property
+    def provider(self) -> str:
+        pressed = self.screen.query_one("#adv-provider", RadioSet).pressed_button
+        return pressed.id.removeprefix("adv-prov-") if pressed is not None and pressed.id \
+            else "s3"
+
+    def sync(self) -> None:
+        """Show the storage form when ticked, and only the chosen provider's fields."""
+        self.screen.query_one("#adv-storage").display = self.own_buckets
+        for name, paths in STORAGE_PROVIDER_FIELDS.items():
+            for path in paths:
+                self.screen.query_one(_id(path)).display = name == self.provider
+
+    def fields(self) -> list[FieldInput]:
+        """The inputs that count now (hidden ones do not)."""
+        out: list[FieldInput] = []
+        for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[
+                self.screen.state.answers.platform]:
+            out.append(self.screen.query_one(_id(path), FieldInput))
+        if self.own_buckets:
+            for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[self.provider]:
+                out.append(self.screen.query_one(_id(path), FieldInput))
+        return out
+
+    def is_mine(self, field: FieldInput) -> bool:
+        return any(node.id == "advanced" for node in field.ancestors)
+
+    def validate(self) -> tuple[FieldInput | None, str] | None:
+        for field in self.fields():
+            if field.error is not None:
+                self._open()
+                return field, f"{field.spec.label}: {field.error}"
+        trial = copy.deepcopy(self.screen.state.answers)
+        self.commit(trial)
+        try:
+            check_advanced_answers(trial)
+            if trial.storage is not None:
+                require_storage_secrets(trial.storage)
+            check_advanced_files(trial)
+        except AnswersError as exc:
+            self._open()
+            path = exc.path.removesuffix("_env")
+            field = self.screen.query(_id(path)).first(FieldInput) \
+                if path and self.screen.query(_id(path)) else None
+            return field, f"{exc.message}" + (f" ({exc.path})" if exc.path else "")
+        return None
+
+    def _open(self) -> None:
+        self.screen.query_one("#advanced", Collapsible).collapsed = False
+
+    def _store(self, answers: Answers) -> None:
+        if self.own_buckets:
+            answers.storage = StorageSettings(provider=self.provider)
+            for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[self.provider]:
+                field = self.screen.query_one(_id(path), FieldInput)
+                field.spec.set(answers, field.value)
+            answers.storage.thumbnails_public = bool(
+                self.screen.query_one("#adv-public", Tick).value)
+        else:
+            answers.storage = None
+
+    def commit(self, answers: Answers) -> None:
+        self._store(answers)
+        for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[answers.platform]:
+            field = self.screen.query_one(_id(path), FieldInput)
+            field.spec.set(answers, field.value)
+        if answers.platform == "kubernetes":
+            k8s = answers.kubernetes
+            k8s.external_tls = bool(self.screen.query_one("#adv-external-tls", Tick).value)
+            # The exposure follows what was asked for here.
+            if k8s.node_port is not None:
+                k8s.service_type = "NodePort"
+            elif k8s.external_tls:
+                k8s.service_type = "ClusterIP"
