@@ -746,8 +746,8 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
     except DeployError as exc:
         raise put_back(f"the new images could not be had: {exc.message}") from None
 
-    expected = dc.expected_services(vendor("docker-compose.yml").decode("utf-8", "replace"),
-                                    env_now)
+    compose_now = vendor("docker-compose.yml").decode("utf-8", "replace")
+    expected = dc.expected_services(compose_now, env_now)
     jobs_before = {v.id: v.started_at for v in dc.list_containers(run.client(), project)
                    if dc.is_job(v.service)}
     try:
@@ -772,7 +772,9 @@ def _upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
         if not migrations_ran(run, project, jobs_before):
             raise put_back(exc.message) from None
         raise restore_needed(answers, directory, current_version, new_version, exc.message,
-                             backup_archive, tool) from None
+                             backup_archive, tool,
+                             bundled_database_service(answers, compose_now, env_now)
+                             ) from None
     dc._save_state(run, render, command, project, action="upgrade", version=new_version)
     if package_given and answers.source is not None and answers.package:
         emit(LogLine(redactor(record_new_package(str(answers.source), answers.package))))
@@ -794,14 +796,33 @@ def migrations_ran(run: Any, project: str, jobs_before: dict[str, str]) -> bool:
     return False
 
 
+def bundled_database_service(answers: Answers, compose_text: str, env: dict[str, str]
+                             ) -> str | None:
+    """The bundled PostgreSQL's service (as `backup`/`restore` find it: the service named by
+    WORKSPACE_POSTGRES_HOST, else one whose image is PostgreSQL), None for an external one."""
+    from installer.vendor import load_compose
+
+    if not answers.database.bundled:
+        return None
+    services = load_compose(compose_text)
+    named = env.get("WORKSPACE_POSTGRES_HOST", "")
+    if named in services:
+        return named
+    return next((str(name) for name, spec in services.items()
+                 if isinstance(spec, dict) and "postgres" in str(spec.get("image", ""))), None)
+
+
 def restore_needed(answers: Answers, directory: str, old: str, new: str, reason: str,
-                   archive: str, tool: str) -> DeployError:
+                   archive: str, tool: str, database_service: str | None = None
+                   ) -> DeployError:
     """After the migrations ran, nothing is put back on its own: the old release's services
     may not run against a database the new migrations changed."""
     where = archive or "ARCHIVE (the backup you made before the upgrade)"
     answers_file = str(answers.source or "ANSWERS.yaml")
-    steps = [
-        f"cd {directory} && {tool} stop",
+    steps = [f"cd {directory} && {tool} stop"]
+    if database_service:  # the restore loads the dump through the running database
+        steps.append(f"cd {directory} && {tool} start {database_service}")
+    steps += [
         f"carto-installer restore --answers {answers_file} --from {where} --database --yes",
         f"cp -a {directory}/{PREVIOUS_DIR}/files/. {directory}/   # the files of {old}",
         f"cd {directory} && {tool} up -d",

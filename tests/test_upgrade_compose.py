@@ -511,3 +511,26 @@ def test_images_from_the_archive_are_loaded_before_anything_stops(
         for tag in tags:
             with contextlib.suppress(docker.errors.ImageNotFound):
                 docker_engine.images.remove(tag)
+
+
+def test_the_restore_commands_start_the_vendors_bundled_database_first() -> None:
+    """With the vendor's real docker-compose.yml (its bundled PostgreSQL service), the
+    commands after a failure past the migrations start that service before the restore."""
+    from installer.answers import parse_answers
+    from installer.upgrade import bundled_database_service, restore_needed
+
+    compose = (vendor_release(NEW_RELEASE) / "docker-compose.yml").read_text()
+    bundled = parse_answers({"version": 1, "domain": DOMAIN, "database": {"bundled": True}})
+    external = parse_answers({"version": 1, "domain": DOMAIN,
+                              "database": {"bundled": False, "host": "db.example.com"}})
+    env = {"WORKSPACE_POSTGRES_HOST": "workspace-postgres"}
+    assert bundled_database_service(bundled, compose, env) == "workspace-postgres"
+    assert bundled_database_service(bundled, compose, {}) == "workspace-postgres"  # by image
+    assert bundled_database_service(external, compose, env) is None
+    error = restore_needed(bundled, "/opt/carto", OLD_VERSION, NEW_VERSION, "x",
+                           "/b/a.tar", "docker compose", "workspace-postgres")
+    lines = error.remediation.splitlines()
+    start = lines.index("    cd /opt/carto && docker compose start workspace-postgres")
+    restore = next(i for i, line in enumerate(lines) if "carto-installer restore" in line)
+    assert lines.index("    cd /opt/carto && docker compose stop") < start < restore
+    assert "--from /b/a.tar --database --yes" in lines[restore]
