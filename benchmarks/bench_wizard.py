@@ -91,11 +91,11 @@ def main() -> int:
         for run in range(args.runs + 1):
             cwd = root / f"run{run}"
             cwd.mkdir()
-            w = time_to_interactive([sys.executable, "-m", "installer"], cwd, "Have ready",
+            w = time_to_interactive([sys.executable, "-m", "screens"], cwd, "Have ready",
                                     [(CTRL_Q, "Quit the installer?")], env)
             m = time_to_interactive([sys.executable, str(script)], cwd, "Minimal app ready",
                                     [(CTRL_Q, "Minimal app answered")], env)
-            s = time_to_interactive([sys.executable, "-m", "installer"], cwd, "Have ready",
+            s = time_to_interactive([sys.executable, "-m", "screens"], cwd, "Have ready",
                                     [(CTRL_N, "Where will CARTO run?")], env)
             if run:
                 wizard.append(w)

@@ -137,7 +137,7 @@ class JumpHost:
 
 
 @dataclass
-class SSHTarget:
+class SSHSettings:
     host: str = setting(
         "Target host", "The machine that will run CARTO, reached over SSH",
         validator=validate_hostname,
@@ -431,7 +431,7 @@ class Answers:
     version: int = setting("Answers format version", default=ANSWERS_VERSION)
     platform: str = setting("Platform", "compose (Single VM) or kubernetes (Helm)",
                             default="compose", validator=_choice(PLATFORMS), choices=PLATFORMS)
-    target: SSHTarget | None = setting("Target", "Omit for this machine", default=None)
+    target: SSHSettings | None = setting("Target", "Omit for this machine", default=None)
     package: str | None = setting(
         "Installation package", "Folder or zip from CARTO", default=None, path="local",
     )

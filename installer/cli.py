@@ -15,11 +15,15 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from installer import __version__
+from installer.commands import comma_list
 from installer.errors import InputError, InstallerError
 from installer.safetext import visible
+
+if TYPE_CHECKING:
+    from installer.redact import Redactor
 
 EXIT_OK, EXIT_BUG, EXIT_INPUT, EXIT_FAILED, EXIT_STRICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 LOG_NAME = "carto-installer.log"
@@ -31,10 +35,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
         raise SystemExit(EXIT_INPUT)
-
-
-def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: the answers file's, else compose")
     pre.add_argument("--format", choices=["text", "json", "junit"], default="text")
     pre.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
-    pre.add_argument("--only", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+    pre.add_argument("--only", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
                      help="run only these categories or checks (and what they need)")
-    pre.add_argument("--skip", type=_csv, default=[], metavar="CATEGORY|ID[,..]",
+    pre.add_argument("--skip", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
                      help="do not run these categories or checks")
     pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
 
@@ -86,23 +86,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The wizard, given by the launcher above both packages (screens.launch): the core has no edge
+# to any user interface, so it cannot start one itself.
+Wizard = Callable[[argparse.Namespace, "Redactor"], int]
+
+
 def _terminate_as_interrupt(_signum: int, _frame: object) -> None:
     """SIGTERM (a `kill`, a CI runner's timeout) is handled as Ctrl-C is: same clean-up,
     same message, same exit code."""
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, wizard: Wizard | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
+        return _main(argv, wizard)
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        return _main(argv)
+        return _main(argv, wizard)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, wizard: Wizard | None) -> int:
     from installer.redact import Redactor, setup_logging
 
     parser = build_parser()
@@ -119,7 +124,13 @@ def _main(argv: Sequence[str] | None) -> int:
                                                              else list(argv)))
     try:
         if args.command is None:
-            return _wizard(args, redactor)
+            if wizard is None:
+                raise InputError(
+                    "`python -m installer` runs the commands only; the wizard is not part of it",
+                    "start the wizard with `carto-installer` (or `python -m screens`); for "
+                    "scripts use `carto-installer preflight|render|deploy --answers FILE`",
+                )
+            return wizard(args, redactor)
         if args.command == "preflight":
             return _preflight(args, redactor)
         from installer.commands import COMMANDS
@@ -217,19 +228,3 @@ def _check_writable(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise InputError(f"--output: cannot write to {path} (no such folder or not writable)")
-
-
-def _wizard(args: argparse.Namespace, redactor: object) -> int:
-    plain = args.plain or os.environ.get("TERM") == "dumb"
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise InputError(
-            "the wizard needs a terminal",
-            "for scripts use `carto-installer preflight|render|deploy --answers FILE`",
-        )
-    if plain:
-        from screens.plain import run_plain
-
-        return int(run_plain(args, redactor))
-    from screens.app import run_app
-
-    return int(run_app(args, redactor))

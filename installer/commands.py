@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def _csv(value: str) -> list[str]:
+def comma_list(value: str) -> list[str]:
+    """An option's "a,b,c" as ["a", "b", "c"] (empty parts dropped); preflight's too."""
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
@@ -24,7 +25,7 @@ def _render_args(parser: argparse.ArgumentParser) -> None:
 def _deploy_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yes", action="store_true",
                         help="do not ask for confirmation (scripts, CI)")
-    parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
+    parser.add_argument("--skip", type=comma_list, default=[], metavar="ID|CATEGORY[,..]",
                         help="accept the risk of these failing checks: they no longer stop the "
                         "deployment (listed in the output and the log)")
     parser.add_argument("--repair-stuck-release", action="store_true",

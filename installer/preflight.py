@@ -11,35 +11,15 @@ from installer.answers import Answers
 from installer.checks.base import CheckContext, Resolver, system_resolver
 from installer.checks.catalog import all_checks
 from installer.checks.engine import Event, run_checks, select
+
+# open_target moved to installer.connect; re-exported here for the callers that still import
+# it from its old home.
+from installer.connect import HostKeyConfirm as HostKeyConfirm
+from installer.connect import open_target as open_target
 from installer.errors import InputError
 from installer.redact import Redactor
 from installer.report import CATEGORY_TITLES, Report
-from installer.target import LocalTarget, Target
-
-HostKeyConfirm = Callable[[str, str], bool]  # (host description, "SHA256:...") -> accept?
-
-
-def open_target(
-    answers: Answers | None,
-    *,
-    accept_host_key: str | None = None,
-    confirm_host_key: HostKeyConfirm | None = None,
-    redactor: Redactor | None = None,
-    passphrase_prompt: Callable[[str], str] | None = None,
-) -> Target:
-    """The machine the answers name: this one, or a remote one over SSH."""
-    if answers is None or answers.target is None:
-        return LocalTarget()
-    from installer.ssh import SSHTarget  # paramiko is only loaded for remote targets
-
-    target: Target = SSHTarget.connect(
-        answers.target,
-        accept_host_key=accept_host_key,
-        confirm_host_key=confirm_host_key,
-        redactor=redactor,
-        passphrase_prompt=passphrase_prompt,
-    )
-    return target
+from installer.target import Target
 
 
 def validate_names(names: Sequence[str], option: str, extra: Sequence[str] = ()) -> list[str]:

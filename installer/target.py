@@ -9,6 +9,7 @@ over one SSH connection. Every command run is logged, with secrets redacted by t
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import posixpath
@@ -20,14 +21,19 @@ import subprocess
 import tempfile
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from installer.errors import TargetError
 
 if TYPE_CHECKING:  # the docker SDK is imported lazily: it costs start-up time
     import docker
 
 log = logging.getLogger("installer.target")
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -186,6 +192,16 @@ class Target(ABC):
 
     def discard_staged(self, staged: StagedFile) -> None:  # noqa: B027 - nothing to undo here
         """Remove what `stage_deployment_file` left, when the switch will not happen."""
+
+    @abstractmethod
+    def upload(self, local_path: str, remote_path: str, progress: Progress | None = None,
+               resume: bool = True) -> str:
+        """Copy a big local file (an images archive) to `remote_path`; returns its sha256.
+
+        The data goes to `remote_path.partial`, renamed into place only once its checksum
+        matches, so `remote_path` only ever holds a whole file. With `resume`, a partial copy
+        left by an interrupted call is continued; a file already there with the right
+        checksum is not copied again."""
 
     def read_text(self, path: str) -> str | None:
         """Text of a file, or None when it does not exist or cannot be read."""
@@ -355,6 +371,62 @@ class LocalTarget(Target):
             return docker.DockerClient(base_url=self._docker_host, timeout=int(timeout))
         return docker.from_env(timeout=int(timeout))
 
+    def upload(self, local_path: str, remote_path: str, progress: Progress | None = None,
+               resume: bool = True) -> str:
+        size = os.path.getsize(local_path)
+        digest = sha256_file(local_path)
+        if os.path.isfile(remote_path) and os.path.getsize(remote_path) == size \
+                and sha256_file(remote_path) == digest:
+            if progress:
+                progress(size, size)
+            return digest
+        partial = remote_path + ".partial"
+        offset = 0
+        if resume and os.path.isfile(partial) and 0 < os.path.getsize(partial) <= size:
+            offset = os.path.getsize(partial)
+        log.info("upload (local): %s -> %s (%d bytes from %d)", local_path, remote_path, size,
+                 offset)
+        while True:
+            _copy_from(local_path, partial, offset, size, progress)
+            if sha256_file(partial) == digest:
+                break
+            if offset == 0:
+                raise TargetError(f"the copy of {local_path} at {partial} differs from the "
+                                  "original", "check the disk (`df -h`, `dmesg`) and run again")
+            log.warning("upload: the kept part of %s did not match; copying it all", partial)
+            offset = 0
+        os.replace(partial, remote_path)
+        if progress:
+            progress(size, size)
+        return digest
+
+
+def _copy_from(source_path: str, partial: str, offset: int, size: int,
+               progress: Progress | None) -> None:
+    """Copy `source_path` from `offset` on into `partial` (created 0600, or appended to)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (0 if offset else os.O_TRUNC)
+    fd = os.open(partial, flags, 0o600)
+    with os.fdopen(fd, "wb") as handle, open(source_path, "rb") as source:
+        handle.seek(offset)
+        handle.truncate()
+        source.seek(offset)
+        done = offset
+        while chunk := source.read(_CHUNK):
+            handle.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, size)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a part.
@@ -476,9 +548,11 @@ __all__ = [
     "LinkRefused",
     "LocalTarget",
     "StagedFile",
+    "Progress",
     "Target",
     "atomic_write",
     "describe_exception",
+    "sha256_file",
 ]
 
 

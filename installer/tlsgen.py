@@ -1,8 +1,8 @@
 """A self-signed certificate for the domain, for when the admin gives none.
 
-Rendering writes it as certs/<domain>.crt and certs/<domain>.key. The key never touches disk
-readable by others: `write_certificate_pair` writes it 0600, atomically, through the target
-(or locally), and hands it to the run's redactor.
+Rendering writes it as certs/<domain>.crt and certs/<domain>.key through its plan (atomically,
+the key readable only by its owner and the router's group, see installer/render/compose.py);
+the key goes to the run's redactor as soon as it exists.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from installer.validators import validate_domain
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
-    from installer.target import Target
 
 DEFAULT_DAYS = 365
 
@@ -75,34 +74,4 @@ def generate_self_signed(
     )
     if redactor is not None:
         redactor.add(key_pem)
-    return cert_pem, key_pem
-
-
-def write_certificate_pair(
-    cert_pem: bytes, key_pem: bytes, cert_path: str, key_path: str, target: Target | None = None
-) -> None:
-    """Write the certificate (0644) and the key (0600), each atomically; the key first, so a
-    certificate never sits next to a missing key."""
-    if target is None:
-        from installer.target import atomic_write
-
-        atomic_write(key_path, key_pem, 0o600)
-        atomic_write(cert_path, cert_pem, 0o644)
-        return
-    target.write_file(key_path, key_pem, 0o600)
-    target.write_file(cert_path, cert_pem, 0o644)
-
-
-def write_self_signed(
-    domain: str,
-    cert_path: str,
-    key_path: str,
-    *,
-    days: int = DEFAULT_DAYS,
-    target: Target | None = None,
-    redactor: Redactor | None = None,
-) -> tuple[bytes, bytes]:
-    """Generate a self-signed pair for `domain` and write it; returns the PEM bytes."""
-    cert_pem, key_pem = generate_self_signed(domain, days, redactor=redactor)
-    write_certificate_pair(cert_pem, key_pem, cert_path, key_path, target)
     return cert_pem, key_pem

@@ -36,7 +36,7 @@ def validate_domain(value: object) -> str:
             f"{raw!r} contains a path: CARTO needs a full domain of its own, "
             "it cannot be installed under a path such as example.com/carto"
         )
-    if raw.startswith("[") or _is_ip(raw):
+    if raw.startswith("[") or is_ip(raw):
         raise ValueError(f"{raw!r} is an IP address: CARTO needs a domain name that points at it")
     if ":" in raw:
         host, _, port = raw.rpartition(":")
@@ -99,7 +99,8 @@ def validate_probe_timeout(value: object) -> float:
     return seconds
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """Whether `text` is an IPv4 or IPv6 address (not a name)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
-from installer.errors import AnswersError, InputError, InstallerError
+from installer.checks.base import category_of
+from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safeyaml import YamlError, load_yaml
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
@@ -68,10 +69,6 @@ class SavedSession:
     step: str
     answers: Answers
     accepted_risks: list[str]
-
-
-def category_of(check_id: str) -> str:
-    return check_id.split(".", 1)[0]
 
 
 def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
@@ -267,17 +264,9 @@ class WizardState:
             old, self.target = self.target, None
         if old is not None:
             old.close()
-        try:
-            target = open_target(self.answers, accept_host_key=self.accept_host_key,
-                                 confirm_host_key=confirm_host_key, redactor=self.redactor,
-                                 passphrase_prompt=passphrase_prompt)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("installer"):
-                raise InputError(
-                    "this version of the installer cannot reach a machine over SSH yet",
-                    "run the installer on the target machine itself and choose 'This machine'",
-                ) from None
-            raise
+        target = open_target(self.answers, accept_host_key=self.accept_host_key,
+                             confirm_host_key=confirm_host_key, redactor=self.redactor,
+                             passphrase_prompt=passphrase_prompt)
         with self._lock:
             self.target, self._target_key = target, key
             self.results.clear()  # results were about another machine
@@ -347,18 +336,20 @@ class WizardState:
     def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None,
              passphrase_prompt: Callable[[str], str] | None = None) -> Any:
         """The RenderPlan: what would be written. Writes nothing."""
-        render = _core_module("installer.render", "render the configuration")
-        return render.plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
-                                  redactor=self.redactor)
+        from installer.render import plan_render
+
+        return plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
+                           redactor=self.redactor)
 
     def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],
                confirm: Callable[[Any], bool] | None) -> Any:
         """Run the deployment (preflight, render, launch, verify). Returns a DeployResult."""
-        deploy_module = _core_module("installer.deploy", "deploy")
+        from installer.deploy import deploy
+
         target = self.connect()
-        return deploy_module.deploy(self.answers, target, redactor=self.redactor,
-                                    skip=list(self.accepted_risks), cancel=cancel,
-                                    on_event=on_event, confirm=confirm)
+        return deploy(self.answers, target, redactor=self.redactor,
+                      skip=list(self.accepted_risks), cancel=cancel, on_event=on_event,
+                      confirm=confirm)
 
 
 def plan_fingerprint(plan: Any) -> str:
@@ -383,20 +374,6 @@ ORDINARY_ACTIONS = ("run `", "docker load ", "create or update the Secrets", "cr
 
 def unusual_actions(plan: Any) -> list[str]:
     return [a for a in getattr(plan, "actions", []) if not a.startswith(ORDINARY_ACTIONS)]
-
-
-def _core_module(name: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            raise InstallerError(
-                f"this version of the installer cannot {what} yet ({name} is missing)",
-                "use the saved answers file with a newer carto-installer",
-            ) from None
-        raise
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:

@@ -209,7 +209,7 @@ def test_dns_failure(postgres_server: PostgresServer, roles: dict[str, str]) -> 
 def test_timeout(
     postgres_server: PostgresServer, roles: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(database, "CONNECT_TIMEOUT", 2)  # libpq's smallest
+    monkeypatch.setattr("installer.postgres.CONNECT_TIMEOUT", 2)  # libpq's smallest
     with silent_server() as silent:
         start = time.monotonic()
         result = connect_result(db_context(postgres_server, "netdb_both", "pw", port=silent.port))

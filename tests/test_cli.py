@@ -100,6 +100,8 @@ def test_no_terminal_wizard_says_use_answers() -> None:
     result = run_cli()
     assert result.returncode == 2
     assert "--answers" in result.stderr
+    # `python -m installer` is the headless core: it names the program that has the wizard.
+    assert "python -m screens" in result.stderr
 
 
 def test_version_and_help() -> None:

@@ -30,6 +30,7 @@ from installer.answers import load_answers
 from installer.errors import AnswersError, InputError
 from installer.redact import Redactor, mask_secret_values, mask_url_credentials
 from installer.render import apply_render, plan_render
+from installer.render.compose import READER_MODE, ROUTER_GID
 from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
 from installer.target import LinkRefused, LocalTarget
@@ -629,7 +630,9 @@ def test_der_certificate_accepted_by_preflight_is_rendered_as_pem(tmp_path: Path
         der.read_bytes())
     key_written = deployment / "certs" / f"{DOMAIN}.key"
     assert key_written.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert stat.S_IMODE(key_written.stat().st_mode) == 0o600
+    # Readable by its owner and the router's group only (as every rendered TLS key is).
+    assert stat.S_IMODE(key_written.stat().st_mode) == READER_MODE
+    assert key_written.stat().st_gid == ROUTER_GID
 
 
 def test_apply_render_in_process_writes_through_no_link(tmp_path: Path,

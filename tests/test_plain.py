@@ -252,7 +252,7 @@ def test_a_real_install_through_a_pseudo_terminal(
     carto_password = "pty-carto-db-Secret-1"
     # Its own /etc/hosts: the domain is this machine, and no other name resolves at all,
     # so nothing leaves the machine (egress checks fail fast and are accepted as risks).
-    argv = namespaced([sys.executable, "-m", "installer", "--plain"], {PTY_DOMAIN: "127.0.0.1"},
+    argv = namespaced([sys.executable, "-m", "screens", "--plain"], {PTY_DOMAIN: "127.0.0.1"},
                       tmp_path / "ns")
     env = cli_env({"TERM": "xterm-256color", "NO_COLOR": "1", "COLUMNS": "80", "LINES": "24"})
     env.pop("DOCKER_HOST", None)

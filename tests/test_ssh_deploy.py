@@ -22,6 +22,7 @@ import docker
 import pytest
 import yaml
 
+from installer.deploy.images import load_images_archive
 from installer.errors import TargetError
 from installer.ssh import SSHTarget
 from tests.fixtures.compose_fixture import (
@@ -268,7 +269,7 @@ def test_images_archive_upload_resumes_and_loads(ssh_servers: SSHServers,
     try:
         with SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
                                redactor=None) as target, pytest.raises(TargetError) as dropped:
-            target.load_images_archive(str(archive), progress=cut_once)
+            load_images_archive(target, str(archive), progress=cut_once, sudo=True)
         assert "resumes" in dropped.value.remediation
         with pytest.raises(docker.errors.ImageNotFound):
             docker_engine.images.get(tag)
@@ -276,8 +277,8 @@ def test_images_archive_upload_resumes_and_loads(ssh_servers: SSHServers,
         progress: list[int] = []
         with SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
                                redactor=None) as target:
-            loaded = target.load_images_archive(str(archive),
-                                                progress=lambda d, t: progress.append(d))
+            loaded = load_images_archive(target, str(archive), sudo=True,
+                                         progress=lambda d, t: progress.append(d))
             home = target.run(["sh", "-c", 'echo "$HOME"']).stdout.strip()
         assert loaded == [tag]
         assert progress[0] > cut[0] // 2  # it went on from what had arrived

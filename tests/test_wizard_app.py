@@ -98,10 +98,10 @@ async def test_every_input_of_every_step_takes_a_paste(tmp_path: Path) -> None:
         state = new_state(tmp_path)
         state.answers.platform = platform
         if step == "target" and platform == "compose":
-            from installer.answers import JumpHost, SSHTarget
+            from installer.answers import JumpHost, SSHSettings
             from screens.fields import blank_section
 
-            state.answers.target = blank_section(SSHTarget)
+            state.answers.target = blank_section(SSHSettings)
             state.answers.target.jump = blank_section(JumpHost)
         app = WizardApp(state, start=step, live=False)
         async with app.run_test(size=SIZE) as pilot:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from installer import answers as answers_module
-from installer.answers import Answers, Secret, SSHTarget, parse_answers
+from installer.answers import Answers, Secret, SSHSettings, parse_answers
 from installer.errors import AnswersError
 from installer.validators import validate_domain
 from screens.fields import (
@@ -184,7 +184,7 @@ def test_empty_text_means_not_given_and_secrets_are_kept_verbatim() -> None:
 def test_setting_a_field_creates_its_optional_section() -> None:
     answers = Answers()
     field_spec("target.jump.port").set(answers, 2222)
-    assert isinstance(answers.target, SSHTarget) and answers.target.jump is not None
+    assert isinstance(answers.target, SSHSettings) and answers.target.jump is not None
     assert answers.target.jump.port == 2222
     field_spec("network.proxy.https").set(answers, "http://proxy:3128")
     assert answers.network.proxy is not None and answers.network.proxy.https == "http://proxy:3128"

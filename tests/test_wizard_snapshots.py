@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from installer.answers import JumpHost, Secret, SSHTarget
+from installer.answers import JumpHost, Secret, SSHSettings
 from installer.checks.base import CheckResult, Status
 from installer.redact import Redactor
 from screens.app import WizardApp
@@ -146,7 +146,7 @@ def test_target_this_machine(snap_compare: Any) -> None:
 
 def test_target_over_ssh_with_a_jump_host(snap_compare: Any) -> None:
     s = state()
-    s.answers.target = SSHTarget(host="vm.example.internal", user="ubuntu",
+    s.answers.target = SSHSettings(host="vm.example.internal", user="ubuntu",
                                  identity_file="/home/admin/.ssh/id_ed25519",
                                  jump=JumpHost(host="bastion.example.com", user="ops"))
     assert snap_compare(WizardApp(s, start="target", live=False), run_before=no_blink())

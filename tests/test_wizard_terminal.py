@@ -3,6 +3,7 @@ wizard; with TERM=dumb, the plain prompts; with no terminal, a clear error."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pexpect
 import yaml
 
 from screens.state import SESSION_NAME
-from tests.helpers import cli_env, run_cli
+from tests.helpers import cli_env
 
 CTRL_N, CTRL_Q, CTRL_C, HOME, CTRL_K = "\x0e", "\x11", "\x03", "\x01", "\x0b"
 
@@ -18,7 +19,7 @@ CTRL_N, CTRL_Q, CTRL_C, HOME, CTRL_K = "\x0e", "\x11", "\x03", "\x01", "\x0b"
 def spawn(cwd: Path, **env: str) -> pexpect.spawn:
     environment = cli_env({"TERM": "xterm-256color", **env})
     environment.pop("NO_COLOR", None)
-    return pexpect.spawn(sys.executable, ["-m", "installer"], cwd=str(cwd), env=environment,
+    return pexpect.spawn(sys.executable, ["-m", "screens"], cwd=str(cwd), env=environment,
                          encoding="utf-8", dimensions=(24, 80), timeout=30)
 
 
@@ -70,7 +71,9 @@ def test_term_dumb_gets_the_plain_prompts(tmp_path: Path) -> None:
 
 
 def test_without_a_terminal_the_wizard_says_to_use_an_answers_file(tmp_path: Path) -> None:
-    result = run_cli(cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-m", "screens"], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=120, check=False,
+                            stdin=subprocess.DEVNULL)
     assert result.returncode == 2
     assert "needs a terminal" in result.stderr and "--answers" in result.stderr
     assert not (tmp_path / SESSION_NAME).exists()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from installer.checks.engine import Event as CheckEvent
-from installer.errors import InputError, InstallerError
+from installer.errors import InstallerError
 from installer.safetext import visible, visible_line
 
 if TYPE_CHECKING:
@@ -137,11 +137,8 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
     `confirm` says no or `cancel` is set, InputError (exit 2) for bad input.
     """
     if answers.platform != "compose":
-        try:
-            from installer.deploy import helm
-        except ImportError:
-            raise InputError("deploying to Kubernetes is not part of this build",
-                             "use platform: compose, or a build with Helm support") from None
+        from installer.deploy import helm
+
         result: DeployResult = helm.deploy(answers, target, redactor=redactor, skip=skip,
                                            cancel=cancel, on_event=on_event, confirm=confirm,
                                            repair_stuck=repair_stuck)
@@ -149,17 +146,15 @@ def deploy(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.deploy.compose import deploy_compose
 
     return deploy_compose(answers, target, redactor=redactor, skip=skip,
-                          cancel=cancel or threading.Event(), emit=_safe(on_event),
+                          cancel=cancel or threading.Event(), emit=safe_sink(on_event),
                           confirm=confirm, health_timeout=health_timeout)
 
 
 def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     """Health of an installed deployment: containers (or pods) and the HTTPS answer."""
     if answers.platform != "compose":
-        try:
-            from installer.deploy import helm
-        except ImportError:
-            raise InputError("status for Kubernetes is not part of this build") from None
+        from installer.deploy import helm
+
         result: StatusResult = helm.status(answers, target, redactor=redactor)
         return result
     from installer.deploy.compose import status_compose
@@ -167,7 +162,8 @@ def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusRes
     return status_compose(answers, target, redactor=redactor)
 
 
-def _safe(on_event: EventSink | None) -> EventSink:
+def safe_sink(on_event: EventSink | None) -> EventSink:
+    """`on_event`, made harmless: a front end's failure is logged, never raised."""
     def emit(event: DeployEvent) -> None:
         if on_event is None:
             return

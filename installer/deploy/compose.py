@@ -41,6 +41,7 @@ from installer.deploy import (
     StepStarted,
     gate_on_preflight,
 )
+from installer.deploy.images import load_images_archive
 from installer.envfile import EnvFile, Flavour
 from installer.errors import DeployError, InputError, InstallerError
 from installer.target import CommandNotFound, LinkRefused, Target
@@ -711,8 +712,7 @@ def load_images(run: _Run, path: str, images: dict[str, list[str]]) -> tuple[boo
     """`docker load` the archive on the target, unless every image in it is already there."""
     if images and not _images_missing(run, images):
         return False, f"all {len(images)} image(s) in {path} are already loaded"
-    remote_loader = getattr(run.target, "load_images_archive", None)
-    if remote_loader is not None:
+    if not run.target.is_local:
         # Over SSH: a resumable, checksummed upload first, then `docker load` on the target,
         # so a dropped connection does not start gigabytes again from zero.
         shown = [-1]
@@ -725,7 +725,8 @@ def load_images(run: _Run, path: str, images: dict[str, list[str]]) -> tuple[boo
                                  f"({done // 2**20} of {total // 2**20} MiB)"))
 
         try:
-            tags = sorted(remote_loader(path, progress=progress))
+            sudo = bool(run.answers.target and run.answers.target.sudo)
+            tags = sorted(load_images_archive(run.target, path, progress=progress, sudo=sudo))
         except InstallerError:
             raise
         except Exception as exc:  # paramiko's errors are not OSErrors

@@ -52,13 +52,22 @@ from installer.deploy import (
     StepFinished,
     StepStarted,
     gate_on_preflight,
+    safe_sink,
 )
 from installer.errors import DeployError
+from installer.helm_release import (  # the queries moved there; re-imported for callers
+    ChartInfo,
+    Revision,
+    apply_secrets,
+    chart_info,
+    missing_secrets,
+    namespace_exists,
+    release_history,
+)
 from installer.kube import Kube, KubeError, first_error_line
 from installer.target import LocalTarget
 
 if TYPE_CHECKING:
-    from installer.chart import ChartFiles
     from installer.checks.base import Resolver
     from installer.redact import Redactor
     from installer.render import RenderPlan
@@ -76,76 +85,6 @@ GOOD = ("deployed", "superseded")
 
 
 # ---- the release and the chart ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Revision:
-    number: int
-    status: str
-    chart: str
-    app_version: str
-    description: str
-
-
-def release_history(kube: Kube, release: str) -> list[Revision]:
-    """Every stored revision of the release, oldest first ([] when it is not installed)."""
-    result = kube.helm("history", release, "-o", "json", namespace=True)
-    if not result.ok:
-        if re.search(r"release: not found", result.output()):
-            return []
-        raise KubeError(kube.failure(result.output(), "helm"))
-    try:
-        items = json.loads(result.stdout or "[]")
-    except json.JSONDecodeError:
-        raise DeployError("`helm history` printed something that is not JSON",
-                          "check that `helm` is the real Helm 3") from None
-    return sorted((Revision(int(i.get("revision", 0)), str(i.get("status", "")),
-                            str(i.get("chart", "")), str(i.get("app_version", "")),
-                            str(i.get("description", ""))) for i in items),
-                  key=lambda r: r.number)
-
-
-@dataclass(frozen=True)
-class ChartInfo:
-    reference: str  # what helm is given: a repository reference or an absolute local path
-    name: str
-    version: str
-    files: ChartFiles  # what the chart's own files say (its minimum among them)
-    identity: str  # changes whenever the chart does
-
-    @property
-    def minimum(self) -> str | None:
-        """The oldest package version the chart accepts, when it says."""
-        found = self.files.minimum
-        return found[1] if found else None
-
-
-def _content_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
-        digest.update(file.stat().st_size.to_bytes(8, "big"))
-        with open(file, "rb") as handle:  # streamed: a chart of any size costs no memory
-            for chunk in iter(lambda: handle.read(1024 * 1024), b""):  # noqa: B023
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def chart_info(kube: Kube, reference: str) -> ChartInfo:
-    """Read the chart's own files (a local .tgz/folder, or `helm pull` of a repository
-    reference). Raises ChartError (exit 2) for a chart that cannot be used as given, such as
-    a folder without its subcharts."""
-    from installer.chart import fetch_chart, local_chart_path
-
-    local = local_chart_path(reference)
-    fetched = fetch_chart(kube, reference)
-    try:
-        identity = _content_digest(fetched.files.path)
-    finally:
-        fetched.cleanup()
-    return ChartInfo(str(local) if local else reference, fetched.files.name,
-                     fetched.files.version, fetched.files, identity)
 
 
 def check_package_version(package_version: str | None, chart: ChartInfo) -> str:
@@ -218,50 +157,6 @@ def failed_release_note(kube: Kube, release: str, history: list[Revision]) -> st
 
 
 # ---- Secrets --------------------------------------------------------------------------------
-
-
-def namespace_exists(kube: Kube) -> bool:
-    """Whether the namespace is there. One we may not even look at counts as there: we could
-    not create it either, and asking helm to (--create-namespace) would fail with Forbidden
-    for an admin whose rights stop at the namespace."""
-    found = kube.kubectl("get", "namespace", kube.namespace, "-o", "name")
-    if found.ok:
-        return True
-    failure = kube.failure(found.output())
-    if failure.kind == "not-found":
-        return False
-    if failure.kind == "forbidden":
-        log.info("cannot see namespace %s: %s", kube.namespace, failure.message)
-        return True
-    raise KubeError(failure)
-
-
-def missing_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> list[str]:
-    names = [m["metadata"]["name"] for m in manifests]
-    if not names:
-        return []
-    result = kube.kubectl("get", "secrets", *names, "--ignore-not-found", "-o", "name",
-                          namespace=True)
-    if not result.ok:
-        return names
-    present = {line.strip().split("/", 1)[-1] for line in result.stdout.splitlines()}
-    return [n for n in names if n not in present]
-
-
-def apply_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> dict[str, str]:
-    """kubectl apply, reading the Secrets from standard input. Returns name -> created /
-    configured / unchanged."""
-    if not manifests:
-        return {}
-    document = {"apiVersion": "v1", "kind": "List", "items": manifests}
-    result = kube.checked(kube.kubectl("apply", "-f", "-", namespace=True,
-                                       input=json.dumps(document).encode()))
-    outcome: dict[str, str] = {}
-    for line in result.stdout.splitlines():
-        match = re.match(r"^secret/(\S+) (created|configured|unchanged)", line.strip())
-        if match:
-            outcome[match.group(1)] = match.group(2)
-    return outcome
 
 
 # ---- progress --------------------------------------------------------------------------------
@@ -467,18 +362,6 @@ class _Step:
         log.info("step %s %s: %s", self.name, "done" if ok else "failed", detail)
 
 
-def _safe(on_event: EventSink | None) -> EventSink:
-    def emit(event: Any) -> None:
-        if on_event is None:
-            return
-        try:
-            on_event(event)
-        except Exception:  # a front end's display bug must not stop a deployment
-            log.exception("event handler failed")
-
-    return emit
-
-
 def _check_cancel(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise DeployCancelled("cancelled: the deployment was stopped",
@@ -543,7 +426,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     require(answers, "package", "domain")
     assert answers.domain is not None
     cancel = cancel or threading.Event()
-    emit = _safe(on_event)
+    emit = safe_sink(on_event)
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
     from installer.exposure import exposure  # advanced answers: NodePort / own ingress

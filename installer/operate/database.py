@@ -258,7 +258,7 @@ class _External:
 
 
 def _external(inst: Installation) -> _External:
-    from installer.checks.database import sslmode_for
+    from installer.postgres import sslmode_for
 
     db = inst.answers.database
     if not db.host:
@@ -278,7 +278,7 @@ def _external(inst: Installation) -> _External:
 def server_version(inst: Installation) -> tuple[int, str]:
     """(major, "15.4") of the external server, asked over the same path CARTO uses."""
     from installer.checks.base import CheckContext
-    from installer.checks.database import ConnectFailure, admin_connection
+    from installer.postgres import ConnectFailure, admin_connection
 
     ctx = CheckContext(target=inst.target, platform=inst.platform, answers=inst.answers,
                        redactor=inst.redactor)

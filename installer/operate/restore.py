@@ -112,7 +112,7 @@ def apply_restore(inst: Installation, plan: RestorePlan) -> list[str]:
 
 
 def _restore_kubernetes(inst: Installation, plan: RestorePlan) -> list[str]:
-    from installer.deploy.helm import apply_secrets
+    from installer.helm_release import apply_secrets
     from installer.operate.backup import installer_secrets
     from installer.target import atomic_write
 

@@ -137,13 +137,8 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
     docker.compose check chose (detected on the target when not given).
     """
     if answers.platform == "kubernetes":
-        try:
-            from installer.render import helm
-        except ImportError:
-            from installer.errors import InputError
+        from installer.render import helm
 
-            raise InputError("rendering for Kubernetes is not part of this build",
-                             "use platform: compose, or a build with Helm support") from None
         plan: RenderPlan = helm.plan_render(answers, target, redactor=redactor)
         return plan
     from installer.render.compose import plan_compose

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from installer.answers import Answers, Secret, require
+from installer.answers import Answers, require
 from installer.envfile import (
     FLAVOUR_NAMES,
     EnvFile,
@@ -91,10 +91,6 @@ def tool_from(command: Sequence[str] | None, version: str | None) -> ComposeTool
     if not command:
         return None
     return ComposeTool(list(command), version or "", flavour_for(command, version))
-
-
-def _secret(value: Secret | None) -> str | None:
-    return None if value is None else value.value
 
 
 def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:

@@ -34,8 +34,7 @@ from typing import Any
 
 import pytest
 
-from installer.answers import SSHTarget as SSHSettings
-from installer.answers import parse_answers
+from installer.answers import SSHSettings, parse_answers
 from tests.services.sshd import SSHCredentials, SSHServer, _make_client_keys
 
 # A password made of everything a shell would act on; chpasswd forbids ':' and newlines.
@@ -83,20 +82,36 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    pending = _children(pid)
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending += _children(child)
+    return found
+
+
 def kill_ssh_sessions(server: SSHServer) -> int:
     """SIGKILL every connection handler of `server` and what they started (the privileged
     monitor, the network-facing child, the user's commands); the listener lives on.
     Returns how many processes were killed."""
     process = server._process
     assert process is not None, "the server is not running"
-    doomed: list[int] = []
-    pending = _children(process.pid)
-    while pending:
-        pid = pending.pop()
-        doomed.append(pid)
-        pending += _children(pid)
+    # Stop first, then look again, until no new process appears: a child forked between a
+    # look and a kill (sudo starting its shell) would otherwise survive and clean up after
+    # itself, which is not the crash this stands for. Then kill what was stopped.
+    stopped: list[int] = []
+    while True:
+        found = [pid for pid in _descendants(process.pid) if pid not in stopped]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
     killed = 0
-    for pid in doomed:
+    for pid in stopped:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
             killed += 1
