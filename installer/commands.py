@@ -50,7 +50,7 @@ def _upgrade_args(parser: argparse.ArgumentParser) -> None:
                         "revision) before upgrading, without asking")
     parser.add_argument("--yes", action="store_true",
                         help="do not ask for confirmation (scripts, CI)")
-    parser.add_argument("--skip", type=_csv, default=[], metavar="ID|CATEGORY[,..]",
+    parser.add_argument("--skip", type=comma_list, default=[], metavar="ID|CATEGORY[,..]",
                         help="accept the risk of these failing checks or gates "
                         "(upgrade.package, upgrade.version, upgrade.backup): listed in the "
                         "output and the log")

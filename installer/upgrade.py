@@ -428,7 +428,8 @@ def _upgrade_helm(answers: Answers, target: Target, *, redactor: Redactor,
     import yaml
 
     from installer.chart import judge_chart_minimum
-    from installer.deploy.helm import chart_info, deploy_kubernetes, release_history
+    from installer.deploy.helm import deploy_kubernetes
+    from installer.helm_release import chart_info, release_history
     from installer.kube import Kube
     from installer.render.helm import (
         CUSTOMIZATIONS,
@@ -550,10 +551,10 @@ def upgrade(answers: Answers, target: Target, *, redactor: Redactor,
     """The `upgrade` command's core; see the module doc. Raises DeployError (exit 3) on a
     failed gate or upgrade, InputError (exit 2) on bad input, DeployCancelled when not
     confirmed."""
-    from installer.deploy import _safe
+    from installer.deploy import safe_sink
 
     answers = _with_overrides(answers, package, release)
-    emit = _safe(on_event)
+    emit = safe_sink(on_event)
     if answers.platform != "compose":
         result = _upgrade_helm(answers, target, redactor=redactor, skip=skip,
                                cancel=cancel or threading.Event(), emit=emit, confirm=confirm,
