@@ -36,6 +36,32 @@ def _deploy_args(parser: argparse.ArgumentParser) -> None:
                         "and without this flag the deploy stops and prints the command instead")
 
 
+def _upgrade_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--package", metavar="NEW",
+                        help="the new installation package (folder or zip); default: the "
+                        "answers file's")
+    parser.add_argument("--release", metavar="DIR|ARCHIVE",
+                        help="compose: the vendor's new release (folder, .zip or .tar.gz); "
+                        "kubernetes: the new chart (.tgz, folder or repository reference); "
+                        "default: keep the installed one")
+    parser.add_argument("--repair-stuck-release", action="store_true",
+                        help="kubernetes: when the release is stuck in pending-install/-upgrade, "
+                        "apply the documented fix (helm rollback to the last deployed "
+                        "revision) before upgrading, without asking")
+    parser.add_argument("--yes", action="store_true",
+                        help="do not ask for confirmation (scripts, CI)")
+    parser.add_argument("--skip", type=comma_list, default=[], metavar="ID|CATEGORY[,..]",
+                        help="accept the risk of these failing checks or gates "
+                        "(upgrade.package, upgrade.version, upgrade.backup): listed in the "
+                        "output and the log")
+
+
+def _run_upgrade(args: Any, redactor: Any) -> int:
+    from installer.deploy.cli import run_upgrade
+
+    return run_upgrade(args, redactor)
+
+
 def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
@@ -63,8 +89,14 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
                _render_args, _run_render),
     "deploy": ("preflight, render, launch, wait until healthy and verify over HTTPS",
                _deploy_args, _run_deploy),
-    "status": ("health of an installed deployment: containers and the HTTPS answer",
+    "status": ("health of an installed deployment: containers, the HTTPS answer, release "
+               "and package versions, certificate expiry, last deploy or upgrade",
                _no_args, _run_status),
+    "upgrade": ("move a running installation to a new package and/or release: gates "
+                "(package >= minimum, no downgrade, a recent backup), plan with the merged "
+                "customer.env, apply, wait healthy, verify over HTTPS; puts the previous "
+                "release back when it fails before the migrations ran",
+                _upgrade_args, _run_upgrade),
 }
 
 # Operating an installation (installer/operate/): backup, restore, support-bundle, logs,

@@ -22,9 +22,10 @@ from installer.report import CATEGORY_TITLES, Report
 from installer.target import Target
 
 
-def validate_names(names: Sequence[str], option: str) -> list[str]:
-    """Check --only/--skip names: categories, check ids, or egress.<host>."""
-    known_ids = {c.id for c in all_checks()}
+def validate_names(names: Sequence[str], option: str, extra: Sequence[str] = ()) -> list[str]:
+    """Check --only/--skip names: categories, check ids, or egress.<host>; `extra` are more
+    ids a command knows (upgrade's gates)."""
+    known_ids = {c.id for c in all_checks()} | set(extra)
     out = []
     for name in names:
         name = name.strip()

@@ -161,8 +161,12 @@ def missing_variables(env_tpl: str, compose_text: str, provided: Iterable[str]) 
 
 def dotenv_values(customer_env: str, version: str, env_tpl: str) -> dict[str, str]:
     """The values Compose reads from a `.env` built from these three, expanded in order."""
+    return expanded_env(f"{customer_env}\n{VERSION_VARIABLE}={version.strip()}\n{env_tpl}")
+
+
+def expanded_env(text: str) -> dict[str, str]:
+    """The values Compose reads from a `.env` text, each expanded with those before it."""
     values: dict[str, str] = {}
-    text = f"{customer_env}\n{VERSION_VARIABLE}={version.strip()}\n{env_tpl}"
     for entry in EnvFile.parse(text).entries:
         if entry.key is None or entry.raw is None:
             continue
@@ -207,6 +211,34 @@ def image_registries(compose_text: str, values: Mapping[str, str]) -> list[str]:
     return hosts
 
 
+# --- renamed variables -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A customer.env variable the vendor renamed: data, so the next rename is one line."""
+
+    old: str
+    new: str
+    since: str  # the first release known to use the new name
+    source: str  # where the vendor does the rename
+
+
+# install.sh of both pinned releases (2026.5.14, 2026.7.16) runs
+# `sed -i -e 's/^POSTGRES_PASSWORD/POSTGRES_ADMIN_PASSWORD/g' customer.env`; the exact release
+# that introduced it is older than both and not in the files we have.
+RENAMES: tuple[Rename, ...] = (
+    Rename("POSTGRES_PASSWORD", "POSTGRES_ADMIN_PASSWORD", since="2026.5.14 or earlier",
+           source="install.sh _migrate_postgres_version_var"),
+)
+
+
+def renames_in(keys: Iterable[str]) -> list[Rename]:
+    """The renames that apply to a customer.env holding these keys."""
+    present = set(keys)
+    return [rename for rename in RENAMES if rename.old in present]
+
+
 # --- package completeness ----------------------------------------------------------------------
 
 GAPS_FIX = ("download the installation package again (CARTO Workspace > Settings > "
@@ -232,6 +264,6 @@ def package_gaps(env_tpl: str, compose_text: str, customer_env: EnvFile,
     """Variables the deployment directory uses that neither the package's customer.env (with
     a value) nor the installer provides."""
     provided = {key for key, value in customer_env.items().items() if value.strip()}
-    if "POSTGRES_PASSWORD" in provided:  # install.sh (and render) rename the legacy name
-        provided.add("POSTGRES_ADMIN_PASSWORD")
+    for rename in renames_in(provided):  # install.sh (and render) rename the legacy names
+        provided.add(rename.new)
     return missing_variables(env_tpl, compose_text, provided | set(installer_keys))

@@ -1,4 +1,5 @@
-"""Managing an existing installation from the wizard: back up, support bundle, uninstall.
+"""Managing an existing installation from the wizard: upgrade, back up, support bundle,
+uninstall.
 
 Reached from the welcome step when the answers were pre-filled. The same core calls, plans
 and confirmations as the CLI: the uninstall plan is shown before anything is removed, and
@@ -57,6 +58,17 @@ class OperateScreen(Screen[None]):
                 yield NavButton("◀ Back", id="op-close")
             yield Input(placeholder="backup passphrase (optional: encrypts the backup)",
                         password=True, id="op-passphrase")
+            # Upgrade: the plan (with its gates) first, then apply, as `carto-installer
+            # upgrade` does; "Change settings" is the wizard itself (Back, then go on).
+            yield Input(placeholder="upgrade: new package (folder or zip; empty keeps the "
+                        "current one)", id="op-up-package")
+            yield Input(placeholder="upgrade: new release (compose) or chart (kubernetes); "
+                        "empty keeps the installed one", id="op-up-release")
+            yield Input(placeholder="upgrade: accepted risks (check ids, comma-separated)",
+                        id="op-up-skip")
+            with Horizontal(classes="operate-row"):
+                yield NavButton("Upgrade: show the plan", id="op-upgrade-plan")
+                yield NavButton("Apply the upgrade", id="op-upgrade-apply", variant="warning")
             yield Static("", id="operate-plan")
             with Horizontal(classes="operate-row", id="op-confirm-row"):
                 yield NavButton("Remove (keep data)", id="op-remove")
@@ -72,6 +84,7 @@ class OperateScreen(Screen[None]):
         self.query_one("#op-confirm-row").display = False
         self.query_one("#op-domain").display = False
         self.query_one("#op-progress").display = False
+        self.query_one("#op-upgrade-apply").display = False
         self.query_one("#op-backup").focus()
 
     def _where(self) -> str:
@@ -85,10 +98,17 @@ class OperateScreen(Screen[None]):
     # ---- events from the core ------------------------------------------------------------
 
     def _show(self, event: Any) -> None:
+        from installer.checks.engine import CheckFinished
         from installer.deploy import LogLine, StepFinished, StepStarted
         from installer.operate.installation import Progress
 
         bar = self.query_one("#op-progress", ProgressBar)
+        if isinstance(event, CheckFinished):  # the upgrade's gates, and any failing check
+            result = event.result
+            if str(result.status) != "pass" or result.id.startswith("upgrade."):
+                mark = {"pass": "✔", "warn": "!", "skip": "-"}.get(str(result.status), "✘")
+                self._log(f"{mark} {result.id}: {result.message}")
+            return
         if isinstance(event, Progress):
             bar.display = True
             bar.update(total=event.total or None, progress=event.done)
@@ -152,6 +172,49 @@ class OperateScreen(Screen[None]):
             return f"backup written: {result.path}"
 
         self._run("backup", job)
+
+    def _upgrade_job(self, apply: bool) -> Callable[[Any], str]:
+        from installer.deploy import DeployCancelled
+        from installer.preflight import validate_names
+        from installer.upgrade import GATE_IDS, upgrade
+
+        package = self.query_one("#op-up-package", Input).value.strip() or None
+        release = self.query_one("#op-up-release", Input).value.strip() or None
+        risks = self.query_one("#op-up-skip", Input).value.split(",")
+
+        def show_plan(plan: Any) -> bool:
+            self._app.call_from_thread(self._show_upgrade_plan, plan)
+            return apply
+
+        def job(inst: Any) -> str:
+            skip = validate_names(risks, "accepted risks", extra=[*GATE_IDS, "upgrade"])
+            try:
+                result = upgrade(self.state.answers, inst.target, redactor=self.state.redactor,
+                                 package=package, release=release, skip=skip,
+                                 on_event=self._emit, confirm=show_plan)
+            except DeployCancelled:
+                return "the upgrade plan is shown: nothing was changed yet"
+            if package:
+                self.state.answers.package = os.path.abspath(os.path.expanduser(package))
+                self.state.save_answers()
+            return result.message
+
+        return job
+
+    def _show_upgrade_plan(self, plan: Any) -> None:
+        self.query_one("#operate-plan", Static).update(Text(plan.summary()))
+        self.query_one("#op-upgrade-apply").display = True
+
+    @on(NavButton.Pressed, "#op-upgrade-plan")
+    def _upgrade_plan_pressed(self) -> None:
+        if not self.busy:
+            self._run("upgrade plan", self._upgrade_job(apply=False))
+
+    @on(NavButton.Pressed, "#op-upgrade-apply")
+    def _upgrade_apply_pressed(self) -> None:
+        if not self.busy:
+            self.query_one("#op-upgrade-apply").display = False
+            self._run("upgrade", self._upgrade_job(apply=True))
 
     @on(NavButton.Pressed, "#op-bundle")
     def _bundle_pressed(self) -> None:

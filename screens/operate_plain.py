@@ -1,4 +1,5 @@
-"""Plain prompts for an existing installation: back up, support bundle, uninstall.
+"""Plain prompts for an existing installation: upgrade, change settings, back up, support
+bundle, uninstall.
 
 Offered first when the answers point at an installation; the same core calls, plans and
 confirmations as the CLI (a purge needs the domain typed).
@@ -14,7 +15,8 @@ import questionary
 
 log = logging.getLogger("installer.wizard.operate")
 
-INSTALL = "Install or reconfigure (the wizard)"
+INSTALL = "Change settings (the wizard, pre-filled; restarts only what changed)"
+UPGRADE = "Upgrade (a new package and/or release)"
 BACKUP = "Back up"
 BUNDLE = "Support bundle"
 UNINSTALL = "Uninstall"
@@ -27,7 +29,15 @@ def _printer(wizard: Any) -> Any:
     shown: dict[str, int] = {}
 
     def show(event: Any) -> None:
-        if isinstance(event, StepStarted):
+        from installer.checks.engine import CheckFinished
+
+        if isinstance(event, CheckFinished):
+            result = event.result
+            if str(result.status) != "pass" or result.id.startswith("upgrade."):
+                wizard.say(f"    {str(result.status).upper():<5}{result.id}: {result.message}")
+                if str(result.status) in ("warn", "fail", "error") and result.remediation:
+                    wizard.say(f"         fix: {result.remediation}")
+        elif isinstance(event, StepStarted):
             wizard.say(f"==> {event.name}")
         elif isinstance(event, StepFinished):
             wizard.say(f"    {'done' if event.ok else 'FAILED'}: {event.detail}")
@@ -60,10 +70,12 @@ def offer_operations(wizard: Any) -> int | None:
         return None
     choice = questionary.select(
         f"CARTO is installed on {target.name}. What do you want to do?",
-        choices=[INSTALL, BACKUP, BUNDLE, UNINSTALL]).unsafe_ask()
+        choices=[UPGRADE, INSTALL, BACKUP, BUNDLE, UNINSTALL]).unsafe_ask()
     if choice == INSTALL:
         return None
     try:
+        if choice == UPGRADE:
+            return _upgrade(wizard, inst)
         if choice == BACKUP:
             return _backup(wizard, inst)
         if choice == BUNDLE:
@@ -74,6 +86,48 @@ def offer_operations(wizard: Any) -> int | None:
         return int(exc.exit_code)
     finally:
         inst.close()
+
+
+def _upgrade(wizard: Any, inst: Any) -> int:
+    """The same plan, gates and progress as `carto-installer upgrade`."""
+    from installer.deploy import DeployCancelled
+    from installer.preflight import validate_names
+    from installer.upgrade import GATE_IDS, upgrade
+
+    answers = inst.answers
+    package = questionary.text("New installation package (folder or zip; Enter keeps the "
+                               "current one):", default=answers.package or "").unsafe_ask()
+    what = "release (folder or archive)" if answers.platform == "compose" else \
+        "chart (.tgz, folder or repository reference)"
+    release = questionary.text(f"New vendor {what} (Enter keeps the installed one):",
+                               default="").unsafe_ask()
+    accepted = questionary.text("Checks whose failure you accept as a risk (ids or "
+                                "categories, comma-separated; Enter for none):",
+                                default="").unsafe_ask()
+    skip = validate_names([p.strip() for p in accepted.split(",") if p.strip()], "risks",
+                          extra=[*GATE_IDS, "upgrade"])
+
+    def confirm(plan: Any) -> bool:
+        wizard.say("The upgrade will:")
+        wizard.say(plan.summary())
+        return bool(questionary.confirm("Proceed with the upgrade?", default=False
+                                        ).unsafe_ask())
+
+    try:
+        wizard.changes_started = True
+        result = upgrade(answers, inst.target, redactor=inst.redactor,
+                         package=package if package and package != answers.package else None,
+                         release=release or None, skip=skip, on_event=_printer(wizard),
+                         confirm=confirm)
+    except DeployCancelled as exc:
+        wizard.say(str(exc.message))
+        return 0
+    wizard.say(result.message)
+    if result.ok and package and package != answers.package:
+        # Later runs (deploy, change settings) must use the new package, not go back.
+        wizard.state.answers.package = os.path.abspath(os.path.expanduser(package))
+        wizard.say(f"Your answers now name the new package: {wizard.state.save_answers()}")
+    return 0 if result.ok else 3
 
 
 def _backup(wizard: Any, inst: Any) -> int:

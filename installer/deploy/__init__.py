@@ -108,6 +108,8 @@ class StatusResult:
     services: list[ServiceState]
     https: str  # what the HTTPS probe found, one line
     message: str
+    facts: list[str] = field(default_factory=list)  # release, package, certificate, last run
+    warnings: list[str] = field(default_factory=list)  # e.g. the certificate expires soon
 
 
 DeployEvent = StepStarted | StepFinished | ServiceState | LogLine | CheckEvent

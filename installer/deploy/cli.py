@@ -140,6 +140,41 @@ def run_deploy(args: Any, redactor: Any) -> int:
     return 0 if result.ok else 3
 
 
+def run_upgrade(args: Any, redactor: Any) -> int:
+    from installer.preflight import validate_names
+    from installer.upgrade import GATE_IDS, upgrade
+
+    if not args.yes and not sys.stdin.isatty():
+        raise InputError("upgrade asks before changing anything, and there is no terminal to "
+                         "ask on: use --yes",
+                         "add --yes to upgrade without asking (scripts, CI)")
+    skip = validate_names(args.skip, "--skip", extra=[*GATE_IDS, "upgrade"])
+    answers = _load(args, redactor)
+    printer = _Printer(redactor)
+
+    def confirm(plan: Any) -> bool:
+        _out(redactor, "\nThe upgrade will:")
+        _out(redactor, plan.summary())
+        sys.stdout.write("Proceed? [y/N] ")
+        sys.stdout.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    with _open(args, answers, redactor) as target:
+        result = upgrade(answers, target, redactor=redactor, package=args.package,
+                         release=args.release, skip=skip, on_event=printer,
+                         confirm=None if args.yes else confirm,
+                         repair_stuck=bool(args.repair_stuck_release))
+    if result.accepted_risks:
+        _out(redactor, "accepted risks (--skip):")
+        for check_id in result.accepted_risks:
+            found = printer.results.get(check_id)
+            detail = f" ({found.status}: {found.message})" if found else ""
+            _out(redactor, f"  - {check_id}{detail}")
+            log.warning("upgraded with the accepted risk %s%s", check_id, detail)
+    _out(redactor, result.message)
+    return 0 if result.ok else 3
+
+
 def run_status(args: Any, redactor: Any) -> int:
     from installer.deploy import status
 
@@ -151,5 +186,9 @@ def run_status(args: Any, redactor: Any) -> int:
             else ""
         _out(redactor, f"  {service.name}: {service.state}{health}")
     _out(redactor, f"  https: {result.https}")
+    for fact in result.facts:
+        _out(redactor, f"  {fact}")
+    for warning in result.warnings:
+        _out(redactor, f"warning: {warning}")
     _out(redactor, result.message)
     return 0 if result.healthy else 3

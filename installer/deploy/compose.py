@@ -348,8 +348,16 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         images = archive_images(archive) if archive else {}
         env_now = env_values(plan_dotenv(plan, run), plan.flavour)  # type: ignore[arg-type]
         project = project_name(run.directory, env_now)
-        current = (plan.empty and not _images_missing(run, images)
-                   and _deployed_and_healthy(run, plan, command, project))
+        up_to_date = (not _images_missing(run, images)
+                      and _deployed_and_healthy(run, plan, command, project))
+        current = plan.empty and up_to_date
+        # Only files mounted into containers change (a renewed certificate): the Compose
+        # configuration is what is running, so no `up -d` (it would start the exited
+        # migrations job again); the services those files are mounted into are restarted.
+        config_paths = {posixpath.join(run.directory, name) for name in (".env",
+                                                                          "docker-compose.yml")}
+        mounted_only = (up_to_date and not plan.empty
+                        and not any(c.path in config_paths for c in plan.changes))
         if current:
             step.detail = "nothing to change: the files match the answers"
         else:
@@ -390,11 +398,15 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         watcher = _Watcher(run, project, expected)
         with _Step(run, "launch") as step:
             before_up = {v.id: v.started_at for v in list_containers(run.client(), project)}
-            _compose_up(run, command, watcher)
-            step.detail = f"`{tool} up -d` done"
+            if mounted_only:
+                step.detail = "the Compose configuration is unchanged: no `up -d`"
+            else:
+                _compose_up(run, command, watcher)
+                step.detail = f"`{tool} up -d` done"
             restarted = _reload_certificates(run, plan, command, project, expected, before_up)
             if restarted:
-                step.detail += f"; restarted {', '.join(restarted)} for the new certificates"
+                step.detail += (f"; restarted {', '.join(restarted)} for the new certificates or "
+                                "other files mounted into them")
         changed = True
         with _Step(run, "wait healthy") as step:
             step.detail = _wait_healthy(run, watcher, expected, health_timeout, command)
@@ -426,10 +438,22 @@ def _fingerprint(run: _Run, command: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _save_state(run: _Run, plan: RenderPlan, command: list[str], project: str) -> None:
+def _save_state(run: _Run, plan: RenderPlan, command: list[str], project: str, *,
+                action: str = "deploy", version: str = "") -> None:
+    """What was deployed, to skip a needless `up -d`; also when, by which action, of which
+    release and package (for `status`)."""
+    from datetime import UTC, datetime
+
+    from installer.render.merge import BASE_RECORD, BaseRecord
+
     views = list_containers(run.client(), project)
+    base = BaseRecord.loads(run.read(BASE_RECORD))
     state = {"fingerprint": _fingerprint(run, command), "project": project,
-             "containers": sorted(v.id for v in views)}
+             "containers": sorted(v.id for v in views),
+             "at": datetime.now(UTC).isoformat(timespec="seconds"), "action": action,
+             "release": version or (run.read("VERSION") or b"").decode("utf-8",
+                                                                       "replace").strip(),
+             "package": base.package_version if base else ""}
     run.target.write_deployment_file(posixpath.join(run.directory, STATE_FILE),
                                      (json.dumps(state, indent=1) + "\n").encode(), 0o600,
                                      run.directory)
@@ -505,31 +529,48 @@ def _compose_up(run: _Run, command: list[str], watcher: _Watcher) -> None:
             f"(it resumes). By hand: cd {run.directory} && {' '.join(command)} up -d")
 
 
+def mounted_inputs(changed: Sequence[str], views: Sequence[ContainerView]
+                   ) -> dict[str, list[str]]:
+    """Service -> the changed files mounted into its running containers (a bind mount of
+    the file itself or of a folder holding it). The mounts are the engine's own record of
+    what docker-compose.yml's `volumes:` resolved to, so no path is assumed."""
+    out: dict[str, list[str]] = {}
+    for view in views:
+        if is_job(view.service) or view.state != "running":
+            continue
+        for path in changed:
+            if any(m and (path == m or path.startswith(m.rstrip("/") + "/"))
+                   for m in view.mounts):
+                files = out.setdefault(view.service, [])
+                if path not in files:
+                    files.append(path)
+    return out
+
+
 def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], project: str,
                          expected: dict[str, int], before_up: dict[str, str]) -> list[str]:
-    """Services read certs/ when they start; Compose only recreates a container when its
-    configuration changes. When a certificate or key changed but a container that mounts
-    certs/ kept running, restart it so that it serves the new files."""
-    certs = posixpath.join(run.directory, "certs")
-    if not any(c.content_changed and c.path.startswith(certs + "/") for c in plan.changes):
-        return []
-    stale = sorted({
-        view.service for view in current_containers(list_containers(run.client(), project),
-                                                    expected)
-        if not is_job(view.service) and view.state == "running"
-        and before_up.get(view.id) == view.started_at
-        and any(m == certs or m.startswith(certs + "/") for m in view.mounts)
-    })
+    """Services read mounted files (certs/, CA files) when they start, and Compose only
+    recreates a container when its configuration changes: a renewed certificate in certs/
+    would go unserved. Restart exactly the running services into which a changed file is
+    mounted and that `up -d` did not already (re)start."""
+    changed = [c.path for c in plan.changes if c.content_changed]
+    views = [view for view in current_containers(list_containers(run.client(), project),
+                                                 expected)
+             if before_up.get(view.id) == view.started_at]
+    stale = mounted_inputs(changed, views)
     if not stale:
         return []
-    run.emit(LogLine(f"restarting {', '.join(stale)} to load the new certificates"))
-    result = run.target.run([*command, "restart", *stale], cwd=run.directory, timeout=300,
+    for service, files in sorted(stale.items()):
+        names = ", ".join(posixpath.relpath(f, run.directory) for f in files)
+        run.emit(LogLine(f"restarting {service}: {names} changed and is mounted into it"))
+    services = sorted(stale)
+    result = run.target.run([*command, "restart", *services], cwd=run.directory, timeout=300,
                             sudo=run.sudo)
     if not result.ok:
-        raise DeployError(f"`{' '.join(command)} restart {' '.join(stale)}` failed: "
+        raise DeployError(f"`{' '.join(command)} restart {' '.join(services)}` failed: "
                           f"{run.redactor(result.output()[-300:])}",
                           "restart them by hand, then re-run `carto-installer deploy`")
-    return stale
+    return services
 
 
 class _Watcher:
@@ -846,6 +887,7 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
             https_ok = True
         except (OSError, ValueError) as exc:
             https = f"https://{answers.domain} does not answer: {redactor(str(exc))}"
+    facts, warnings = installation_facts(run, cert)
     healthy = verdict.healthy and https_ok
     if healthy:
         message = f"healthy: {len(views)} container(s) up, CARTO answers at https://{answers.domain}"
@@ -854,4 +896,58 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
         if not https_ok:
             problems.append(https)
         message = "unhealthy: " + "; ".join(problems)
-    return StatusResult(healthy, services, https, redactor(message))
+    return StatusResult(healthy, services, https, redactor(message), facts, warnings)
+
+
+CERT_WARN_DAYS = 30
+
+
+def certificate_expiry(cert_pem: bytes | None, now: float | None = None,
+                       where: str = "certs/") -> tuple[str, str | None]:
+    """(a line about the certificate's expiry, a warning when under CERT_WARN_DAYS)."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    if not cert_pem:
+        return f"certificate: none in {where}", None
+    try:
+        cert = x509.load_pem_x509_certificates(cert_pem)[0]
+    except ValueError:
+        return "certificate: unreadable", f"the certificate in {where} cannot be read"
+    expires = cert.not_valid_after_utc
+    days = (expires - (datetime.fromtimestamp(now, UTC) if now else datetime.now(UTC))
+            ).total_seconds() / 86400
+    line = f"certificate: expires {expires:%Y-%m-%d %H:%M} UTC ({days:.0f} days)"
+    if days < 0:
+        return line, "the certificate has EXPIRED: renew it, then run `carto-installer deploy`"
+    if days < CERT_WARN_DAYS:
+        return line, (f"the certificate expires in {days:.0f} days (under {CERT_WARN_DAYS}): "
+                      "renew it, point tls.* at the new files and run `carto-installer deploy`")
+    return line, None
+
+
+def installation_facts(run: _Run, cert: bytes | None) -> tuple[list[str], list[str]]:
+    """What is installed and when: release, package, certificate expiry, last deploy/upgrade."""
+    from installer.render.merge import BASE_RECORD, BaseRecord
+
+    facts: list[str] = []
+    warnings: list[str] = []
+    release = (run.read("VERSION") or b"").decode("utf-8", "replace").strip() or "unknown"
+    base = BaseRecord.loads(run.read(BASE_RECORD))
+    package = base.package_version if base and base.package_version else "unknown"
+    facts.append(f"release: {release}, package: {package}")
+    line, warning = certificate_expiry(cert)
+    facts.append(line)
+    if warning:
+        warnings.append(warning)
+    try:
+        state = json.loads(run.read(STATE_FILE) or b"{}")
+    except ValueError:
+        state = {}
+    if isinstance(state, dict) and state.get("at"):
+        facts.append(f"last {state.get('action', 'deploy')}: {state['at']} (release "
+                     f"{state.get('release') or 'unknown'})")
+    else:
+        facts.append("last deploy or upgrade: not recorded")
+    return facts, warnings

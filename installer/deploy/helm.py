@@ -812,7 +812,54 @@ def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -
         message = f"pods not ready: {', '.join(unhealthy)}"
     else:
         message = f"release {k8s.release} revision {last.number} is deployed; {todo}"
-    return StatusResult(healthy, services, f"not probed from here ({where})", message)
+    facts, warnings = kubernetes_facts(kube, answers, last)
+    return StatusResult(healthy, services, f"not probed from here ({where})", message, facts,
+                        warnings)
+
+
+def kubernetes_facts(kube: Kube, answers: Answers, last: Revision
+                     ) -> tuple[list[str], list[str]]:
+    """Release and package versions, the TLS certificate's expiry, the last deploy/upgrade.
+    Each read is best effort: a fact that cannot be read is said to be unknown."""
+    import base64
+
+    from installer.deploy.compose import certificate_expiry
+    from installer.render.helm import secret_names
+
+    release = answers.kubernetes.release
+    package = "unknown"
+    values = kube.helm("get", "values", release, "-o", "json", namespace=True)
+    if values.ok:
+        try:  # only the package's version is kept: the values also hold the package's secrets
+            config = (json.loads(values.stdout or "{}") or {}).get("cartoConfigValues") or {}
+            package = str(config.get("customerPackageVersion") or "unknown")
+        except (ValueError, AttributeError):
+            pass
+    facts = [f"release: chart {last.chart} (app {last.app_version or 'unknown'}), package: "
+             f"{package}"]
+    warnings: list[str] = []
+    tls_secret = secret_names(answers).tls
+    try:
+        secret = kube.kubectl_json("get", "secret", tls_secret, namespace=True)
+        cert = base64.b64decode((secret.get("data") or {}).get("tls.crt", ""))
+    except (KubeError, ValueError):
+        cert = b""
+    line, warning = certificate_expiry(cert or None, where=f"the Secret {tls_secret}")
+    facts.append(line)
+    if warning:
+        warnings.append(warning.replace("carto-installer deploy", "carto-installer deploy "
+                                        "(the router is rolled with it)"))
+    history = kube.helm("history", release, "-o", "json", "--max", "1", namespace=True)
+    updated = ""
+    if history.ok:
+        try:
+            items = json.loads(history.stdout or "[]")
+            updated = str(items[-1].get("updated", "")) if items else ""
+        except (ValueError, AttributeError, IndexError):
+            pass
+    facts.append(f"last deploy or upgrade: revision {last.number} ({last.description or '-'})"
+                 + (f" at {updated}" if updated else ""))
+    return facts, warnings
 
 
 # The dispatch in installer/deploy/__init__.py calls `helm.deploy` and `helm.status`.

@@ -23,6 +23,7 @@ from installer.tempnames import temp_file_owner
 if TYPE_CHECKING:
     from installer.answers import Answers
     from installer.redact import Redactor
+    from installer.release import ReleaseFile
     from installer.target import StagedFile, Target
 
 log = logging.getLogger("installer.render")
@@ -128,7 +129,8 @@ def _backed_up_file(backup: str) -> str:
 
 def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
                 compose_command: Sequence[str] | None = None,
-                compose_version: str | None = None) -> RenderPlan:
+                compose_version: str | None = None,
+                new_release: Sequence[ReleaseFile] | None = None) -> RenderPlan:
     """Read what is there and compute the new files; writes nothing.
 
     Raises InputError (exit 2) for bad input. For compose, `compose_command` is the tool the
@@ -142,7 +144,8 @@ def plan_render(answers: Answers, target: Target, *, redactor: Redactor,
     from installer.render.compose import plan_compose
 
     return plan_compose(answers, target, redactor=redactor, compose_command=compose_command,
-                        compose_version=compose_version)
+                        compose_version=compose_version,
+                        new_release=list(new_release) if new_release is not None else None)
 
 
 def conflict_error(plan: RenderPlan) -> InputError:

@@ -409,10 +409,14 @@ class Inputs:
     advanced_files: list[tuple[str, bytes, int]] = dataclasses.field(default_factory=list)
 
 
-def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs:
+def check_inputs(answers: Answers, target: Target, redactor: Redactor,
+                 new_release: list[ReleaseFile] | None = None) -> Inputs:
     """Everything about the input that does not depend on the Compose version: required
     answers, the deployment directory, the package, the TLS and CA files. Raises
-    AnswersError naming the key; reads, never writes."""
+    AnswersError naming the key; reads, never writes.
+
+    `new_release` (upgrade): the vendor's release whose files replace those of the existing
+    deployment directory."""
     require(answers, "package", "domain")
     assert answers.package is not None and answers.domain is not None
     directory = answers.compose.directory
@@ -443,8 +447,8 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor) -> Inputs
     if proxy is not None and proxy.ca_file:
         extra.append((PROXY_CA_NAME, read_ca_file(proxy.ca_file, "network.proxy.ca_file",
                                                   "proxy CA file")))
-    release = None
-    if answers.compose.release and _absent_or_empty(target, directory):
+    release = new_release
+    if release is None and answers.compose.release and _absent_or_empty(target, directory):
         from installer.release import read_release
 
         release = read_release(answers.compose.release)
@@ -487,8 +491,9 @@ def _absent_or_empty(target: Target, directory: str) -> bool:
 
 def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                  compose_command: Sequence[str] | None = None,
-                 compose_version: str | None = None) -> RenderPlan:
-    inputs = check_inputs(answers, target, redactor)
+                 compose_version: str | None = None,
+                 new_release: list[ReleaseFile] | None = None) -> RenderPlan:
+    inputs = check_inputs(answers, target, redactor, new_release)
     assert answers.domain is not None
     directory, package, settings = inputs.directory, inputs.package, inputs.settings
     tool = tool_from(compose_command, compose_version) or detect_compose(target)
@@ -565,7 +570,7 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     wanted: list[tuple[str, bytes, int, bool]] = [
         (posixpath.join(directory, file.name), file.data, file.mode, False)
         for file in inputs.release or []]
-    if inputs.release:
+    if inputs.release and new_release is None:
         notes.append(f"the deployment directory is laid down from the vendor's release "
                      f"{answers.compose.release} ({len(inputs.release)} files)")
     wanted += [
@@ -598,8 +603,9 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
                (record_path, record.dumps(), 0o600, True)]
 
     release_paths = {posixpath.join(directory, f.name) for f in inputs.release or []}
+    # A release laid down in an absent directory replaces nothing; an upgrade's does.
     current = {path: (current_customer if path == customer_path
-                      else None if path in release_paths
+                      else None if path in release_paths and new_release is None
                       else _read_target(target, path, directory))
                for path, *_ in wanted}
     # Files a container reads as its own non-root user: group-readable by exactly its group.
@@ -659,14 +665,19 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
 
 def _rename_legacy(env: EnvFile) -> str | None:
-    """The vendor renamed POSTGRES_PASSWORD; install.sh renames the line in place, so do we."""
-    if "POSTGRES_PASSWORD" not in env:
-        return None
-    if "POSTGRES_ADMIN_PASSWORD" in env:
-        env.remove("POSTGRES_PASSWORD")
-        return "removed the legacy POSTGRES_PASSWORD line (POSTGRES_ADMIN_PASSWORD is set)"
-    env.rename("POSTGRES_PASSWORD", "POSTGRES_ADMIN_PASSWORD")
-    return "renamed POSTGRES_PASSWORD to POSTGRES_ADMIN_PASSWORD"
+    """The vendor renames variables (installer.vendor.RENAMES); install.sh renames the line in
+    place, so do we."""
+    from installer.vendor import renames_in
+
+    notes: list[str] = []
+    for rename in renames_in(env.keys()):
+        if rename.new in env:
+            env.remove(rename.old)
+            notes.append(f"removed the legacy {rename.old} line ({rename.new} is set)")
+        else:
+            env.rename(rename.old, rename.new)
+            notes.append(f"renamed {rename.old} to {rename.new}")
+    return "; ".join(notes) or None
 
 
 def _already_backed_up(target: Target, directory: str, content: bytes) -> bool:
