@@ -503,3 +503,38 @@ def test_the_charts_optional_kinds_install_with_wait(
     assert cluster.objects("roles", "carto") and cluster.objects("networkpolicies", "carto")
     [binding] = cluster.objects("rolebindings", "carto")
     assert binding["subjects"][0]["apiGroup"] == ""  # ServiceAccount subjects default to ""
+
+
+# ---- uninstall ---------------------------------------------------------------------------
+
+
+def test_uninstall_removes_the_real_release_and_lists_what_is_left(
+        cluster: FakeCluster, tmp_path: Path) -> None:
+    """carto-installer's uninstall on the vendor's chart: helm uninstall removes the
+    release's workloads; the bundled database's claim (made by the StatefulSet controller,
+    never deleted by helm) and the Secret the installer made stay, and are named."""
+    from installer.operate.installation import Installation
+    from installer.operate.uninstall import apply_uninstall, plan_uninstall
+
+    data = answers_for(cluster, tmp_path, NEW_CHART, NEW_PACKAGE)
+    assert deploy(data).ok
+    claims = [c["metadata"]["name"] for c in cluster.objects("persistentvolumeclaims", "carto")]
+    assert claims, "the chart's PostgreSQL StatefulSet made no claim"
+    redactor = Redactor()
+    inst = Installation(parse_answers(data, redactor=redactor), LocalTarget(), redactor,
+                        lambda event: None)
+
+    plan = plan_uninstall(inst, purge=False)
+    assert plan.release_present and not plan.destroy
+    assert {f"persistentvolumeclaim {name}" for name in claims} <= set(plan.keep)
+    assert any(item.startswith("secret ") and "made by carto-installer" in item
+               for item in plan.keep), plan.keep
+    message = apply_uninstall(inst, plan)
+
+    assert release_secrets(cluster, "carto", "carto") == []
+    assert cluster.objects("deployments", "carto") == []
+    assert cluster.objects("statefulsets", "carto") == []
+    for name in claims:  # the data is kept, and the message says where it is
+        assert cluster.get_object("persistentvolumeclaims", name, "carto") is not None
+        assert name in message
+    assert plan_uninstall(inst, purge=False).release_present is False
