@@ -119,7 +119,9 @@ class Report:
         indent = " " * 9
         for category in order:
             lines.append(paint(CATEGORY_TITLES.get(category, category), "1"))
-            for result in (r for r in self.results if r.category == category):
+            in_category = [r for r in self.results if r.category == category]
+            shared = shared_fixes(in_category)
+            for result in in_category:
                 mark, code = MARKS[result.status]
                 head = f"  {mark} {str(result.status):<5} {result.id}: {result.message}"
                 wrapped = textwrap.wrap(head, width=width, subsequent_indent=indent)
@@ -130,10 +132,15 @@ class Report:
                         lines.extend(textwrap.wrap(
                             f"observed {result.observed or '?'}; required {result.required}",
                             width=width, initial_indent=indent, subsequent_indent=indent))
-                    if result.remediation:
+                    if result.remediation and result.remediation not in shared:
                         lines.extend(textwrap.wrap(
                             f"fix: {result.remediation}", width=width,
                             initial_indent=indent, subsequent_indent=indent + "     "))
+            for remediation, ids in shared.items():
+                lines.extend(textwrap.wrap(f"fix for {', '.join(ids)}:", width=width,
+                                           initial_indent="  ", subsequent_indent="    "))
+                lines.extend(textwrap.wrap(remediation, width=width, initial_indent="    ",
+                                           subsequent_indent="    "))
             lines.append("")
         counts = self.summary()
         lines.append(
@@ -153,6 +160,16 @@ class Report:
             return ("Next: the machine meets the requirements; read the warnings above, then "
                     "continue with `carto-installer deploy`.")
         return "Next: all requirements are met; continue with `carto-installer deploy`."
+
+
+def shared_fixes(results: Sequence[CheckResult]) -> dict[str, list[str]]:
+    """Fixes that two or more warned or failed checks share, with those checks' ids: shown
+    once under them, not repeated (six unreachable hosts need one fix, not six)."""
+    by_fix: dict[str, list[str]] = {}
+    for result in results:
+        if result.status in (Status.WARN, Status.FAIL, Status.ERROR) and result.remediation:
+            by_fix.setdefault(result.remediation, []).append(result.id)
+    return {fix: ids for fix, ids in by_fix.items() if len(ids) > 1}
 
 
 def _n(count: int, word: str) -> str:

@@ -823,7 +823,7 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
             https = probe_https(run, answers.domain, cert)
             https_ok = True
         except (OSError, ValueError) as exc:
-            https = f"https://{answers.domain} does not answer: {redactor(str(exc))}"
+            https = f"https://{answers.domain} does not answer: {redactor(_words(exc))}"
     healthy = verdict.healthy and https_ok
     if healthy:
         message = f"healthy: {len(views)} container(s) up, CARTO answers at https://{answers.domain}"
@@ -833,3 +833,10 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
             problems.append(https)
         message = "unhealthy: " + "; ".join(problems)
     return StatusResult(healthy, services, https, redactor(message))
+
+
+def _words(exc: BaseException) -> str:
+    """Python's error text ("[Errno 111] ...") said in words."""
+    from installer.errors import os_error_words
+
+    return os_error_words(exc) if isinstance(exc, OSError) else str(exc)

@@ -59,7 +59,11 @@ class FileChange:
         if self.secret:
             state = "new" if self.before is None else "changed"
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""
-            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n"
+            text = header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n"
+            if self.before is None and posixpath.basename(self.path).endswith(".env"):
+                # A new env file: its keys, values masked, so the admin can review it.
+                text += "".join(f"+{key}=****\n" for key in env_keys(self.after))
+            return text
         before = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
         after = self.after.decode("utf-8", "replace").splitlines(keepends=True)
         lines = list(difflib.unified_diff(before, after, fromfile=old_name, tofile=self.path))
@@ -81,13 +85,17 @@ class RenderPlan:
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
     actions: list[str] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
+    # Files no longer used, removed after the writes (the previous domain's certificate/key).
+    removals: list[str] = field(default_factory=list)
 
     def diff(self, redactor: Redactor) -> str:
-        return "".join(change.diff(redactor) for change in self.changes)
+        removed = "".join(f"--- {path}\n+++ /dev/null\n(removed: no longer used)\n"
+                          for path in self.removals)
+        return "".join(change.diff(redactor) for change in self.changes) + removed
 
     @property
     def empty(self) -> bool:
-        return not self.changes and not self.backups and not self.stale
+        return not self.changes and not self.backups and not self.stale and not self.removals
 
     def summary(self) -> str:
         """What applying would do, one file per line, without any content."""
@@ -96,6 +104,7 @@ class RenderPlan:
         lines = [f"  write {change.describe()}" for change in self.changes]
         lines += [f"  back up the current customer.env as {b}" for b in self.backups]
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
+        lines += [f"  remove {r} (no longer used)" for r in self.removals]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  then {action}" for action in self.actions]
         return "\n".join(lines)
@@ -148,7 +157,26 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
         target.write_file(change.path, change.after, change.mode)
         log.info("wrote %s (mode %o, %d bytes)", change.path, change.mode, len(change.after))
         written.append(change.path)
+    for path in plan.removals:
+        try:
+            target.remove(path)
+            log.info("removed %s (no longer used)", path)
+        except FileNotFoundError:
+            pass
     return written
+
+
+def env_keys(data: bytes) -> list[str]:
+    """The variable names an env file sets, in order (values never read out)."""
+    keys: list[str] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        match = _ENV_KEY.match(line)
+        if match and match.group(1) not in keys:
+            keys.append(match.group(1))
+    return keys
+
+
+_ENV_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
 def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:

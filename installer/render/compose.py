@@ -474,13 +474,27 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
         notes.append("no Docker Compose found on the target: values were written so that "
                      "both docker-compose v1 and docker compose v2 read them")
     stale = stale_temp_files(target, [path for path, *_ in wanted])
+    removals = _previous_domain_files(target, certs, before_env if current_customer else None,
+                                      domain)
     plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
+                      removals=removals,
                       backup_sources=backup_sources, directories=[directory, certs],
                       compose_command=tool.command if tool else [],
                       flavour=flavour, trusted_certificate=cert_pem)
     log.info("render plan for %s: %d file(s) to write, %d backup(s)", directory, len(changes),
              len(backups))
     return plan
+
+
+def _previous_domain_files(target: Target, certs: str, before: EnvFile | None,
+                           domain: str) -> list[str]:
+    """The certificate and key of the domain customer.env named before, when it changes:
+    left in certs/ they would be a stale private key nobody uses."""
+    old = before.get("SELFHOSTED_DOMAIN") if before is not None else None
+    if not old or old == domain or "/" in old or old.startswith("."):
+        return []
+    paths = [posixpath.join(certs, f"{old}.crt"), posixpath.join(certs, f"{old}.key")]
+    return [path for path in paths if target.exists(path)]
 
 
 def _rename_legacy(env: EnvFile) -> str | None:
