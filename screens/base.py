@@ -205,6 +205,8 @@ class StepScreen(Screen[None]):
             self.set_hint(Text("✘ " + field.refused), error=True)
         elif error is not None and field.text:
             self.set_hint(Text("✘ " + error), error=True)
+        elif field.unusable is not None and field.text:
+            self.set_hint(Text("✘ " + field.unusable), error=True)
         else:
             extra = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
             if field.spec.choices:

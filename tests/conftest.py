@@ -12,3 +12,13 @@ from tests import services
 pytest_plugins = sorted(
     f"tests.services.{module.name}" for module in pkgutil.iter_modules(services.__path__)
 )
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_state_directory(tmp_path_factory: pytest.TempPathFactory,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wizard keeps its session in $XDG_STATE_HOME: each test gets its own, so no test
+    reads or writes the real user's state (subprocesses inherit it through the environment)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
