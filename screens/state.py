@@ -58,6 +58,15 @@ INSTALLER_HOME = Path(__file__).resolve().parent.parent
 BLOCKING = ("fail", "error")  # check statuses that stop a deployment (Status is a StrEnum)
 
 
+def bundled_warning(platform: str) -> str:
+    """What choosing the vendor's bundled PostgreSQL means, for the platform chosen."""
+    where = ("in a PersistentVolume of the cluster, with no backups unless you make them"
+             if platform == "kubernetes" else
+             "in a Docker volume on this machine, without backups")
+    return ("The bundled PostgreSQL is for debugging and evaluation only: CARTO states it is "
+            f"not supported in production and will be removed. Your data lives {where}.")
+
+
 class Cancelled(Exception):
     """The user stopped the work (Ctrl-C, Back or Quit)."""
 
@@ -90,6 +99,26 @@ def default_answers_folder(workdir: Path, state_dir: Path) -> Path:
     except ValueError:
         return workdir
     return state_dir
+
+
+# Which step asks for an answer (by the start of its dotted path) or runs a check category:
+# a problem found later (at Review) names the step where it is fixed.
+PATH_STEPS = (("compose.directory", "target"), ("target", "target"), ("kubernetes", "target"),
+              ("domain", "domain_tls"), ("tls", "domain_tls"), ("database", "database"),
+              ("package", "license"), ("compose.images_archive", "license"),
+              ("network", "network"), ("platform", "platform"))
+
+
+def step_for_answer(path: str) -> str | None:
+    for prefix, step in PATH_STEPS:
+        if path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "_"):
+            return step
+    return None
+
+
+def step_for_check(check_id: str) -> str | None:
+    category = category_of(check_id)
+    return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
 
 
 def category_of(check_id: str) -> str:

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 from textual.worker import Worker, get_current_worker
 
+from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from screens.base import StepScreen
 from screens.fields import (
     COMPOSE_TARGET_FIELDS,
@@ -23,11 +24,10 @@ from screens.fields import (
     SSH_FIELDS,
     field_spec,
 )
-from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from screens.state import Cancelled, describe_error, run_cancellable
 from screens.usable import UNKNOWN, problem_with
 from screens.widgets.field_input import FieldInput
-from screens.widgets.toggles import Choice, Tick
+from screens.widgets.toggles import Choice, Choices, Tick
 
 
 class Connected(Message):
@@ -69,7 +69,7 @@ class TargetScreen(StepScreen):
                 return
             remote = a.target is not None
             yield Static("Which machine will run CARTO?", classes="section-title first")
-            yield RadioSet(
+            yield Choices(
                 Choice("This machine (where the installer runs)", value=not remote,
                             id="local"),
                 Choice("Another machine, over SSH", value=remote, id="remote"),
