@@ -218,7 +218,8 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
     elif args.format == "junit":
         text = report.to_junit()
     else:
-        color = not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        color = (not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+                 and os.environ.get("TERM") != "dumb")
         text = report.to_text(color=color)
     text = redactor(text)  # type: ignore[operator]
     if args.output:
