@@ -36,6 +36,8 @@ with_progress() {
     if "$@" --progress-bar off 2>&1 | tee "$log" | while read -r word name _rest; do
             case $word in
                 Collecting|Processing)
+                    name=${name##*/}  # a wheel file: its project name
+                    case $name in *.whl|*.tar.gz|*.zip) name=${name%%-[0-9]*} ;; esac
                     printf 'install.sh:   %s\n' "${name%%[<>=!~;[]*}" >&2 ;;
                 Installing)
                     line="$word $name $_rest"
@@ -139,7 +141,7 @@ install_project() {
             --find-links "$offline_dir" carto-installer \
             || die "installing from $offline_dir failed: was it made with ./install.sh --download-wheels on the same Python version and CPU type?"
     else
-        say "installing carto-installer and its dependencies (first run only, about 30 s)"
+        say "installing carto-installer and its dependencies (first run only: a minute or so)"
         say "  updating pip"
         "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
         with_progress "$venv/bin/python" -m pip install -e "$here" \
