@@ -259,8 +259,11 @@ class PlainWizard:
     def settle(self, step: str, ask_again: Callable[[], None] | None = None) -> None:
         """Run the step's checks until nothing blocks: fix and re-run, change the answers,
         or accept the named risks."""
+        rerun = True
         while True:
-            self.run_checks(step)
+            if rerun:
+                self.run_checks(step)
+            rerun = True
             blocking = self.state.blocking(step)
             if not blocking:
                 return
@@ -286,6 +289,7 @@ class PlainWizard:
                 if accepted and not self.confirm(
                         f"Deploy despite {len(accepted)} failed check(s): "
                         + ", ".join(accepted) + "?", default=False):
+                    rerun = False  # back to the menu: nothing changed
                     continue
                 for check_id in accepted or []:
                     self.state.accept_risk(check_id)

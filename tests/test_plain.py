@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from screens.plain import PlainWizard, run_plain
-from screens.state import SESSION_NAME
+from screens.state import SESSION_NAME, state_directory
 from tests.services.tls_ca import free_loopback_port
 from tests.services.wizard_prompts import ALL, Always, ScriptedPrompts
 from tests.services.wizard_support import new_state
@@ -45,22 +45,30 @@ def test_ctrl_c_at_any_prompt_says_no_changes_were_made(
                      new_state(tmp_path).redactor)
     out = capsys.readouterr().out
     assert code == 130
-    assert out.rstrip().endswith("No changes were made.")
+    session = state_directory() / SESSION_NAME
+    assert "No changes were made. Your progress is saved in" in out
+    assert str(session) in out.replace("\n", " ") or "resume" in out
     assert prompts.unanswered() == []
-    # Only the progress so far is kept (to resume), and nothing else is written.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [SESSION_NAME]
-    assert yaml.safe_load((tmp_path / SESSION_NAME).read_text())["step"] == "target"
+    # Only the progress so far is kept (to resume), in the state directory; nothing is
+    # written where the installer was started.
+    assert list(tmp_path.iterdir()) == []
+    assert yaml.safe_load(session.read_text())["step"] == "target"
 
 
 def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from installer.tlsgen import write_self_signed
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed("carto.example.com", str(cert), str(key))
     prompts = ScriptedPrompts({
         "Domain:": ["https://carto.example.com/", "carto", "Carto.Example.com"],
         "TLS certificate:": ["Use my certificate and key files"],
-        "Certificate file:": [str(tmp_path / "missing.pem")],
+        # A file that is not there, or is not a certificate, is refused at the prompt.
+        "Certificate file:": [str(tmp_path / "missing.pem"), str(key), str(cert)],
         "Private key file:": [""],  # required here: refused, then given
     }).install(monkeypatch)
-    prompts.script["Private key file:"].append(str(tmp_path / "key.pem"))  # type: ignore[union-attr]
+    prompts.script["Private key file:"].append(str(key))  # type: ignore[union-attr]
     wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=io.StringIO())
     wizard.ask_field("domain", required=True)
     assert wizard.state.answers.domain == "carto.example.com"
@@ -72,23 +80,32 @@ def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
     assert own is True
     wizard.ask_field("tls.certificate_file", required=True)
     wizard.ask_field("tls.key_file", required=True)
-    assert wizard.state.answers.tls.key_file == str(tmp_path / "key.pem")
+    assert wizard.state.answers.tls.key_file == str(key)
+    assert wizard.state.answers.tls.certificate_file == str(cert)
     assert ("Private key file:", "", "Private key file is required") in prompts.rejected
+    refused = [reason for message, _, reason in prompts.rejected
+               if message == "Certificate file:"]
+    assert refused[0] == f"{tmp_path / 'missing.pem'} does not exist"
+    assert "certificate" in refused[1].lower() and len(refused) == 2
 
 
 def test_checks_print_live_and_a_failure_needs_a_named_accepted_risk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _closed_docker(monkeypatch)  # docker.engine fails the same way on every machine
-    ScriptedPrompts({
-        "What now?": ["rerun", "accept"],
-        "Accept the risk of these failed checks": [ALL],
+    prompts = ScriptedPrompts({
+        "What now?": ["rerun", "accept", "accept"],
+        "Accept the risk of these failed checks": [ALL, ALL],
+        "Deploy despite": [False, True],  # one confirmation listing them; No keeps them
     }).install(monkeypatch)
     out = io.StringIO()
     wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=out)
     wizard.requirements()
     text = out.getvalue()
     assert text.count("✘ docker.engine") == 2  # the first run, then the re-run
-    assert "fix: " in text
+    assert "fix for docker.engine" in text
+    confirmations = [m for kind, m, _ in prompts.asked if m.startswith("Deploy despite")]
+    assert len(confirmations) == 2 and "docker.engine" in confirmations[0]
+    assert prompts.unanswered() == []
     assert "docker.engine" in wizard.state.accepted_risks
     assert wizard.state.blocking("requirements") == []
     assert "\x1b[" not in text  # not a terminal: no colour
@@ -112,14 +129,18 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
 
 def test_the_session_is_saved_step_by_step_without_secrets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+
     _closed_docker(monkeypatch)
     monkeypatch.chdir(tmp_path)
+    deploy_dir = make_deployment(tmp_path / "deploy")
     ScriptedPrompts({
         "Where will CARTO run?": ["compose"],
         "Which machine will run CARTO?": ["local"],
-        "Deployment directory:": [str(tmp_path / "deploy")],
+        "Deployment directory:": [str(deploy_dir)],
         "What now?": Always("accept"),
         "Accept the risk of these failed checks": Always(ALL),
+        "Deploy despite": Always(True),
         "Domain:": ["carto.example.com"],
         "TLS certificate:": [False],
         "Which PostgreSQL?": [False],
@@ -135,7 +156,7 @@ def test_the_session_is_saved_step_by_step_without_secrets(
     wizard = PlainWizard(state, out=io.StringIO())
     with pytest.raises(KeyboardInterrupt):
         wizard.run()
-    session = tmp_path / SESSION_NAME
+    session = state.session_path
     saved = yaml.safe_load(session.read_text())
     assert saved["step"] == "database"  # the last step completed was Domain and TLS
     assert saved["answers"]["domain"] == "carto.example.com"
@@ -162,6 +183,7 @@ def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
         "Deployment directory:": ["relative/not/absolute/is/fine", str(deploy_dir)],
         "What now?": Always("accept"),
         "Accept the risk of these failed checks": Always(ALL),
+        "Deploy despite": Always(True),
         "Domain:": ["carto.plain.test"],
         "TLS certificate:": [False],
         "Which PostgreSQL?": [False],
@@ -261,6 +283,7 @@ def test_a_real_install_through_a_pseudo_terminal(
         ("Deployment directory:", CLEAR_LINE + str(deploy_dir) + "\r"),
         ("What now\\?", DOWN + "\r"),  # "Accept the risk and go on" is always second
         ("Accept the risk of these failed checks", "a\r"),  # a: tick them all
+        ("Deploy despite", "y"),  # one confirmation, listing them
         ("Domain:", bracketed(PTY_DOMAIN) + "\r"),
         ("TLS certificate:", "\r"),  # generate a self-signed one
         ("Which PostgreSQL\\?", "\r"),  # external
@@ -331,7 +354,7 @@ def test_a_real_install_through_a_pseudo_terminal(
     saved = (workdir / "carto-answers.yaml").read_text()
     assert PTY_DOMAIN in saved and carto_password not in saved
     assert "SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
-    assert not (workdir / SESSION_NAME).exists()  # finished: nothing to resume
+    assert not (state_directory() / SESSION_NAME).exists()  # finished: nothing to resume
 
 
 def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
