@@ -121,6 +121,7 @@ class Report:
             lines.append(paint(CATEGORY_TITLES.get(category, category), "1"))
             in_category = [r for r in self.results if r.category == category]
             shared = shared_fixes(in_category)
+            grouped = {i for ids in shared.values() for i in ids}
             for result in in_category:
                 mark, code = MARKS[result.status]
                 head = f"  {mark} {str(result.status):<5} {result.id}: {result.message}"
@@ -132,7 +133,7 @@ class Report:
                         lines.extend(textwrap.wrap(
                             f"observed {result.observed or '?'}; required {result.required}",
                             width=width, initial_indent=indent, subsequent_indent=indent))
-                    if result.remediation and result.remediation not in shared:
+                    if result.remediation and result.id not in grouped:
                         lines.extend(textwrap.wrap(
                             f"fix: {result.remediation}", width=width,
                             initial_indent=indent, subsequent_indent=indent + "     "))
@@ -162,14 +163,24 @@ class Report:
         return "Next: all requirements are met; continue with `carto-installer deploy`."
 
 
+def fix_pattern(result: CheckResult) -> str:
+    """A check's fix with its own subject (the host of egress.<host>) taken out, so fixes
+    that differ only by the host they name are seen as one."""
+    subject = result.id.split(".", 1)[1] if result.category == "egress" else ""
+    fix = result.remediation
+    return fix.replace(subject, "\0") if subject and "." in subject else fix
+
+
 def shared_fixes(results: Sequence[CheckResult]) -> dict[str, list[str]]:
-    """Fixes that two or more warned or failed checks share, with those checks' ids: shown
-    once under them, not repeated (six unreachable hosts need one fix, not six)."""
-    by_fix: dict[str, list[str]] = {}
+    """Fixes that two or more warned or failed checks share, as the text to show once and
+    the ids it is for (six unreachable hosts need one fix, not six). A fix naming each
+    check's own host is shown with "each of these hosts" in its place."""
+    by_pattern: dict[str, list[str]] = {}
     for result in results:
         if result.status in (Status.WARN, Status.FAIL, Status.ERROR) and result.remediation:
-            by_fix.setdefault(result.remediation, []).append(result.id)
-    return {fix: ids for fix, ids in by_fix.items() if len(ids) > 1}
+            by_pattern.setdefault(fix_pattern(result), []).append(result.id)
+    return {pattern.replace("\0", "each of these hosts"): ids
+            for pattern, ids in by_pattern.items() if len(ids) > 1}
 
 
 def _n(count: int, word: str) -> str:

@@ -123,11 +123,13 @@ class PlainWizard:
 
     def show_fixes(self, results: list[CheckResult]) -> None:
         """Each fix once, under the checks it is for (six unreachable hosts share one)."""
-        by_fix: dict[str, list[str]] = {}
-        for r in results:
-            if r.status in (Status.WARN, Status.FAIL, Status.ERROR) and r.remediation:
-                by_fix.setdefault(r.remediation, []).append(r.id)
-        for remediation, ids in by_fix.items():
+        from installer.report import shared_fixes
+
+        shared = shared_fixes(results)
+        grouped = {i for ids in shared.values() for i in ids}
+        fixes = [(r.remediation, [r.id]) for r in results if r.id not in grouped
+                 and r.remediation and r.status in (Status.WARN, Status.FAIL, Status.ERROR)]
+        for remediation, ids in fixes + list(shared.items()):
             self.say(f"  fix for {', '.join(ids)}:", "1")
             self.say(f"      {remediation}")
 

@@ -239,10 +239,13 @@ class CheckList(OptionList):
 
 def same_fix(rows: Iterable[Row], row: Row | None) -> list[str]:
     """The ids of the warned or failed checks whose fix is the same as `row`'s."""
+    from installer.report import fix_pattern
+
     if row is None or row.result is None or not row.result.remediation:
         return []
-    fix = row.result.remediation
-    return [r.id for r in rows if r.result is not None and r.result.remediation == fix
+    fix = fix_pattern(row.result)
+    return [r.id for r in rows if r.result is not None and r.result.remediation
+            and fix_pattern(r.result) == fix
             and r.result.status in (Status.WARN, Status.FAIL, Status.ERROR)]
 
 
