@@ -121,12 +121,13 @@ class TargetScreen(StepScreen):
         except Exception:  # not mounted yet: go by the answers
             remote = self.state.answers.target is not None
         problem = problem_with("compose.directory", value, remote=remote)
-        if self.is_mounted and problem not in (None, UNKNOWN):
-            self.query_one("#directory-note", Static).update(
+        notes = self.query("#directory-note")
+        if notes and problem not in (None, UNKNOWN):
+            notes.first(Static).update(
                 Text("✘ " + str(problem) + ". Get it from " + RELEASES_URL
                      + " (or point this field at the folder where it is).", style="red"))
-        elif self.is_mounted:
-            self.query_one("#directory-note", Static).update(RELEASE_NOTE)
+        elif notes:
+            notes.first(Static).update(RELEASE_NOTE)
         return problem
 
     def _sync_visibility(self) -> None:

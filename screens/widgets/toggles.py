@@ -28,9 +28,19 @@ class Choices(RadioSet):
     the hint says, so "↓ then Ctrl+N" goes on with what the user moved to."""
 
     def on_mount(self, event: Mount) -> None:
-        # (After RadioSet's own _on_mount.) Start on the chosen button, not the first one.
-        if self.pressed_index >= 0:
-            self._selected = self.pressed_index
+        # Start on the chosen button, not the first one (after RadioSet's own mount handler,
+        # which moves to the first).
+        self.call_after_refresh(self._start_on_chosen)
+
+    def _start_on_chosen(self) -> None:
+        if not self.is_mounted:
+            return  # its screen was already replaced (fast Back/Next)
+        try:
+            index = self.pressed_index
+        except ValueError:
+            return
+        if index >= 0:
+            self._selected = index
 
     def action_previous_button(self) -> None:
         super().action_previous_button()
