@@ -201,7 +201,8 @@ class KubernetesSettings:
 class TLSSettings:
     certificate_file: str | None = setting(
         "Certificate file",
-        "PEM, leaf first then intermediates; omit to generate a self-signed one",
+        "PEM: the domain's certificate first, then its intermediates (leave both files "
+        "out for a generated self-signed one)",
         default=None, path="local",
     )
     key_file: str | None = setting(
@@ -544,7 +545,7 @@ def yaml_error_problem(file: Path, text: str, exc: yaml.YAMLError) -> AnswersErr
         if line > len(lines):  # the parser reports the end of the file as one line past it
             line = len(lines)
             column = len(lines[-1]) + 1
-            where = f" at the end of the file (line {line})"
+            where = f" at line {line} (the end of the file)"
         else:
             where = f" at line {line}, column {column}"
         shown = lines[line - 1].rstrip()

@@ -60,6 +60,8 @@ class PlatformScreen(StepScreen):
                     text.append(f" • {item}\n")
                 card = Static(text, id=f"card-{key}", classes="platform-card")
                 card.set_class(key == chosen, "-chosen")
+                # Both cards as tall as the longer list (title, items, borders).
+                card.styles.height = max(len(i) for _, i in REQUIREMENTS.values()) + 3
                 yield card
 
     def on_mount(self) -> None:

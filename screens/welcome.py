@@ -22,8 +22,7 @@ WELCOME = (
 )
 
 READY = [
-    ("Release", "VM: CARTO's Compose release unpacked on it (github.com/CartoDB/"
-                "carto-selfhosted)"),
+    ("Release", "on a VM, CARTO's github.com/CartoDB/carto-selfhosted, unpacked"),
     ("Package", "the folder or zip CARTO sent you (your license)"),
     ("Domain", "e.g. carto.example.com, pointing at the machine"),
     ("Certificate", "and key for that domain (or one is generated)"),
