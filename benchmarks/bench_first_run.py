@@ -1,0 +1,143 @@
+"""A first-time admin's path, timed: `git clone` of this checkout, `./install.sh` (its first
+run builds .venv), then the full-screen wizard in a real terminal (80x24) from Welcome to the
+Review screen, choosing this machine, the vendor's Compose release, a self-signed certificate,
+the bundled database and the fixture package, and accepting the risks this machine cannot
+meet (each after the one "accept all" confirmation).
+
+What the admin has ready beforehand is prepared before the clock starts: the vendor's release
+folder (../shared/vendor/compose-2026.7.16 when present, else the test fixture) and a package
+in the vendor's format. Name lookups fail at once inside the run's own mount namespace (an
+empty resolv.conf), so nothing leaves the machine; the package index is whatever pip uses
+here. Needs root (unshare) and pexpect.
+
+    python benchmarks/bench_first_run.py [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CTRL_N, CTRL_Q, HOME, CTRL_K, TAB, DOWN = "\x0e", "\x11", "\x01", "\x0b", "\t", "\x1b[B"
+PASTE = "\x1b[200~{}\x1b[201~"
+STEPS = ["Welcome", "Platform", "Target machine", "Requirements", "Domain and TLS", "Database",
+         "License package", "Network", "Review"]
+
+
+def prepare(work: Path) -> tuple[Path, Path]:
+    """The release folder and the package an admin has before starting."""
+    from tests.fixtures.package import make_package
+
+    vendor = REPO.parent / "shared" / "vendor" / "compose-2026.7.16"
+    release = work / "carto-selfhosted"
+    if vendor.is_dir():
+        shutil.copytree(vendor, release)
+    else:
+        shutil.copytree(REPO / "tests" / "fixtures" / "deployment", release)
+    package = make_package(work / "carto-package", version="2026.7.16")
+    return release, package.path
+
+
+def main() -> int:
+    import pexpect
+
+    from tests.services.netdb_namespaces import namespaced
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    work = Path(tempfile.mkdtemp(prefix="carto-first-run-"))
+    release, package = prepare(work)
+    clone = work / "carto-installer"
+    marks: list[tuple[str, float]] = []
+    start = time.monotonic()
+
+    def mark(name: str) -> None:
+        marks.append((name, time.monotonic() - start))
+
+    subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(REPO), str(clone)],
+                   check=True)
+    mark("git clone")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NO_COLOR")}
+    env.update(TERM="xterm-256color", XDG_STATE_HOME=str(work / "state"),
+               DOCKER_HOST=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    argv = namespaced([str(clone / "install.sh")], {}, work / "ns")
+    child = pexpect.spawn(argv[0], argv[1:], cwd=str(clone), env=env, encoding="utf-8",
+                          dimensions=(24, 80), timeout=300)
+    transcript = open(work / "transcript.txt", "w")  # noqa: SIM115 - closed below
+    child.logfile_read = transcript
+    try:
+        child.expect_exact("Step 1 of 10")
+        mark("install.sh first run, to the Welcome screen")
+        child.send(CTRL_N)
+        child.expect_exact("Where will CARTO run?")
+        child.send(CTRL_N)
+        child.expect_exact("Which machine will run CARTO?")
+        child.send(TAB + HOME + CTRL_K + PASTE.format(release))
+        go_on(child, "Step 4 of 10")
+        go_on(child, "Step 5 of 10")
+        child.send(HOME + CTRL_K + PASTE.format("carto.firstrun.test"))
+        go_on(child, "Step 6 of 10")
+        child.send(DOWN)  # the bundled database (arrows choose)
+        go_on(child, "Step 7 of 10")
+        child.send(HOME + CTRL_K + PASTE.format(package))
+        go_on(child, "Step 8 of 10")
+        go_on(child, "Step 9 of 10")
+        child.expect(["Ready to deploy", "Cannot deploy"], timeout=120)
+        mark("wizard, Welcome to the Review screen")
+        reached = child.after
+        child.send(CTRL_Q)
+        child.expect_exact("Quit the installer?")
+        child.send("y")
+        child.expect(pexpect.EOF, timeout=30)
+    finally:
+        child.close(force=True)
+        transcript.close()
+    total = marks[-1][1]
+    print(f"first-time path on this machine ({os.cpu_count()} CPUs), branch {branch}:")
+    previous = 0.0
+    for name, at in marks:
+        print(f"  {at - previous:7.1f} s  {name}")
+        previous = at
+    print(f"  {total:7.1f} s  total, from git clone to the Review screen ({reached})")
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def go_on(child: object, step: str) -> None:
+    """Ctrl+N until `step` shows: wait while checks run, and when failed checks block Next,
+    accept all of them after the one confirmation (A, then y)."""
+    import pexpect
+
+    assert isinstance(child, pexpect.spawn)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        child.send(CTRL_N)
+        index = child.expect_exact([step, "block Next", "still running", pexpect.TIMEOUT],
+                                   timeout=30)
+        if index == 0:
+            return
+        if index == 1:
+            child.send("A")
+            child.expect_exact("Accept all")
+            child.send("y")
+        time.sleep(0.3)
+    raise TimeoutError(f"never reached {step}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
