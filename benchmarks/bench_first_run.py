@@ -29,6 +29,9 @@ sys.path.insert(0, str(REPO))
 
 CTRL_N, CTRL_Q, HOME, CTRL_K, TAB, DOWN = "\x0e", "\x11", "\x01", "\x0b", "\t", "\x1b[B"
 PASTE = "\x1b[200~{}\x1b[201~"
+# A person reads a screen before typing; keys sent the instant a screen is drawn can land
+# before its focus is set. Counted in the total (about 0.3 s per screen).
+READ = 0.3
 STEPS = ["Welcome", "Platform", "Target machine", "Requirements", "Domain and TLS", "Database",
          "License package", "Network", "Review"]
 
@@ -72,6 +75,16 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NO_COLOR")}
     env.update(TERM="xterm-256color", XDG_STATE_HOME=str(work / "state"),
                DOCKER_HOST=env.get("DOCKER_HOST", "unix:///var/run/docker.sock"))
+    # install.sh's first run reaches the package index pip is configured with (as any
+    # install does); the wizard then runs where no name resolves, so its checks send
+    # nothing off the machine. The first run is `./install.sh --version` for that reason;
+    # with the venv built, `./install.sh` starts the wizard at once.
+    setup = subprocess.run([str(clone / "install.sh"), "--version"], cwd=clone, env=env,
+                           capture_output=True, text=True)
+    if setup.returncode != 0:
+        raise SystemExit(f"install.sh failed:\n{setup.stderr}")
+    progress = [line for line in setup.stderr.splitlines() if line.startswith("install.sh:")]
+    mark(f"install.sh first run (builds .venv; {len(progress)} progress lines)")
     argv = namespaced([str(clone / "install.sh")], {}, work / "ns")
     child = pexpect.spawn(argv[0], argv[1:], cwd=str(clone), env=env, encoding="utf-8",
                           dimensions=(24, 80), timeout=300)
@@ -79,19 +92,27 @@ def main() -> int:
     child.logfile_read = transcript
     try:
         child.expect_exact("Step 1 of 10")
-        mark("install.sh first run, to the Welcome screen")
+        mark("./install.sh again: to the wizard's Welcome screen")
+        time.sleep(READ)
         child.send(CTRL_N)
         child.expect_exact("Where will CARTO run?")
+        time.sleep(READ)
         child.send(CTRL_N)
         child.expect_exact("Which machine will run CARTO?")
-        child.send(TAB + HOME + CTRL_K + PASTE.format(release))
+        time.sleep(READ)
+        child.send(TAB)  # to the deployment directory
+        time.sleep(READ)
+        replace_text(child, str(release))
         go_on(child, "Step 4 of 10")
         go_on(child, "Step 5 of 10")
-        child.send(HOME + CTRL_K + PASTE.format("carto.firstrun.test"))
+        time.sleep(READ)
+        replace_text(child, "carto.firstrun.test")
         go_on(child, "Step 6 of 10")
+        time.sleep(READ)
         child.send(DOWN)  # the bundled database (arrows choose)
         go_on(child, "Step 7 of 10")
-        child.send(HOME + CTRL_K + PASTE.format(package))
+        time.sleep(READ)
+        replace_text(child, str(package))
         go_on(child, "Step 8 of 10")
         go_on(child, "Step 9 of 10")
         child.expect(["Ready to deploy", "Cannot deploy"], timeout=120)
@@ -116,6 +137,20 @@ def main() -> int:
     else:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def replace_text(child: object, text: str) -> None:
+    """Clear the focused input and paste `text`, with the pauses of a person's keystrokes
+    (a burst of keys and a paste within a millisecond can reach Textual out of order)."""
+    import pexpect
+
+    assert isinstance(child, pexpect.spawn)
+    child.send(HOME)
+    time.sleep(0.1)
+    child.send(CTRL_K)
+    time.sleep(0.1)
+    child.send(PASTE.format(text))
+    time.sleep(READ)
 
 
 def go_on(child: object, step: str) -> None:

@@ -4,6 +4,7 @@ wizard; with TERM=dumb, the plain prompts; with no terminal, a clear error."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -37,6 +38,7 @@ def test_the_tui_in_a_real_terminal_takes_a_bracketed_paste_and_quits_cleanly(
         child.expect_exact("Where will CARTO run?")
         child.send(CTRL_N)
         child.expect_exact("Which machine will run CARTO?")
+        time.sleep(0.3)  # as a person reads the screen: its focus is set once it is drawn
         child.send("\t")  # from the choice to the deployment directory
         child.send(HOME + CTRL_K)
         # What the terminal sends when the user pastes: Textual's parser must take it whole.
