@@ -7,13 +7,13 @@ be usable from any test.
 
 import pkgutil
 
+import pytest
+
 from tests import services
 
 pytest_plugins = sorted(
     f"tests.services.{module.name}" for module in pkgutil.iter_modules(services.__path__)
 )
-
-import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -261,8 +261,8 @@ def test_answers_of_another_platform_are_never_replaced(tmp_path: Path) -> None:
 
 def test_started_inside_the_installer_nothing_is_written_into_the_checkout(
         tmp_path: Path) -> None:
-    from screens.state import INSTALLER_HOME, WizardState, state_directory
     from installer.redact import Redactor
+    from screens.state import INSTALLER_HOME, WizardState, state_directory
 
     state = WizardState(redactor=Redactor(), workdir=INSTALLER_HOME)
     assert state.session_path == state_directory() / "session.yaml"

@@ -338,11 +338,11 @@ def judge(
             # used as the server's own (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY), and
             # OpenSSL's strict checks (used by some Node clients) do too. A plain
             # `openssl req -x509` makes exactly this, since OpenSSL 3 sets CA:TRUE.
-            names = ", ".join(common_name(c.subject) for c in certs)
+            subjects = ", ".join(common_name(c.subject) for c in certs)
             if len(certs) == 1 and leaf.issuer == leaf.subject:
                 found.fail(
                     f"{cert_file} is a self-signed certificate marked as a CA "
-                    f"(basicConstraints CA:TRUE, subject {names}), so browsers refuse it as "
+                    f"(basicConstraints CA:TRUE, subject {subjects}), so browsers refuse it as "
                     f"the certificate for {domain}; plain `openssl req -x509` makes such a "
                     "certificate",
                     "leave the certificate and key out to have a proper self-signed one "
@@ -353,7 +353,7 @@ def judge(
                 )
                 return found
             found.fail(
-                f"{cert_file} holds only CA certificates (basicConstraints CA:TRUE: {names}), "
+                f"{cert_file} holds only CA certificates (basicConstraints CA:TRUE: {subjects}), "
                 f"not the certificate for {domain}",
                 "use the server certificate your CA issued for the domain (CA:FALSE), "
                 "followed by its intermediates",
