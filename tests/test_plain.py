@@ -399,3 +399,104 @@ def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
     assert PASSPHRASE not in text and PASSPHRASE in state.redactor._secrets
     assert prompts.unanswered() == []
     state.close()
+
+
+# --- issue 15: what a first-time admin meets in plain mode ----------------------------------
+
+
+def test_a_resumed_session_shows_the_plan_and_enter_alone_does_not_deploy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+    from tests.fixtures.package import make_package
+
+    deploy_dir = make_deployment(tmp_path / "deploy")
+    before = {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()}
+    earlier = new_state(tmp_path)
+    a = earlier.answers
+    a.compose.directory = str(deploy_dir)
+    a.package = str(make_package(tmp_path / "package").path)
+    a.domain = "carto.resume.test"
+    a.database.bundled = True
+    earlier.save_session("review")
+    prompts = ScriptedPrompts({
+        "Resume the saved session": [True],
+        "Deploy now?": [False],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    code = PlainWizard(new_state(tmp_path, resolver=loopback), out=out).run()
+    text = out.getvalue()
+    assert code == 0 and prompts.unanswered() == []
+    assert prompts.defaults["Deploy now? This writes the files above and starts CARTO."] is False
+    assert "file(s) will be written" in text  # the plan is shown again before the question
+    assert "You resumed a saved session: read the plan above before deploying." in text
+    assert {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()} == before
+
+
+def test_the_deployment_directory_is_judged_at_its_step_with_where_the_release_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+
+    release = make_deployment(tmp_path / "release")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    prompts = ScriptedPrompts({
+        "Which machine will run CARTO?": ["local"],
+        "Deployment directory:": [str(tmp_path / "missing"), str(empty), str(release)],
+        "What now?": ["change", "change"],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path), out=out)
+    wizard.target()
+    text = " ".join(out.getvalue().split())
+    assert f"✘ {tmp_path / 'missing'} does not exist on local" in text
+    assert "lacks docker-compose.yml, env.tpl, VERSION, MIN_VERSION" in text
+    assert "https://github.com/CartoDB/carto-selfhosted/releases" in text
+    assert f"✔ {release} holds the vendor's release" in text
+    assert wizard.state.answers.compose.directory == str(release)
+    assert prompts.unanswered() == []
+
+
+def test_an_empty_certificate_answer_means_a_self_signed_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = ScriptedPrompts({
+        "Domain:": ["carto.example.com"],
+        "TLS certificate:": ["Use my certificate and key files"],
+        "Certificate file:": [""],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=out)
+    monkeypatch.setattr(wizard, "settle", lambda step, ask=None: None)  # no checks here
+    wizard.domain_tls()
+    assert wizard.state.answers.tls.certificate_file is None
+    assert wizard.state.answers.tls.key_file is None
+    assert prompts.rejected == []  # no "Certificate file is required"
+    assert "A self-signed certificate will be generated." in out.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_term_dumb_plain_mode_wraps_long_lines_and_sends_no_colour(tmp_path: Path) -> None:
+    import pexpect
+
+    from tests.helpers import cli_env
+
+    env = cli_env({"TERM": "dumb", "COLUMNS": "60", "LINES": "24"})
+    env.pop("NO_COLOR", None)  # TERM=dumb alone must be enough
+    child = pexpect.spawn(sys.executable, ["-m", "installer"], cwd=str(tmp_path), env=env,
+                          encoding="utf-8", dimensions=(24, 60), timeout=60)
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect_exact("Where will CARTO run?")
+        child.send("\x03")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    out = transcript.getvalue()
+    welcome = out.split("Where will CARTO run?")[0]
+    for code in ("\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m"):
+        assert code not in welcome, repr(code)
+    lines = [line for line in welcome.replace("\r", "").split("\n") if line.strip()]
+    assert max(len(line) for line in lines) <= 60, lines
+    assert any(line.startswith("CARTO Self-Hosted installer") for line in lines)
+    words = " ".join(" ".join(lines).split())
+    assert "Nothing changes until you confirm the deployment." in words  # not cut in a word
