@@ -523,7 +523,7 @@ class PlainWizard:
                 code = ("32" if line.startswith("+") and not line.startswith("+++") else
                         "31" if line.startswith("-") and not line.startswith("---") else
                         "36" if line.startswith("@@") else "")
-                self.say(line, code)
+                self.say(line, code, wrap=False)  # a diff line stays whole
         self.say(f"Answers saved to {saved}.")
         if self.state.kept_other_platform is not None:
             self.say(f"({self.state.kept_other_platform} holds answers for another platform "
@@ -609,7 +609,7 @@ class PlainWizard:
                 plan, reply, reviewed, unusual = item
                 if not reviewed:
                     self.say("The files changed since the review. What would now be written:")
-                    self.say(plan.diff(self.state.redactor))
+                    self.say(plan.diff(self.state.redactor), wrap=False)
                 for action in unusual:
                     self.say(f"  before deploying: {action}", "1")
                 reply.put(self.confirm("Go ahead?", default=False))
