@@ -24,6 +24,7 @@ from screens.widgets.check_list import CheckList
 
 # A fixed, non-existent working directory: paths shown on screen never depend on the machine.
 WORKDIR = Path("/srv/carto-installer")
+STATE_DIR = Path("/home/admin/.local/state/carto-installer")  # never written: live=False
 
 
 def result(check_id: str, title: str, status: Status, message: str, observed: str = "",
@@ -84,8 +85,8 @@ NETWORK = [
 
 
 def state(platform: str = "compose", results: list[CheckResult] | None = None,
-          workdir: Path = WORKDIR) -> WizardState:
-    s = WizardState(redactor=Redactor(), workdir=workdir)
+          workdir: Path = WORKDIR, state_dir: Path = STATE_DIR) -> WizardState:
+    s = WizardState(redactor=Redactor(), workdir=workdir, state_dir=state_dir)
     a = s.answers
     a.platform = platform
     a.domain = "carto.example.com"
@@ -130,9 +131,9 @@ def test_welcome(snap_compare: Any) -> None:
 
 
 def test_welcome_offers_to_resume(snap_compare: Any, tmp_path: Path) -> None:
-    earlier = state(workdir=tmp_path)
+    earlier = state(workdir=tmp_path, state_dir=tmp_path)
     earlier.save_session("database")
-    app = WizardApp(state(workdir=tmp_path), live=False)
+    app = WizardApp(state(workdir=tmp_path, state_dir=tmp_path), live=False)
     assert snap_compare(app, run_before=no_blink())
 
 
