@@ -107,8 +107,15 @@ class DatabaseScreen(StepScreen):
         self.action_test()
 
     def action_test(self) -> None:
+        """Test the connection. It logs in as the admin only, so the CARTO user's password
+        (needed later, to write the configuration) is not asked for yet."""
         if self.busy:
             return
-        if not self.commit_if_valid():
-            return
-        self.start_checks()
+        carto_password = self.query_one("#f-database-password", FieldInput)
+        carto_password.required = False
+        try:
+            valid = self.commit_if_valid()
+        finally:
+            carto_password.required = True
+        if valid:
+            self.start_checks()

@@ -8,6 +8,7 @@ the step at fault.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from installer.checks.base import CheckResult, Status
 from screens.app import WizardApp
@@ -227,3 +228,31 @@ async def test_review_names_the_step_at_fault_and_g_goes_there(tmp_path: Path) -
         await pilot.press("g")
         await wait_until(pilot, lambda: step(app) == "target", timeout=5, what="the target")
         assert field(app, "compose.directory").text == str(tmp_path / "no-release-here")
+
+
+@sync
+async def test_the_connection_test_needs_only_the_admin_login(
+        tmp_path: Path, postgres_server: Any) -> None:
+    """Ctrl+T logs in as the admin: the CARTO user's password is asked for at Next, where
+    the step ends, not before the test may run."""
+    from tests.services.wizard_support import loopback
+
+    state = new_state(tmp_path, resolver=loopback)
+    app = WizardApp(state, start="database", live=True)
+    async with app.run_test(size=SIZE) as pilot:
+        for path, text in (("database.host", postgres_server.host),
+                           ("database.port", str(postgres_server.port)),
+                           ("database.admin_user", postgres_server.superuser),
+                           ("database.admin_password", postgres_server.password)):
+            field(app, path).text = text
+        await pilot.pause()
+        assert field(app, "database.password").text == ""
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: "db.connect" in state.results
+                         and not app.screen.busy, timeout=60, what="the connection test")
+        assert state.results["db.connect"].status in (Status.PASS, Status.WARN)
+        assert state.answers.database.password is None
+        await pilot.press("ctrl+n")  # Next still wants it, by name
+        assert step(app) == "database"
+        assert "CARTO database user password is required" in str(
+            app.screen.query_one("#hint").render())
