@@ -4,6 +4,7 @@
 #   ./install.sh [ARGS...]              install (first run) and start `carto-installer ARGS`
 #   ./install.sh --download-wheels DIR  save every wheel needed, ours included, into DIR
 #   ./install.sh --offline DIR [ARGS]   install from DIR only (no package index), then start
+#   ./install.sh -h | --help            this help, then carto-installer's commands
 #
 # Re-running is quick: nothing is reinstalled unless the project's files changed.
 set -euo pipefail
@@ -25,6 +26,48 @@ quietly() {
     grep -v "^WARNING: Location" "$log" | tail -n 40 >&2
     rm -f "$log"
     return 1
+}
+
+# Run pip, showing one line per package as it goes (the first run takes a while), and its
+# whole output only when it fails.
+with_progress() {
+    local log started=$SECONDS
+    log=$(mktemp)
+    if "$@" --progress-bar off 2>&1 | tee "$log" | while read -r word name _rest; do
+            case $word in
+                Collecting|Processing)
+                    name=${name##*/}  # a wheel file: its project name
+                    case $name in *.whl|*.tar.gz|*.zip) name=${name%%-[0-9]*} ;; esac
+                    printf 'install.sh:   %s\n' "${name%%[<>=!~;[]*}" >&2 ;;
+                Installing)
+                    line="$word $name $_rest"
+                    case $line in
+                        "Installing collected packages:"*)
+                            say "  installing $(printf '%s' "${line#*:}" | tr ',' '\n' \
+                                | wc -l) packages" ;;
+                    esac ;;
+            esac
+        done; then
+        rm -f "$log"
+        say "  done in $((SECONDS - started)) s"
+        return 0
+    fi
+    grep -v "^WARNING: Location" "$log" | tail -n 40 >&2
+    rm -f "$log"
+    return 1
+}
+
+# install.sh's own options, then carto-installer's, read from this folder without installing
+# anything (the command line needs only the standard library).
+show_help() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    local python
+    if python=$(find_python); then
+        printf '\nCommands (./install.sh ARGS runs carto-installer ARGS):\n\n'
+        "$python" -S -c 'import sys; sys.path.insert(0, sys.argv[1])
+from installer.cli import build_parser
+build_parser().print_help()' "$here"
+    fi
 }
 
 find_python() {
@@ -94,13 +137,14 @@ install_project() {
     if [ -n "$offline_dir" ]; then
         [ -d "$offline_dir" ] || die "--offline: $offline_dir is not a folder of wheels"
         say "installing from $offline_dir (no package index)"
-        PIP_CONFIG_FILE=/dev/null quietly "$venv/bin/python" -m pip install --no-index \
+        PIP_CONFIG_FILE=/dev/null with_progress "$venv/bin/python" -m pip install --no-index \
             --find-links "$offline_dir" carto-installer \
             || die "installing from $offline_dir failed: was it made with ./install.sh --download-wheels on the same Python version and CPU type?"
     else
-        say "installing carto-installer and its dependencies"
+        say "installing carto-installer and its dependencies (first run only: a minute or so)"
+        say "  updating pip"
         "$venv/bin/python" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-        quietly "$venv/bin/python" -m pip install -e "$here" \
+        with_progress "$venv/bin/python" -m pip install -e "$here" \
             || die "installing failed (no access to a package index? use --offline DIR)"
     fi
     printf '%s\n' "$want" >"$stamp_file"
@@ -118,8 +162,8 @@ case "${1:-}" in
         shift 2
         install_project "$dir"
         ;;
-    -h|--install-help)
-        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    -h|--help|--install-help)
+        show_help
         exit 0
         ;;
     *)

@@ -24,7 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from installer.errors import AnswersError
+from installer.errors import AnswersError, AnswersErrors, one_or_all
 from installer.redact import Redactor
 from installer.safetext import visible_line
 from installer.safeyaml import YamlError, load_yaml
@@ -274,7 +274,8 @@ class KubernetesSettings:
 class TLSSettings:
     certificate_file: str | None = setting(
         "Certificate file",
-        "PEM, leaf first then intermediates; omit to generate a self-signed one",
+        "PEM: the domain's certificate first, then its intermediates (leave both files "
+        "out for a generated self-signed one)",
         default=None, path="local",
     )
     key_file: str | None = setting(
@@ -455,6 +456,10 @@ class Answers:
     # Not part of the file: where it came from and what loading it noticed.
     source: Path | None = field(default=None, metadata={"internal": True}, compare=False)
     warnings: list[str] = field(default_factory=list, metadata={"internal": True}, compare=False)
+    # Secrets named by `*_env` whose variable is not set: only an error once something that
+    # uses them runs (see require_secrets), so `status` needs no database password.
+    unresolved: dict[str, AnswersError] = field(default_factory=dict,
+                                                metadata={"internal": True}, compare=False)
 
     def secrets(self) -> list[Secret]:
         found: list[Secret] = []
@@ -504,6 +509,9 @@ class _Loader:
         self.env = env
         self.file_is_private = file_is_private
         self.warnings: list[str] = []
+        # Every problem found, so one run reports them all.
+        self.problems: list[AnswersError] = []
+        self.unresolved: dict[str, AnswersError] = {}
 
     def build(self, cls: type, data: Any, path: str) -> Any:
         if data is None:
@@ -519,22 +527,29 @@ class _Loader:
                     secret_keys[name + suffix] = name
         for key in data:
             if not isinstance(key, str) or (key not in fields and key not in secret_keys):
-                known = ", ".join(sorted(set(fields) | set(secret_keys)))
-                raise AnswersError(_join(path, str(key)), f"unknown key (known here: {known})")
+                self.problems.append(unknown_key_problem(path, key,
+                                                         set(fields) | set(secret_keys)))
         values: dict[str, Any] = {}
         for name, f in fields.items():
             sub = _join(path, name)
-            if f.metadata.get("secret"):
-                given = [k for k in (name, name + "_env", name + "_file") if k in data]
-                if len(given) > 1:
-                    raise AnswersError(sub, f"give only one of {', '.join(given)}")
-                if given:
-                    values[name] = self.secret(given[0], data[given[0]], _join(path, given[0]))
-                continue
-            if name not in data:
-                continue
-            values[f.name] = self.value(hints[f.name], f, data[name], sub)
-        return cls(**values)
+            try:
+                if f.metadata.get("secret"):
+                    given = [k for k in (name, name + "_env", name + "_file") if k in data]
+                    if len(given) > 1:
+                        raise AnswersError(sub, f"give only one of {', '.join(given)}")
+                    if given:
+                        values[name] = self.secret(given[0], data[given[0]],
+                                                   _join(path, given[0]))
+                    continue
+                if name not in data:
+                    continue
+                values[f.name] = self.value(hints[f.name], f, data[name], sub)
+            except AnswersError as problem:
+                self.problems.append(problem)
+        try:
+            return cls(**values)
+        except TypeError:  # a required value was refused above; that problem is reported
+            return None
 
     def value(self, tp: Any, f: dataclasses.Field[Any], raw: Any, path: str) -> Any:
         inner, optional = _unwrap_optional(tp)
@@ -586,13 +601,16 @@ class _Loader:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else (self.base / p)
 
-    def secret(self, key: str, raw: Any, path: str) -> Secret:
+    def secret(self, key: str, raw: Any, path: str) -> Secret | None:
         if not isinstance(raw, str) or raw == "":
             raise AnswersError(path, "expected text")
         if key.endswith("_env"):
             if raw not in self.env:
-                raise AnswersError(path, f"the environment variable {raw} is not set",
-                                   f"export {raw}=... before running, or use a *_file")
+                # Not an error yet: only a command or check that uses this secret needs it.
+                self.unresolved[path] = AnswersError(
+                    path, f"the environment variable {raw} is not set",
+                    f"export {raw}=... before running, or use a *_file")
+                return None
             value, source = self.env[raw], f"env:{raw}"
         elif key.endswith("_file"):
             file = self.local_path(raw)
@@ -658,9 +676,12 @@ def parse_answers(
         raise AnswersError("version", f"unsupported version {_shown(version)}; this tool "
                            "reads 1")
     answers = loader.build(Answers, data, "")
+    if loader.problems:
+        raise one_or_all(loader.problems)
     assert isinstance(answers, Answers)
     answers.warnings.extend(check_advanced_answers(answers))
     answers.warnings.extend(loader.warnings)
+    answers.unresolved.update(loader.unresolved)
     return answers
 
 
@@ -770,6 +791,60 @@ def _check_registry_login(answers: Answers) -> None:
                            "set kubernetes.image_registry to your mirror")
 
 
+def unknown_key_problem(path: str, key: Any, known: set[str]) -> AnswersError:
+    """An unknown key, with the known key it most likely meant (a typo never passes)."""
+    import difflib
+
+    name = str(key)
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return AnswersError(_join(path, name), f"unknown key; did you mean {close[0]!r}?",
+                            f"rename it to {_join(path, close[0])}")
+    return AnswersError(_join(path, name),
+                        f"unknown key (known here: {', '.join(sorted(known))})")
+
+
+def yaml_error_problem(file: Path, text: str, exc: YamlError) -> AnswersError:
+    """Where a YAML file stops parsing, at a line that exists, with the parser's reason and
+    the line itself (secret-looking values masked, control characters made visible)."""
+    from installer.redact import mask_secret_values
+
+    fix = "check the indentation (spaces, not tabs) and that each line is `key: value`"
+    if exc.line is None:  # nesting, a number out of range: the message says what
+        return AnswersError("", f"{file} {exc}", fix)
+    reason = str(exc.problem or "").strip()
+    where = ""
+    if exc.line is not None:
+        lines = text.splitlines() or [""]
+        line, column = exc.line, exc.column or 1
+        if line > len(lines):  # the parser reports the end of the file as one line past it
+            line = len(lines)
+            column = len(lines[-1]) + 1
+            where = f" at line {line} (the end of the file)"
+        else:
+            where = f" at line {line}, column {column}"
+        shown = visible_line(mask_secret_values(lines[line - 1]).rstrip())
+        if shown:
+            reason = (reason + "; " if reason else "") + f"the line reads: {shown[:60]!r}"
+    return AnswersError("", f"{file} is not valid YAML{where}" + (f": {reason}" if reason else ""),
+                        fix)
+
+
+def require_secrets(answers: Answers, prefixes: tuple[str, ...] | None = None) -> None:
+    """Raise for the secrets named by an unset variable that this work uses (`prefixes` of
+    answer paths, e.g. ("database.",); None: every one). An SSH password is not needed when
+    an identity file is given."""
+    problems = []
+    for path, problem in answers.unresolved.items():
+        if path.startswith("target.password") and answers.target is not None \
+                and answers.target.identity_file:
+            continue
+        if prefixes is None or path.startswith(prefixes):
+            problems.append(problem)
+    if problems:
+        raise one_or_all(problems)
+
+
 def load_answers(path: str | Path, *, redactor: Redactor | None = None,
                  env: Mapping[str, str] | None = None) -> Answers:
     """Read and validate an answers file. Raises AnswersError (exit 2) on any defect."""
@@ -786,10 +861,13 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
     try:
         data = load_yaml(text)
     except YamlError as exc:
-        raise AnswersError("", f"{file} {exc}") from None
+        raise yaml_error_problem(file, text, exc) from None
     private = not (mode & (stat.S_IRGRP | stat.S_IROTH))
-    answers = parse_answers(data, base=file.resolve().parent, redactor=redactor, env=env,
-                            file_is_private=private)
+    try:
+        answers = parse_answers(data, base=file.resolve().parent, redactor=redactor, env=env,
+                                file_is_private=private)
+    except AnswersErrors as exc:
+        raise AnswersErrors(exc.problems, str(file)) from None
     answers.source = file
     return answers
 

@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plain", action="store_true",
                         help="wizard with plain prompts instead of the full-screen interface")
     parser.add_argument("--answers", metavar="FILE", help="pre-fill the wizard from this file")
+    parser.add_argument("--save-answers", metavar="FILE",
+                        help="where the wizard saves your answers (default: carto-answers.yaml "
+                        "beside --answers, else in the current folder, or in "
+                        "~/.local/state/carto-installer/ when started inside the installer's "
+                        "own folder)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, answers_required: bool) -> None:
@@ -76,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--skip", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
                      help="do not run these categories or checks")
     pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
+    pre.add_argument("--list", action="store_true",
+                     help="list every check id with its title and category (for --only and "
+                     "--skip), then exit")
 
     from installer.commands import COMMANDS
 
@@ -166,26 +174,70 @@ def _log_candidates() -> list[Path]:
     return [Path.cwd() / LOG_NAME, private]
 
 
-def load_answers_arg(path: str | None, redactor: object) -> object:
+def load_answers_arg(path: str | None, redactor: object,
+                     secrets: tuple[str, ...] | None = None) -> object:
+    """The answers file named on the command line, or None.
+
+    `secrets` says which secrets the command uses (answer path prefixes, e.g. ("database.",));
+    one named by an unset variable is an error only there. None: all of them."""
     if not path:
         return None
-    from installer.answers import load_answers
+    from installer.answers import load_answers, require_secrets
 
     answers = load_answers(path, redactor=redactor)  # type: ignore[arg-type]
     for warning in answers.warnings:
         sys.stderr.write(visible(f"warning: {warning}") + "\n")
+    require_secrets(answers, secrets)
     return answers
 
 
+# Which answers' secrets the checks of a category read (the others read none).
+SECRETS_BY_CATEGORY: dict[str, tuple[str, ...]] = {"db": ("database.",)}
+
+
+def secrets_for_checks(checks: Sequence[object]) -> tuple[str, ...]:
+    """The secret answer paths the selected checks use; the SSH password is handled by
+    require_secrets itself (needed only without an identity file)."""
+    out: list[str] = ["target."]
+    for check in checks:
+        out.extend(SECRETS_BY_CATEGORY.get(str(getattr(check, "category", "")), ()))
+    return tuple(dict.fromkeys(out))
+
+
+def list_checks() -> str:
+    """`preflight --list`: every check id, its category and title, as a table."""
+    from installer.checks.catalog import all_checks
+
+    checks = all_checks()
+    width = max(len(c.id) for c in checks)
+    lines = [f"{'ID':<{width}}  {'CATEGORY':<8}  {'PLATFORMS':<18}  TITLE"]
+    for check in checks:
+        platforms = ",".join(sorted(check.platforms))
+        lines.append(f"{check.id:<{width}}  {check.category:<8}  {platforms:<18}  {check.title}")
+    lines.append("")
+    lines.append("egress.<host> ids are made per host from the answers")
+    lines.append("(e.g. egress.auth.carto.com). --only and --skip take ids or categories.")
+    return "\n".join(lines) + "\n"
+
+
 def _preflight(args: argparse.Namespace, redactor: object) -> int:
-    from installer.answers import Answers
+    from installer.answers import Answers, load_answers
+    from installer.checks.catalog import all_checks
+    from installer.checks.engine import is_named, select
     from installer.preflight import open_target, run_preflight, validate_names
 
+    if args.list:
+        sys.stdout.write(list_checks())
+        return EXIT_OK
     only = validate_names(args.only, "--only")
     skip = validate_names(args.skip, "--skip")
-    answers = load_answers_arg(args.answers, redactor)
+    platform = args.platform
+    if platform is None and args.answers:
+        platform = load_answers(args.answers).platform
+    platform = platform or "compose"
+    chosen = [c for c in select(all_checks(), platform, only) if not is_named(c.id, skip)]
+    answers = load_answers_arg(args.answers, redactor, secrets_for_checks(chosen))
     assert answers is None or isinstance(answers, Answers)
-    platform = args.platform or (answers.platform if answers else "compose")
     if args.output:
         _check_writable(args.output)
     with open_target(answers, accept_host_key=args.accept_host_key,
@@ -198,7 +250,8 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
     elif args.format == "junit":
         text = report.to_junit()
     else:
-        color = not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        color = (not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+                 and os.environ.get("TERM") != "dumb")
         text = report.to_text(color=color)
     text = redactor(text)  # type: ignore[operator]
     if args.output:

@@ -127,7 +127,10 @@ class Report:
         indent = " " * 9
         for category in order:
             lines.append(paint(CATEGORY_TITLES.get(category, category), "1"))
-            for result in (r for r in self.results if r.category == category):
+            in_category = [r for r in self.results if r.category == category]
+            shared = shared_fixes(in_category)
+            grouped = {i for ids in shared.values() for i in ids}
+            for result in in_category:
                 mark, code = MARKS[result.status]
                 head = safe(f"  {mark} {str(result.status):<5} {result.id}: {result.message}")
                 wrapped = textwrap.wrap(head, width=width, subsequent_indent=indent)
@@ -139,10 +142,15 @@ class Report:
                             safe(f"observed {result.observed or '?'}; required "
                                  f"{result.required}"),
                             width=width, initial_indent=indent, subsequent_indent=indent))
-                    if result.remediation:
+                    if result.remediation and result.id not in grouped:
                         lines.extend(textwrap.wrap(
                             safe(f"fix: {result.remediation}"), width=width,
                             initial_indent=indent, subsequent_indent=indent + "     "))
+            for remediation, ids in shared.items():
+                lines.extend(textwrap.wrap(f"fix for {', '.join(ids)}:", width=width,
+                                           initial_indent="  ", subsequent_indent="    "))
+                lines.extend(textwrap.wrap(remediation, width=width, initial_indent="    ",
+                                           subsequent_indent="    "))
             lines.append("")
         counts = self.summary()
         lines.append(
@@ -174,6 +182,26 @@ def _visible_everywhere(element: ET.Element) -> None:
             node.text = visible(node.text)
         if node.tail:
             node.tail = visible(node.tail)
+
+
+def fix_pattern(result: CheckResult) -> str:
+    """A check's fix with its own subject (the host of egress.<host>) taken out, so fixes
+    that differ only by the host they name are seen as one."""
+    subject = result.id.split(".", 1)[1] if result.category == "egress" else ""
+    fix = result.remediation
+    return fix.replace(subject, "\0") if subject and "." in subject else fix
+
+
+def shared_fixes(results: Sequence[CheckResult]) -> dict[str, list[str]]:
+    """Fixes that two or more warned or failed checks share, as the text to show once and
+    the ids it is for (six unreachable hosts need one fix, not six). A fix naming each
+    check's own host is shown with "each of these hosts" in its place."""
+    by_pattern: dict[str, list[str]] = {}
+    for result in results:
+        if result.status in (Status.WARN, Status.FAIL, Status.ERROR) and result.remediation:
+            by_pattern.setdefault(fix_pattern(result), []).append(result.id)
+    return {pattern.replace("\0", "each of these hosts"): ids
+            for pattern, ids in by_pattern.items() if len(ids) > 1}
 
 
 def _n(count: int, word: str) -> str:

@@ -25,7 +25,13 @@ _SHOWN_KEY = 60  # characters of a duplicate key quoted in a message
 
 class YamlError(ValueError):
     """The text is not YAML we accept; the message says why and where (no content quoted
-    beyond a duplicate key's name)."""
+    beyond a duplicate key's name). `line` and `column` (1-based) say where the parser
+    stopped, when it knows; `problem` is the parser's own reason."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None,
+                 problem: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.column, self.problem = line, column, problem
 
 
 class _LimitedLoader(yaml.SafeLoader):
@@ -78,8 +84,9 @@ def load_yaml(text: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = exc.problem if isinstance(exc, ComposerError | ConstructorError) else None
-        raise YamlError(f"is not valid YAML{where}" + (f": {problem}" if problem else "")
-                        ) from None
+        raise YamlError(f"is not valid YAML{where}" + (f": {problem}" if problem else ""),
+                        mark.line + 1 if mark else None, mark.column + 1 if mark else None,
+                        exc.problem) from None
     except yaml.YAMLError:
         raise YamlError("is not valid YAML") from None
     except RecursionError:

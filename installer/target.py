@@ -537,7 +537,11 @@ def _write_temp_in(folder_fd: int, name: str, data: bytes, mode: int, *, shown: 
 
 
 def describe_exception(exc: BaseException) -> str:
-    """A one-line description for a report (no traceback)."""
+    """A one-line description for a report (no traceback), OS errors said in words."""
+    if isinstance(exc, OSError):
+        from installer.errors import os_error_words
+
+        return os_error_words(exc)
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0] if text else type(exc).__name__
 

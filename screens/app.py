@@ -80,14 +80,15 @@ class WizardApp(App[int]):
 
     def goto(self, step: str) -> None:
         self.step = step
+        if self.live and step not in ("welcome", "deploy"):
+            # The session says where the user is now, so a later run resumes right here
+            # (and the quit message and the next launch name the same step).
+            self.state.save_session(step)
         self.switch_screen(self.make_screen(step))
         self.call_after_refresh(self._prefetch, step)
 
     def advance(self, step: str) -> None:
-        following = STEPS[STEPS.index(step) + 1]
-        if self.live:
-            self.state.save_session(following)
-        self.goto(following)
+        self.goto(STEPS[STEPS.index(step) + 1])
 
     def go_back(self, step: str) -> None:
         index = STEPS.index(step)
@@ -125,8 +126,9 @@ class WizardApp(App[int]):
         elif self.deployed:
             body = "The deployment is done. Your answers are saved."
         else:
-            body = ("Nothing has been changed on the target yet. Your answers so far are saved: "
-                    "run carto-installer again to resume.")
+            body = ("Nothing has been changed on the target yet. Your answers so far are saved "
+                    f"in {self.state.session_path}: run ./install.sh (or carto-installer) "
+                    "again to resume.")
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -168,9 +170,12 @@ def run_app(args: argparse.Namespace, redactor: Any) -> int:
     from installer.cli import load_answers_arg
     from installer.safetext import visible
 
-    answers = load_answers_arg(getattr(args, "answers", None), redactor)
+    # Secrets named by unset variables are simply asked for by the wizard.
+    answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
+    save_to = getattr(args, "save_answers", None)
     state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
-                        accept_host_key=getattr(args, "accept_host_key", None))
+                        accept_host_key=getattr(args, "accept_host_key", None),
+                        answers_path=Path(save_to).resolve() if save_to else None)
     app = WizardApp(state)
     try:
         code = app.run()

@@ -128,6 +128,8 @@ class StepScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("ctrl+n", "next", "Next"),
+        Binding("f1", "help", "Help"),
+        Binding("question_mark", "help", "Help", show=False),
         Binding("ctrl+r", "rerun_all", "Re-run checks"),
     ]
 
@@ -139,6 +141,7 @@ class StepScreen(Screen[None]):
         self.live = live
         self._checks_worker: Worker[Any] | None = None
         self._recheck_timer: Timer | None = None
+        self._blocking_hint = False  # the hint says which checks block Next
 
     # --- layout ------------------------------------------------------------------------
 
@@ -181,12 +184,40 @@ class StepScreen(Screen[None]):
     def set_status(self, text: str | Text) -> None:
         self.query_one("#status", Static).update(text)
 
+    def action_help(self) -> None:
+        """The step's help panel: what it asks, where to find the values, the vendor's rules."""
+        from screens.help import step_help
+        from screens.widgets.modals import HelpModal
+
+        text = Text()
+        for heading, body in step_help(self.STEP, self.state.answers.platform):
+            if heading:
+                text.append(f"\n{heading}: ", style="bold")
+                text.append(body)
+            else:
+                text.append(body + "\n")
+        text.append("\n\nKeys: Ctrl+N next · Esc back · Tab moves · Ctrl+O browses for a "
+                    "file · Ctrl+Q quits (your answers are kept)", style="dim")
+        self.app.push_screen(HelpModal(f"Help · {STEP_TITLES[self.STEP]}", text))
+
     def on_descendant_focus(self, event: Any) -> None:
         field = self._field_of(self.focused)
         if field is not None:
             self._hint_for(field)
         elif not self.query_one("#hint", Static).has_class("-error"):
-            self.set_hint(self.HINT)
+            self.set_hint(self._focus_hint())
+
+    def _focus_hint(self) -> str:
+        """The hint for what has focus: a check list says what its keys do, and, where the
+        step has no detail pane, that Enter opens a check's whole message and fix."""
+        check_list = self._check_list()
+        if check_list is not None and self.focused is check_list:
+            from screens.widgets.check_list import CheckDetail
+
+            enter = "" if self.query(CheckDetail) else "Enter: full message and fix · "
+            return (f"↑↓ select · {enter}r re-run · a accept a failed check's risk · "
+                    "A accept all shown")
+        return self.HINT
 
     def _field_of(self, widget: Widget | None) -> FieldInput | None:
         if "screens.widgets.field_input" not in sys.modules:
@@ -205,6 +236,8 @@ class StepScreen(Screen[None]):
             self.set_hint(Text("✘ " + field.refused), error=True)
         elif error is not None and field.text:
             self.set_hint(Text("✘ " + error), error=True)
+        elif field.unusable is not None and field.text:
+            self.set_hint(Text("✘ " + field.unusable), error=True)
         else:
             extra = "  (Ctrl+O to browse)" if field.spec.path_kind == "local" else ""
             if field.spec.choices:
@@ -282,11 +315,16 @@ class StepScreen(Screen[None]):
         blocking = self.state.blocking(self.STEP)
         if blocking:
             names = ", ".join(r.id for r in blocking[:3]) + ("…" if len(blocking) > 3 else "")
-            self.set_hint(Text(f"✘ {len(blocking)} failed check(s) block Next ({names}): fix "
-                               "and re-run (r), or accept the risk (a)."), error=True)
             check_list = self._check_list()
             if check_list is not None:
+                # On the first blocking check, so `a` accepts the risk of that one.
                 check_list.focus()
+                if blocking[0].id in check_list.rows:
+                    check_list.highlighted = check_list.get_option_index(blocking[0].id)
+            self.set_hint(Text(f"✘ {len(blocking)} failed check(s) block Next ({names}): fix "
+                               "and re-run (r), or accept the risk (a; A for all)."),
+                          error=True)
+            self._blocking_hint = True
             return
         self.app.advance(self.STEP)  # type: ignore[attr-defined]
 
@@ -422,6 +460,9 @@ class StepScreen(Screen[None]):
             return
         if message.results is None:
             return  # cancelled: cancel_work already said so
+        if not self.state.blocking(self.STEP) and self._blocking_hint:
+            self._blocking_hint = False
+            self.set_hint(self.HINT)  # the checks that blocked Next pass now
         self.refresh_checks_view()
         self.checks_finished(message.results)
         if message.then_next:
@@ -479,8 +520,11 @@ class StepScreen(Screen[None]):
             return
         detail = found.first()
         check_list = self._check_list()
+        from screens.widgets.check_list import same_fix
+
         row = check_list.highlighted_row if check_list else None
-        detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)))
+        detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)),
+                    same_fix=same_fix(check_list.rows.values(), row) if check_list else None)
 
     def on_option_list_option_highlighted(self, event: Any) -> None:
         self._update_detail()
@@ -497,10 +541,12 @@ class StepScreen(Screen[None]):
         row = check_list.highlighted_row
         if row is None or row.result is None:
             return
+        from screens.widgets.check_list import same_fix
         from screens.widgets.modals import InfoModal
 
         detail = CheckDetail()
-        detail.show(row, accepted=self.state.is_accepted(row.id))
+        detail.show(row, accepted=self.state.is_accepted(row.id),
+                    same_fix=same_fix(check_list.rows.values(), row))
         self.app.push_screen(InfoModal(row.title, detail.render()))  # type: ignore[arg-type]
 
     def on_check_list_accept_risk_toggled(self, event: CheckList.AcceptRiskToggled) -> None:
@@ -516,6 +562,37 @@ class StepScreen(Screen[None]):
         self.set_status(self.summary(self.state.step_results(self.STEP)))
         if not self.state.blocking(self.STEP):
             self.set_hint(self.HINT)
+
+    def on_check_list_accept_all_requested(self, event: CheckList.AcceptAllRequested) -> None:
+        """A: accept the risk of every failed check shown, after one confirmation that
+        lists them."""
+        from screens.widgets.modals import ConfirmModal
+
+        blocking = self.state.blocking(self.STEP)
+        if not blocking:
+            self.app.notify("No failed check here waits for a decision.", timeout=3)
+            return
+        body = Text("Deploy even though these checks failed:\n")
+        for r in blocking:
+            body.append(f" ✘ {r.id}", style="bold red")
+            body.append(f": {r.message}\n")
+        body.append("Each stays listed as an accepted risk (Review, log, output).", style="dim")
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            for r in blocking:
+                self.state.accept_risk(r.id)
+            self.app.notify(f"Accepted {len(blocking)} risk(s): "
+                            + ", ".join(r.id for r in blocking), severity="warning")
+            event.check_list.refresh_marks()
+            self._update_detail()
+            self.set_status(self.summary(self.state.step_results(self.STEP)))
+            self.set_hint(self.HINT)
+
+        self.app.push_screen(ConfirmModal(f"Accept {len(blocking)} risk(s)?", body,
+                                          yes="Accept all", no="Cancel", danger=True),
+                             answered)
 
     def on_check_list_rerun_requested(self, event: CheckList.RerunRequested) -> None:
         if self.busy:

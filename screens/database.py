@@ -15,16 +15,12 @@ from textual.widgets import Checkbox, RadioSet, Static
 
 from screens.base import StepScreen
 from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS, field_spec
+from screens.state import bundled_warning
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.nav_button import NavButton
-from screens.widgets.toggles import Choice, Tick
+from screens.widgets.toggles import Choice, Choices, Tick
 
-BUNDLED_WARNING = (
-    "The bundled PostgreSQL container is for debugging and evaluation only: CARTO states it "
-    "is not supported in production and will be removed. Your data lives in a Docker volume "
-    "on this machine, without backups."
-)
 REQUIRED = {"database.host", "database.admin_password", "database.password"}
 
 
@@ -36,14 +32,15 @@ class DatabaseScreen(StepScreen):
     def compose_body(self) -> Iterable[Widget]:
         db = self.state.answers.database
         with VerticalScroll(classes="scroll-body"):
-            yield RadioSet(
+            yield Choices(
                 Choice("External PostgreSQL 14+ (recommended)", value=not db.bundled,
                             id="external"),
                 Choice("Bundled PostgreSQL container (debug only)", value=db.bundled,
                             id="bundled"),
                 id="db-choice", compact=True,
             )
-            yield Static(Text("⚠ " + BUNDLED_WARNING), id="bundled-warning", classes="warning")
+            yield Static(Text("⚠ " + bundled_warning(self.state.answers.platform)),
+                         id="bundled-warning", classes="warning")
             with Vertical(id="db-form", classes="form"):
                 for path in DATABASE_FIELDS:
                     spec = field_spec(path)
@@ -110,8 +107,15 @@ class DatabaseScreen(StepScreen):
         self.action_test()
 
     def action_test(self) -> None:
+        """Test the connection. It logs in as the admin only, so the CARTO user's password
+        (needed later, to write the configuration) is not asked for yet."""
         if self.busy:
             return
-        if not self.commit_if_valid():
-            return
-        self.start_checks()
+        carto_password = self.query_one("#f-database-password", FieldInput)
+        carto_password.required = False
+        try:
+            valid = self.commit_if_valid()
+        finally:
+            carto_password.required = True
+        if valid:
+            self.start_checks()

@@ -14,7 +14,7 @@ from screens.base import StepScreen
 from screens.fields import TLS_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
-from screens.widgets.toggles import Choice
+from screens.widgets.toggles import Choice, Choices
 
 
 class DomainTLSScreen(StepScreen):
@@ -31,7 +31,7 @@ class DomainTLSScreen(StepScreen):
             spec = field_spec("domain")
             yield FieldInput(spec, a.domain, required=True)
             yield Static("TLS certificate", classes="section-title")
-            yield RadioSet(
+            yield Choices(
                 Choice("Generate a self-signed certificate (browsers will warn)",
                             value=not own, id="self-signed"),
                 Choice("Use my certificate and key files", value=own, id="own"),

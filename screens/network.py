@@ -16,7 +16,7 @@ from screens.base import StepScreen
 from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS, field_spec
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
-from screens.widgets.toggles import Choice, Tick
+from screens.widgets.toggles import Choice, Choices, Tick
 
 
 class NetworkScreen(StepScreen):
@@ -29,7 +29,7 @@ class NetworkScreen(StepScreen):
         n = a.network
         with VerticalScroll(classes="scroll-body"):
             yield Static("Cloud for storage buckets", classes="section-title first")
-            yield RadioSet(*(Choice(CHOICE_TITLES[c], value=n.cloud == c, id=f"cloud-{c}")
+            yield Choices(*(Choice(CHOICE_TITLES[c], value=n.cloud == c, id=f"cloud-{c}")
                              for c in CLOUDS), id="cloud", compact=True)
             with Horizontal(id="network-choices"):
                 with Vertical(id="warehouses"):

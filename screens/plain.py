@@ -13,6 +13,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import questionary
@@ -49,7 +50,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-    TLS_FIELDS,
     field_spec,
 )
 from screens.state import (
@@ -57,14 +57,40 @@ from screens.state import (
     STEP_TITLES,
     STEPS,
     WizardState,
+    bundled_warning,
     describe_error,
     plan_fingerprint,
     unusual_actions,
 )
+from screens.usable import UNKNOWN, problem_with
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
+CERTIFICATE_HELP = "PEM, the domain's certificate first, then its intermediates"
 MARKS = {Status.PASS: ("✔", "32"), Status.WARN: ("!", "33"), Status.FAIL: ("✘", "31"),
          Status.SKIP: ("-", "2"), Status.ERROR: ("?", "35")}
+
+
+def terminal_width() -> int:
+    import shutil
+
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
+def wrap_lines(text: str, width: int) -> str:
+    """Each line wrapped to `width`; continuation lines keep the line's indent (plus two
+    spaces for list items), so messages stay readable on an 80-column terminal."""
+    import textwrap
+
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())]
+        extra = "  " if line.lstrip().startswith(("✔", "✘", "!", "-", "?", "•", "fix")) else ""
+        out.extend(textwrap.wrap(line, width=width, subsequent_indent=indent + extra + "  ",
+                                 break_long_words=False, break_on_hyphens=False) or [""])
+    return "\n".join(out)
 
 
 class StepFailed(Exception):
@@ -77,15 +103,21 @@ class PlainWizard:
         self.state = state
         self.out = out or sys.stdout
         if color is None:
-            color = self.out.isatty() and not os.environ.get("NO_COLOR")
+            color = (self.out.isatty() and not os.environ.get("NO_COLOR")
+                     and os.environ.get("TERM") != "dumb")
         self.color = color
         self.changes_started = False  # the deploy began writing: "no changes" no longer holds
+        self.resumed = False
 
     # --- output --------------------------------------------------------------------------
 
-    def say(self, text: str = "", code: str = "") -> None:
-        # Control characters made visible: the text may quote a remote host or a server.
+    def say(self, text: str = "", code: str = "", *, wrap: bool = True) -> None:
+        """One message; long lines wrapped at the terminal's width on word boundaries
+        (continuation lines indented like the first), never cut inside a word. Control
+        characters are made visible: the text may quote a remote host or a server."""
         text = visible(self.state.redactor(text))
+        if wrap:
+            text = wrap_lines(text, terminal_width())
         if code and self.color:
             text = f"\x1b[{code}m{text}\x1b[0m"
         self.out.write(text + "\n")
@@ -96,7 +128,7 @@ class PlainWizard:
         self.say()
         self.say(f"== Step {number} of {len(STEPS)}: {STEP_TITLES[step]} ==", "1")
 
-    def show_result(self, r: CheckResult, *, detail: bool = True) -> None:
+    def show_result(self, r: CheckResult, *, detail: bool = True, fix: bool = True) -> None:
         mark, code = MARKS[r.status]
         accepted = " [risk accepted]" if (r.status in (Status.FAIL, Status.ERROR)
                                           and self.state.is_accepted(r.id)) else ""
@@ -104,13 +136,27 @@ class PlainWizard:
         if detail and r.status in (Status.WARN, Status.FAIL, Status.ERROR):
             if r.observed or r.required:
                 self.say(f"      observed {r.observed or '?'}; required {r.required}")
-            if r.remediation:
+            if r.remediation and fix:
                 self.say(f"      fix: {r.remediation}")
+
+    def show_fixes(self, results: list[CheckResult]) -> None:
+        """Each fix once, under the checks it is for (six unreachable hosts share one)."""
+        from installer.report import shared_fixes
+
+        shared = shared_fixes(results)
+        grouped = {i for ids in shared.values() for i in ids}
+        fixes = [(r.remediation, [r.id]) for r in results if r.id not in grouped
+                 and r.remediation and r.status in (Status.WARN, Status.FAIL, Status.ERROR)]
+        for remediation, ids in fixes + list(shared.items()):
+            self.say(f"  fix for {', '.join(ids)}:", "1")
+            self.say(f"      {remediation}")
 
     # --- prompts -------------------------------------------------------------------------
 
-    def ask_field(self, path: str, *, required: bool = False) -> Any:
-        """Ask for one answer with its declared label, help, default and validator."""
+    def ask_field(self, path: str, *, required: bool = False,
+                  instruction: str | None = None) -> Any:
+        """Ask for one answer with its declared label, help, default and validator; a file
+        that is not there (or does not parse) is refused with the reason."""
         spec = field_spec(path)
         current = spec.get(self.state.answers)
         keep_secret = spec.secret and current is not None
@@ -124,10 +170,13 @@ class PlainWizard:
                 return visible(str(exc))
             if required and value is None:
                 return f"{spec.label} is required"
+            problem = None if spec.secret else problem_with(path, value, remote=True)
+            if problem not in (None, UNKNOWN):
+                return str(problem)
             return True
 
         message = f"{spec.label}:"
-        instruction = spec.help or None
+        instruction = instruction or spec.help or None
         if spec.secret:
             if keep_secret:
                 message = f"{spec.label} (Enter keeps the one given):"
@@ -215,7 +264,7 @@ class PlainWizard:
                 except queue.Empty:
                     continue
                 if isinstance(event, CheckFinished):
-                    self.show_result(event.result)
+                    self.show_result(event.result, fix=False)
         except KeyboardInterrupt:
             cancel.set()
             raise
@@ -224,13 +273,17 @@ class PlainWizard:
         results: list[CheckResult] = box["results"]
         if not results:
             self.say("  (no checks of this kind in this version)", "2")
+        self.show_fixes(results)
         return results
 
     def settle(self, step: str, ask_again: Callable[[], None] | None = None) -> None:
         """Run the step's checks until nothing blocks: fix and re-run, change the answers,
         or accept the named risks."""
+        rerun = True
         while True:
-            self.run_checks(step)
+            if rerun:
+                self.run_checks(step)
+            rerun = True
             blocking = self.state.blocking(step)
             if not blocking:
                 return
@@ -249,10 +302,15 @@ class PlainWizard:
                 ask_again()
             elif action == "accept":
                 accepted = questionary.checkbox(
-                    "Accept the risk of these failed checks (Space ticks):",
+                    "Accept the risk of these failed checks (Space ticks, a ticks all):",
                     choices=[questionary.Choice(visible(f"{r.id}: {r.message}"), value=r.id)
                              for r in blocking],
                 ).unsafe_ask()
+                if accepted and not self.confirm(
+                        f"Deploy despite {len(accepted)} failed check(s): "
+                        + ", ".join(accepted) + "?", default=False):
+                    rerun = False  # back to the menu: nothing changed
+                    continue
                 for check_id in accepted or []:
                     self.state.accept_risk(check_id)
                 if not self.state.blocking(step):
@@ -267,8 +325,10 @@ class PlainWizard:
                  "with Helm: it checks every requirement, asks for each setting, shows the "
                  "files it will write, then deploys and verifies CARTO over HTTPS. Nothing "
                  "changes until you confirm the deployment.")
-        self.say("Have ready: the package from CARTO, a domain, its certificate and key (or "
-                 "a self-signed one is made), a PostgreSQL admin user.")
+        self.say("Have ready: for a VM, CARTO's Compose release unpacked on it (from "
+                 "https://github.com/CartoDB/carto-selfhosted); the package from CARTO; a "
+                 "domain, its certificate and key (or a self-signed one is made); a PostgreSQL "
+                 "admin user.")
         if self.state.prefilled_from is not None:
             self.say(f"Answers pre-filled from {self.state.prefilled_from}.")
         try:
@@ -276,10 +336,13 @@ class PlainWizard:
         except InstallerError as exc:
             self.say(f"(the saved session cannot be used: {exc})", "33")
             session = None
-        if session is not None and self.confirm(
-                f"Resume the saved session (stopped at '{STEP_TITLES[session.step]}')?",
-                default=True):
-            return self.state.resume(session)
+        if session is not None:
+            over = (f" (its answers replace those of {self.state.prefilled_from})"
+                    if self.state.prefilled_from is not None else "")
+            if self.confirm(f"Resume the saved session (stopped at "
+                            f"'{STEP_TITLES[session.step]}'){over}?", default=True):
+                self.resumed = True
+                return self.state.resume(session)
         return "platform"
 
     def platform(self) -> None:
@@ -328,8 +391,35 @@ class PlainWizard:
                     continue
                 self.say(f"✔ connected to {target.name}", "32")
                 break
-        for path in COMPOSE_TARGET_FIELDS:
-            self.ask_field(path, required=True)
+        self.ask_deployment_directory()
+
+    def ask_deployment_directory(self) -> None:
+        """Ask for the deployment directory and look at it on the target now, not first at
+        Review: it must hold the vendor's Compose release."""
+        from installer.deployment_dir import inspect_deployment_directory
+
+        while True:
+            for path in COMPOSE_TARGET_FIELDS:
+                self.ask_field(path, required=True)
+            a = self.state.answers
+            target = self.state.connect(self.confirm_host_key, self.ask_passphrase)
+            verdict = inspect_deployment_directory(target, a.compose.directory, a)
+            if verdict.usable:
+                self.say(f"✔ {verdict.message}", "32")
+                return
+            self.say(f"✘ {verdict.message}", "31")
+            self.say(f"  fix: {verdict.remediation}")
+            action = self.choose("What now?", [
+                ("Give another deployment directory", "change"),
+                ("Look again (after unpacking the release there)", "again"),
+                ("Quit (your answers so far are saved)", "quit")], default="change")
+            if action == "quit":
+                raise KeyboardInterrupt
+            if action == "again":
+                verdict = inspect_deployment_directory(target, a.compose.directory, a)
+                if verdict.usable:
+                    self.say(f"✔ {verdict.message}", "32")
+                    return
 
     def requirements(self) -> None:
         self.heading("requirements")
@@ -346,8 +436,13 @@ class PlainWizard:
                                ("Use my certificate and key files", True)],
                               default=bool(a.tls.certificate_file))
             if own:
-                for path in TLS_FIELDS:
-                    self.ask_field(path, required=True)
+                self.say("  Leave the certificate empty to have a self-signed one generated "
+                         "instead.", "2")
+                if self.ask_field("tls.certificate_file", instruction=CERTIFICATE_HELP) is None:
+                    a.tls.certificate_file = a.tls.key_file = None
+                    self.say("  A self-signed certificate will be generated.")
+                    return
+                self.ask_field("tls.key_file", required=True)
             else:
                 a.tls.certificate_file = a.tls.key_file = None
 
@@ -365,8 +460,7 @@ class PlainWizard:
                  ("Bundled container (debugging only, not for production)", True)],
                 default=db.bundled)
             if db.bundled:
-                self.say("⚠ The bundled PostgreSQL is for debugging only: CARTO does not "
-                         "support it in production and will remove it.", "33")
+                self.say("⚠ " + bundled_warning(self.state.answers.platform), "33")
                 return
             for path in DATABASE_FIELDS:
                 self.ask_field(path, required=path in ("database.host", "database.admin_password",
@@ -491,16 +585,24 @@ class PlainWizard:
                 code = ("32" if line.startswith("+") and not line.startswith("+++") else
                         "31" if line.startswith("-") and not line.startswith("---") else
                         "36" if line.startswith("@@") else "")
-                self.say(line, code)
+                self.say(line, code, wrap=False)  # a diff line stays whole
         self.say(f"Answers saved to {saved}.")
+        if self.state.kept_other_platform is not None:
+            self.say(f"({self.state.kept_other_platform} holds answers for another platform "
+                     "and was kept as it is.)", "2")
+        for path in getattr(plan, "removals", []):
+            self.say(f"  remove {path} (no longer used)")
         unsaved = self.state.unsaved_secrets()
         if unsaved:
             self.say("Secrets typed here are not saved; for re-runs give "
                      + ", ".join(p + "_env" for p in unsaved) + ".", "2")
         if self.state.accepted_risks:
             self.say("Accepted risks: " + ", ".join(self.state.accepted_risks), "33")
+        if self.resumed:
+            self.say("You resumed a saved session: read the plan above before deploying.", "1")
+        # Changing a machine is never the default: Enter alone does not deploy.
         return self.confirm("Deploy now? This writes the files above and starts CARTO.",
-                            default=True)
+                            default=False)
 
     def deploy(self) -> int:
         self.heading("deploy")
@@ -569,7 +671,7 @@ class PlainWizard:
                 plan, reply, reviewed, unusual = item
                 if not reviewed:
                     self.say("The files changed since the review. What would now be written:")
-                    self.say(plan.diff(self.state.redactor))
+                    self.say(plan.diff(self.state.redactor), wrap=False)
                 for action in unusual:
                     self.say(f"  before deploying: {action}", "1")
                 reply.put(self.confirm("Go ahead?", default=False))
@@ -620,7 +722,9 @@ class PlainWizard:
             following = STEPS[STEPS.index(step) + 1]
             self.state.save_session(following)
         if not self.review():
-            self.say(f"No changes were made. Your answers are in {self.state.answers_path}.")
+            self.say(f"No changes were made. Your answers are in {self.state.answers_path}; "
+                     f"deploy later with: carto-installer deploy --answers "
+                     f"{self.state.answers_path}")
             return EXIT_OK
         return self.deploy()
 
@@ -629,9 +733,11 @@ def run_plain(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer --plain`: the wizard as questions and answers."""
     from installer.cli import load_answers_arg
 
-    answers = load_answers_arg(getattr(args, "answers", None), redactor)
+    answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
+    save_to = getattr(args, "save_answers", None)
     state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
-                        accept_host_key=getattr(args, "accept_host_key", None))
+                        accept_host_key=getattr(args, "accept_host_key", None),
+                        answers_path=Path(save_to).resolve() if save_to else None)
     wizard = PlainWizard(state)
     try:
         return wizard.run()
@@ -640,7 +746,10 @@ def run_plain(args: argparse.Namespace, redactor: Any) -> int:
             wizard.say("\nStopped. Every file written so far is complete; run carto-installer "
                        "again to finish.")
         else:
-            wizard.say("\nNo changes were made.")
+            saved = (f" Your progress is saved in {state.session_path}: run the installer "
+                     "again (./install.sh --plain) to resume." if state.session_path.exists()
+                     else "")
+            wizard.say("\nNo changes were made." + saved)
         return EXIT_INTERRUPTED
     finally:
         state.close()

@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
 from screens.base import StepScreen
-from screens.widgets.toggles import Choice
+from screens.widgets.toggles import Choice, Choices
 
 # From the vendor's deployment requirements (REQUIREMENTS.md); each is checked on step 4.
 REQUIREMENTS = {
@@ -40,12 +40,12 @@ REQUIREMENTS = {
 class PlatformScreen(StepScreen):
     STEP = "platform"
     HINT = ("Single VM suits most installations; Kubernetes needs an existing cluster. "
-            "Arrows choose, Ctrl+N goes on.")
+            "↑↓ choose, Ctrl+N goes on, F1 helps.")
 
     def compose_body(self) -> Iterable[Widget]:
         chosen = self.state.answers.platform
         yield Static("Where will CARTO run?", classes="section-title first")
-        yield RadioSet(
+        yield Choices(
             Choice("Single VM with Docker Compose (recommended for most)",
                         value=chosen == "compose", id="compose"),
             Choice("Kubernetes cluster with Helm", value=chosen == "kubernetes",
@@ -60,6 +60,8 @@ class PlatformScreen(StepScreen):
                     text.append(f" • {item}\n")
                 card = Static(text, id=f"card-{key}", classes="platform-card")
                 card.set_class(key == chosen, "-chosen")
+                # Both cards as tall as the longer list (title, items, borders).
+                card.styles.height = max(len(i) for _, i in REQUIREMENTS.values()) + 3
                 yield card
 
     def on_mount(self) -> None:

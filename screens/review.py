@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
@@ -16,7 +17,16 @@ from textual.worker import Worker, get_current_worker
 
 from installer.safetext import visible
 from screens.base import StepScreen
-from screens.state import Cancelled, describe_error, plan_fingerprint, run_cancellable
+from screens.state import (
+    STEP_TITLES,
+    STEPS,
+    Cancelled,
+    describe_error,
+    plan_fingerprint,
+    run_cancellable,
+    step_for_answer,
+    step_for_check,
+)
 
 
 class PlanReady(Message):
@@ -57,6 +67,19 @@ class ReviewScreen(StepScreen):
     STEP = "review"
     NEXT_LABEL = "Deploy ▶"
     HINT = "↑↓ PgUp PgDn scroll the changes. Deploy (Ctrl+N) writes them and starts CARTO."
+    BINDINGS = [Binding("g", "go_to_problem", "Go to the step")]
+
+    # The step where the problem Review found is fixed (g goes there).
+    problem_step: str | None = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "go_to_problem":
+            return self.problem_step is not None
+        return super().check_action(action, parameters)
+
+    def action_go_to_problem(self) -> None:
+        if self.problem_step is not None:
+            self.app.goto(self.problem_step)  # type: ignore[attr-defined]
 
     def compose_body(self) -> Iterable[Widget]:
         with VerticalScroll(id="review-diff", can_focus=True):
@@ -107,10 +130,22 @@ class ReviewScreen(StepScreen):
             return
         if message.error is not None:
             text, fix = describe_error(message.error)
-            self.query_one("#review-summary", Static).update(
-                Text(f"✘ {text}\n" + (f"Fix: {fix}" if fix else ""), style="red"))
+            summary = Text(f"✘ {text}\n" + (f"Fix: {fix}\n" if fix else ""), style="red")
+            paths = [p.path for p in getattr(message.error, "problems", [])] or [
+                getattr(message.error, "path", "")]
+            steps = [s for s in dict.fromkeys(step_for_answer(p) for p in paths if p) if s]
+            if steps:
+                self.problem_step = steps[0]
+                for step in steps:
+                    summary.append(f"→ set on step {STEPS.index(step) + 1} · "
+                                   f"{STEP_TITLES[step]}\n", style="bold")
+                self.set_hint(f"Press g to go to {STEP_TITLES[steps[0]]} and fix it, then "
+                              "come back with Ctrl+N.")
+                self.refresh_bindings()
+            else:
+                self.set_hint("Go Back to the step concerned (Esc), then return here.")
+            self.query_one("#review-summary", Static).update(summary)
             self.set_status(Text("Cannot deploy with these answers.", style="red"))
-            self.set_hint("Go Back to the step concerned (Esc), then return here.")
             return
         self.state.reviewed_plan = message.plan
         self.state.reviewed_fingerprint = plan_fingerprint(message.plan)
@@ -138,15 +173,25 @@ class ReviewScreen(StepScreen):
                 if change.secret:
                     summary.append("  [secret]", style="dim")
                 summary.append("\n")
+        directory = getattr(plan, "directory", "")
+        for removed in getattr(plan, "removals", []):
+            summary.append(" - ", style="red")
+            summary.append(f"{redactor(relative(removed, directory))} (removed: no longer "
+                           "used)\n")
         for backup in plan.backups:
             summary.append(f"  backup  {redactor(backup)}\n", style="dim")
         for note in plan.notes:
             summary.append(f"  note: {redactor(note)}\n", style="italic")
         if self.state.accepted_risks:
-            summary.append("Accepted risks: " + ", ".join(self.state.accepted_risks) + "\n",
-                           style="yellow")
+            summary.append("Accepted risks: ", style="yellow")
+            summary.append(", ".join(
+                f"{risk} ({STEP_TITLES[step]})" if (step := step_for_check(risk)) else risk
+                for risk in self.state.accepted_risks) + "\n", style="yellow")
         if self.saved_to:
             summary.append(f"Answers saved to {self.saved_to}", style="dim")
+            if self.state.kept_other_platform is not None:
+                summary.append(f" ({self.state.kept_other_platform}, which holds another "
+                               "platform's answers, was kept)", style="dim")
             unsaved = self.state.unsaved_secrets()
             if unsaved:
                 summary.append(" (typed secrets are not saved: for re-runs give "

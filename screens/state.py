@@ -54,9 +54,20 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
     "license": ("license",),
     "network": ("egress", "storage"),
 }
-SESSION_NAME = ".carto-installer-session.yaml"
+SESSION_NAME = "session.yaml"  # in the state directory (CONTRACT.md), never the checkout
 ANSWERS_NAME = "carto-answers.yaml"
+# The installer's own folder (the checkout, or site-packages): nothing the user owns goes here.
+INSTALLER_HOME = Path(__file__).resolve().parent.parent
 BLOCKING = ("fail", "error")  # check statuses that stop a deployment (Status is a StrEnum)
+
+
+def bundled_warning(platform: str) -> str:
+    """What choosing the vendor's bundled PostgreSQL means, for the platform chosen."""
+    where = ("in a PersistentVolume of the cluster, with no backups unless you make them"
+             if platform == "kubernetes" else
+             "in a Docker volume on this machine, without backups")
+    return ("The bundled PostgreSQL is for debugging and evaluation only: CARTO states it is "
+            f"not supported in production and will be removed. Your data lives {where}.")
 
 
 class Cancelled(Exception):
@@ -69,6 +80,48 @@ class SavedSession:
     step: str
     answers: Answers
     accepted_risks: list[str]
+
+
+def state_directory(environ: Any = None) -> Path:
+    """Where the wizard keeps its session: $XDG_STATE_HOME/carto-installer, by default
+    ~/.local/state/carto-installer (the XDG base directory rules; CONTRACT.md)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_STATE_HOME") or ""
+    root = Path(base) if os.path.isabs(base) else Path(os.path.expanduser("~")) / ".local/state"
+    return root / "carto-installer"
+
+
+def default_answers_folder(workdir: Path, state_dir: Path) -> Path:
+    """Where the wizard saves the answers when the user named no file: the working directory,
+    unless that is the installer's own folder (a checkout must stay clean: `git status`
+    shows nothing after a run), else the state directory."""
+    try:
+        workdir.resolve().relative_to(INSTALLER_HOME)
+    except ValueError:
+        return workdir
+    return state_dir
+
+
+# Which step asks for an answer (by the start of its dotted path) or runs a check category:
+# a problem found later (at Review) names the step where it is fixed.
+PATH_STEPS = (("compose.directory", "target"), ("target", "target"), ("kubernetes", "target"),
+              ("domain", "domain_tls"), ("tls", "domain_tls"), ("database", "database"),
+              ("package", "license"), ("compose.images_archive", "license"),
+              ("network", "network"), ("platform", "platform"))
+
+
+def step_for_answer(path: str) -> str | None:
+    for prefix, step in PATH_STEPS:
+        if path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "_"):
+            return step
+    return None
+
+
+def step_for_check(check_id: str) -> str | None:
+    category = category_of(check_id)
+    return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
 
 
 def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
@@ -107,13 +160,25 @@ class WizardState:
         workdir: Path | None = None,
         resolver: Resolver | None = None,
         accept_host_key: str | None = None,
+        state_dir: Path | None = None,
+        answers_path: Path | None = None,
     ) -> None:
         self.redactor = redactor
         self.answers = answers or Answers()
         self.prefilled_from: Path | None = answers.source if answers else None
         self.workdir = (workdir or Path.cwd()).resolve()
-        self.session_path = self.workdir / SESSION_NAME
-        self.answers_path = self.workdir / ANSWERS_NAME
+        self.state_dir = state_dir or state_directory()
+        self.session_path = self.state_dir / SESSION_NAME
+        # Where the answers are saved: the file the user named (--save-answers), else beside
+        # the file that pre-filled them (--answers), else next to where the installer was
+        # started (see default_answers_folder).
+        if answers_path is None:
+            folder = (self.prefilled_from.resolve().parent if self.prefilled_from is not None
+                      else default_answers_folder(self.workdir, self.state_dir))
+            answers_path = folder / ANSWERS_NAME
+        self.answers_path = answers_path
+        # Set when the answers were saved under another name to keep another platform's file.
+        self.kept_other_platform: Path | None = None
         self.resolver = resolver
         self.accept_host_key = accept_host_key
         self.results: dict[str, CheckResult] = {}
@@ -208,18 +273,32 @@ class WizardState:
                 + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         from installer.target import atomic_write
 
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         atomic_write(str(self.session_path), text.encode("utf-8"), 0o600)
 
     def clear_session(self) -> None:
         self.session_path.unlink(missing_ok=True)
 
     def save_answers(self) -> Path:
-        """The answers file for re-runs and automation (secrets only as references)."""
+        """The answers file for re-runs and automation (secrets only as references).
+
+        A file there that holds another platform's answers is never replaced: these answers
+        then go beside it, named after their platform (`carto-answers.kubernetes.yaml`), and
+        `kept_other_platform` names the file that was kept."""
         from installer.target import atomic_write
 
-        atomic_write(str(self.answers_path), dump_answers(self.answers).encode("utf-8"), 0o600)
-        log.info("answers saved to %s", self.answers_path)
-        return self.answers_path
+        path = self.answers_path
+        other = _platform_in(path)
+        if other is not None and other != self.answers.platform:
+            self.kept_other_platform = path
+            path = path.with_name(f"{path.stem}.{self.answers.platform}{path.suffix or '.yaml'}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(str(path), dump_answers(self.answers).encode("utf-8"), 0o600)
+        self.answers_path = path
+        # Files the answers lead to (Kubernetes' customizations.yaml) go next to them.
+        self.answers.source = path
+        log.info("answers saved to %s", path)
+        return path
 
     def unsaved_secrets(self) -> list[str]:
         """Answer paths of secrets typed in the wizard, which the answers file leaves out."""
@@ -352,6 +431,17 @@ class WizardState:
                       confirm=confirm)
 
 
+def _platform_in(path: Path) -> str | None:
+    """The platform an existing answers file names, or None (absent or unreadable)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if isinstance(data, dict):
+        return str(data.get("platform") or "compose")
+    return None
+
+
 def plan_fingerprint(plan: Any) -> str:
     """What a render plan starts from: each file it touches with its current content and the
     mode it gets. Equal fingerprints mean nothing on the target changed since the review
@@ -363,6 +453,7 @@ def plan_fingerprint(plan: Any) -> str:
         before = b"-" if change.before is None else hashlib.sha256(change.before).digest()
         digest.update(f"{change.path}\0{change.mode:o}\0{change.secret}\0".encode() + before)
     digest.update(str(len(plan.backups)).encode())
+    digest.update("\0".join(getattr(plan, "removals", [])).encode())
     return digest.hexdigest()
 
 

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 from textual.worker import Worker, get_current_worker
 
+from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from screens.base import StepScreen
 from screens.fields import (
     COMPOSE_TARGET_FIELDS,
@@ -24,16 +25,23 @@ from screens.fields import (
     field_spec,
 )
 from screens.state import Cancelled, describe_error, run_cancellable
+from screens.usable import UNKNOWN, problem_with
 from screens.widgets.field_input import FieldInput
-from screens.widgets.toggles import Choice, Tick
+from screens.widgets.toggles import Choice, Choices, Tick
 
 
 class Connected(Message):
-    def __init__(self, worker: Worker[Any], error: BaseException | None, name: str = "") -> None:
+    def __init__(self, worker: Worker[Any], error: BaseException | None, name: str = "",
+                 directory: DirectoryVerdict | None = None) -> None:
         super().__init__()
         self.worker = worker
         self.error = error
         self.name = name
+        self.directory = directory
+
+
+RELEASE_NOTE = ("Needs the vendor's Compose release here (docker-compose.yml, env.tpl, VERSION, "
+                "MIN_VERSION), from " + RELEASES_URL.removeprefix("https://"))
 
 
 class TargetScreen(StepScreen):
@@ -61,7 +69,7 @@ class TargetScreen(StepScreen):
                 return
             remote = a.target is not None
             yield Static("Which machine will run CARTO?", classes="section-title first")
-            yield RadioSet(
+            yield Choices(
                 Choice("This machine (where the installer runs)", value=not remote,
                             id="local"),
                 Choice("Another machine, over SSH", value=remote, id="remote"),
@@ -86,7 +94,9 @@ class TargetScreen(StepScreen):
             with Vertical(classes="form"):
                 for path in COMPOSE_TARGET_FIELDS:
                     spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a), required=True)
+                    yield FieldInput(spec, spec.get(a), required=True,
+                                     usable=self._directory_problem, unusable_blocks=True)
+            yield Static(RELEASE_NOTE, id="directory-note", classes="note")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -103,6 +113,23 @@ class TargetScreen(StepScreen):
         pressed = self.query_one(RadioSet).pressed_button
         return pressed is not None and pressed.id == "remote"
 
+    def _directory_problem(self, value: Any) -> str | None:
+        """The deployment directory on this machine is looked at as it is typed; on another
+        machine, once Next has connected to it."""
+        try:
+            remote = self.remote
+        except Exception:  # not mounted yet: go by the answers
+            remote = self.state.answers.target is not None
+        problem = problem_with("compose.directory", value, remote=remote)
+        notes = self.query("#directory-note")
+        if notes and problem not in (None, UNKNOWN):
+            notes.first(Static).update(
+                Text("✘ " + str(problem) + ". Get it from " + RELEASES_URL
+                     + " (or point this field at the folder where it is).", style="red"))
+        elif notes:
+            notes.first(Static).update(RELEASE_NOTE)
+        return problem
+
     def _sync_visibility(self) -> None:
         if self.kubernetes:
             return
@@ -110,6 +137,8 @@ class TargetScreen(StepScreen):
         self.query_one("#ssh-form").display = remote
         self.query_one("#jump-form").display = remote and self.query_one("#use-jump",
                                                                          Checkbox).value
+        directory = self.query_one("#f-compose-directory", FieldInput)
+        directory._show(directory.error)  # local and remote judge the folder differently
 
     @on(RadioSet.Changed)
     def _choice(self, event: RadioSet.Changed) -> None:
@@ -162,6 +191,7 @@ class TargetScreen(StepScreen):
         if not self.commit_if_valid():
             return
         if not self.live or self.kubernetes or self.state.answers.target is None:
+            # This machine's folder was judged as it was typed (validate refuses it).
             self.app.advance(self.STEP)  # type: ignore[attr-defined]
             return
         self.set_status(Text(f"Connecting to {self.state.answers.target.describe()}… "
@@ -176,12 +206,15 @@ class TargetScreen(StepScreen):
             target = run_cancellable(
                 lambda: self.state.connect(self.host_key_confirmer(cancel),
                                            self.passphrase_asker(cancel)), cancel)
+            a = self.state.answers
+            verdict = run_cancellable(
+                lambda: inspect_deployment_directory(target, a.compose.directory, a), cancel)
         except Cancelled:
             return
         except Exception as exc:
             self.post_message(Connected(worker, exc))
             return
-        self.post_message(Connected(worker, None, target.name))
+        self.post_message(Connected(worker, None, target.name, verdict))
 
     def cancel_work(self) -> bool:
         worker = self._checks_worker
@@ -200,5 +233,15 @@ class TargetScreen(StepScreen):
             self.set_status(Text("Could not connect.", style="red"))
             self.set_hint(Text(f"✘ {text}" + (f" — fix: {fix}" if fix else "")), error=True)
             return
-        self.set_status(Text(f"Connected to {message.name}.", style="green"))
+        verdict = message.directory
+        if verdict is not None and not verdict.usable:
+            self.set_status(Text(f"Connected to {message.name}.", style="green"))
+            field = self.query_one("#f-compose-directory", FieldInput)
+            self.query_one("#directory-note", Static).update(
+                Text(f"✘ {verdict.message}. Fix: {verdict.remediation}.", style="red"))
+            self.show_problem(field, verdict.message)
+            field.query_one(".field-mark", Static).update("✘")
+            return
+        self.set_status(Text(f"Connected to {message.name}"
+                             + (f"; {verdict.message}." if verdict else "."), style="green"))
         self.app.advance(self.STEP)  # type: ignore[attr-defined]

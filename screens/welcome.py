@@ -8,13 +8,13 @@ from rich.text import Text
 from textual import on
 from textual.containers import Vertical
 from textual.widget import Widget
-from textual.widgets import RadioButton, RadioSet, Static
+from textual.widgets import RadioButton, Static
 
 from installer.errors import InstallerError
 from screens.base import StepScreen
 from screens.state import STEP_TITLES, SavedSession
 from screens.widgets.nav_button import NavButton
-from screens.widgets.toggles import Choice
+from screens.widgets.toggles import Choice, Choices
 
 WELCOME = (
     "This wizard installs CARTO Self-Hosted on a single VM with Docker Compose, or on "
@@ -24,6 +24,7 @@ WELCOME = (
 )
 
 READY = [
+    ("Release", "on a VM, CARTO's github.com/CartoDB/carto-selfhosted, unpacked"),
     ("Package", "the folder or zip CARTO sent you (your license)"),
     ("Domain", "e.g. carto.example.com, pointing at the machine"),
     ("Certificate", "and key for that domain (or one is generated)"),
@@ -33,7 +34,8 @@ READY = [
 
 class WelcomeScreen(StepScreen):
     STEP = "welcome"
-    HINT = "Tab moves between controls, Enter activates, Ctrl+N goes on, Ctrl+Q quits."
+    HINT = ("Tab moves between controls, Enter activates, Ctrl+N goes on, F1 (or ?) helps, "
+            "Ctrl+Q quits.")
 
     def compose_body(self) -> Iterable[Widget]:
         text = Text(WELCOME)
@@ -55,9 +57,11 @@ class WelcomeScreen(StepScreen):
             self.session_error = str(exc)
         if self.session is not None:
             with Vertical(id="resume-box"):
+                over = (f" Resuming uses its answers, not those of "
+                        f"{self.state.prefilled_from}." if self.state.prefilled_from else "")
                 yield Static(Text(f"A saved session stopped at "
-                                  f"'{STEP_TITLES[self.session.step]}'.", style="bold"))
-                yield RadioSet(
+                                  f"'{STEP_TITLES[self.session.step]}'.{over}", style="bold"))
+                yield Choices(
                     Choice("Resume where I stopped", value=True, id="resume"),
                     Choice("Start again from the beginning", id="fresh"),
                     id="resume-choice", compact=True,

@@ -31,3 +31,11 @@ def _installer_logger_restored() -> Iterator[None]:
             logger.removeHandler(handler)
             handler.close()
     logger.propagate, logger.level = saved[1], saved[2]
+
+
+@pytest.fixture(autouse=True)
+def _private_state_directory(tmp_path_factory: pytest.TempPathFactory,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wizard keeps its session in $XDG_STATE_HOME: each test gets its own, so no test
+    reads or writes the real user's state (subprocesses inherit it through the environment)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))

@@ -546,7 +546,8 @@ def test_cli_deploy_prints_and_logs_the_command_and_leaks_no_secret(
     key_lines = [line for line in (tmp_path / "tls" / "privkey.pem").read_text().splitlines()
                  if "-----" not in line]
     everything = "".join([log, first.stdout, first.stderr, second.stdout, second.stderr,
-                          status.stdout, (work / "customizations.yaml").read_text()])
+                          status.stdout, (tmp_path / "customizations.yaml").read_text()])
+    assert not (work / "customizations.yaml").exists()  # next to the answers (CONTRACT.md)
     for secret in [DB_PASSWORD, ADMIN_PASSWORD, *key_lines, *package.secrets]:
         assert secret not in everything
     assert (work / "carto-installer.log").stat().st_mode & 0o077 == 0

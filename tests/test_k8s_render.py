@@ -227,7 +227,9 @@ def test_cli_render_needs_no_cluster_and_dry_run_writes_nothing(
     assert sorted(p.name for p in work.iterdir()) == ["carto-installer.log"]
     result = run_cli("render", "--answers", str(answers), cwd=work)
     assert result.returncode == 0, result.stderr
-    assert f"wrote {work / 'customizations.yaml'}" in result.stdout
+    # Next to the answers file (CONTRACT.md), wherever the command is run from.
+    assert f"wrote {tmp_path / 'customizations.yaml'}" in result.stdout
+    assert not (work / "customizations.yaml").exists()
     again = run_cli("render", "--answers", str(answers), cwd=work)
     assert "nothing to change" in again.stdout
     log = (work / "carto-installer.log").read_text()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from screens.plain import PlainWizard, run_plain
-from screens.state import SESSION_NAME
+from screens.state import SESSION_NAME, state_directory
 from tests.services.tls_ca import free_loopback_port
 from tests.services.wizard_prompts import ALL, Always, ScriptedPrompts
 from tests.services.wizard_support import new_state
@@ -45,22 +45,30 @@ def test_ctrl_c_at_any_prompt_says_no_changes_were_made(
                      new_state(tmp_path).redactor)
     out = capsys.readouterr().out
     assert code == 130
-    assert out.rstrip().endswith("No changes were made.")
+    session = state_directory() / SESSION_NAME
+    assert "No changes were made. Your progress is saved in" in out
+    assert str(session) in out.replace("\n", " ") or "resume" in out
     assert prompts.unanswered() == []
-    # Only the progress so far is kept (to resume), and nothing else is written.
-    assert sorted(p.name for p in tmp_path.iterdir()) == [SESSION_NAME]
-    assert yaml.safe_load((tmp_path / SESSION_NAME).read_text())["step"] == "target"
+    # Only the progress so far is kept (to resume), in the state directory; nothing is
+    # written where the installer was started.
+    assert list(tmp_path.iterdir()) == []
+    assert yaml.safe_load(session.read_text())["step"] == "target"
 
 
 def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from installer.tlsgen import write_self_signed
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    write_self_signed("carto.example.com", str(cert), str(key))
     prompts = ScriptedPrompts({
         "Domain:": ["https://carto.example.com/", "carto", "Carto.Example.com"],
         "TLS certificate:": ["Use my certificate and key files"],
-        "Certificate file:": [str(tmp_path / "missing.pem")],
+        # A file that is not there, or is not a certificate, is refused at the prompt.
+        "Certificate file:": [str(tmp_path / "missing.pem"), str(key), str(cert)],
         "Private key file:": [""],  # required here: refused, then given
     }).install(monkeypatch)
-    prompts.script["Private key file:"].append(str(tmp_path / "key.pem"))  # type: ignore[union-attr]
+    prompts.script["Private key file:"].append(str(key))  # type: ignore[union-attr]
     wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=io.StringIO())
     wizard.ask_field("domain", required=True)
     assert wizard.state.answers.domain == "carto.example.com"
@@ -72,23 +80,32 @@ def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
     assert own is True
     wizard.ask_field("tls.certificate_file", required=True)
     wizard.ask_field("tls.key_file", required=True)
-    assert wizard.state.answers.tls.key_file == str(tmp_path / "key.pem")
+    assert wizard.state.answers.tls.key_file == str(key)
+    assert wizard.state.answers.tls.certificate_file == str(cert)
     assert ("Private key file:", "", "Private key file is required") in prompts.rejected
+    refused = [reason for message, _, reason in prompts.rejected
+               if message == "Certificate file:"]
+    assert refused[0] == f"{tmp_path / 'missing.pem'} does not exist"
+    assert "certificate" in refused[1].lower() and len(refused) == 2
 
 
 def test_checks_print_live_and_a_failure_needs_a_named_accepted_risk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _closed_docker(monkeypatch)  # docker.engine fails the same way on every machine
-    ScriptedPrompts({
-        "What now?": ["rerun", "accept"],
-        "Accept the risk of these failed checks": [ALL],
+    prompts = ScriptedPrompts({
+        "What now?": ["rerun", "accept", "accept"],
+        "Accept the risk of these failed checks": [ALL, ALL],
+        "Deploy despite": [False, True],  # one confirmation listing them; No keeps them
     }).install(monkeypatch)
     out = io.StringIO()
     wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=out)
     wizard.requirements()
     text = out.getvalue()
     assert text.count("✘ docker.engine") == 2  # the first run, then the re-run
-    assert "fix: " in text
+    assert "fix for docker.engine" in text
+    confirmations = [m for kind, m, _ in prompts.asked if m.startswith("Deploy despite")]
+    assert len(confirmations) == 2 and "docker.engine" in confirmations[0]
+    assert prompts.unanswered() == []
     assert "docker.engine" in wizard.state.accepted_risks
     assert wizard.state.blocking("requirements") == []
     assert "\x1b[" not in text  # not a terminal: no colour
@@ -112,14 +129,18 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
 
 def test_the_session_is_saved_step_by_step_without_secrets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+
     _closed_docker(monkeypatch)
     monkeypatch.chdir(tmp_path)
+    deploy_dir = make_deployment(tmp_path / "deploy")
     ScriptedPrompts({
         "Where will CARTO run?": ["compose"],
         "Which machine will run CARTO?": ["local"],
-        "Deployment directory:": [str(tmp_path / "deploy")],
+        "Deployment directory:": [str(deploy_dir)],
         "What now?": Always("accept"),
         "Accept the risk of these failed checks": Always(ALL),
+        "Deploy despite": Always(True),
         "Domain:": ["carto.example.com"],
         "TLS certificate:": [False],
         "Which PostgreSQL?": [False],
@@ -135,7 +156,7 @@ def test_the_session_is_saved_step_by_step_without_secrets(
     wizard = PlainWizard(state, out=io.StringIO())
     with pytest.raises(KeyboardInterrupt):
         wizard.run()
-    session = tmp_path / SESSION_NAME
+    session = state.session_path
     saved = yaml.safe_load(session.read_text())
     assert saved["step"] == "database"  # the last step completed was Domain and TLS
     assert saved["answers"]["domain"] == "carto.example.com"
@@ -162,6 +183,7 @@ def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
         "Deployment directory:": ["relative/not/absolute/is/fine", str(deploy_dir)],
         "What now?": Always("accept"),
         "Accept the risk of these failed checks": Always(ALL),
+        "Deploy despite": Always(True),
         "Domain:": ["carto.plain.test"],
         "TLS certificate:": [False],
         "Which PostgreSQL?": [False],
@@ -262,6 +284,7 @@ def test_a_real_install_through_a_pseudo_terminal(
         ("Deployment directory:", CLEAR_LINE + str(deploy_dir) + "\r"),
         ("What now\\?", DOWN + "\r"),  # "Accept the risk and go on" is always second
         ("Accept the risk of these failed checks", "a\r"),  # a: tick them all
+        ("Deploy despite", "y"),  # one confirmation, listing them
         ("Domain:", bracketed(PTY_DOMAIN) + "\r"),
         ("TLS certificate:", "\r"),  # generate a self-signed one
         ("Which PostgreSQL\\?", "\r"),  # external
@@ -333,7 +356,7 @@ def test_a_real_install_through_a_pseudo_terminal(
     saved = (workdir / "carto-answers.yaml").read_text()
     assert PTY_DOMAIN in saved and carto_password not in saved
     assert "SELFHOSTED_DOMAIN" in (deploy_dir / "customer.env").read_text()
-    assert not (workdir / SESSION_NAME).exists()  # finished: nothing to resume
+    assert not (state_directory() / SESSION_NAME).exists()  # finished: nothing to resume
 
 
 def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
@@ -378,3 +401,104 @@ def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
     assert PASSPHRASE not in text and PASSPHRASE in state.redactor._secrets
     assert prompts.unanswered() == []
     state.close()
+
+
+# --- issue 15: what a first-time admin meets in plain mode ----------------------------------
+
+
+def test_a_resumed_session_shows_the_plan_and_enter_alone_does_not_deploy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+    from tests.fixtures.package import make_package
+
+    deploy_dir = make_deployment(tmp_path / "deploy")
+    before = {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()}
+    earlier = new_state(tmp_path)
+    a = earlier.answers
+    a.compose.directory = str(deploy_dir)
+    a.package = str(make_package(tmp_path / "package").path)
+    a.domain = "carto.resume.test"
+    a.database.bundled = True
+    earlier.save_session("review")
+    prompts = ScriptedPrompts({
+        "Resume the saved session": [True],
+        "Deploy now?": [False],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    code = PlainWizard(new_state(tmp_path, resolver=loopback), out=out).run()
+    text = out.getvalue()
+    assert code == 0 and prompts.unanswered() == []
+    assert prompts.defaults["Deploy now? This writes the files above and starts CARTO."] is False
+    assert "file(s) will be written" in text  # the plan is shown again before the question
+    assert "You resumed a saved session: read the plan above before deploying." in text
+    assert {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()} == before
+
+
+def test_the_deployment_directory_is_judged_at_its_step_with_where_the_release_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fixtures.compose_fixture import make_deployment
+
+    release = make_deployment(tmp_path / "release")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    prompts = ScriptedPrompts({
+        "Which machine will run CARTO?": ["local"],
+        "Deployment directory:": [str(tmp_path / "missing"), str(empty), str(release)],
+        "What now?": ["change", "change"],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path), out=out)
+    wizard.target()
+    text = " ".join(out.getvalue().split())
+    assert f"✘ {tmp_path / 'missing'} does not exist on local" in text
+    assert "lacks docker-compose.yml, env.tpl, VERSION, MIN_VERSION" in text
+    assert "https://github.com/CartoDB/carto-selfhosted/releases" in text
+    assert f"✔ {release} holds the vendor's release" in text
+    assert wizard.state.answers.compose.directory == str(release)
+    assert prompts.unanswered() == []
+
+
+def test_an_empty_certificate_answer_means_a_self_signed_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = ScriptedPrompts({
+        "Domain:": ["carto.example.com"],
+        "TLS certificate:": ["Use my certificate and key files"],
+        "Certificate file:": [""],
+    }).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path, resolver=loopback), out=out)
+    monkeypatch.setattr(wizard, "settle", lambda step, ask=None: None)  # no checks here
+    wizard.domain_tls()
+    assert wizard.state.answers.tls.certificate_file is None
+    assert wizard.state.answers.tls.key_file is None
+    assert prompts.rejected == []  # no "Certificate file is required"
+    assert "A self-signed certificate will be generated." in out.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_term_dumb_plain_mode_wraps_long_lines_and_sends_no_colour(tmp_path: Path) -> None:
+    import pexpect
+
+    from tests.helpers import cli_env
+
+    env = cli_env({"TERM": "dumb", "COLUMNS": "60", "LINES": "24"})
+    env.pop("NO_COLOR", None)  # TERM=dumb alone must be enough
+    child = pexpect.spawn(sys.executable, ["-m", "screens"], cwd=str(tmp_path), env=env,
+                          encoding="utf-8", dimensions=(24, 60), timeout=60)
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect_exact("Where will CARTO run?")
+        child.send("\x03")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    out = transcript.getvalue()
+    welcome = out.split("Where will CARTO run?")[0]
+    for code in ("\x1b[1m", "\x1b[2m", "\x1b[31m", "\x1b[32m", "\x1b[33m"):
+        assert code not in welcome, repr(code)
+    lines = [line for line in welcome.replace("\r", "").split("\n") if line.strip()]
+    assert max(len(line) for line in lines) <= 60, lines
+    assert any(line.startswith("CARTO Self-Hosted installer") for line in lines)
+    words = " ".join(" ".join(lines).split())
+    assert "Nothing changes until you confirm the deployment." in words  # not cut in a word

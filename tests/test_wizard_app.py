@@ -16,7 +16,7 @@ import yaml
 from installer.checks.base import Status
 from screens.app import WizardApp
 from screens.base import StepScreen
-from screens.state import SESSION_NAME
+from screens.state import SESSION_NAME, state_directory
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.modals import ConfirmModal
@@ -166,11 +166,13 @@ async def test_quit_asks_first_and_leaves_only_whole_files(tmp_path: Path) -> No
         await wait_until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
     assert app.return_value == 130
     assert any("No changes were made" in line for line in app.farewell)
-    session = tmp_path / SESSION_NAME
+    session = state.session_path
+    assert session == state_directory() / SESSION_NAME  # $XDG_STATE_HOME/carto-installer
     data = yaml.safe_load(session.read_text())
     assert data["step"] == "platform"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [SESSION_NAME]
+    assert stat.S_IMODE(session.parent.stat().st_mode) == 0o700
+    assert list(tmp_path.iterdir()) == []  # nothing in the folder it was started from
 
 
 @sync
@@ -197,7 +199,7 @@ async def test_resume_goes_back_to_a_step_whose_secret_was_not_saved(tmp_path: P
 
     first.answers.database.admin_password = Secret("typed-in-the-wizard", "inline")
     first.save_session("network")
-    assert "typed-in-the-wizard" not in (tmp_path / SESSION_NAME).read_text()
+    assert "typed-in-the-wizard" not in first.session_path.read_text()
     state = new_state(tmp_path)
     app = WizardApp(state, live=False)
     async with app.run_test(size=SIZE) as pilot:

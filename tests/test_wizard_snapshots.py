@@ -24,6 +24,7 @@ from screens.widgets.check_list import CheckList
 
 # A fixed, non-existent working directory: paths shown on screen never depend on the machine.
 WORKDIR = Path("/srv/carto-installer")
+STATE_DIR = Path("/home/admin/.local/state/carto-installer")  # never written: live=False
 
 
 def result(check_id: str, title: str, status: Status, message: str, observed: str = "",
@@ -84,8 +85,8 @@ NETWORK = [
 
 
 def state(platform: str = "compose", results: list[CheckResult] | None = None,
-          workdir: Path = WORKDIR) -> WizardState:
-    s = WizardState(redactor=Redactor(), workdir=workdir)
+          workdir: Path = WORKDIR, state_dir: Path = STATE_DIR) -> WizardState:
+    s = WizardState(redactor=Redactor(), workdir=workdir, state_dir=state_dir)
     a = s.answers
     a.platform = platform
     a.domain = "carto.example.com"
@@ -130,9 +131,9 @@ def test_welcome(snap_compare: Any) -> None:
 
 
 def test_welcome_offers_to_resume(snap_compare: Any, tmp_path: Path) -> None:
-    earlier = state(workdir=tmp_path)
+    earlier = state(workdir=tmp_path, state_dir=tmp_path)
     earlier.save_session("database")
-    app = WizardApp(state(workdir=tmp_path), live=False)
+    app = WizardApp(state(workdir=tmp_path, state_dir=tmp_path), live=False)
     assert snap_compare(app, run_before=no_blink())
 
 
@@ -306,3 +307,81 @@ def test_deploy_in_progress(snap_compare: Any) -> None:
     s = state()
     s.accept_risk("host.cpu")
     assert snap_compare(WizardApp(s, start="deploy", live=False), run_before=no_blink(run))
+
+
+# --- issue 15: help, accepting all shown risks, Review's link to a step; and 120x40 ----------
+
+BIG = (120, 40)
+
+
+def open_help(pilot: Any) -> Any:
+    return pilot.press("f1")
+
+
+def accept_all(pilot: Any) -> Any:
+    async def go() -> None:
+        await highlight("host.cpu")(pilot)
+        await pilot.press("A")
+
+    return go()
+
+
+def review_refused(pilot: Any) -> Any:
+    from installer.errors import AnswersError
+    from screens.review import PlanReady
+
+    screen = pilot.app.screen
+    screen.post_message(PlanReady(screen._checks_worker, error=AnswersError(
+        "compose.directory", "/opt/carto on local does not exist: it must hold the vendor's "
+        "Compose release (docker-compose.yml, env.tpl, VERSION, MIN_VERSION)",
+        "get it from https://github.com/CartoDB/carto-selfhosted/releases")))
+    return pilot.pause()
+
+
+TWO_FAILURES = [r if r.id != "docker.engine" else
+                result("docker.engine", "Docker engine", Status.FAIL,
+                       "no Docker engine answers at /var/run/docker.sock",
+                       remediation="sudo systemctl start docker")
+                for r in REQUIREMENTS]
+
+
+def test_help_panel(snap_compare: Any) -> None:
+    app = WizardApp(state(), start="domain_tls", live=False)
+    assert snap_compare(app, run_before=no_blink(open_help))
+
+
+def test_accept_all_shown_risks_asks_once(snap_compare: Any) -> None:
+    app = WizardApp(state(results=TWO_FAILURES), start="requirements", live=False)
+    assert snap_compare(app, run_before=no_blink(accept_all))
+
+
+def test_review_names_the_step_to_fix(snap_compare: Any) -> None:
+    app = WizardApp(state(), start="review", live=False)
+    assert snap_compare(app, run_before=no_blink(review_refused))
+
+
+def test_database_bundled_on_kubernetes(snap_compare: Any) -> None:
+    s = state("kubernetes")
+    s.answers.database.bundled = True
+    assert snap_compare(WizardApp(s, start="database", live=False), run_before=no_blink())
+
+
+@pytest.mark.parametrize("step", ["welcome", "platform", "target", "database"])
+def test_steps_at_120x40(snap_compare: Any, step: str) -> None:
+    assert snap_compare(WizardApp(state(), start=step, live=False), run_before=no_blink(),
+                        terminal_size=BIG)
+
+
+def test_help_panel_at_120x40(snap_compare: Any) -> None:
+    app = WizardApp(state(), start="database", live=False)
+    assert snap_compare(app, run_before=no_blink(open_help), terminal_size=BIG)
+
+
+def test_accept_all_at_120x40(snap_compare: Any) -> None:
+    app = WizardApp(state(results=TWO_FAILURES), start="requirements", live=False)
+    assert snap_compare(app, run_before=no_blink(accept_all), terminal_size=BIG)
+
+
+def test_review_names_the_step_to_fix_at_120x40(snap_compare: Any) -> None:
+    app = WizardApp(state(), start="review", live=False)
+    assert snap_compare(app, run_before=no_blink(review_refused), terminal_size=BIG)

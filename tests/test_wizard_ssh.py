@@ -166,3 +166,39 @@ async def test_the_wizard_installs_on_a_machine_over_ssh(
         assert f"host: {vm.host}" in saved and str(known_hosts) in saved
     finally:
         compose_down(deploy_dir)
+
+
+@sync
+async def test_the_deployment_directory_on_the_remote_machine_is_judged_at_its_step(
+        tmp_path: Path, ssh_servers: Any, target_credentials: Any, remote_folder: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over SSH the folder cannot be looked at as it is typed: Next connects and looks, and
+    refuses a folder without the vendor's release there and then, saying where it is."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    vm = ssh_servers()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    state = new_state(tmp_path, resolver=loopback)
+    app = WizardApp(state, start="target")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await choose(pilot, "#target-choice", "#remote")
+            await fill(pilot, "target.host", vm.host)
+            await fill(pilot, "target.port", str(vm.port))
+            await fill(pilot, "target.user", "root")
+            await fill(pilot, "target.identity_file", str(target_credentials.ed25519_key))
+            await fill(pilot, "target.known_hosts", str(known_hosts))
+            await fill(pilot, "compose.directory", str(remote_folder / "missing"))
+            dialog = await host_key_dialog(pilot)
+            dialog.query_one("#yes").focus()
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "does not exist on" in screen_text(app)
+                             and not app.screen.busy, timeout=30, what="the refusal")
+            assert step_of(app) == "target"
+            note = str(app.screen.query_one("#directory-note").render())
+            assert "https://github.com/CartoDB/carto-selfhosted/releases" in note
+            release = make_deployment(remote_folder / "carto")
+            await fill(pilot, "compose.directory", str(release))
+            await next_step(pilot, "requirements", timeout=30)
+    finally:
+        state.close()

@@ -132,7 +132,11 @@ def check_dns(ctx: CheckContext) -> Outcome:
     try:
         resolved = ctx.resolver(domain)
     except socket.gaierror as exc:
-        resolved, error = [], exc.strerror or str(exc)
+        from installer.errors import os_error_words
+
+        resolved = []
+        error = ("no such name in DNS" if exc.errno == socket.EAI_NONAME
+                 else os_error_words(exc))
     except OSError as exc:
         resolved, error = [], str(exc)
     else:

@@ -361,12 +361,29 @@ def judge(
     if is_ca(leaf):
         real_leaf = next((c for c in certs if not is_ca(c)), None)
         if real_leaf is None:
+            # Refused rather than served with a warning: Firefox rejects a CA certificate
+            # used as the server's own (MOZILLA_PKIX_ERROR_CA_CERT_USED_AS_END_ENTITY), and
+            # OpenSSL's strict checks (used by some Node clients) do too. A plain
+            # `openssl req -x509` makes exactly this, since OpenSSL 3 sets CA:TRUE.
+            subjects = ", ".join(common_name(c.subject) for c in certs)
+            if len(certs) == 1 and leaf.issuer == leaf.subject:
+                found.fail(
+                    f"{cert_file} is a self-signed certificate marked as a CA "
+                    f"(basicConstraints CA:TRUE, subject {subjects}), so browsers refuse it as "
+                    f"the certificate for {domain}; plain `openssl req -x509` makes such a "
+                    "certificate",
+                    "leave the certificate and key out to have a proper self-signed one "
+                    "generated, or make one marked CA:FALSE: `openssl req -x509 -newkey "
+                    f"rsa:2048 -nodes -days 365 -keyout {domain}.key -out {domain}.crt "
+                    f"-subj /CN={domain} -addext subjectAltName=DNS:{domain} -addext "
+                    "basicConstraints=critical,CA:FALSE -addext extendedKeyUsage=serverAuth`",
+                )
+                return found
             found.fail(
-                f"{cert_file} holds only CA certificates "
-                f"({', '.join(common_name(c.subject) for c in certs)}), not the "
-                f"certificate for {domain}",
-                "use the server certificate your CA issued for the domain, followed by "
-                "its intermediates",
+                f"{cert_file} holds only CA certificates (basicConstraints CA:TRUE: {subjects}), "
+                f"not the certificate for {domain}",
+                "use the server certificate your CA issued for the domain (CA:FALSE), "
+                "followed by its intermediates",
             )
             return found
         position = certs.index(real_leaf) + 1

@@ -23,11 +23,11 @@ def _out(redactor: Any, text: str) -> None:
     sys.stdout.flush()
 
 
-def _load(args: Any, redactor: Any) -> Any:
+def _load(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
     from installer.answers import Answers
     from installer.cli import load_answers_arg
 
-    answers = load_answers_arg(args.answers, redactor)
+    answers = load_answers_arg(args.answers, redactor, secrets)
     assert isinstance(answers, Answers)
     return answers
 
@@ -58,16 +58,27 @@ def run_render(args: Any, redactor: Any) -> int:
                 from installer.render import conflict_error
 
                 raise conflict_error(plan)
+            _out(redactor, f"Next: run `carto-installer render --answers {args.answers}` to "
+                 "write these files")
             return 0
         if plan.empty:
             _out(redactor, "render: nothing to change, the files already match the answers")
+            _out(redactor, _next_after_render(args))
             return 0
         written = apply_render(plan, target)
     for path in written:
         _out(redactor, f"wrote {path}")
+    for path in plan.removals:
+        _out(redactor, f"removed {path} (no longer used)")
     for note in plan.notes:
         _out(redactor, f"note: {note}")
+    _out(redactor, _next_after_render(args))
     return 0
+
+
+def _next_after_render(args: Any) -> str:
+    return (f"Next: `carto-installer deploy --answers {args.answers}` starts CARTO with these "
+            "files and verifies it over HTTPS (it renders again first: nothing changes twice)")
 
 
 class _Printer:
@@ -178,7 +189,7 @@ def run_upgrade(args: Any, redactor: Any) -> int:
 def run_status(args: Any, redactor: Any) -> int:
     from installer.deploy import status
 
-    answers = _load(args, redactor)
+    answers = _load(args, redactor, secrets=("target.",))  # health needs no DB password
     with _open(args, answers, redactor) as target:
         result = status(answers, target, redactor=redactor)
     for service in result.services:

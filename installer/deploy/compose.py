@@ -886,7 +886,7 @@ def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> S
             https = probe_https(run, answers.domain, cert)
             https_ok = True
         except (OSError, ValueError) as exc:
-            https = f"https://{answers.domain} does not answer: {redactor(str(exc))}"
+            https = f"https://{answers.domain} does not answer: {redactor(_words(exc))}"
     facts, warnings = installation_facts(run, cert)
     healthy = verdict.healthy and https_ok
     if healthy:
@@ -951,3 +951,10 @@ def installation_facts(run: _Run, cert: bytes | None) -> tuple[list[str], list[s
     else:
         facts.append("last deploy or upgrade: not recorded")
     return facts, warnings
+
+
+def _words(exc: BaseException) -> str:
+    """Python's error text ("[Errno 111] ...") said in words."""
+    from installer.errors import os_error_words
+
+    return os_error_words(exc) if isinstance(exc, OSError) else str(exc)

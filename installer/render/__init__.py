@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import posixpath
+import re
 import signal
 import threading
 from collections.abc import Sequence
@@ -70,7 +71,11 @@ class FileChange:
             state = "new" if self.before is None else "changed"
             keys = f"; keys changed: {', '.join(self.keys_changed)}" if self.keys_changed else ""
             classes = "".join(f"  {line}\n" for line in self.classes)
-            return header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n" + classes
+            text = header + f"(secret file, {len(self.after)} bytes, {state}{keys})\n" + classes
+            if self.before is None and posixpath.basename(self.path).endswith(".env"):
+                # A new env file: its keys, values masked, so the admin can review it.
+                text += "".join(f"+{key}=****\n" for key in env_keys(self.after))
+            return text
         from installer.redact import mask_secret_values
         from installer.safetext import visible
 
@@ -100,13 +105,17 @@ class RenderPlan:
     actions: list[str] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
     conflicts: list[str] = field(default_factory=list)  # customer.env keys needing a choice
+    # Files no longer used, removed after the writes (the previous domain's certificate/key).
+    removals: list[str] = field(default_factory=list)
 
     def diff(self, redactor: Redactor) -> str:
-        return "".join(change.diff(redactor) for change in self.changes)
+        removed = "".join(f"--- {path}\n+++ /dev/null\n(removed: no longer used)\n"
+                          for path in self.removals)
+        return "".join(change.diff(redactor) for change in self.changes) + removed
 
     @property
     def empty(self) -> bool:
-        return not self.changes and not self.backups and not self.stale
+        return not self.changes and not self.backups and not self.stale and not self.removals
 
     def summary(self) -> str:
         """What applying would do, one file per line, without any content."""
@@ -116,6 +125,7 @@ class RenderPlan:
         lines += [f"    {line}" for change in self.changes for line in change.classes]
         lines += [f"  back up the current {_backed_up_file(b)} as {b}" for b in self.backups]
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
+        lines += [f"  remove {r} (no longer used)" for r in self.removals]
         lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  then {action}" for action in self.actions]
         return "\n".join(lines)
@@ -274,6 +284,12 @@ def apply_render(plan: RenderPlan, target: Target) -> list[str]:
     for change in plan.changes:
         if change.group is not None:
             _give_group(plan, target, change)
+    for path in plan.removals:  # files no longer used (the previous domain's pair)
+        try:
+            target.remove(path)
+            log.info("removed %s (no longer used)", path)
+        except FileNotFoundError:
+            pass
     if held.received is not None:
         log.info("interrupted (signal %d) during the switch; it was completed first",
                  held.received)
@@ -343,6 +359,19 @@ def _give_group(plan: RenderPlan, target: Target, change: FileChange) -> None:
                 "cannot read it; run the installer as root or with target.sudo")
             log.warning("chgrp/chmod of %s failed: %s", change.path, reason[:200])
             return
+
+
+def env_keys(data: bytes) -> list[str]:
+    """The variable names an env file sets, in order (values never read out)."""
+    keys: list[str] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        match = _ENV_KEY.match(line)
+        if match and match.group(1) not in keys:
+            keys.append(match.group(1))
+    return keys
+
+
+_ENV_KEY = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
 def stale_temp_files(target: Target, managed: Sequence[str]) -> list[str]:

@@ -653,8 +653,10 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     if merge.conflicts and not changes:
         changes.append(FileChange(customer_path, current_customer, new_customer, 0o600, True,
                                   modes.get(customer_path), classes=merge.classes()))
+    removals = _previous_domain_files(target, certs, before_env if current_customer else None,
+                                      domain)
     plan = RenderPlan(changes, backups, notes, directory=directory, stale=stale,
-                      conflicts=merge.conflicts,
+                      conflicts=merge.conflicts, removals=removals,
                       backup_sources=backup_sources,
                       directories=[directory, *folders(directory, inputs.release or []), certs],
                       compose_command=tool.command if tool else [],
@@ -662,6 +664,17 @@ def plan_compose(answers: Answers, target: Target, *, redactor: Redactor,
     log.info("render plan for %s: %d file(s) to write, %d backup(s)", directory, len(changes),
              len(backups))
     return plan
+
+
+def _previous_domain_files(target: Target, certs: str, before: EnvFile | None,
+                           domain: str) -> list[str]:
+    """The certificate and key of the domain customer.env named before, when it changes:
+    left in certs/ they would be a stale private key nobody uses."""
+    old = before.get("SELFHOSTED_DOMAIN") if before is not None else None
+    if not old or old == domain or "/" in old or old.startswith("."):
+        return []
+    paths = [posixpath.join(certs, f"{old}.crt"), posixpath.join(certs, f"{old}.key")]
+    return [path for path in paths if target.exists(path)]
 
 
 def _rename_legacy(env: EnvFile) -> str | None:

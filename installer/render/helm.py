@@ -1,4 +1,4 @@
-"""Rendering for Kubernetes: `customizations.yaml` in the working directory, without secrets.
+"""Rendering for Kubernetes: `customizations.yaml` next to the answers file, without secrets.
 
 The vendor's two package files (carto-values.yaml, carto-secrets.yaml) are used as they are:
 straight from the package folder, or extracted next to customizations.yaml when the package is
@@ -70,7 +70,10 @@ def secret_names(answers: Answers) -> SecretNames:
                        redis=f"{release}-external-redis")
 
 
-def working_directory() -> Path:
+def working_directory(answers: Answers | None = None) -> Path:
+    """Where customizations.yaml goes: next to the answers file (CONTRACT.md), else here."""
+    if answers is not None and answers.source is not None:
+        return Path(answers.source).resolve().parent
     return Path.cwd()
 
 
@@ -421,7 +424,7 @@ def _existing_customizations(path: Path) -> tuple[bytes | None, dict[str, Any]]:
 def values_files(answers: Answers, directory: Path | None = None) -> list[str]:
     """The -f files for helm, in order: carto-values.yaml, carto-secrets.yaml (from the
     package folder, or extracted next to customizations.yaml), customizations.yaml."""
-    folder = directory or working_directory()
+    folder = directory or working_directory(answers)
     assert answers.package is not None
     package = Path(answers.package)
     source = package if package.is_dir() else folder
@@ -460,7 +463,7 @@ def plan_render_kubernetes(answers: Answers, target: Target, *, redactor: Redact
         if local is not None:
             read_chart_files(local)  # a folder without its subcharts: exit 2 now, not in helm
     require_database_credentials(answers, facts)
-    folder = working_directory()
+    folder = working_directory(answers)
     changes: list[FileChange] = []
     notes: list[str] = database_notes(answers, facts) if facts is not None else []
     if unrendered:

@@ -60,8 +60,16 @@ class CheckList(OptionList):
 
     BINDINGS = [
         Binding("a", "accept_risk", "Accept risk"),
+        Binding("A", "accept_all", "Accept all", show=False),
         Binding("r", "rerun_one", "Re-run"),
     ]
+
+    class AcceptAllRequested(Message):
+        """Accept the risk of every failed check shown (the screen asks first)."""
+
+        def __init__(self, check_list: CheckList) -> None:
+            super().__init__()
+            self.check_list = check_list
 
     class RerunRequested(Message):
         """Re-run one check (`check_id`) or all of this list's checks (None)."""
@@ -223,8 +231,23 @@ class CheckList(OptionList):
             return
         self.post_message(self.AcceptRiskToggled(self, row.id))
 
+    def action_accept_all(self) -> None:
+        self.post_message(self.AcceptAllRequested(self))
+
     def action_rerun_one(self) -> None:
         self.post_message(self.RerunRequested(self, self.highlighted_id))
+
+
+def same_fix(rows: Iterable[Row], row: Row | None) -> list[str]:
+    """The ids of the warned or failed checks whose fix is the same as `row`'s."""
+    from installer.report import fix_pattern
+
+    if row is None or row.result is None or not row.result.remediation:
+        return []
+    fix = fix_pattern(row.result)
+    return [r.id for r in rows if r.result is not None and r.result.remediation
+            and fix_pattern(r.result) == fix
+            and r.result.status in (Status.WARN, Status.FAIL, Status.ERROR)]
 
 
 class CheckDetail(Static):
@@ -239,7 +262,8 @@ class CheckDetail(Static):
     }
     """
 
-    def show(self, row: Row | None, accepted: bool = False) -> None:
+    def show(self, row: Row | None, accepted: bool = False,
+             same_fix: list[str] | None = None) -> None:
         if row is None:
             self.update(Text("Select a check to see what was measured and how to fix it.",
                              style="dim"))
@@ -260,7 +284,10 @@ class CheckDetail(Static):
             text.append("Required: ", style="bold")
             text.append(visible(f"{r.required or '-'}\n"))
         if r.remediation:
-            text.append("Fix: ", style="bold")
+            others = [i for i in same_fix or [] if i != r.id]
+            text.append("Fix: " if not others else
+                        f"Fix (the same for {len(others) + 1} checks, this and "
+                        f"{', '.join(others)}): ", style="bold")
             text.append(r.remediation + "\n")
         if r.status in (Status.FAIL, Status.ERROR):
             if accepted:

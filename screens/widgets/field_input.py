@@ -7,6 +7,7 @@ field keeps forms usable at 80x24). Local paths can be picked with Ctrl+O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
@@ -18,6 +19,7 @@ from textual.widgets import Input, Label, Static
 
 from installer.answers import Secret
 from screens.fields import FieldSpec
+from screens.usable import UNKNOWN, problem_with
 
 
 class SpecValidator(Validator):
@@ -84,10 +86,20 @@ class FieldInput(Horizontal):
 
     def __init__(self, spec: FieldSpec, value: Any = None, *, required: bool = False,
                  label: str | None = None, id: str | None = None,
-                 disabled: bool = False) -> None:
+                 disabled: bool = False,
+                 usable: Callable[[Any], str | None] | None = None,
+                 unusable_blocks: bool = False) -> None:
         super().__init__(id=id or "f-" + spec.path.replace(".", "-"), disabled=disabled)
         self.spec = spec
         self.required = required
+        # Whether a well-formed value can be used (the file exists and parses...): ✔ only
+        # then. Returns a problem, None, or UNKNOWN (cannot be told from here: no mark).
+        self.usable = usable or (lambda v: problem_with(spec.path, v))
+        # Whether an unusable value also refuses Next (when no check of the step would
+        # catch it), or only loses its ✔ and says why.
+        self.unusable_blocks = unusable_blocks
+        self._unknown = False
+        self.unusable: str | None = None
         self._label = label or spec.label
         self._original = value
         self._initial = spec.format(value)
@@ -138,12 +150,24 @@ class FieldInput(Horizontal):
         self.input.value = value
 
     def error_for(self, text: str) -> str | None:
+        """Why `text` is refused (None: accepted). Sets `unusable` when the value is well
+        formed but cannot be used (a file that is not there)."""
+        self._unknown = False
+        self.unusable = None
         try:
             value = self.spec.parse(text)
         except ValueError as exc:
             return str(exc)
         if self.required and value is None:
             return f"{self.spec.label} is required"
+        if value is not None and not isinstance(value, Secret):
+            problem = self.usable(value)
+            if problem == UNKNOWN:
+                self._unknown = True
+            elif problem is not None:
+                self.unusable = problem
+                if self.unusable_blocks:
+                    return problem
         return None
 
     @property
@@ -172,12 +196,14 @@ class FieldInput(Horizontal):
         if not self.is_mounted:
             return
         empty = self.text == ""
-        self.set_class(error is not None and not (empty and not self.required), "-invalid")
-        self.set_class(error is None and not empty, "-valid")
+        bad = (error is not None and not (empty and not self.required)) or (
+            error is None and self.unusable is not None)
+        self.set_class(bad, "-invalid")
+        self.set_class(not bad and not empty and not self._unknown, "-valid")
         mark = self.query_one(".field-mark", Static)
-        if error is not None and not (empty and not self.required):
+        if bad:
             mark.update("✘")
-        elif error is None and not empty:
+        elif error is None and not empty and not self._unknown:
             mark.update("✔")
         else:
             mark.update("")

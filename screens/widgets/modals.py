@@ -268,3 +268,52 @@ class SecretModal(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class HelpModal(ModalScreen[None]):
+    """The help panel of a step (? or F1): scrolls, Esc / ? / F1 close it."""
+
+    DEFAULT_CSS = """
+    HelpModal {
+        align: center middle;
+    }
+    HelpModal > Vertical {
+        width: 90;
+        max-width: 100%;
+        height: auto;
+        max-height: 100%;
+        border: thick $primary;
+        background: $panel;
+        padding: 0 1;
+    }
+    HelpModal .modal-title {
+        text-style: bold;
+        padding: 0 0 1 0;
+    }
+    HelpModal VerticalScroll {
+        height: auto;
+        max-height: 18;
+    }
+    """
+
+    BINDINGS = [Binding("escape,question_mark,f1", "close", "Close")]
+
+    def __init__(self, title: str, body: Text) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        from textual.containers import VerticalScroll
+
+        with Vertical():
+            yield Label(self.title_text, classes="modal-title")
+            with VerticalScroll(id="help-scroll"):
+                yield Static(self.body, id="help-body")
+            yield Static(Text("↑↓ scroll · Esc closes", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#help-scroll").focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -28,6 +28,8 @@ class ScriptedPrompts:
     script: dict[str, list[Any] | Always]
     asked: list[tuple[str, str, Any]] = field(default_factory=list)
     rejected: list[tuple[str, Any, str]] = field(default_factory=list)
+    # The default each prompt offered (what Enter alone would answer), by prompt text.
+    defaults: dict[str, Any] = field(default_factory=dict)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> ScriptedPrompts:
         import questionary
@@ -40,6 +42,8 @@ class ScriptedPrompts:
         def make(message: str, *args: Any, **kwargs: Any) -> _Question:
             if args and kind in ("select", "checkbox"):
                 kwargs.setdefault("choices", args[0])
+            if "default" in kwargs:
+                self.defaults[message] = kwargs["default"]
             return _Question(self, kind, message, kwargs)
 
         return make
