@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
@@ -271,7 +272,8 @@ def test_the_chart_facts_name_the_registries_and_credentials_it_consumes(
     del data["database"]["admin_password"]  # not demanded: the chart does not read it
     answers = parse_answers(data, redactor=redactor)
     log_file = tmp_path / "carto-installer.log"
-    logger = setup_logging(str(log_file), redactor)
+    setup_logging(str(log_file), redactor)
+    logger = logging.getLogger("installer")
     try:
         facts = chart_facts(answers, LocalTarget(), redactor=redactor)
     finally:
