@@ -3,8 +3,9 @@
 #
 # Installs what the tests need and does not find (the Debian packages for the real services
 # the tests start: Docker engine and Compose, PostgreSQL 15, sshd, tinyproxy, busybox, tmux),
-# makes ./.test-venv with the project and its test extras, then runs pytest. Arguments are
-# passed to pytest, e.g. `./scripts/test.sh tests/test_cli.py -k json`.
+# makes ./.test-venv with the project and its test extras, then runs pytest. With no
+# arguments it runs the whole suite on three workers (TEST_WORKERS to change that); arguments
+# are passed to pytest as they are, e.g. `./scripts/test.sh tests/test_cli.py -k json`.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,4 +69,13 @@ if [ "$(cat "$azurite_dir/.version" 2>/dev/null)" != "$azurite_version" ]; then
     echo "$azurite_version" >"$azurite_dir/.version"
 fi
 
+if [ $# -eq 0 ]; then
+    # The whole suite: most tests wait on real services (Docker, sshd, PostgreSQL, helm), so
+    # three workers keep two cores busy; each test file stays on one worker (its module-wide
+    # fixtures, such as a deployed stack, are made once). TEST_WORKERS=0 runs in one process.
+    workers=${TEST_WORKERS:-3}
+    if [ "$workers" != 0 ]; then
+        set -- -n "$workers" --dist loadfile
+    fi
+fi
 exec "$venv/bin/python" -m pytest "$@"
