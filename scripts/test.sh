@@ -13,7 +13,7 @@ cd "$here"
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 
 packages=(docker.io docker-compose openssh-server openssh-client tinyproxy busybox-static
-          socat tmux sudo iproute2 util-linux procps ca-certificates)
+          socat tmux sudo iproute2 util-linux procps ca-certificates openssl)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || packages+=(postgresql-15)
 missing=()
 for package in "${packages[@]}"; do

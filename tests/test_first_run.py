@@ -180,7 +180,6 @@ def test_os_errors_are_said_in_words() -> None:
     assert describe_exception(missing.value) == "/nonexistent/answers.yaml: no such file or folder"
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is installed by test.sh")
 def test_a_plain_openssl_certificate_is_named_ca_true_and_the_offered_command_works(
         tmp_path: Path) -> None:
     domain = "carto.example.com"
