@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from installer.errors import InputError
@@ -140,13 +141,7 @@ def run_deploy(args: Any, redactor: Any) -> int:
         result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,
                         confirm=None if args.yes else _confirm_on_terminal(redactor),
                         repair_stuck=bool(getattr(args, "repair_stuck_release", False)))
-    if result.accepted_risks:
-        _out(redactor, "accepted risks (--skip):")
-        for check_id in result.accepted_risks:
-            found = printer.results.get(check_id)
-            detail = f" ({found.status}: {found.message})" if found else ""
-            _out(redactor, f"  - {check_id}{detail}")
-            log.warning("deployed with the accepted risk %s%s", check_id, detail)
+    _report_accepted_risks(printer, result.accepted_risks, redactor, "deployed")
     _out(redactor, result.message)
     return 0 if result.ok else 3
 
@@ -175,15 +170,23 @@ def run_upgrade(args: Any, redactor: Any) -> int:
                          release=args.release, skip=skip, on_event=printer,
                          confirm=None if args.yes else confirm,
                          repair_stuck=bool(args.repair_stuck_release))
-    if result.accepted_risks:
-        _out(redactor, "accepted risks (--skip):")
-        for check_id in result.accepted_risks:
-            found = printer.results.get(check_id)
-            detail = f" ({found.status}: {found.message})" if found else ""
-            _out(redactor, f"  - {check_id}{detail}")
-            log.warning("upgraded with the accepted risk %s%s", check_id, detail)
+    _report_accepted_risks(printer, result.accepted_risks, redactor, "upgraded")
     _out(redactor, result.message)
     return 0 if result.ok else 3
+
+
+def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor: Any,
+                           done: str) -> None:
+    """The failed checks the user named in --skip, with what they found, on the terminal and
+    in the log."""
+    if not accepted:
+        return
+    _out(redactor, "accepted risks (--skip):")
+    for check_id in accepted:
+        found = printer.results.get(check_id)
+        detail = f" ({found.status}: {found.message})" if found else ""
+        _out(redactor, f"  - {check_id}{detail}")
+        log.warning("%s with the accepted risk %s%s", done, check_id, detail)
 
 
 def run_status(args: Any, redactor: Any) -> int:
