@@ -110,7 +110,9 @@ def test_the_example_answers_need_no_ssh_password_and_cite_only_files_that_exist
     from installer.answers import load_answers, require_secrets
 
     example = REPO / "examples" / "answers.yaml"
-    env = {"PGADMIN_PASSWORD": "a", "WORKSPACE_DB_PASSWORD": "b"}
+    # The secrets the example really uses (database, its own S3 buckets); no SSH password.
+    env = {"PGADMIN_PASSWORD": "a", "WORKSPACE_DB_PASSWORD": "b", "CARTO_S3_KEY_ID": "c",
+           "CARTO_S3_SECRET": "d"}
     answers = load_answers(example, env=env)
     assert answers.target is not None and answers.target.identity_file
     require_secrets(answers)  # SSH_PASSWORD unset: not needed with an identity file

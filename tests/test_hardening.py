@@ -178,7 +178,7 @@ def test_kubernetes_dry_run_masks_old_secrets_in_customizations(tmp_path: Path,
             privateKeyValueBase64: {key_b64}
             extraKey: |
         """) + textwrap.indent(issued.key.decode(), "      "))
-    answers = tmp_path / "k8s.yaml"
+    answers = work / "k8s.yaml"  # customizations.yaml lives next to the answers file
     answers.write_text(yaml.safe_dump(k8s_answers(None, package.path)))
     result = run_cli("render", "--answers", str(answers), "--dry-run", cwd=work)
     assert result.returncode == 0, result.stderr

@@ -57,10 +57,13 @@ def test_ctrl_c_at_any_prompt_says_no_changes_were_made(
 
 def test_a_bad_answer_is_refused_by_the_fields_validator_and_asked_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from installer.tlsgen import write_self_signed
+    from installer.tlsgen import generate_self_signed
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    write_self_signed("carto.example.com", str(cert), str(key))
+    cert_pem, key_pem = generate_self_signed("carto.example.com")
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    key.chmod(0o600)
     prompts = ScriptedPrompts({
         "Domain:": ["https://carto.example.com/", "carto", "Carto.Example.com"],
         "TLS certificate:": ["Use my certificate and key files"],

@@ -153,13 +153,16 @@ def test_built_image_runs_socat_serving_tls(
         def served() -> bool:
             # docker-proxy accepts before socat listens, so early attempts see an EOF.
             try:
-                answers.append(_https_get((LOOPBACK, port), test_ca.ca_file, "localhost"))
-                return True
+                reply = _https_get((LOOPBACK, port), test_ca.ca_file, "localhost")
             except (ssl.SSLError, OSError):
                 container.reload()
                 if container.status == "exited":
                     raise RuntimeError(container.logs().decode()) from None
                 return False
+            if not reply:  # docker-proxy's connection closed before socat answered
+                return False
+            answers.append(reply)
+            return True
 
         wait_until(served, timeout=20, what="socat in the test container")
         assert answers == [b"hello-from-socat\n"]

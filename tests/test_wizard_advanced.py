@@ -39,12 +39,27 @@ async def open_advanced(pilot: Any) -> None:
     pilot.app.screen.query_one("#adv-own-buckets").value = True
     # The bucket fields appear over a few refreshes; scroll once the layout has settled, or
     # the scroll position (and the scrollbar in the picture) depends on timing.
-    for _ in range(3):
-        await pilot.pause()
+    await settled(pilot)
     section.scroll_visible(animate=False, top=True)
     await pilot.wait_for_scheduled_animations()
-    for _ in range(3):
-        await pilot.pause()
+    await settled(pilot)
+
+
+async def settled(pilot: Any) -> None:
+    """Until every scrollable's size and offset stay the same over two looks (a loaded
+    machine lays out over more refreshes than an idle one)."""
+    def layout() -> list[Any]:
+        return [(w.scroll_x, w.scroll_y, w.virtual_size, w.size)
+                for w in pilot.app.screen.query("*") if w.is_scrollable]
+
+    previous = None
+    for _ in range(100):
+        await pilot.pause(0.05)
+        now = layout()
+        if now == previous:
+            return
+        previous = now
+    raise AssertionError("the layout never settled")
 
 
 def test_advanced_settings_opened(snap_compare: Any) -> None:

@@ -81,10 +81,13 @@ async def test_the_arrow_keys_choose_the_platform(tmp_path: Path) -> None:
 
 @sync
 async def test_a_tick_means_usable_certificate_files_and_a_kubeconfig(tmp_path: Path) -> None:
-    from installer.tlsgen import write_self_signed
+    from installer.tlsgen import generate_self_signed
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    write_self_signed("carto.example.com", str(cert), str(key))
+    cert_pem, key_pem = generate_self_signed("carto.example.com")
+    cert.write_bytes(cert_pem)
+    key.write_bytes(key_pem)
+    key.chmod(0o600)
     state = new_state(tmp_path)
     state.answers.domain = "carto.example.com"
     state.answers.tls.certificate_file = str(tmp_path / "missing.pem")
