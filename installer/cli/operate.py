@@ -1,6 +1,6 @@
 """The `backup`, `restore`, `support-bundle`, `logs` and `uninstall` commands, for people.
 
-Arguments are declared here and registered in installer/commands.py; the work is done by the
+Arguments are declared here and registered in installer/cli/parser.py; the work is done by the
 modules beside this one. Progress of long steps is one line, rewritten in place on a terminal.
 """
 
@@ -11,6 +11,8 @@ import os
 import sys
 from typing import Any
 
+from installer.cli.answers_arg import _load, _open
+from installer.cli.prompts import _ask, _passphrase
 from installer.errors import InputError
 
 EXIT_INTERRUPTED = 130
@@ -61,38 +63,7 @@ class _Printer:
             _out(self.redactor, f"    {event.step}: {size}")
 
 
-def _passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
-    variable = getattr(args, "passphrase_env", None)
-    if variable:
-        value = os.environ.get(variable)
-        if not value:
-            raise InputError(f"--passphrase-env: the environment variable {variable} is not "
-                             "set or empty", f"export {variable}=... first")
-        return value
-    if not ask:
-        return None
-    if not sys.stdin.isatty():
-        raise InputError("a passphrase is needed and there is no terminal to ask on",
-                         "give --passphrase-env VARIABLE")
-    import getpass
-
-    first = getpass.getpass("Backup passphrase: ")
-    if not first:
-        raise InputError("the passphrase is empty")
-    if confirm and getpass.getpass("Passphrase again: ") != first:
-        raise InputError("the two passphrases differ: nothing was written")
-    return first
-
-
-def _ask(question: str) -> bool:
-    sys.stdout.write(question + " [y/N] ")
-    sys.stdout.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def _session(args: Any, redactor: Any) -> tuple[Any, Any]:
-    from installer.deploy.cli import _load, _open
-
     answers = _load(args, redactor)
     return answers, _open(args, answers, redactor)
 

@@ -1,4 +1,4 @@
-"""The `render`, `deploy` and `status` commands: the core calls, printed for people.
+"""The `render`, `deploy`, `status` and `upgrade` commands: the core calls, printed for people.
 
 Everything printed goes through the run's redactor. Errors the user can act on propagate as
 InstallerError, which the CLI shows with their fix and exit code.
@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from installer.cli.answers_arg import _load, _open
 from installer.errors import InputError
 from installer.safetext import visible
 
-log = logging.getLogger("installer.deploy.cli")
+log = logging.getLogger("installer.deploy.cli")  # the name its log lines always had
 
 MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error": "ERR "}
 
@@ -22,23 +23,6 @@ MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error":
 def _out(redactor: Any, text: str) -> None:
     sys.stdout.write(visible(redactor(text)) + "\n")
     sys.stdout.flush()
-
-
-def _load(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
-    from installer.answers import Answers
-    from installer.cli import load_answers_arg
-
-    answers = load_answers_arg(args.answers, redactor, secrets)
-    assert isinstance(answers, Answers)
-    return answers
-
-
-def _open(args: Any, answers: Any, redactor: Any) -> Any:
-    from installer.cli import terminal_passphrase_prompt
-    from installer.preflight import open_target
-
-    return open_target(answers, accept_host_key=getattr(args, "accept_host_key", None),
-                       redactor=redactor, passphrase_prompt=terminal_passphrase_prompt())
 
 
 def run_render(args: Any, redactor: Any) -> int:
