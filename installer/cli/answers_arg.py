@@ -28,7 +28,8 @@ def load_answers_arg(path: str | None, redactor: object,
     return answers
 
 
-def _load(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
+def load_command_answers(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
+    """The answers of a command that requires --answers (argparse made sure it was given)."""
     from installer.answers import Answers
 
     answers = load_answers_arg(args.answers, redactor, secrets)
@@ -36,7 +37,9 @@ def _load(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> A
     return answers
 
 
-def _open(args: Any, answers: Any, redactor: Any) -> Any:
+def open_command_target(args: Any, answers: Any, redactor: Any) -> Any:
+    """The target the answers point at, opened with the command's --accept-host-key and a
+    passphrase asked on the terminal when an identity file needs one."""
     from installer.cli.prompts import terminal_passphrase_prompt
     from installer.preflight import open_target
 

@@ -11,11 +11,10 @@ import os
 import sys
 from typing import Any
 
-from installer.cli.answers_arg import _load, _open
-from installer.cli.prompts import _ask, _passphrase
+from installer.cli.answers_arg import load_command_answers, open_command_target
+from installer.cli.contract import EXIT_INTERRUPTED
+from installer.cli.prompts import ask_yes_no, backup_passphrase
 from installer.errors import InputError
-
-EXIT_INTERRUPTED = 130
 
 
 def _out(redactor: Any, text: str) -> None:
@@ -64,8 +63,8 @@ class _Printer:
 
 
 def _session(args: Any, redactor: Any) -> tuple[Any, Any]:
-    answers = _load(args, redactor)
-    return answers, _open(args, answers, redactor)
+    answers = load_command_answers(args, redactor)
+    return answers, open_command_target(args, answers, redactor)
 
 
 # ---- backup ---------------------------------------------------------------------------------
@@ -87,7 +86,7 @@ def run_backup(args: Any, redactor: Any) -> int:
     from installer.operate.backup import backup, default_output
     from installer.operate.installation import Installation
 
-    passphrase = _passphrase(args, ask=args.encrypt, confirm=True)
+    passphrase = backup_passphrase(args, ask=args.encrypt, confirm=True)
     if passphrase:
         redactor.add(passphrase)
     answers, target = _session(args, redactor)
@@ -130,13 +129,13 @@ def run_restore(args: Any, redactor: Any) -> int:
     if args.database and not args.yes and not sys.stdin.isatty():
         raise InputError("restore --database asks before replacing the database, and there is "
                          "no terminal to ask on", "add --yes (scripts)")
-    passphrase = _passphrase(args, ask=is_encrypted(args.source), confirm=False)
+    passphrase = backup_passphrase(args, ask=is_encrypted(args.source), confirm=False)
     if passphrase:
         redactor.add(passphrase)
     answers, target = _session(args, redactor)
 
     def confirm(description: str) -> bool:
-        return _ask(redactor(f"Replace every object of the database {description} with the "
+        return ask_yes_no(redactor(f"Replace every object of the database {description} with the "
                              "backup's?"))
 
     with target:
@@ -265,7 +264,7 @@ def run_uninstall(args: Any, redactor: Any) -> int:
                     typed = sys.stdin.readline().strip()
                 if typed != answers.domain:
                     raise InputError("the domain typed does not match: nothing was removed")
-            elif not args.yes and not _ask("Remove the deployment (data is kept)?"):
+            elif not args.yes and not ask_yes_no("Remove the deployment (data is kept)?"):
                 _out(redactor, "nothing was removed")
                 return EXIT_INTERRUPTED
             result = apply_uninstall(inst, plan)

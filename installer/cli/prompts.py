@@ -23,7 +23,9 @@ def terminal_passphrase_prompt() -> Callable[[str], str] | None:
     return ask
 
 
-def _passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
+def backup_passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
+    """A backup archive's passphrase: from --passphrase-env, else asked on the terminal (twice
+    with `confirm`) when `ask`, else None (no encryption)."""
     variable = getattr(args, "passphrase_env", None)
     if variable:
         value = os.environ.get(variable)
@@ -46,7 +48,8 @@ def _passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
     return first
 
 
-def _ask(question: str) -> bool:
+def ask_yes_no(question: str) -> bool:
+    """Ask on the terminal; anything but y/yes is no."""
     sys.stdout.write(question + " [y/N] ")
     sys.stdout.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
