@@ -284,8 +284,8 @@ def test_hostile_os_release_is_shown_inert(tmp_path: Path) -> None:
 
 
 def test_deploy_log_lines_and_events_are_inert(capsys: pytest.CaptureFixture[str]) -> None:
+    from installer.cli.deployment import _Printer
     from installer.deploy import LogLine, StepFinished
-    from installer.deploy.cli import _Printer
 
     printer = _Printer(Redactor())
     printer(LogLine(f"app | {HOSTILE}"))

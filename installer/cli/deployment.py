@@ -1,4 +1,4 @@
-"""The `render`, `deploy` and `status` commands: the core calls, printed for people.
+"""The `render`, `deploy`, `status` and `upgrade` commands: the core calls, printed for people.
 
 Everything printed goes through the run's redactor. Errors the user can act on propagate as
 InstallerError, which the CLI shows with their fix and exit code.
@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from installer.cli.answers_arg import load_command_answers, open_command_target
 from installer.errors import InputError
 from installer.safetext import visible
 
-log = logging.getLogger("installer.deploy.cli")
+log = logging.getLogger("installer.deploy.cli")  # the name its log lines always had
 
 MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error": "ERR "}
 
@@ -24,28 +25,11 @@ def _out(redactor: Any, text: str) -> None:
     sys.stdout.flush()
 
 
-def _load(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
-    from installer.answers import Answers
-    from installer.cli import load_answers_arg
-
-    answers = load_answers_arg(args.answers, redactor, secrets)
-    assert isinstance(answers, Answers)
-    return answers
-
-
-def _open(args: Any, answers: Any, redactor: Any) -> Any:
-    from installer.cli import terminal_passphrase_prompt
-    from installer.preflight import open_target
-
-    return open_target(answers, accept_host_key=getattr(args, "accept_host_key", None),
-                       redactor=redactor, passphrase_prompt=terminal_passphrase_prompt())
-
-
 def run_render(args: Any, redactor: Any) -> int:
     from installer.render import apply_render, plan_render
 
-    answers = _load(args, redactor)
-    with _open(args, answers, redactor) as target:
+    answers = load_command_answers(args, redactor)
+    with open_command_target(args, answers, redactor) as target:
         plan = plan_render(answers, target, redactor=redactor)
         if args.dry_run:
             if plan.empty:
@@ -114,9 +98,10 @@ class _Printer:
             _out(self.redactor, f"    | {event.text}")
 
 
-def _confirm_on_terminal(redactor: Any) -> Any:
+def _confirm_on_terminal(redactor: Any, what: str) -> Any:
+    """Show the plan of `what` ("deployment", "upgrade") and ask before applying it."""
     def confirm(plan: Any) -> bool:
-        _out(redactor, "\nThe deployment will:")
+        _out(redactor, f"\nThe {what} will:")
         _out(redactor, plan.summary())
         sys.stdout.write("Proceed? [y/N] ")
         sys.stdout.flush()
@@ -135,11 +120,11 @@ def run_deploy(args: Any, redactor: Any) -> int:
                          "ask on: use --yes",
                          "add --yes to deploy without asking (scripts, CI)")
     skip = validate_names(args.skip, "--skip")
-    answers = _load(args, redactor)
+    answers = load_command_answers(args, redactor)
     printer = _Printer(redactor)
-    with _open(args, answers, redactor) as target:
+    with open_command_target(args, answers, redactor) as target:
         result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,
-                        confirm=None if args.yes else _confirm_on_terminal(redactor),
+                        confirm=None if args.yes else _confirm_on_terminal(redactor, "deployment"),
                         repair_stuck=bool(getattr(args, "repair_stuck_release", False)))
     _report_accepted_risks(printer, result.accepted_risks, redactor, "deployed")
     _out(redactor, result.message)
@@ -155,20 +140,13 @@ def run_upgrade(args: Any, redactor: Any) -> int:
                          "ask on: use --yes",
                          "add --yes to upgrade without asking (scripts, CI)")
     skip = validate_names(args.skip, "--skip", extra=[*GATE_IDS, "upgrade"])
-    answers = _load(args, redactor)
+    answers = load_command_answers(args, redactor)
     printer = _Printer(redactor)
 
-    def confirm(plan: Any) -> bool:
-        _out(redactor, "\nThe upgrade will:")
-        _out(redactor, plan.summary())
-        sys.stdout.write("Proceed? [y/N] ")
-        sys.stdout.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-    with _open(args, answers, redactor) as target:
+    with open_command_target(args, answers, redactor) as target:
         result = upgrade(answers, target, redactor=redactor, package=args.package,
                          release=args.release, skip=skip, on_event=printer,
-                         confirm=None if args.yes else confirm,
+                         confirm=None if args.yes else _confirm_on_terminal(redactor, "upgrade"),
                          repair_stuck=bool(args.repair_stuck_release))
     _report_accepted_risks(printer, result.accepted_risks, redactor, "upgraded")
     _out(redactor, result.message)
@@ -192,8 +170,9 @@ def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor:
 def run_status(args: Any, redactor: Any) -> int:
     from installer.deploy import status
 
-    answers = _load(args, redactor, secrets=("target.",))  # health needs no DB password
-    with _open(args, answers, redactor) as target:
+    # health needs no DB password
+    answers = load_command_answers(args, redactor, secrets=("target.",))
+    with open_command_target(args, answers, redactor) as target:
         result = status(answers, target, redactor=redactor)
     for service in result.services:
         health = f" ({service.health})" if service.health and service.health not in service.state \

@@ -1,14 +1,19 @@
-"""Commands beyond preflight: name -> (help, add_arguments(parser), run(args, redactor) -> code).
+"""The command line's arguments: `build_parser()` and the COMMANDS table.
 
-Each command's module is imported only when the command runs, so `--version` and `--help`
-stay fast.
+COMMANDS: name -> (help, add_arguments(parser), run(args, redactor) -> code), for every command
+beyond preflight. Each command's module is imported only when the command runs, so `--version`
+and `--help` stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
+
+from installer import __version__
+from installer.cli.contract import EXIT_INPUT, LOG_NAME
 
 
 def comma_list(value: str) -> list[str]:
@@ -57,7 +62,7 @@ def _upgrade_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_upgrade(args: Any, redactor: Any) -> int:
-    from installer.deploy.cli import run_upgrade
+    from installer.cli.deployment import run_upgrade
 
     return run_upgrade(args, redactor)
 
@@ -67,19 +72,19 @@ def _no_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_render(args: Any, redactor: Any) -> int:
-    from installer.deploy.cli import run_render
+    from installer.cli.deployment import run_render
 
     return run_render(args, redactor)
 
 
 def _run_deploy(args: Any, redactor: Any) -> int:
-    from installer.deploy.cli import run_deploy
+    from installer.cli.deployment import run_deploy
 
     return run_deploy(args, redactor)
 
 
 def _run_status(args: Any, redactor: Any) -> int:
-    from installer.deploy.cli import run_status
+    from installer.cli.deployment import run_status
 
     return run_status(args, redactor)
 
@@ -103,12 +108,12 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
 # uninstall.
 def _operate(name: str) -> tuple[Callable[[Any], None], Callable[[Any, Any], int]]:
     def add(parser: Any) -> None:
-        from installer.operate import cli
+        from installer.cli import operate as cli
 
         getattr(cli, f"{name}_args")(parser)
 
     def run(args: Any, redactor: Any) -> int:
-        from installer.operate import cli
+        from installer.cli import operate as cli
 
         return int(getattr(cli, f"run_{name}")(args, redactor))
 
@@ -127,3 +132,65 @@ for _command, _name, _help in (
 ):
     COMMANDS[_command] = (_help, *_operate(_name))
 
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2, never a traceback."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(EXIT_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="carto-installer",
+        description="Check, configure, deploy and verify CARTO Self-Hosted (legacy) with "
+        "Docker Compose on a single VM or with Helm on Kubernetes, locally or over SSH. "
+        "With no command, starts the interactive wizard.",
+        epilog="Exit codes: 0 ok (warnings allowed), 3 a check or the deployment failed, "
+        "4 only warnings with --strict, 2 invalid input, 1 internal error, 130 interrupted. "
+        f"Every run logs to ./{LOG_NAME} (secrets redacted).",
+    )
+    parser.add_argument("--version", action="version", version=f"carto-installer {__version__}")
+    parser.add_argument("--plain", action="store_true",
+                        help="wizard with plain prompts instead of the full-screen interface")
+    parser.add_argument("--answers", metavar="FILE", help="pre-fill the wizard from this file")
+    parser.add_argument("--save-answers", metavar="FILE",
+                        help="where the wizard saves your answers (default: carto-answers.yaml "
+                        "beside --answers, else in the current folder, or in "
+                        "~/.local/state/carto-installer/ when started inside the installer's "
+                        "own folder)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, answers_required: bool) -> None:
+        p.add_argument("--answers", metavar="FILE", required=answers_required,
+                       help="answers file (YAML, see README)")
+        p.add_argument("--accept-host-key", metavar="SHA256:...",
+                       help="accept this SSH host key fingerprint (as `ssh-keygen -l` prints "
+                       "it) if the target is not yet in known_hosts; with a jump host, give "
+                       "both fingerprints separated by a comma. A changed key is always "
+                       "refused")
+
+    pre = sub.add_parser("preflight", help="check every requirement and print a report",
+                         description="Run the requirement checks that apply and print a report. "
+                         "Without --answers, checks this machine and skips the answer-dependent "
+                         "checks.")
+    common(pre, answers_required=False)
+    pre.add_argument("--platform", choices=["compose", "kubernetes"],
+                     help="default: the answers file's, else compose")
+    pre.add_argument("--format", choices=["text", "json", "junit"], default="text")
+    pre.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    pre.add_argument("--only", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
+                     help="run only these categories or checks (and what they need)")
+    pre.add_argument("--skip", type=comma_list, default=[], metavar="CATEGORY|ID[,..]",
+                     help="do not run these categories or checks")
+    pre.add_argument("--strict", action="store_true", help="exit 4 when there are warnings")
+    pre.add_argument("--list", action="store_true",
+                     help="list every check id with its title and category (for --only and "
+                     "--skip), then exit")
+
+    for name, (text, add_arguments, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=text)
+        common(p, answers_required=True)
+        add_arguments(p)
+    return parser

@@ -1,6 +1,6 @@
 """The `backup`, `restore`, `support-bundle`, `logs` and `uninstall` commands, for people.
 
-Arguments are declared here and registered in installer/commands.py; the work is done by the
+Arguments are declared here and registered in installer/cli/parser.py; the work is done by the
 modules beside this one. Progress of long steps is one line, rewritten in place on a terminal.
 """
 
@@ -11,9 +11,10 @@ import os
 import sys
 from typing import Any
 
+from installer.cli.answers_arg import load_command_answers, open_command_target
+from installer.cli.contract import EXIT_INTERRUPTED
+from installer.cli.prompts import ask_yes_no, backup_passphrase
 from installer.errors import InputError
-
-EXIT_INTERRUPTED = 130
 
 
 def _out(redactor: Any, text: str) -> None:
@@ -61,40 +62,9 @@ class _Printer:
             _out(self.redactor, f"    {event.step}: {size}")
 
 
-def _passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
-    variable = getattr(args, "passphrase_env", None)
-    if variable:
-        value = os.environ.get(variable)
-        if not value:
-            raise InputError(f"--passphrase-env: the environment variable {variable} is not "
-                             "set or empty", f"export {variable}=... first")
-        return value
-    if not ask:
-        return None
-    if not sys.stdin.isatty():
-        raise InputError("a passphrase is needed and there is no terminal to ask on",
-                         "give --passphrase-env VARIABLE")
-    import getpass
-
-    first = getpass.getpass("Backup passphrase: ")
-    if not first:
-        raise InputError("the passphrase is empty")
-    if confirm and getpass.getpass("Passphrase again: ") != first:
-        raise InputError("the two passphrases differ: nothing was written")
-    return first
-
-
-def _ask(question: str) -> bool:
-    sys.stdout.write(question + " [y/N] ")
-    sys.stdout.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def _session(args: Any, redactor: Any) -> tuple[Any, Any]:
-    from installer.deploy.cli import _load, _open
-
-    answers = _load(args, redactor)
-    return answers, _open(args, answers, redactor)
+    answers = load_command_answers(args, redactor)
+    return answers, open_command_target(args, answers, redactor)
 
 
 # ---- backup ---------------------------------------------------------------------------------
@@ -116,7 +86,7 @@ def run_backup(args: Any, redactor: Any) -> int:
     from installer.operate.backup import backup, default_output
     from installer.operate.installation import Installation
 
-    passphrase = _passphrase(args, ask=args.encrypt, confirm=True)
+    passphrase = backup_passphrase(args, ask=args.encrypt, confirm=True)
     if passphrase:
         redactor.add(passphrase)
     answers, target = _session(args, redactor)
@@ -159,13 +129,13 @@ def run_restore(args: Any, redactor: Any) -> int:
     if args.database and not args.yes and not sys.stdin.isatty():
         raise InputError("restore --database asks before replacing the database, and there is "
                          "no terminal to ask on", "add --yes (scripts)")
-    passphrase = _passphrase(args, ask=is_encrypted(args.source), confirm=False)
+    passphrase = backup_passphrase(args, ask=is_encrypted(args.source), confirm=False)
     if passphrase:
         redactor.add(passphrase)
     answers, target = _session(args, redactor)
 
     def confirm(description: str) -> bool:
-        return _ask(redactor(f"Replace every object of the database {description} with the "
+        return ask_yes_no(redactor(f"Replace every object of the database {description} with the "
                              "backup's?"))
 
     with target:
@@ -294,7 +264,7 @@ def run_uninstall(args: Any, redactor: Any) -> int:
                     typed = sys.stdin.readline().strip()
                 if typed != answers.domain:
                     raise InputError("the domain typed does not match: nothing was removed")
-            elif not args.yes and not _ask("Remove the deployment (data is kept)?"):
+            elif not args.yes and not ask_yes_no("Remove the deployment (data is kept)?"):
                 _out(redactor, "nothing was removed")
                 return EXIT_INTERRUPTED
             result = apply_uninstall(inst, plan)
