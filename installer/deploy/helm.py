@@ -823,7 +823,7 @@ def kubernetes_facts(kube: Kube, answers: Answers, last: Revision
     Each read is best effort: a fact that cannot be read is said to be unknown."""
     import base64
 
-    from installer.deploy.compose import certificate_expiry
+    from installer.deploy.https import certificate_expiry
     from installer.render.helm import secret_names
 
     release = answers.kubernetes.release
