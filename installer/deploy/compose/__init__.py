@@ -30,7 +30,6 @@ from installer.deploy import (
     LogLine,
     ServiceState,
     StatusResult,
-    gate_on_preflight,
 )
 from installer.deploy.compose.health import (
     CRASH_RESTARTS,
@@ -46,6 +45,7 @@ from installer.deploy.compose.health import (
 from installer.deploy.compose.images import _images_missing, archive_images, load_images
 from installer.deploy.compose.project import (
     _NOISE,
+    RESUMES,
     UP_TIMEOUT,
     _Run,
     _Step,
@@ -56,6 +56,7 @@ from installer.deploy.compose.project import (
     project_name,
 )
 from installer.deploy.https import certificate_expiry, probe_https, verify_https
+from installer.deploy.steps import gated_preflight
 from installer.errors import DeployError
 from installer.target import CommandNotFound, Target
 
@@ -86,7 +87,6 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                    skip: Sequence[str], cancel: threading.Event, emit: EventSink,
                    confirm: Callable[[RenderPlan], bool] | None,
                    health_timeout: float) -> DeployResult:
-    from installer.preflight import run_preflight
     from installer.render import apply_render, conflict_error, plan_render
     from installer.render.compose import check_inputs
 
@@ -97,10 +97,8 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
     url = f"https://{answers.domain}"
 
     with _Step(run, "preflight") as step:
-        report = run_preflight(target, answers, "compose", redactor=redactor, cancel=cancel,
-                               on_event=emit)
-        run.check_cancel()
-        accepted = gate_on_preflight(report, skip)
+        report, accepted = gated_preflight(step, target, answers, "compose", skip=skip,
+                                           cancel=cancel, cancel_fix=RESUMES)
         compose_data = next((r.data for r in report.results if r.id == "docker.compose"
                              and r.status == Status.PASS), {})
         command = list(compose_data.get("command") or [])
@@ -108,11 +106,6 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
             raise DeployError("no usable Docker Compose on the target (docker.compose did not "
                               "pass)", "install the docker compose v2 plugin or "
                               "docker-compose >= 1.29")
-        summary = report.summary()
-        step.detail = (f"{summary['pass']} passed, {summary['warn']} warnings, "
-                       f"{summary['skip']} skipped" + (
-                           f", accepted risks: {', '.join(r.id for r in accepted)}"
-                           if accepted else ""))
     accepted_ids = [r.id for r in accepted]
 
     with _Step(run, "render") as step:

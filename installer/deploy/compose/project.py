@@ -4,20 +4,14 @@ deployment's shared bits (target, directory, Docker client, reporting)."""
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import re
 import threading
 from typing import TYPE_CHECKING, Any
 
 from installer.answers import Answers
-from installer.deploy import (
-    DeployCancelled,
-    EventSink,
-    LogLine,
-    StepFinished,
-    StepStarted,
-)
+from installer.deploy import EventSink, LogLine
+from installer.deploy.steps import Step, check_cancel
 from installer.envfile import EnvFile, Flavour
 from installer.errors import DeployError, InputError
 from installer.target import LinkRefused, Target
@@ -25,9 +19,9 @@ from installer.target import LinkRefused, Target
 if TYPE_CHECKING:
     from installer.redact import Redactor
 
-log = logging.getLogger("installer.deploy.compose")
-
 UP_TIMEOUT = 1800.0  # pulling CARTO's images from a registry can take long
+# A cancelled Compose deployment picks up where it stopped: the state file and `up -d` see to it.
+RESUMES = "re-run `carto-installer deploy` to continue; it resumes"
 _NOISE = re.compile(r"the attribute `version` is obsolete")
 
 
@@ -111,9 +105,7 @@ class _Run:
         return self._client
 
     def check_cancel(self) -> None:
-        if self.cancel.is_set():
-            raise DeployCancelled("cancelled: the deployment was stopped",
-                                  "re-run `carto-installer deploy` to continue; it resumes")
+        check_cancel(self.cancel, RESUMES)
 
     def log_lines(self, text: str, prefix: str = "") -> None:
         for line in text.splitlines():
@@ -132,22 +124,9 @@ class _Run:
             return None
 
 
-class _Step:
-    """Reports a step's start and end (with its outcome) around a `with` block."""
+class _Step(Step):
+    """A step of this deployment (reported through its sink, its secrets redacted)."""
 
     def __init__(self, run: _Run, name: str) -> None:
+        super().__init__(run.emit, run.redactor, name)
         self.run = run
-        self.name = name
-        self.detail = ""
-
-    def __enter__(self) -> _Step:
-        self.run.emit(StepStarted(self.name))
-        log.info("step %s", self.name)
-        return self
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        ok = exc is None
-        detail = self.detail if ok else self.run.redactor(
-            getattr(exc, "message", None) or str(exc) or type(exc).__name__)
-        self.run.emit(StepFinished(self.name, ok, detail))
-        log.info("step %s %s: %s", self.name, "done" if ok else "failed", detail)
