@@ -8,17 +8,27 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from installer.errors import DeployError
 
 if TYPE_CHECKING:
-    from installer.deploy.compose.project import _Run
+    from installer.answers import Answers
+    from installer.target import Target
+
+
+class RouterSite(Protocol):
+    """Where the router runs, as a deployment knows it (Compose's run satisfies this)."""
+
+    answers: Answers
+    target: Target
+
+    def check_cancel(self) -> None: ...
 
 HTTPS_WAIT = 30.0  # the router may need a moment after it is up
 
 
-def _https_routes(run: _Run) -> list[tuple[str, Callable[[], socket.socket]]]:
+def _https_routes(run: RouterSite) -> list[tuple[str, Callable[[], socket.socket]]]:
     """Where to reach the router: this machine's 443, or the SSH host's 443 (falling back to
     the target's own loopback through the SSH connection when it is not reachable from here)."""
     if run.target.is_local:
@@ -32,7 +42,7 @@ def _https_routes(run: _Run) -> list[tuple[str, Callable[[], socket.socket]]]:
     return routes
 
 
-def probe_https(run: _Run, domain: str, trusted_pem: bytes) -> str:
+def probe_https(run: RouterSite, domain: str, trusted_pem: bytes) -> str:
     """One HTTPS request to the router, SNI and Host set to the domain, trusting exactly the
     certificate in use. Returns what was seen; raises OSError/ssl.SSLError/ValueError."""
     from cryptography import x509
@@ -70,7 +80,7 @@ def probe_https(run: _Run, domain: str, trusted_pem: bytes) -> str:
     raise last_error
 
 
-def verify_https(run: _Run, domain: str, trusted_pem: bytes) -> str:
+def verify_https(run: RouterSite, domain: str, trusted_pem: bytes) -> str:
     deadline = time.monotonic() + HTTPS_WAIT
     while True:
         run.check_cancel()
