@@ -9,6 +9,11 @@ A re-run with nothing changed must not restart anything, yet `compose up -d` sta
 migrations job again. So after a successful deploy a small state file records what was
 deployed (a hash of docker-compose.yml, .env and the Compose command, and the container ids);
 when it still matches and the deployment is healthy, `up -d` is not run at all.
+
+This module is the orchestration (deploy, status) and that state file; the parts it runs are
+project.py (.env, project name, services, one run's shared bits), health.py (containers,
+judgement, watcher, waits, log tails), images.py (archives, presence, loading) and, shared
+with Helm and upgrade, ../https.py (the router probe, certificate expiry) and ../steps.py.
 """
 
 from __future__ import annotations
