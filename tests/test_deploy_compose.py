@@ -260,7 +260,7 @@ def test_without_yes_the_terminal_is_asked_and_no_changes_nothing(
 def test_status_sees_a_restart_loop_even_while_the_container_is_briefly_running() -> None:
     """Between two crashes a looping container is "running": status must still call it
     failing (a race the end-to-end test once lost), judged by the engine's clock."""
-    from installer.deploy.compose import CRASH_RESTARTS, ContainerView, assess
+    from installer.deploy.compose.health import CRASH_RESTARTS, ContainerView, assess
 
     def view(restarts: int, started: str) -> ContainerView:
         return ContainerView(id="1", name="p-api-1", service="api", state="running", health="",
@@ -271,7 +271,7 @@ def test_status_sees_a_restart_loop_even_while_the_container_is_briefly_running(
         def info(self) -> dict[str, str]:
             return {"SystemTime": "2026-11-26T07:30:05.000000001Z"}
 
-    from installer.deploy.compose import _settled_by_engine_clock
+    from installer.deploy.compose.health import _settled_by_engine_clock
 
     settled = _settled_by_engine_clock(Engine())
     just_restarted = view(CRASH_RESTARTS, "2026-11-26T07:30:04.5Z")

@@ -22,7 +22,7 @@ import docker
 import pytest
 import yaml
 
-from installer.deploy.images import load_images_archive
+from installer.deploy.compose.images import load_images_archive
 from installer.errors import TargetError
 from installer.ssh import SSHTarget
 from tests.fixtures.compose_fixture import (

@@ -49,11 +49,9 @@ from installer.deploy import (
     LogLine,
     ServiceState,
     StatusResult,
-    StepFinished,
-    StepStarted,
-    gate_on_preflight,
     safe_sink,
 )
+from installer.deploy.steps import Step, check_cancel, gated_preflight
 from installer.errors import DeployError
 from installer.helm_release import (  # the queries moved there; re-imported for callers
     ChartInfo,
@@ -345,29 +343,6 @@ def describe_address(address: Address | None, domain: str, namespace: str) -> tu
 # ---- the deployment ----------------------------------------------------------------------------
 
 
-class _Step:
-    def __init__(self, emit: EventSink, redactor: Redactor, name: str) -> None:
-        self.emit, self.redactor, self.name, self.detail = emit, redactor, name, ""
-
-    def __enter__(self) -> _Step:
-        self.emit(StepStarted(self.name))
-        log.info("step %s", self.name)
-        return self
-
-    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        ok = exc is None
-        detail = self.detail if ok else self.redactor(
-            getattr(exc, "message", None) or str(exc) or type(exc).__name__)
-        self.emit(StepFinished(self.name, ok, detail))
-        log.info("step %s %s: %s", self.name, "done" if ok else "failed", detail)
-
-
-def _check_cancel(cancel: threading.Event) -> None:
-    if cancel.is_set():
-        raise DeployCancelled("cancelled: the deployment was stopped",
-                              "re-run `carto-installer deploy` to continue")
-
-
 def _customizations_after(plan: RenderPlan, path: str) -> bytes:
     for change in plan.changes:
         if change.path == path:
@@ -411,7 +386,6 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     Raises DeployError (exit 3) on failure, DeployCancelled when `confirm` says no or
     `cancel` is set, InputError (exit 2) for bad input.
     """
-    from installer.preflight import run_preflight
     from installer.render import apply_render
     from installer.render.helm import (
         chart_facts,
@@ -436,19 +410,12 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     # before anything runs.
     chart = chart_info(kube, k8s.chart)
 
-    with _Step(emit, redactor, "preflight") as step:
-        report = run_preflight(target, answers, "kubernetes", redactor=redactor, cancel=cancel,
-                               on_event=emit, resolver=resolver)
-        _check_cancel(cancel)
-        accepted = gate_on_preflight(report, skip)
-        summary = report.summary()
-        step.detail = (f"{summary['pass']} passed, {summary['warn']} warnings, "
-                       f"{summary['skip']} skipped" + (
-                           f", accepted risks: {', '.join(r.id for r in accepted)}"
-                           if accepted else ""))
+    with Step(emit, redactor, "preflight") as step:
+        _report, accepted = gated_preflight(step, target, answers, "kubernetes", skip=skip,
+                                            cancel=cancel, resolver=resolver)
     accepted_ids = [r.id for r in accepted]
 
-    with _Step(emit, redactor, "render") as step:
+    with Step(emit, redactor, "render") as step:
         package = read_kubernetes_package(answers, redactor)
         emit(LogLine(check_package_version(package.version, chart)))
         facts = (None if answers.database.bundled
@@ -502,11 +469,11 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
         step.detail = (f"wrote {len(written)} file(s)" if written
                        else "the files already match the answers")
     changed = bool(written)
-    _check_cancel(cancel)
+    check_cancel(cancel)
 
     if up_to_date:
         assert last is not None
-        with _Step(emit, redactor, "launch") as step:
+        with Step(emit, redactor, "launch") as step:
             step.detail = (f"release {k8s.release} revision {last.number} is already deployed "
                            "with these values: helm not run")
         return _finish(kube, answers, url, emit, redactor, cancel, accepted_ids, changed,
@@ -514,7 +481,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                        "deployed with these values")
 
     if stuck is not None:
-        with _Step(emit, redactor, "fix stuck release") as step:
+        with Step(emit, redactor, "fix stuck release") as step:
             emit(LogLine(redactor("$ " + shlex.join(stuck.argv))))
             log.info("running %s", shlex.join(stuck.argv))
             fixed = target.run(stuck.argv, timeout=HELM_TIMEOUT_S + 120)
@@ -523,21 +490,21 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                                   f"run it by hand to see the whole error: "
                                   f"`{shlex.join(stuck.argv)}`")
             step.detail = f"release {k8s.release} is no longer {stuck.revision.status}"
-        _check_cancel(cancel)
+        check_cancel(cancel)
 
     applied: dict[str, str] = {}
     if manifests:
-        with _Step(emit, redactor, "secrets") as step:
+        with Step(emit, redactor, "secrets") as step:
             if ns_missing:
                 kube.checked(kube.kubectl("create", "namespace", k8s.namespace))
                 emit(LogLine(f"created namespace {k8s.namespace}"))
             applied = apply_secrets(kube, manifests)
             step.detail = ", ".join(f"{name} {what}" for name, what in applied.items())
-        _check_cancel(cancel)
+        check_cancel(cancel)
 
     progress = _Progress(kube, k8s.release, emit, redactor)
     argv = helm_upgrade_argv(kube, answers, chart, files, description, create_namespace)
-    with _Step(emit, redactor, "launch") as step:
+    with Step(emit, redactor, "launch") as step:
         command = shlex.join(argv)
         emit(LogLine(redactor(f"$ {command}")))
         log.info("running %s", command)
@@ -552,7 +519,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     changed = True
     replaced = [name for name, what in applied.items() if what == "configured"]
     if last is not None and replaced:
-        with _Step(emit, redactor, "restart") as step:
+        with Step(emit, redactor, "restart") as step:
             step.detail = roll_workloads_using(kube, k8s.release, replaced, progress, emit,
                                                redactor)
     return _finish(kube, answers, url, emit, redactor, cancel, accepted_ids, changed,
@@ -755,7 +722,7 @@ def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: R
             cancel: threading.Event, accepted: list[str], changed: bool,
             headline: str) -> DeployResult:
     assert answers.domain is not None
-    with _Step(emit, redactor, "address") as step:
+    with Step(emit, redactor, "address") as step:
         try:
             address = wait_for_address(kube, answers.kubernetes.release, cancel,
                                        LOAD_BALANCER_WAIT)
@@ -823,7 +790,7 @@ def kubernetes_facts(kube: Kube, answers: Answers, last: Revision
     Each read is best effort: a fact that cannot be read is said to be unknown."""
     import base64
 
-    from installer.deploy.compose import certificate_expiry
+    from installer.deploy.https import certificate_expiry
     from installer.render.helm import secret_names
 
     release = answers.kubernetes.release

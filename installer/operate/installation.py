@@ -121,7 +121,7 @@ class Installation:
                              "replace each link by the file itself, then run again")
 
     def dotenv(self) -> dict[str, str]:
-        from installer.deploy.compose import env_values
+        from installer.deploy.compose.project import env_values
 
         tool = self.compose_tool()
         return env_values(self.read(".env") or b"", tool.flavour if tool else None)
@@ -147,7 +147,7 @@ class Installation:
         return {str(k): (v if isinstance(v, dict) else {}) for k, v in services.items()}
 
     def project(self) -> str:
-        from installer.deploy.compose import project_name
+        from installer.deploy.compose.project import project_name
 
         return project_name(self.directory, self.dotenv())
 
@@ -172,12 +172,12 @@ class Installation:
 
     def containers(self) -> list[Any]:
         """ContainerView of every container of the Compose project."""
-        from installer.deploy.compose import list_containers
+        from installer.deploy.compose.health import list_containers
 
         return list_containers(self.client(), self.project())
 
     def service_image(self, service: str) -> str:
-        from installer.deploy.compose import interpolate
+        from installer.deploy.compose.project import interpolate
 
         spec = self.compose_services().get(service, {})
         return interpolate(str(spec.get("image", "")), self.dotenv())
