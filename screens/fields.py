@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-from installer import answers as answers_module
 from installer.answers import Answers, Secret
 from installer.validators import validate_env_value
 
@@ -156,7 +155,7 @@ def _positive_number(raw: str) -> float:
 
 
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls, globalns=vars(answers_module))
+    return typing.get_type_hints(cls)
 
 
 def _section_type(cls: type, name: str) -> type:

@@ -59,7 +59,7 @@ REQUIRED_SIBLINGS = {"target": {"host": "vm.example.internal"},
 
 
 def _leaf_paths(cls: type = Answers, prefix: str = "") -> list[str]:
-    hints = typing.get_type_hints(cls, globalns=vars(answers_module))
+    hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         if f.metadata.get("internal") or f.name == "version":
@@ -93,7 +93,7 @@ def _file_key(path: str) -> str:
     """The leaf's key in the file (`storage.buckets.import_bucket` is written `import`)."""
     cls: type = Answers
     for part in path.split(".")[:-1]:
-        hint = typing.get_type_hints(cls, globalns=vars(answers_module))[part]
+        hint = typing.get_type_hints(cls)[part]
         cls = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     declared = {f.name: f for f in dataclasses.fields(cls)}[path.split(".")[-1]]
     return answers_module.file_key(declared)
