@@ -21,6 +21,7 @@ from installer.answers import (
     Answers,
     StorageSettings,
     check_advanced_answers,
+    field_spec,
     require_storage_secrets,
 )
 from installer.errors import AnswersError
@@ -32,7 +33,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-    field_spec,
 )
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Tick

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from installer.answers import field_spec
 from installer.deployment_dir import RELEASES_URL
 from screens.fields import (
     COMPOSE_TARGET_FIELDS,
@@ -18,7 +19,6 @@ from screens.fields import (
     PROXY_FIELDS,
     SSH_FIELDS,
     TLS_FIELDS,
-    field_spec,
 )
 
 STEP_HELP: dict[str, str] = {

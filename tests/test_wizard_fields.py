@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from installer import answers as answers_module
-from installer.answers import Answers, Secret, SSHSettings, parse_answers
+from installer.answers import Answers, Secret, SSHSettings, field_spec, parse_answers
 from installer.errors import AnswersError
 from installer.validators import validate_domain
 from screens.fields import (
@@ -27,7 +27,6 @@ from screens.fields import (
     PROXY_FIELDS,
     SSH_FIELDS,
     TLS_FIELDS,
-    field_spec,
 )
 
 SAMPLES = [

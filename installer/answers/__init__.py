@@ -13,7 +13,7 @@ from installer.answers.checks import (
     require_storage_secrets,
 )
 from installer.answers.dump import answers_to_dict, dump_answers, json_schema
-from installer.answers.form import file_key
+from installer.answers.form import FieldSpec, blank_section, field_spec, file_key, local_path
 from installer.answers.load import (
     load_answers,
     parse_answers,
@@ -60,6 +60,7 @@ __all__ = [
     "ComposeSettings",
     "DatabaseSSL",
     "DatabaseSettings",
+    "FieldSpec",
     "JumpHost",
     "KubernetesSettings",
     "NetworkSettings",
@@ -71,12 +72,15 @@ __all__ = [
     "StorageSettings",
     "TLSSettings",
     "answers_to_dict",
+    "blank_section",
     "check_advanced_answers",
     "check_storage_answers",
     "dump_answers",
+    "field_spec",
     "file_key",
     "json_schema",
     "load_answers",
+    "local_path",
     "missing_storage_secrets",
     "parse_answers",
     "require",

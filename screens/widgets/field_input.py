@@ -17,8 +17,7 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
-from installer.answers import Secret
-from screens.fields import FieldSpec
+from installer.answers import FieldSpec, Secret
 from screens.usable import UNKNOWN, problem_with
 
 
