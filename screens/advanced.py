@@ -1,7 +1,7 @@
 """Advanced settings, shown collapsed at the end of the Network step: own buckets, a private CA,
 the Google Maps key, a registry login, and on Kubernetes the NodePort or your own ingress.
 
-Every field comes from its declaration in installer/answers.py (label, help on the hint line,
+Every field comes from its declaration in installer/answers/ (label, help on the hint line,
 validator); `installer.answers.check_storage_answers` judges the `storage:` section as a whole,
 as it does for an answers file. The storage.* checks run with the step's egress checks.
 """

@@ -1,6 +1,6 @@
 """What each wizard step asks for, where to find the values and the vendor's rules: the text
 of the help panel (? or F1). The fields' own lines come from their declarations in
-installer/answers.py, so a field's help is written once. UI-free."""
+installer/answers/model.py, so a field's help is written once. UI-free."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One validator per field: the wizard's form helper and the answers-file loader agree.
 
-Every answer declared in installer/answers.py is turned into a form field; for a range of
+Every answer declared in installer/answers/model.py is turned into a form field; for a range of
 typed values, the field must accept exactly what the loader accepts (with the same value) and
 reject with the validator's own message what the loader rejects.
 """

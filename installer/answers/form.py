@@ -169,12 +169,8 @@ def _positive_number(raw: str) -> float:
     return number
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _section_type(cls: type, name: str) -> type:
-    inner, _ = _unwrap_optional(_hints(cls)[name])
+    inner, _ = _unwrap_optional(_field_types(cls)[name])
     if not (isinstance(inner, type) and dataclasses.is_dataclass(inner)):
         raise KeyError(f"{cls.__name__}.{name} is not a section")
     return inner
@@ -191,7 +187,7 @@ def blank_section(cls: type) -> Any:
 
 
 def field_spec(path: str) -> FieldSpec:
-    """The form field for an answer, from its declaration in installer/answers.py."""
+    """The form field for an answer, from its declaration in model.py."""
     cls: type = Answers
     parts = path.split(".")
     for part in parts[:-1]:
@@ -201,7 +197,7 @@ def field_spec(path: str) -> FieldSpec:
     if name not in declared:
         raise KeyError(f"no answer named {path}")
     f = declared[name]
-    tp, optional = _unwrap_optional(_hints(cls)[name])
+    tp, optional = _unwrap_optional(_field_types(cls)[name])
     meta = f.metadata
     if meta.get("secret"):
         kind = "secret"
