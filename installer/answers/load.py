@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any, get_origin
 
 from installer.answers.checks import check_advanced_answers
-from installer.answers.form import _field_types, _public_fields, _unwrap_optional, file_key
+from installer.answers.form import (
+    _field_types,
+    _public_fields,
+    _unwrap_optional,
+    file_key,
+    local_path,
+)
 from installer.answers.model import ANSWERS_VERSION, Answers, Secret, _kind, _shown
 from installer.errors import AnswersError, AnswersErrors, one_or_all
 from installer.redact import Redactor
@@ -119,8 +125,7 @@ class _Loader:
         return value
 
     def local_path(self, value: str) -> Path:
-        p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else (self.base / p)
+        return local_path(value, self.base)
 
     def secret(self, key: str, raw: Any, path: str) -> Secret | None:
         if not isinstance(raw, str) or raw == "":
