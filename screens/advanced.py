@@ -1,7 +1,7 @@
 """Advanced settings, shown collapsed at the end of the Network step: own buckets, a private CA,
 the Google Maps key, a registry login, and on Kubernetes the NodePort or your own ingress.
 
-Every field comes from its declaration in installer/answers.py (label, help on the hint line,
+Every field comes from its declaration in installer/answers/ (label, help on the hint line,
 validator); `installer.answers.check_storage_answers` judges the `storage:` section as a whole,
 as it does for an answers file. The storage.* checks run with the step's egress checks.
 """
@@ -21,6 +21,7 @@ from installer.answers import (
     Answers,
     StorageSettings,
     check_advanced_answers,
+    field_spec,
     require_storage_secrets,
 )
 from installer.errors import AnswersError
@@ -32,7 +33,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-    field_spec,
 )
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Tick

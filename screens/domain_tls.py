@@ -10,8 +10,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
+from installer.answers import field_spec
 from screens.base import StepScreen
-from screens.fields import TLS_FIELDS, field_spec
+from screens.fields import TLS_FIELDS
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices

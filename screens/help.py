@@ -1,11 +1,12 @@
 """What each wizard step asks for, where to find the values and the vendor's rules: the text
 of the help panel (? or F1). The fields' own lines come from their declarations in
-installer/answers.py, so a field's help is written once. UI-free."""
+installer/answers/model.py, so a field's help is written once. UI-free."""
 
 from __future__ import annotations
 
 import dataclasses
 
+from installer.answers import field_spec
 from installer.deployment_dir import RELEASES_URL
 from screens.fields import (
     COMPOSE_TARGET_FIELDS,
@@ -18,7 +19,6 @@ from screens.fields import (
     PROXY_FIELDS,
     SSH_FIELDS,
     TLS_FIELDS,
-    field_spec,
 )
 
 STEP_HELP: dict[str, str] = {

@@ -8,8 +8,9 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
+from installer.answers import field_spec
 from screens.base import StepScreen
-from screens.fields import LICENSE_FIELDS, field_spec
+from screens.fields import LICENSE_FIELDS
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 

@@ -10,10 +10,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
-from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings
+from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings, field_spec
 from screens.advanced import AdvancedForm, advanced_widgets
 from screens.base import StepScreen
-from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS, field_spec
+from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick

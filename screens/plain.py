@@ -26,6 +26,7 @@ from installer.answers import (
     ProxySettings,
     StorageSettings,
     check_advanced_answers,
+    field_spec,
     require_storage_secrets,
 )
 from installer.checks.base import CheckResult, Status
@@ -50,7 +51,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-    field_spec,
 )
 from screens.state import (
     STEP_CATEGORIES,

@@ -98,8 +98,7 @@ async def test_every_input_of_every_step_takes_a_paste(tmp_path: Path) -> None:
         state = new_state(tmp_path)
         state.answers.platform = platform
         if step == "target" and platform == "compose":
-            from installer.answers import JumpHost, SSHSettings
-            from screens.fields import blank_section
+            from installer.answers import JumpHost, SSHSettings, blank_section
 
             state.answers.target = blank_section(SSHSettings)
             state.answers.target.jump = blank_section(JumpHost)

@@ -1,6 +1,6 @@
 """One validator per field: the wizard's form helper and the answers-file loader agree.
 
-Every answer declared in installer/answers.py is turned into a form field; for a range of
+Every answer declared in installer/answers/model.py is turned into a form field; for a range of
 typed values, the field must accept exactly what the loader accepts (with the same value) and
 reject with the validator's own message what the loader rejects.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from installer import answers as answers_module
-from installer.answers import Answers, Secret, SSHSettings, parse_answers
+from installer.answers import Answers, Secret, SSHSettings, field_spec, parse_answers
 from installer.errors import AnswersError
 from installer.validators import validate_domain
 from screens.fields import (
@@ -27,7 +27,6 @@ from screens.fields import (
     PROXY_FIELDS,
     SSH_FIELDS,
     TLS_FIELDS,
-    field_spec,
 )
 
 SAMPLES = [
@@ -59,7 +58,7 @@ REQUIRED_SIBLINGS = {"target": {"host": "vm.example.internal"},
 
 
 def _leaf_paths(cls: type = Answers, prefix: str = "") -> list[str]:
-    hints = typing.get_type_hints(cls, globalns=vars(answers_module))
+    hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
         if f.metadata.get("internal") or f.name == "version":
@@ -93,7 +92,7 @@ def _file_key(path: str) -> str:
     """The leaf's key in the file (`storage.buckets.import_bucket` is written `import`)."""
     cls: type = Answers
     for part in path.split(".")[:-1]:
-        hint = typing.get_type_hints(cls, globalns=vars(answers_module))[part]
+        hint = typing.get_type_hints(cls)[part]
         cls = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     declared = {f.name: f for f in dataclasses.fields(cls)}[path.split(".")[-1]]
     return answers_module.file_key(declared)

@@ -1,7 +1,7 @@
 """One answer as a one-line input: label, input, validity mark.
 
-Built from a `FieldSpec` (screens/fields.py), so the validator is the one declared with the
-answer in installer/answers.py. Help and errors go to the screen's hint line (one line per
+Built from a `FieldSpec` (installer/answers/form.py), so the validator is the one declared with the
+answer in installer/answers/model.py. Help and errors go to the screen's hint line (one line per
 field keeps forms usable at 80x24). Local paths can be picked with Ctrl+O.
 """
 
@@ -17,8 +17,7 @@ from textual.message import Message
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
-from installer.answers import Secret
-from screens.fields import FieldSpec
+from installer.answers import FieldSpec, Secret
 from screens.usable import UNKNOWN, problem_with
 
 
