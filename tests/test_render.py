@@ -382,9 +382,14 @@ def test_a_killed_render_never_leaves_a_half_written_file(tmp_path: Path,
     customer_versions = allowed["customer.env"]
 
     context = multiprocessing.get_context("fork")
-    started = time.monotonic()
-    _render_in_child(variants[0])
-    duration = time.monotonic() - started
+    # How long a render takes, from the fastest of three (the first pays for cold caches; a
+    # loaded machine makes single timings long, and kills after the end prove nothing).
+    timings = []
+    for _ in range(3):
+        started = time.monotonic()
+        _render_in_child(variants[0])
+        timings.append(time.monotonic() - started)
+    duration = min(timings)
     rng = random.Random(20261126)
     outcomes = []
     for run in range(24):

@@ -241,7 +241,9 @@ async def test_ctrl_c_during_the_deployment_stops_it_promptly_and_cleanly(
                                     what="the deployment to stop")
             assert took < 3.0, f"the deployment took {took:.1f} s to stop"
             assert deploy.finished_ok is False
-            assert "Deployment stopped at your request" in screen_text(app)
+            # The outcome is written once the worker's last message is handled.
+            await wait_until(pilot, lambda: "Deployment stopped at your request"
+                             in screen_text(app), timeout=5, what="the stop to be explained")
             assert app.screen.query_one("#next").label == "Retry"
             # Retry, then quit in the middle: the dialog says a deployment is running, and
             # quitting stops it at a safe point before the installer exits.
