@@ -12,17 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from installer.cli.answers_arg import load_command_answers, open_command_target
+from installer.cli.prompts import out as _out
 from installer.errors import InputError
-from installer.safetext import visible
 
 log = logging.getLogger("installer.deploy.cli")  # the name its log lines always had
 
 MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error": "ERR "}
 
-
-def _out(redactor: Any, text: str) -> None:
-    sys.stdout.write(visible(redactor(text)) + "\n")
-    sys.stdout.flush()
 
 
 def run_render(args: Any, redactor: Any) -> int:

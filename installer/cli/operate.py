@@ -14,12 +14,8 @@ from typing import Any
 from installer.cli.answers_arg import load_command_answers, open_command_target
 from installer.cli.contract import EXIT_INTERRUPTED
 from installer.cli.prompts import ask_yes_no, backup_passphrase
+from installer.cli.prompts import out as _out
 from installer.errors import InputError
-
-
-def _out(redactor: Any, text: str) -> None:
-    sys.stdout.write(redactor(text) + "\n")
-    sys.stdout.flush()
 
 
 class _Printer:

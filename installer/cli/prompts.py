@@ -8,6 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 from installer.errors import InputError
+from installer.safetext import visible
+
+
+def out(redactor: Any, text: str) -> None:
+    """One line for the person at the terminal: secrets redacted, control characters made
+    visible (the text may quote a container's log, a remote host or a server)."""
+    sys.stdout.write(visible(redactor(text)) + "\n")
+    sys.stdout.flush()
 
 
 def terminal_passphrase_prompt() -> Callable[[str], str] | None:
