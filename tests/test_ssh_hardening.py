@@ -452,9 +452,18 @@ def test_a_sudo_write_keeps_only_a_trusted_owner(
 # --- item 13: a dropped connection ---------------------------------------------------------
 
 
+@pytest.fixture
+def ports_held() -> Iterator[None]:
+    """host.ports is compared between two runs: no other test may take 443 or 80 meanwhile."""
+    from tests.helpers import host_ports_lock
+
+    with host_ports_lock():
+        yield
+
+
 def test_a_dropped_connection_is_reopened_for_repeatable_work(
         server: SSHServer, known: Path, target_credentials: SSHCredentials,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, ports_held: None) -> None:
     settings = target_settings(server, known, user="root",
                                identity_file=target_credentials.ed25519_key)
     answers = parse_answers({"version": 1, "platform": "compose",
