@@ -24,12 +24,12 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
-from screens.state import (
+from installer.session import (
     STEP_CATEGORIES,
     STEP_TITLES,
     STEPS,
     Cancelled,
-    WizardState,
+    Session,
     describe_error,
 )
 from screens.widgets.keybar import KeyBar
@@ -82,7 +82,7 @@ def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
     return box.get("value")
 
 
-def answers_key(state: WizardState) -> str:
+def answers_key(state: Session) -> str:
     """A fingerprint of everything the checks read, to know when results went stale."""
     import yaml
 
@@ -133,7 +133,7 @@ class StepScreen(Screen[None]):
         Binding("ctrl+r", "rerun_all", "Re-run checks"),
     ]
 
-    def __init__(self, state: WizardState, *, live: bool = True) -> None:
+    def __init__(self, state: Session, *, live: bool = True) -> None:
         # No id: a step shown again (Back then Next) may meet its previous screen still
         # being removed, and two screens may not share an id.
         super().__init__(classes=f"step-{self.STEP}")

@@ -20,8 +20,8 @@ from textual.worker import Worker, get_current_worker
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.safetext import visible
+from installer.session import describe_error, plan_fingerprint, unusual_actions
 from screens.base import StepScreen, ask_from_thread
-from screens.state import describe_error, plan_fingerprint, unusual_actions
 from screens.widgets.check_list import MARKS, SPINNER
 from screens.widgets.nav_button import NavButton
 

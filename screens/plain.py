@@ -1,7 +1,7 @@
 """The wizard as plain questionary prompts (`--plain`, or TERM=dumb).
 
 Same steps, same answers, same validators (screens/fields.py) and the same core calls
-(screens/state.py) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
+(installer/session/) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
 KeyboardInterrupt, which is caught once, in `run_plain`.
 """
 
@@ -34,6 +34,16 @@ from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import AnswersError, InstallerError
 from installer.render.storage import check_advanced_files
 from installer.safetext import visible
+from installer.session import (
+    STEP_CATEGORIES,
+    STEP_TITLES,
+    STEPS,
+    Session,
+    bundled_warning,
+    describe_error,
+    plan_fingerprint,
+    unusual_actions,
+)
 from screens.fields import (
     ADVANCED_COMMON_FIELDS,
     ADVANCED_PLATFORM_FIELDS,
@@ -51,16 +61,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-)
-from screens.state import (
-    STEP_CATEGORIES,
-    STEP_TITLES,
-    STEPS,
-    WizardState,
-    bundled_warning,
-    describe_error,
-    plan_fingerprint,
-    unusual_actions,
 )
 from screens.usable import UNKNOWN, problem_with
 
@@ -98,7 +98,7 @@ class StepFailed(Exception):
 
 
 class PlainWizard:
-    def __init__(self, state: WizardState, out: TextIO | None = None,
+    def __init__(self, state: Session, out: TextIO | None = None,
                  color: bool | None = None) -> None:
         self.state = state
         self.out = out or sys.stdout
@@ -731,11 +731,11 @@ class PlainWizard:
 
 def run_plain(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer --plain`: the wizard as questions and answers."""
-    from installer.cli import load_answers_arg
+    from installer.session import load_answers_arg
 
     answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
     save_to = getattr(args, "save_answers", None)
-    state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+    state = Session(redactor=redactor, answers=answers,  # type: ignore[arg-type]
                         accept_host_key=getattr(args, "accept_host_key", None),
                         answers_path=Path(save_to).resolve() if save_to else None)
     wizard = PlainWizard(state)

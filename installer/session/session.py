@@ -1,6 +1,6 @@
 """What the wizard knows between steps, and the core calls both front ends make.
 
-The Textual app and the plain prompts each hold one `WizardState`: the answers being filled
+The Textual app and the plain prompts each hold one `Session`: the answers being filled
 in, the open target, the check results, the accepted risks and the saved session. Every call
 into the core (checks, render, deploy) goes through here, so both front ends behave the same.
 No UI library is imported here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from installer.answers import Answers, answers_to_dict, dump_answers, parse_answ
 from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
+from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
@@ -57,7 +59,7 @@ STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
 SESSION_NAME = "session.yaml"  # in the state directory (CONTRACT.md), never the checkout
 ANSWERS_NAME = "carto-answers.yaml"
 # The installer's own folder (the checkout, or site-packages): nothing the user owns goes here.
-INSTALLER_HOME = Path(__file__).resolve().parent.parent
+INSTALLER_HOME = Path(__file__).resolve().parents[2]
 BLOCKING = ("fail", "error")  # check statuses that stop a deployment (Status is a StrEnum)
 
 
@@ -68,6 +70,23 @@ def bundled_warning(platform: str) -> str:
              "in a Docker volume on this machine, without backups")
     return ("The bundled PostgreSQL is for debugging and evaluation only: CARTO states it is "
             f"not supported in production and will be removed. Your data lives {where}.")
+
+
+def load_answers_arg(path: str | None, redactor: Redactor,
+                     secrets: tuple[str, ...] | None = None) -> Answers | None:
+    """The answers file named with --answers, or None. Its warnings go to standard error.
+
+    `secrets` says which secrets the caller uses (answer path prefixes, e.g. ("database.",));
+    one named by an unset variable is an error only there. None: all of them."""
+    if not path:
+        return None
+    from installer.answers import load_answers, require_secrets
+
+    answers = load_answers(path, redactor=redactor)
+    for warning in answers.warnings:
+        sys.stderr.write(visible(f"warning: {warning}") + "\n")
+    require_secrets(answers, secrets)
+    return answers
 
 
 class Cancelled(Exception):
@@ -151,7 +170,7 @@ def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
     return box.get("value")
 
 
-class WizardState:
+class Session:
     def __init__(
         self,
         *,
@@ -334,7 +353,7 @@ class WizardState:
         """The open target the answers name, reusing the connection when nothing changed.
         `confirm_host_key` is asked about a host key seen for the first time,
         `passphrase_prompt` for an identity file's passphrase (when ssh-agent lacks it)."""
-        from installer.preflight import open_target
+        from installer.connect import open_target
 
         key = self._key()
         with self._lock:

@@ -1,0 +1,52 @@
+"""The wizard's application logic, free of any user interface.
+
+`Session` holds what a run of the wizard knows between steps (answers, the open target, check
+results, accepted risks, the saved progress) and makes every call into the core, so the Textual
+screens and the plain prompts only render and ask.
+"""
+
+from installer.session.session import (
+    ANSWERS_NAME,
+    BLOCKING,
+    INSTALLER_HOME,
+    SESSION_NAME,
+    STEP_CATEGORIES,
+    STEP_TITLES,
+    STEPS,
+    Cancelled,
+    SavedSession,
+    Session,
+    bundled_warning,
+    default_answers_folder,
+    describe_error,
+    load_answers_arg,
+    plan_fingerprint,
+    run_cancellable,
+    state_directory,
+    step_for_answer,
+    step_for_check,
+    unusual_actions,
+)
+
+__all__ = [
+    "ANSWERS_NAME",
+    "BLOCKING",
+    "INSTALLER_HOME",
+    "SESSION_NAME",
+    "STEPS",
+    "STEP_CATEGORIES",
+    "STEP_TITLES",
+    "Cancelled",
+    "SavedSession",
+    "Session",
+    "bundled_warning",
+    "default_answers_folder",
+    "describe_error",
+    "load_answers_arg",
+    "plan_fingerprint",
+    "run_cancellable",
+    "state_directory",
+    "step_for_answer",
+    "step_for_check",
+    "unusual_actions",
+]
