@@ -29,6 +29,7 @@ from installer.session import (
     STEP_TITLES,
     STEPS,
     Cancelled,
+    Handoff,
     Session,
     describe_error,
 )
@@ -66,20 +67,14 @@ class ChecksEnded(Message):
 def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
                     cancel: threading.Event) -> Any:
     """Show a modal from a worker thread and wait for its answer (None if cancelled)."""
-    done = threading.Event()
-    box: dict[str, Any] = {}
-
-    def answered(value: Any) -> None:
-        box["value"] = value
-        done.set()
-
+    answer: Handoff[Any] = Handoff()
     screen = make_screen()
-    app.call_from_thread(app.push_screen, screen, answered)
-    while not done.wait(0.05):
-        if cancel.is_set():
-            app.call_from_thread(lambda: screen.dismiss(None) if screen.is_current else None)
-            return None
-    return box.get("value")
+    app.call_from_thread(app.push_screen, screen, answer.give)
+    try:
+        return answer.wait(cancel)
+    except Cancelled:
+        app.call_from_thread(lambda: screen.dismiss(None) if screen.is_current else None)
+        return None
 
 
 def answers_key(state: Session) -> str:

@@ -13,7 +13,7 @@ from installer.session.session import (
     STEP_CATEGORIES,
     STEP_TITLES,
     STEPS,
-    Cancelled,
+    Confirmation,
     SavedSession,
     Session,
     bundled_warning,
@@ -21,22 +21,24 @@ from installer.session.session import (
     describe_error,
     load_answers_arg,
     plan_fingerprint,
-    run_cancellable,
     state_directory,
     step_for_answer,
     step_for_check,
-    unusual_actions,
 )
+from installer.session.work import Background, Cancelled, Handoff, run_cancellable
 
 __all__ = [
     "ANSWERS_NAME",
     "BLOCKING",
+    "Background",
     "INSTALLER_HOME",
     "SESSION_NAME",
     "STEPS",
     "STEP_CATEGORIES",
     "STEP_TITLES",
     "Cancelled",
+    "Confirmation",
+    "Handoff",
     "SavedSession",
     "Session",
     "bundled_warning",
@@ -48,5 +50,4 @@ __all__ = [
     "state_directory",
     "step_for_answer",
     "step_for_check",
-    "unusual_actions",
 ]

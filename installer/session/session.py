@@ -25,11 +25,14 @@ from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
+from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
     from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
+    from installer.render import RenderPlan
+    from installer.render.actions import Action
     from installer.target import Target
 
 log = logging.getLogger("installer.wizard")
@@ -89,8 +92,18 @@ def load_answers_arg(path: str | None, redactor: Redactor,
     return answers
 
 
-class Cancelled(Exception):
-    """The user stopped the work (Ctrl-C, Back or Quit)."""
+@dataclass(frozen=True)
+class Confirmation:
+    """What the user must agree to before a deploy writes, beyond pressing Deploy: files that
+    changed on the target since the Review step showed them, and the planned actions that
+    agreeing to deploy does not cover (in the order the deploy takes them)."""
+
+    changed_since_review: bool
+    actions: tuple[Action, ...]
+
+    @property
+    def needed(self) -> bool:
+        return self.changed_since_review or bool(self.actions)
 
 
 @dataclass
@@ -141,33 +154,6 @@ def step_for_answer(path: str) -> str | None:
 def step_for_check(check_id: str) -> str | None:
     category = category_of(check_id)
     return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
-
-
-def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
-                    poll: float = 0.05) -> Any:
-    """Run read-only work in a thread and give up on it as soon as `cancel` is set.
-
-    The checks engine notices a cancel only between checks; a check stuck on a slow network
-    would keep the user waiting. Checks change nothing, so abandoning one is safe: it ends on
-    its own timeout.
-    """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="wizard-work", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        if cancel.is_set():
-            raise Cancelled()
-        thread.join(poll)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 class Session:
@@ -432,12 +418,18 @@ class Session:
     # --- render and deploy ------------------------------------------------------------------
 
     def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None,
-             passphrase_prompt: Callable[[str], str] | None = None) -> Any:
+             passphrase_prompt: Callable[[str], str] | None = None) -> RenderPlan:
         """The RenderPlan: what would be written. Writes nothing."""
         from installer.render import plan_render
 
         return plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
                            redactor=self.redactor)
+
+    def confirmation_needed(self, plan: RenderPlan) -> Confirmation:
+        """What to ask before the deploy applies `plan` (nothing when `needed` is False)."""
+        reviewed = plan.empty or plan_fingerprint(plan) == self.reviewed_fingerprint
+        return Confirmation(changed_since_review=not reviewed,
+                            actions=tuple(a for a in plan.actions if a.needs_consent))
 
     def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],
                confirm: Callable[[Any], bool] | None) -> Any:
@@ -461,7 +453,7 @@ def _platform_in(path: Path) -> str | None:
     return None
 
 
-def plan_fingerprint(plan: Any) -> str:
+def plan_fingerprint(plan: RenderPlan) -> str:
     """What a render plan starts from: each file it touches with its current content and the
     mode it gets. Equal fingerprints mean nothing on the target changed since the review
     (freshly generated material, such as a self-signed certificate, may still differ)."""
@@ -474,16 +466,6 @@ def plan_fingerprint(plan: Any) -> str:
     digest.update(str(len(plan.backups)).encode())
     digest.update("\0".join(getattr(plan, "removals", [])).encode())
     return digest.hexdigest()
-
-
-# What every deploy does after writing the files, which pressing Deploy already agreed to.
-# Anything else the deploy plans (e.g. rolling back a Helm release stuck mid-operation) is
-# asked about first.
-ORDINARY_ACTIONS = ("run `", "docker load ", "create or update the Secrets", "create namespace")
-
-
-def unusual_actions(plan: Any) -> list[str]:
-    return [a for a in getattr(plan, "actions", []) if not a.startswith(ORDINARY_ACTIONS)]
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
