@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from installer.answers import require_tls_pair, unpaired_tls_file
+from installer.errors import AnswersError
 from installer.redact import Redactor
 from installer.render import FileChange, RenderPlan
 from installer.render.actions import Action, ActionKind
-from installer.session import Cancelled, Session, plan_fingerprint
+from installer.session import (
+    STEP_CATEGORIES,
+    STEP_SPECS,
+    STEP_TITLES,
+    STEPS,
+    Cancelled,
+    Session,
+    plan_fingerprint,
+    step_for_check,
+)
 from installer.session.work import Background, Handoff, run_cancellable
 
 
@@ -120,3 +131,34 @@ def test_a_handoff_gives_one_value_across_threads() -> None:
     cancel.set()
     with pytest.raises(Cancelled):
         Handoff[str]().wait(cancel)
+
+
+def test_one_tls_file_without_the_other_is_one_rule_for_the_wizard_and_render(
+        tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    session.answers.domain = "carto.example.com"
+    assert session.missing("domain_tls") == []  # neither: a self-signed certificate
+    session.answers.tls.certificate_file = str(tmp_path / "cert.pem")
+    assert session.missing("domain_tls") == [
+        "certificate and key (both, or neither for self-signed)"]
+    assert unpaired_tls_file(session.answers) == "tls.key_file"
+    with pytest.raises(AnswersError) as raised:
+        require_tls_pair(session.answers)
+    assert raised.value.path == "tls.key_file"
+    session.answers.tls.certificate_file = None
+    session.answers.tls.key_file = str(tmp_path / "key.pem")
+    assert unpaired_tls_file(session.answers) == "tls.certificate_file"
+    session.answers.tls.certificate_file = str(tmp_path / "cert.pem")
+    assert session.missing("domain_tls") == []
+    require_tls_pair(session.answers)
+
+
+def test_each_step_is_declared_once_with_its_title_and_checks() -> None:
+    assert [s.id for s in STEP_SPECS] == list(STEPS)
+    assert STEPS[0] == "welcome" and STEPS[-1] == "deploy"
+    assert STEP_TITLES["domain_tls"] == "Domain and TLS"
+    # A failed check sends the user back to the step that runs its category.
+    assert step_for_check("db.connect") == "database"
+    assert step_for_check("egress.auth.carto.com") == "network"
+    assert step_for_check("k8s.version") == "requirements"
+    assert all(STEP_CATEGORIES[s.id] == s.categories for s in STEP_SPECS if s.categories)

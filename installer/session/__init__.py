@@ -10,9 +10,6 @@ from installer.session.session import (
     BLOCKING,
     INSTALLER_HOME,
     SESSION_NAME,
-    STEP_CATEGORIES,
-    STEP_TITLES,
-    STEPS,
     Confirmation,
     SavedSession,
     Session,
@@ -25,6 +22,7 @@ from installer.session.session import (
     step_for_answer,
     step_for_check,
 )
+from installer.session.steps import STEP_CATEGORIES, STEP_SPECS, STEP_TITLES, STEPS, StepSpec
 from installer.session.work import Background, Cancelled, Handoff, run_cancellable
 
 __all__ = [
@@ -34,12 +32,14 @@ __all__ = [
     "INSTALLER_HOME",
     "SESSION_NAME",
     "STEPS",
+    "STEP_SPECS",
     "STEP_CATEGORIES",
     "STEP_TITLES",
     "Cancelled",
     "Confirmation",
     "Handoff",
     "SavedSession",
+    "StepSpec",
     "Session",
     "bundled_warning",
     "default_answers_folder",

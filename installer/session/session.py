@@ -19,12 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
+from installer.answers import (
+    Answers,
+    answers_to_dict,
+    dump_answers,
+    parse_answers,
+    unpaired_tls_file,
+)
 from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
+from installer.session.steps import STEP_CATEGORIES, STEPS
 from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
@@ -37,28 +44,6 @@ if TYPE_CHECKING:  # the checks and the target are loaded when first used
 
 log = logging.getLogger("installer.wizard")
 
-STEPS = ("welcome", "platform", "target", "requirements", "domain_tls", "database", "license",
-         "network", "review", "deploy")
-STEP_TITLES = {
-    "welcome": "Welcome",
-    "platform": "Platform",
-    "target": "Target machine",
-    "requirements": "Requirements",
-    "domain_tls": "Domain and TLS",
-    "database": "Database",
-    "license": "License package",
-    "network": "Network",
-    "review": "Review",
-    "deploy": "Deploy",
-}
-# The check categories each step runs (the engine adds what they need).
-STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "requirements": ("host", "docker", "k8s"),
-    "domain_tls": ("net", "tls"),
-    "database": ("db",),
-    "license": ("license",),
-    "network": ("egress", "storage"),
-}
 SESSION_NAME = "session.yaml"  # in the state directory (CONTRACT.md), never the checkout
 ANSWERS_NAME = "carto-answers.yaml"
 # The installer's own folder (the checkout, or site-packages): nothing the user owns goes here.
@@ -252,7 +237,7 @@ class Session:
         elif step == "domain_tls":
             if not a.domain:
                 out.append("domain")
-            if bool(a.tls.certificate_file) != bool(a.tls.key_file):
+            if unpaired_tls_file(a) is not None:
                 out.append("certificate and key (both, or neither for self-signed)")
         elif step == "database" and not a.database.bundled:
             if not a.database.host:
