@@ -162,3 +162,16 @@ def test_each_step_is_declared_once_with_its_title_and_checks() -> None:
     assert step_for_check("egress.auth.carto.com") == "network"
     assert step_for_check("k8s.version") == "requirements"
     assert all(STEP_CATEGORIES[s.id] == s.categories for s in STEP_SPECS if s.categories)
+
+
+def test_what_a_step_lacks_comes_from_its_declaration(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    session.answers.database.bundled = False
+    session.answers.database.host = None
+    assert session.missing("database") == [
+        "database host", "database admin password", "CARTO database user password"]
+    assert STEP_SPECS[STEPS.index("database")].missing(session.answers) == session.missing(
+        "database")
+    session.answers.database.bundled = True
+    assert session.missing("database") == []
+    assert session.missing("review") == []  # a step that asks nothing lacks nothing

@@ -24,14 +24,13 @@ from installer.answers import (
     answers_to_dict,
     dump_answers,
     parse_answers,
-    unpaired_tls_file,
 )
 from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
-from installer.session.steps import STEP_CATEGORIES, STEPS
+from installer.session.steps import STEP_CATEGORIES, STEP_SPEC, STEPS
 from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
@@ -230,30 +229,8 @@ class Session:
 
     def missing(self, step: str) -> list[str]:
         """Answers a step needs that are not there yet (labels, for messages)."""
-        a = self.answers
-        out: list[str] = []
-        if step == "target" and a.target is not None and not a.target.host:
-            out.append("target host")
-        elif step == "domain_tls":
-            if not a.domain:
-                out.append("domain")
-            if unpaired_tls_file(a) is not None:
-                out.append("certificate and key (both, or neither for self-signed)")
-        elif step == "database" and not a.database.bundled:
-            if not a.database.host:
-                out.append("database host")
-            if a.database.admin_password is None:
-                out.append("database admin password")
-            if a.database.password is None:
-                out.append("CARTO database user password")
-        elif step == "license" and not a.package:
-            out.append("installation package")
-        elif step == "network" and a.storage is not None and a.storage.provider:
-            from installer.answers import missing_storage_secrets
-
-            out += [key.removeprefix("storage.").replace("_", " ")
-                    for key in missing_storage_secrets(a.storage)]
-        return out
+        spec = STEP_SPEC.get(step)
+        return spec.missing(self.answers) if spec is not None else []
 
     def save_session(self, step: str) -> None:
         """Record progress (no secrets) so a later run can resume here. Atomic."""
