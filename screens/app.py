@@ -15,7 +15,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
-from screens.state import STEP_TITLES, STEPS, WizardState
+from installer.session import STEP_TITLES, STEPS, Session
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SCREEN_CLASSES = {
@@ -47,7 +47,7 @@ class WizardApp(App[int]):
         Binding("ctrl+c", "interrupt", "Stop", priority=True, show=False),
     ]
 
-    def __init__(self, state: WizardState, *, start: str = "welcome", live: bool = True) -> None:
+    def __init__(self, state: Session, *, start: str = "welcome", live: bool = True) -> None:
         super().__init__()
         self.state = state
         self.start_step = start
@@ -167,13 +167,13 @@ class WizardApp(App[int]):
 
 def run_app(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer` with a terminal: run the wizard, then say where things stand."""
-    from installer.cli import load_answers_arg
     from installer.safetext import visible
+    from installer.session import load_answers_arg
 
     # Secrets named by unset variables are simply asked for by the wizard.
     answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
     save_to = getattr(args, "save_answers", None)
-    state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+    state = Session(redactor=redactor, answers=answers,  # type: ignore[arg-type]
                         accept_host_key=getattr(args, "accept_host_key", None),
                         answers_path=Path(save_to).resolve() if save_to else None)
     app = WizardApp(state)

@@ -24,12 +24,13 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
-from screens.state import (
+from installer.session import (
     STEP_CATEGORIES,
     STEP_TITLES,
     STEPS,
     Cancelled,
-    WizardState,
+    Handoff,
+    Session,
     describe_error,
 )
 from screens.widgets.keybar import KeyBar
@@ -66,23 +67,17 @@ class ChecksEnded(Message):
 def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
                     cancel: threading.Event) -> Any:
     """Show a modal from a worker thread and wait for its answer (None if cancelled)."""
-    done = threading.Event()
-    box: dict[str, Any] = {}
-
-    def answered(value: Any) -> None:
-        box["value"] = value
-        done.set()
-
+    answer: Handoff[Any] = Handoff()
     screen = make_screen()
-    app.call_from_thread(app.push_screen, screen, answered)
-    while not done.wait(0.05):
-        if cancel.is_set():
-            app.call_from_thread(lambda: screen.dismiss(None) if screen.is_current else None)
-            return None
-    return box.get("value")
+    app.call_from_thread(app.push_screen, screen, answer.give)
+    try:
+        return answer.wait(cancel)
+    except Cancelled:
+        app.call_from_thread(lambda: screen.dismiss(None) if screen.is_current else None)
+        return None
 
 
-def answers_key(state: WizardState) -> str:
+def answers_key(state: Session) -> str:
     """A fingerprint of everything the checks read, to know when results went stale."""
     import yaml
 
@@ -133,7 +128,7 @@ class StepScreen(Screen[None]):
         Binding("ctrl+r", "rerun_all", "Re-run checks"),
     ]
 
-    def __init__(self, state: WizardState, *, live: bool = True) -> None:
+    def __init__(self, state: Session, *, live: bool = True) -> None:
         # No id: a step shown again (Back then Next) may meet its previous screen still
         # being removed, and two screens may not share an id.
         super().__init__(classes=f"step-{self.STEP}")

@@ -14,9 +14,9 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
 from installer.answers import field_spec
+from installer.session import bundled_warning
 from screens.base import StepScreen
 from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS
-from screens.state import bundled_warning
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.nav_button import NavButton

@@ -20,8 +20,8 @@ from textual.worker import Worker, get_current_worker
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.safetext import visible
+from installer.session import describe_error
 from screens.base import StepScreen, ask_from_thread
-from screens.state import describe_error, plan_fingerprint, unusual_actions
 from screens.widgets.check_list import MARKS, SPINNER
 from screens.widgets.nav_button import NavButton
 
@@ -137,12 +137,11 @@ class DeployScreen(StepScreen):
         from screens.review import relative
         from screens.widgets.modals import ConfirmModal
 
-        unusual = unusual_actions(plan)
-        reviewed = plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint
-        if reviewed and not unusual:
+        needed = self.state.confirmation_needed(plan)
+        if not needed.needed:
             return True
         directory = getattr(plan, "directory", "")
-        if reviewed:
+        if not needed.changed_since_review:
             body = Text("Before deploying, the installer needs to:\n\n")
         else:
             body = Text("The files on the target changed since you reviewed them. Writing "
@@ -151,8 +150,8 @@ class DeployScreen(StepScreen):
                 body.append(f"  {relative(change.describe(), directory)}\n")
             if len(plan.changes) > 8:
                 body.append(f"  … and {len(plan.changes) - 8} more\n")
-        for action in unusual:
-            body.append(f"  {self.state.redactor(action)}\n", style="bold")
+        for action in needed.actions:
+            body.append(f"  {self.state.redactor(action.text)}\n", style="bold")
         for note in getattr(plan, "notes", []):
             body.append(f"  note: {self.state.redactor(note)}\n", style="italic")
         body.append("\nStop to leave everything as it is.", style="dim")

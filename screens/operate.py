@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, ProgressBar, Static
 
-from screens.state import WizardState
+from installer.session import Session
 from screens.widgets.keybar import KeyBar
 from screens.widgets.nav_button import NavButton
 
@@ -40,7 +40,7 @@ class OperateScreen(Screen[None]):
     """
     BINDINGS = [Binding("escape", "close", "Back")]
 
-    def __init__(self, state: WizardState) -> None:
+    def __init__(self, state: Session) -> None:
         super().__init__()
         self.state = state
         self.busy = False

@@ -1,7 +1,7 @@
 """The wizard as plain questionary prompts (`--plain`, or TERM=dumb).
 
 Same steps, same answers, same validators (screens/fields.py) and the same core calls
-(screens/state.py) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
+(installer/session/) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
 KeyboardInterrupt, which is caught once, in `run_plain`.
 """
 
@@ -34,6 +34,17 @@ from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import AnswersError, InstallerError
 from installer.render.storage import check_advanced_files
 from installer.safetext import visible
+from installer.session import (
+    STEP_CATEGORIES,
+    STEP_TITLES,
+    STEPS,
+    Background,
+    Handoff,
+    Session,
+    bundled_warning,
+    describe_error,
+    plan_fingerprint,
+)
 from screens.fields import (
     ADVANCED_COMMON_FIELDS,
     ADVANCED_PLATFORM_FIELDS,
@@ -51,16 +62,6 @@ from screens.fields import (
     STORAGE_COMMON_FIELDS,
     STORAGE_PROVIDER_FIELDS,
     STORAGE_REQUIRED,
-)
-from screens.state import (
-    STEP_CATEGORIES,
-    STEP_TITLES,
-    STEPS,
-    WizardState,
-    bundled_warning,
-    describe_error,
-    plan_fingerprint,
-    unusual_actions,
 )
 from screens.usable import UNKNOWN, problem_with
 
@@ -98,7 +99,7 @@ class StepFailed(Exception):
 
 
 class PlainWizard:
-    def __init__(self, state: WizardState, out: TextIO | None = None,
+    def __init__(self, state: Session, out: TextIO | None = None,
                  color: bool | None = None) -> None:
         self.state = state
         self.out = out or sys.stdout
@@ -224,39 +225,28 @@ class PlainWizard:
         def printer(event: Any) -> None:
             events.put(event)
 
-        done = threading.Event()
-        box: dict[str, Any] = {}
         # Questions the checks' thread needs answered (host key, key passphrase): asked here,
         # on the main thread, which owns the terminal.
-        questions: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...], queue.Queue[Any]]]
+        questions: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...], Handoff[Any]]]
         questions = queue.Queue()
 
         def asked_here(function: Callable[..., Any]) -> Callable[..., Any]:
             def ask(*args: Any) -> Any:
-                reply: queue.Queue[Any] = queue.Queue()
+                reply: Handoff[Any] = Handoff()
                 questions.put((function, args, reply))
-                return reply.get()
+                return reply.wait()
 
             return ask
 
-        def work() -> None:
-            try:
-                box["results"] = self.state.run_checks(
-                    names or list(STEP_CATEGORIES[step]), cancel=cancel, on_event=printer,
-                    confirm_host_key=asked_here(self.confirm_host_key),
-                    passphrase_prompt=asked_here(self.ask_passphrase))
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=work, name="plain-checks", daemon=True)
-        thread.start()
+        job = Background(lambda: self.state.run_checks(
+            names or list(STEP_CATEGORIES[step]), cancel=cancel, on_event=printer,
+            confirm_host_key=asked_here(self.confirm_host_key),
+            passphrase_prompt=asked_here(self.ask_passphrase)), "plain-checks")
         try:
-            while not (done.is_set() and events.empty()):
+            while not (job.done.is_set() and events.empty()):
                 try:
                     function, args, reply = questions.get_nowait()
-                    reply.put(function(*args))
+                    reply.give(function(*args))
                 except queue.Empty:
                     pass
                 try:
@@ -268,9 +258,7 @@ class PlainWizard:
         except KeyboardInterrupt:
             cancel.set()
             raise
-        if "error" in box:
-            raise box["error"]
-        results: list[CheckResult] = box["results"]
+        results: list[CheckResult] = job.wait()
         if not results:
             self.say("  (no checks of this kind in this version)", "2")
         self.show_fixes(results)
@@ -608,47 +596,36 @@ class PlainWizard:
         self.heading("deploy")
         cancel = threading.Event()
         inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        done = threading.Event()
-        box: dict[str, Any] = {}
 
         def confirm(plan: Any) -> bool:
-            unusual = unusual_actions(plan)
-            reviewed = plan.empty or plan_fingerprint(plan) == self.state.reviewed_fingerprint
-            if reviewed and not unusual:
+            needed = self.state.confirmation_needed(plan)
+            if not needed.needed:
                 self.changes_started = True
                 return True
-            reply: queue.Queue[bool] = queue.Queue()
-            inbox.put(("confirm", (plan, reply, reviewed, unusual)))
-            answer = reply.get()
+            reply: Handoff[bool] = Handoff()
+            inbox.put(("confirm", (plan, reply, needed)))
+            answer = reply.wait()
             self.changes_started = self.changes_started or answer
             return answer
 
-        def work() -> None:
-            try:
-                box["result"] = self.state.deploy(
-                    cancel=cancel, on_event=lambda e: inbox.put(("event", e)), confirm=confirm)
-            except BaseException as exc:
-                box["error"] = exc
-            finally:
-                done.set()
-
-        thread = threading.Thread(target=work, name="plain-deploy", daemon=True)
-        thread.start()
+        job = Background(lambda: self.state.deploy(
+            cancel=cancel, on_event=lambda e: inbox.put(("event", e)), confirm=confirm),
+            "plain-deploy")
         try:
-            self._pump(inbox, done)
+            self._pump(inbox, job.done)
         except KeyboardInterrupt:
             # Stop at a safe point, so nothing is left half-written, then leave.
             cancel.set()
             self.say("Stopping the deployment at a safe point…", "33")
-            thread.join()
+            job.join()
             raise
-        if "error" in box:
-            message, fix = describe_error(box["error"])
+        if job.error is not None:
+            message, fix = describe_error(job.error)
             self.say(f"✘ Deployment failed: {message}", "31")
             if fix:
                 self.say(f"  fix: {fix}")
             return EXIT_FAILED
-        result = box["result"]
+        result = job.wait()
         if not result.ok:
             self.say(f"✘ Deployment failed: {result.message}", "31")
             if result.remediation:
@@ -668,13 +645,13 @@ class PlainWizard:
             except queue.Empty:
                 continue
             if kind == "confirm":
-                plan, reply, reviewed, unusual = item
-                if not reviewed:
+                plan, reply, needed = item
+                if needed.changed_since_review:
                     self.say("The files changed since the review. What would now be written:")
                     self.say(plan.diff(self.state.redactor), wrap=False)
-                for action in unusual:
-                    self.say(f"  before deploying: {action}", "1")
-                reply.put(self.confirm("Go ahead?", default=False))
+                for action in needed.actions:
+                    self.say(f"  before deploying: {action.text}", "1")
+                reply.give(self.confirm("Go ahead?", default=False))
                 continue
             event = item
             name = type(event).__name__
@@ -731,11 +708,11 @@ class PlainWizard:
 
 def run_plain(args: argparse.Namespace, redactor: Any) -> int:
     """`carto-installer --plain`: the wizard as questions and answers."""
-    from installer.cli import load_answers_arg
+    from installer.session import load_answers_arg
 
     answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
     save_to = getattr(args, "save_answers", None)
-    state = WizardState(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+    state = Session(redactor=redactor, answers=answers,  # type: ignore[arg-type]
                         accept_host_key=getattr(args, "accept_host_key", None),
                         answers_path=Path(save_to).resolve() if save_to else None)
     wizard = PlainWizard(state)

@@ -16,8 +16,7 @@ from textual.widgets import Static
 from textual.worker import Worker, get_current_worker
 
 from installer.safetext import visible
-from screens.base import StepScreen
-from screens.state import (
+from installer.session import (
     STEP_TITLES,
     STEPS,
     Cancelled,
@@ -27,6 +26,7 @@ from screens.state import (
     step_for_answer,
     step_for_check,
 )
+from screens.base import StepScreen
 
 
 class PlanReady(Message):

@@ -17,9 +17,9 @@ from textual.worker import Worker, get_current_worker
 
 from installer.answers import field_spec
 from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
+from installer.session import Cancelled, describe_error, run_cancellable
 from screens.base import StepScreen
 from screens.fields import COMPOSE_TARGET_FIELDS, JUMP_FIELDS, KUBERNETES_FIELDS, SSH_FIELDS
-from screens.state import Cancelled, describe_error, run_cancellable
 from screens.usable import UNKNOWN, problem_with
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick

@@ -11,8 +11,8 @@ from textual.widget import Widget
 from textual.widgets import RadioButton, Static
 
 from installer.errors import InstallerError
+from installer.session import STEP_TITLES, SavedSession
 from screens.base import StepScreen
-from screens.state import STEP_TITLES, SavedSession
 from screens.widgets.nav_button import NavButton
 from screens.widgets.toggles import Choice, Choices
 

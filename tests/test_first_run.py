@@ -263,13 +263,13 @@ def test_answers_of_another_platform_are_never_replaced(tmp_path: Path) -> None:
 def test_started_inside_the_installer_nothing_is_written_into_the_checkout(
         tmp_path: Path) -> None:
     from installer.redact import Redactor
-    from screens.state import INSTALLER_HOME, WizardState, state_directory
+    from installer.session import INSTALLER_HOME, Session, state_directory
 
-    state = WizardState(redactor=Redactor(), workdir=INSTALLER_HOME)
+    state = Session(redactor=Redactor(), workdir=INSTALLER_HOME)
     assert state.session_path == state_directory() / "session.yaml"
     assert state.answers_path == state_directory() / "carto-answers.yaml"
     assert str(state_directory()).startswith(os.environ["XDG_STATE_HOME"])
-    elsewhere = WizardState(redactor=Redactor(), workdir=tmp_path)
+    elsewhere = Session(redactor=Redactor(), workdir=tmp_path)
     assert elsewhere.answers_path == tmp_path / "carto-answers.yaml"
     tracked = subprocess.run(["git", "ls-files", ".carto-installer-session.yaml"], cwd=REPO,
                              capture_output=True, text=True)

@@ -123,7 +123,7 @@ def test_the_plain_prompts_do_not_load_textual() -> None:
 
 
 def test_the_shared_form_and_state_modules_load_no_ui_library() -> None:
-    loaded = _loaded_after_importing(["screens.fields", "screens.state"])
+    loaded = _loaded_after_importing(["screens.fields", "installer.session"])
     assert sorted(m for m in loaded if m.split(".")[0] in ("textual", "questionary")) == []
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from installer.session import SESSION_NAME, state_directory
 from screens.plain import PlainWizard, run_plain
-from screens.state import SESSION_NAME, state_directory
 from tests.services.tls_ca import free_loopback_port
 from tests.services.wizard_prompts import ALL, Always, ScriptedPrompts
 from tests.services.wizard_support import new_state

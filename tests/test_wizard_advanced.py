@@ -10,16 +10,16 @@ from textual.widgets import Collapsible, Input
 
 from installer.answers import Secret
 from installer.redact import Redactor
+from installer.session import Session
 from screens.app import WizardApp
-from screens.state import WizardState
 from screens.widgets.field_input import FieldInput
 from tests.services.wizard_support import sync
 
 WORKDIR = Path("/srv/carto-installer")
 
 
-def state(platform: str = "compose") -> WizardState:
-    s = WizardState(redactor=Redactor(), workdir=WORKDIR)
+def state(platform: str = "compose") -> Session:
+    s = Session(redactor=Redactor(), workdir=WORKDIR)
     a = s.answers
     a.platform = platform
     a.domain = "carto.example.com"

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from installer.checks.base import Status
+from installer.session import SESSION_NAME, state_directory
 from screens.app import WizardApp
 from screens.base import StepScreen
-from screens.state import SESSION_NAME, state_directory
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.modals import ConfirmModal

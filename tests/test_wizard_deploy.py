@@ -19,8 +19,8 @@ import yaml
 
 import installer.preflight
 from installer.checks.base import Status
+from installer.session import ANSWERS_NAME, SESSION_NAME
 from screens.app import WizardApp
-from screens.state import ANSWERS_NAME, SESSION_NAME
 from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
 from tests.fixtures.package import make_package
 from tests.helpers import host_ports_lock

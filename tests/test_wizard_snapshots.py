@@ -18,8 +18,8 @@ from textual.widgets import Input
 from installer.answers import JumpHost, Secret, SSHSettings
 from installer.checks.base import CheckResult, Status
 from installer.redact import Redactor
+from installer.session import Session
 from screens.app import WizardApp
-from screens.state import WizardState
 from screens.widgets.check_list import CheckList
 
 # A fixed, non-existent working directory: paths shown on screen never depend on the machine.
@@ -85,8 +85,8 @@ NETWORK = [
 
 
 def state(platform: str = "compose", results: list[CheckResult] | None = None,
-          workdir: Path = WORKDIR, state_dir: Path = STATE_DIR) -> WizardState:
-    s = WizardState(redactor=Redactor(), workdir=workdir, state_dir=state_dir)
+          workdir: Path = WORKDIR, state_dir: Path = STATE_DIR) -> Session:
+    s = Session(redactor=Redactor(), workdir=workdir, state_dir=state_dir)
     a = s.answers
     a.platform = platform
     a.domain = "carto.example.com"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import yaml
 
-from screens.state import SESSION_NAME, state_directory
+from installer.session import SESSION_NAME, state_directory
 from tests.helpers import cli_env
 
 CTRL_N, CTRL_Q, CTRL_C, HOME, CTRL_K = "\x0e", "\x11", "\x03", "\x01", "\x0b"

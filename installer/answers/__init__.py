@@ -11,6 +11,8 @@ from installer.answers.checks import (
     missing_storage_secrets,
     require,
     require_storage_secrets,
+    require_tls_pair,
+    unpaired_tls_file,
 )
 from installer.answers.dump import answers_to_dict, dump_answers, json_schema
 from installer.answers.form import FieldSpec, blank_section, field_spec, file_key, local_path
@@ -82,6 +84,8 @@ __all__ = [
     "load_answers",
     "local_path",
     "missing_storage_secrets",
+    "require_tls_pair",
+    "unpaired_tls_file",
     "parse_answers",
     "require",
     "require_secrets",

@@ -40,6 +40,23 @@ _STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
 _STORAGE_SECRETS = ("access_key_id", "secret_access_key", "account_key")
 
 
+def unpaired_tls_file(answers: Answers) -> str | None:
+    """The TLS file missing when only one of the certificate and its key is given, as a
+    dotted key; None when both or neither are (neither: a self-signed certificate)."""
+    tls = answers.tls
+    if bool(tls.certificate_file) == bool(tls.key_file):
+        return None
+    return "tls.key_file" if tls.certificate_file else "tls.certificate_file"
+
+
+def require_tls_pair(answers: Answers) -> None:
+    missing_key = unpaired_tls_file(answers)
+    if missing_key is not None:
+        raise AnswersError(missing_key, "is required when the other TLS file is given",
+                           "give both tls.certificate_file and tls.key_file, or neither "
+                           "to have a self-signed certificate generated")
+
+
 def missing_storage_secrets(storage: StorageSettings) -> list[str]:
     """The provider's secret answers that are not given, as dotted keys."""
     assert storage.provider is not None

@@ -11,8 +11,7 @@ answers_arg  the --answers file and the target it points at
 prompts      terminal prompts the commands share (passphrases, yes/no)
 """
 
-from installer.cli.answers_arg import load_answers_arg
 from installer.cli.entry import main
 from installer.cli.parser import build_parser
 
-__all__ = ["build_parser", "load_answers_arg", "main"]
+__all__ = ["build_parser", "main"]

@@ -7,10 +7,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from installer.cli.answers_arg import load_answers_arg
 from installer.cli.contract import EXIT_OK
 from installer.cli.prompts import terminal_passphrase_prompt
 from installer.errors import InputError
+from installer.redact import Redactor
 
 # Which answers' secrets the checks of a category read (the others read none).
 SECRETS_BY_CATEGORY: dict[str, tuple[str, ...]] = {"db": ("database.",)}
@@ -41,11 +41,12 @@ def list_checks() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _preflight(args: argparse.Namespace, redactor: object) -> int:
+def _preflight(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.answers import Answers, load_answers
     from installer.checks.catalog import all_checks
     from installer.checks.engine import is_named, select
     from installer.preflight import open_target, run_preflight, validate_names
+    from installer.session import load_answers_arg
 
     if args.list:
         sys.stdout.write(list_checks())
@@ -63,9 +64,9 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
         _check_writable(args.output)
     with open_target(answers, accept_host_key=args.accept_host_key,
                      passphrase_prompt=terminal_passphrase_prompt(),
-                     redactor=redactor) as target:  # type: ignore[arg-type]
+                     redactor=redactor) as target:
         report = run_preflight(target, answers, platform, only=only, skip=skip,
-                               redactor=redactor)  # type: ignore[arg-type]
+                               redactor=redactor)
     if args.format == "json":
         text = report.to_json()
     elif args.format == "junit":
@@ -74,7 +75,7 @@ def _preflight(args: argparse.Namespace, redactor: object) -> int:
         color = (not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
                  and os.environ.get("TERM") != "dumb")
         text = report.to_text(color=color)
-    text = redactor(text)  # type: ignore[operator]
+    text = redactor(text)
     if args.output:
         from installer.target import atomic_write
 

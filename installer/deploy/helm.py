@@ -63,6 +63,7 @@ from installer.helm_release import (  # the queries moved there; re-imported for
     release_history,
 )
 from installer.kube import Kube, KubeError, first_error_line
+from installer.render.actions import Action, ActionKind
 from installer.target import LocalTarget
 
 if TYPE_CHECKING:
@@ -448,19 +449,20 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
         create_namespace = ns_missing and not manifests
         if not up_to_date:
             if stuck is not None:
-                plan.actions.append(stuck.action)
+                plan.actions.append(Action(ActionKind.REPAIR_RELEASE, stuck.action))
             note = failed_release_note(kube, k8s.release, history)
             if note:
                 plan.notes.append(note)
             if manifests:
                 names = ", ".join(m["metadata"]["name"] for m in manifests)
-                plan.actions.append(
+                plan.actions.append(Action(
+                    ActionKind.APPLY_SECRETS,
                     (f"create namespace {k8s.namespace}, then " if ns_missing else "")
                     + f"create or update the Secrets {names} in namespace {k8s.namespace} "
-                    "(kubectl apply, from standard input)")
+                    "(kubectl apply, from standard input)"))
             upgrade = helm_upgrade_argv(kube, answers, chart, files, description,
                                         create_namespace)
-            plan.actions.append(f"run `{shlex.join(upgrade)}`")
+            plan.actions.append(Action(ActionKind.HELM_UPGRADE, f"run `{shlex.join(upgrade)}`"))
         if (not plan.empty or plan.actions) and confirm is not None and not confirm(plan):
             raise DeployCancelled("not confirmed: nothing was changed")
         written = apply_render(plan, LocalTarget()) if not plan.empty else []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from installer.errors import InputError, TargetError
+from installer.render.actions import Action
 from installer.tempnames import temp_file_owner
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class RenderPlan:
     compose_command: list[str] = field(default_factory=list)  # compose: the tool chosen
     flavour: str | None = None  # compose: "v1" / "v2" env-file parser written for
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
-    actions: list[str] = field(default_factory=list)  # what a deploy does after writing
+    actions: list[Action] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes
     conflicts: list[str] = field(default_factory=list)  # customer.env keys needing a choice
     # Files no longer used, removed after the writes (the previous domain's certificate/key).
@@ -127,7 +128,7 @@ class RenderPlan:
         lines += [f"  remove {s} (left by an interrupted run)" for s in self.stale]
         lines += [f"  remove {r} (no longer used)" for r in self.removals]
         lines += [f"  note: {note}" for note in self.notes]
-        lines += [f"  then {action}" for action in self.actions]
+        lines += [f"  then {action.text}" for action in self.actions]
         return "\n".join(lines)
 
 

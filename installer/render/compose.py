@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from installer.answers import Answers, require
+from installer.answers import Answers, require, require_tls_pair
 from installer.envfile import (
     FLAVOUR_NAMES,
     EnvFile,
@@ -428,12 +428,8 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor,
     settings = owned_settings(answers)
     tls = answers.tls
     certificate = None
-    if tls.certificate_file or tls.key_file:
-        if not (tls.certificate_file and tls.key_file):
-            missing_key = "tls.key_file" if tls.certificate_file else "tls.certificate_file"
-            raise AnswersError(missing_key, "is required when the other TLS file is given",
-                               "give both tls.certificate_file and tls.key_file, or neither "
-                               "to have a self-signed certificate generated")
+    require_tls_pair(answers)  # the rule the wizard's Domain and TLS step applies too
+    if tls.certificate_file and tls.key_file:
         certificate = _given_certificate(answers, redactor)
     extra: list[tuple[str, bytes]] = []
     db = answers.database

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from installer.answers import Answers, Secret, require
-from installer.errors import AnswersError, InputError
+from installer.answers import Answers, Secret, require, require_tls_pair
+from installer.errors import InputError
 from installer.render import FileChange, RenderPlan
 from installer.userfiles import CERTIFICATE_LIMIT
 
@@ -113,10 +113,7 @@ def tls_pair(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes] | None
     tls = answers.tls
     if not tls.certificate_file and not tls.key_file:
         return None
-    if not (tls.certificate_file and tls.key_file):
-        missing = "tls.key_file" if tls.certificate_file else "tls.certificate_file"
-        raise AnswersError(missing, "give both tls.certificate_file and tls.key_file, or "
-                           "neither (a self-signed certificate is then generated)")
+    require_tls_pair(answers)  # one rule with Compose and the wizard's Domain and TLS step
     from installer.render.compose import _given_certificate
 
     return _given_certificate(answers, redactor)

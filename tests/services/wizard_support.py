@@ -49,9 +49,9 @@ async def wait_until(pilot: Any, condition: Callable[[], bool], *, timeout: floa
 
 def new_state(workdir: Path, **kwargs: Any) -> Any:
     from installer.redact import Redactor
-    from screens.state import WizardState
+    from installer.session import Session
 
-    return WizardState(redactor=kwargs.pop("redactor", Redactor()), workdir=workdir, **kwargs)
+    return Session(redactor=kwargs.pop("redactor", Redactor()), workdir=workdir, **kwargs)
 
 
 def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:

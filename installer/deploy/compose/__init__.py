@@ -63,6 +63,7 @@ from installer.deploy.compose.project import (
 from installer.deploy.https import certificate_expiry, probe_https, verify_https
 from installer.deploy.steps import gated_preflight
 from installer.errors import DeployError
+from installer.render.actions import Action, ActionKind
 from installer.target import CommandNotFound, Target
 
 if TYPE_CHECKING:
@@ -138,11 +139,15 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
             step.detail = "nothing to change: the files match the answers"
         else:
             if archive:
-                plan.actions.append(f"docker load the images in {archive} (only those missing)")
+                plan.actions.append(Action(ActionKind.LOAD_IMAGES, f"docker load the images in "
+                                                              f"{archive} (only those missing)"))
             if answers.compose.registry_username:  # advanced answers: installer/registry.py
-                plan.actions.append(f"`docker login {answers.compose.registry}` as "
-                                    f"{answers.compose.registry_username} on {target.name}")
-            plan.actions.append(f"run `{tool} up -d` in {run.directory} on {target.name}")
+                plan.actions.append(Action(ActionKind.REGISTRY_LOGIN,
+                                           f"`docker login {answers.compose.registry}` as "
+                                           f"{answers.compose.registry_username} on "
+                                           f"{target.name}"))
+            plan.actions.append(Action(ActionKind.START_SERVICES,
+                                       f"run `{tool} up -d` in {run.directory} on {target.name}"))
             if confirm is not None and not confirm(plan):
                 raise DeployCancelled("not confirmed: nothing was changed")
             written = apply_render(plan, target) if not plan.empty else []

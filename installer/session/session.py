@@ -1,6 +1,6 @@
 """What the wizard knows between steps, and the core calls both front ends make.
 
-The Textual app and the plain prompts each hold one `WizardState`: the answers being filled
+The Textual app and the plain prompts each hold one `Session`: the answers being filled
 in, the open target, the check results, the accepted risks and the saved session. Every call
 into the core (checks, render, deploy) goes through here, so both front ends behave the same.
 No UI library is imported here.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,46 +19,34 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from installer.answers import Answers, answers_to_dict, dump_answers, parse_answers
+from installer.answers import (
+    Answers,
+    answers_to_dict,
+    dump_answers,
+    parse_answers,
+)
 from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
+from installer.safetext import visible
 from installer.safeyaml import YamlError, load_yaml
+from installer.session.steps import STEP_CATEGORIES, STEP_SPEC, STEPS
+from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
     from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
+    from installer.render import RenderPlan
+    from installer.render.actions import Action
     from installer.target import Target
 
 log = logging.getLogger("installer.wizard")
 
-STEPS = ("welcome", "platform", "target", "requirements", "domain_tls", "database", "license",
-         "network", "review", "deploy")
-STEP_TITLES = {
-    "welcome": "Welcome",
-    "platform": "Platform",
-    "target": "Target machine",
-    "requirements": "Requirements",
-    "domain_tls": "Domain and TLS",
-    "database": "Database",
-    "license": "License package",
-    "network": "Network",
-    "review": "Review",
-    "deploy": "Deploy",
-}
-# The check categories each step runs (the engine adds what they need).
-STEP_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "requirements": ("host", "docker", "k8s"),
-    "domain_tls": ("net", "tls"),
-    "database": ("db",),
-    "license": ("license",),
-    "network": ("egress", "storage"),
-}
 SESSION_NAME = "session.yaml"  # in the state directory (CONTRACT.md), never the checkout
 ANSWERS_NAME = "carto-answers.yaml"
 # The installer's own folder (the checkout, or site-packages): nothing the user owns goes here.
-INSTALLER_HOME = Path(__file__).resolve().parent.parent
+INSTALLER_HOME = Path(__file__).resolve().parents[2]
 BLOCKING = ("fail", "error")  # check statuses that stop a deployment (Status is a StrEnum)
 
 
@@ -70,8 +59,35 @@ def bundled_warning(platform: str) -> str:
             f"not supported in production and will be removed. Your data lives {where}.")
 
 
-class Cancelled(Exception):
-    """The user stopped the work (Ctrl-C, Back or Quit)."""
+def load_answers_arg(path: str | None, redactor: Redactor,
+                     secrets: tuple[str, ...] | None = None) -> Answers | None:
+    """The answers file named with --answers, or None. Its warnings go to standard error.
+
+    `secrets` says which secrets the caller uses (answer path prefixes, e.g. ("database.",));
+    one named by an unset variable is an error only there. None: all of them."""
+    if not path:
+        return None
+    from installer.answers import load_answers, require_secrets
+
+    answers = load_answers(path, redactor=redactor)
+    for warning in answers.warnings:
+        sys.stderr.write(visible(f"warning: {warning}") + "\n")
+    require_secrets(answers, secrets)
+    return answers
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the user must agree to before a deploy writes, beyond pressing Deploy: files that
+    changed on the target since the Review step showed them, and the planned actions that
+    agreeing to deploy does not cover (in the order the deploy takes them)."""
+
+    changed_since_review: bool
+    actions: tuple[Action, ...]
+
+    @property
+    def needed(self) -> bool:
+        return self.changed_since_review or bool(self.actions)
 
 
 @dataclass
@@ -124,34 +140,7 @@ def step_for_check(check_id: str) -> str | None:
     return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
 
 
-def run_cancellable(work: Callable[[], Any], cancel: threading.Event,
-                    poll: float = 0.05) -> Any:
-    """Run read-only work in a thread and give up on it as soon as `cancel` is set.
-
-    The checks engine notices a cancel only between checks; a check stuck on a slow network
-    would keep the user waiting. Checks change nothing, so abandoning one is safe: it ends on
-    its own timeout.
-    """
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="wizard-work", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        if cancel.is_set():
-            raise Cancelled()
-        thread.join(poll)
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
-class WizardState:
+class Session:
     def __init__(
         self,
         *,
@@ -240,30 +229,8 @@ class WizardState:
 
     def missing(self, step: str) -> list[str]:
         """Answers a step needs that are not there yet (labels, for messages)."""
-        a = self.answers
-        out: list[str] = []
-        if step == "target" and a.target is not None and not a.target.host:
-            out.append("target host")
-        elif step == "domain_tls":
-            if not a.domain:
-                out.append("domain")
-            if bool(a.tls.certificate_file) != bool(a.tls.key_file):
-                out.append("certificate and key (both, or neither for self-signed)")
-        elif step == "database" and not a.database.bundled:
-            if not a.database.host:
-                out.append("database host")
-            if a.database.admin_password is None:
-                out.append("database admin password")
-            if a.database.password is None:
-                out.append("CARTO database user password")
-        elif step == "license" and not a.package:
-            out.append("installation package")
-        elif step == "network" and a.storage is not None and a.storage.provider:
-            from installer.answers import missing_storage_secrets
-
-            out += [key.removeprefix("storage.").replace("_", " ")
-                    for key in missing_storage_secrets(a.storage)]
-        return out
+        spec = STEP_SPEC.get(step)
+        return spec.missing(self.answers) if spec is not None else []
 
     def save_session(self, step: str) -> None:
         """Record progress (no secrets) so a later run can resume here. Atomic."""
@@ -334,7 +301,7 @@ class WizardState:
         """The open target the answers name, reusing the connection when nothing changed.
         `confirm_host_key` is asked about a host key seen for the first time,
         `passphrase_prompt` for an identity file's passphrase (when ssh-agent lacks it)."""
-        from installer.preflight import open_target
+        from installer.connect import open_target
 
         key = self._key()
         with self._lock:
@@ -413,12 +380,18 @@ class WizardState:
     # --- render and deploy ------------------------------------------------------------------
 
     def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None,
-             passphrase_prompt: Callable[[str], str] | None = None) -> Any:
+             passphrase_prompt: Callable[[str], str] | None = None) -> RenderPlan:
         """The RenderPlan: what would be written. Writes nothing."""
         from installer.render import plan_render
 
         return plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
                            redactor=self.redactor)
+
+    def confirmation_needed(self, plan: RenderPlan) -> Confirmation:
+        """What to ask before the deploy applies `plan` (nothing when `needed` is False)."""
+        reviewed = plan.empty or plan_fingerprint(plan) == self.reviewed_fingerprint
+        return Confirmation(changed_since_review=not reviewed,
+                            actions=tuple(a for a in plan.actions if a.needs_consent))
 
     def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],
                confirm: Callable[[Any], bool] | None) -> Any:
@@ -442,7 +415,7 @@ def _platform_in(path: Path) -> str | None:
     return None
 
 
-def plan_fingerprint(plan: Any) -> str:
+def plan_fingerprint(plan: RenderPlan) -> str:
     """What a render plan starts from: each file it touches with its current content and the
     mode it gets. Equal fingerprints mean nothing on the target changed since the review
     (freshly generated material, such as a self-signed certificate, may still differ)."""
@@ -455,16 +428,6 @@ def plan_fingerprint(plan: Any) -> str:
     digest.update(str(len(plan.backups)).encode())
     digest.update("\0".join(getattr(plan, "removals", [])).encode())
     return digest.hexdigest()
-
-
-# What every deploy does after writing the files, which pressing Deploy already agreed to.
-# Anything else the deploy plans (e.g. rolling back a Helm release stuck mid-operation) is
-# asked about first.
-ORDINARY_ACTIONS = ("run `", "docker load ", "create or update the Secrets", "create namespace")
-
-
-def unusual_actions(plan: Any) -> list[str]:
-    return [a for a in getattr(plan, "actions", []) if not a.startswith(ORDINARY_ACTIONS)]
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
