@@ -152,9 +152,10 @@ async def test_the_wizard_installs_carto_with_compose_for_real(
             deploy = app.screen
             await wait_until(pilot, lambda: no_dialog(app) and not deploy.deploying,
                              timeout=240, what="the deployment")
-            outcome = screen_text(app)
-            assert deploy.finished_ok, outcome
-            assert f"CARTO is running at https://{DOMAIN}" in outcome
+            assert deploy.finished_ok, screen_text(app)
+            # The outcome shows once the screen has been laid out again after the worker ends.
+            await wait_until(pilot, lambda: f"CARTO is running at https://{DOMAIN}"
+                             in screen_text(app), timeout=5, what="the outcome to show")
             assert all(s in ("ok", "skipped") for s, _ in deploy.steps.values()), deploy.steps
             assert deploy.steps["verify https"][0] == "ok"
             services = deploy.query_one("#deploy-services").rows
