@@ -55,6 +55,8 @@ async def host_key_dialog(pilot: Any) -> HostKeyModal:
                      what="the host-key dialog")
     dialog = pilot.app.screen
     assert isinstance(dialog, HostKeyModal)
+    await wait_until(pilot, lambda: dialog.is_mounted and pilot.app.focused is not None,
+                     timeout=10, what="the host-key dialog to take the focus")
     return dialog
 
 

@@ -63,6 +63,9 @@ class ConfirmModal(ModalScreen[bool]):
         self.no = no
         self.default_yes = default_yes
         self.danger = danger
+        # Textual focuses this right after composing, before any key can dismiss the dialog;
+        # focusing from on_mount raced a quick answer (the children were already gone).
+        self.AUTO_FOCUS = "#yes" if default_yes else "#no"
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -71,9 +74,6 @@ class ConfirmModal(ModalScreen[bool]):
             with Horizontal():
                 yield NavButton(self.no, id="no")
                 yield NavButton(self.yes, id="yes", variant="error" if self.danger else "primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#yes" if self.default_yes else "#no", NavButton).focus()
 
     def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
@@ -195,6 +195,7 @@ class InfoModal(ModalScreen[None]):
     }
     """
 
+    AUTO_FOCUS = "#ok"
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, title: str, body: str | Text) -> None:
@@ -209,8 +210,6 @@ class InfoModal(ModalScreen[None]):
             with Horizontal():
                 yield NavButton("OK", id="ok", variant="primary")
 
-    def on_mount(self) -> None:
-        self.query_one("#ok", NavButton).focus()
 
     def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
@@ -245,6 +244,7 @@ class SecretModal(ModalScreen[str | None]):
     }
     """
 
+    AUTO_FOCUS = "#secret"
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, question: str) -> None:
@@ -259,8 +259,6 @@ class SecretModal(ModalScreen[str | None]):
             yield Input(password=True, compact=True, id="secret")
             yield Static("Enter to continue · Esc to give up", classes="modal-help")
 
-    def on_mount(self) -> None:
-        self.query_one("#secret", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -296,6 +294,7 @@ class HelpModal(ModalScreen[None]):
     }
     """
 
+    AUTO_FOCUS = "#help-scroll"
     BINDINGS = [Binding("escape,question_mark,f1", "close", "Close")]
 
     def __init__(self, title: str, body: Text) -> None:
@@ -312,8 +311,6 @@ class HelpModal(ModalScreen[None]):
                 yield Static(self.body, id="help-body")
             yield Static(Text("↑↓ scroll · Esc closes", style="dim"))
 
-    def on_mount(self) -> None:
-        self.query_one("#help-scroll").focus()
 
     def action_close(self) -> None:
         self.dismiss(None)
