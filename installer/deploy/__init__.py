@@ -1,7 +1,7 @@
 """Deploying and checking a deployment: the core every front end calls.
 
 `deploy` runs the preflight, renders, launches, waits until the deployment is healthy and
-proves it answers over HTTPS; progress flows back as the plain events below. `status` reports
+proves it answers over HTTPS; progress flows back as the typed events of events.py. `status` reports
 the health of what is installed. Both honour the platform in the answers.
 """
 
@@ -13,9 +13,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from installer.checks.engine import Event as CheckEvent
+from installer.deploy.events import (
+    DeployEvent,
+    EventSink,
+    LogLine,
+    ServiceState,
+    StepFinished,
+    StepStarted,
+)
 from installer.errors import InstallerError
-from installer.safetext import visible, visible_line
 
 if TYPE_CHECKING:
     from installer.answers import Answers
@@ -57,41 +63,6 @@ def gate_on_preflight(report: Report, skip: Sequence[str]) -> list[CheckResult]:
     return accepted
 
 
-@dataclass(frozen=True)
-class StepStarted:
-    name: str  # "preflight", "render", "load images", "launch", "wait healthy", "verify https"
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    name: str
-    ok: bool
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "detail", visible(self.detail))
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    name: str  # per container / pod
-    state: str
-    health: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("name", "state", "health"):
-            object.__setattr__(self, name, visible_line(getattr(self, name)))
-
-
-@dataclass(frozen=True)
-class LogLine:
-    text: str  # already redacted; control characters are made visible here
-
-    def __post_init__(self) -> None:
-        # Container log lines are the outside world's text, echoed to the terminal.
-        object.__setattr__(self, "text", visible(self.text))
-
-
 @dataclass
 class DeployResult:
     ok: bool
@@ -110,10 +81,6 @@ class StatusResult:
     message: str
     facts: list[str] = field(default_factory=list)  # release, package, certificate, last run
     warnings: list[str] = field(default_factory=list)  # e.g. the certificate expires soon
-
-
-DeployEvent = StepStarted | StepFinished | ServiceState | LogLine | CheckEvent
-EventSink = Callable[[DeployEvent], None]
 
 
 class DeployCancelled(InstallerError):
@@ -179,6 +146,7 @@ __all__ = [
     "DeployCancelled",
     "DeployEvent",
     "DeployResult",
+    "EventSink",
     "LogLine",
     "ServiceState",
     "StatusResult",
