@@ -15,6 +15,7 @@ from installer.deploy import DeployResult, EventSink, LogLine
 from installer.deploy.steps import LAUNCH, LOAD_IMAGES, VERIFY_HTTPS, WAIT_HEALTHY
 from installer.errors import DeployError, InputError
 from installer.upgrade.gates import (
+    GATE_IDS,
     gate_backup_record,
     gate_package,
     gate_version,
@@ -137,17 +138,16 @@ def upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
     new_version = _text(vendor("VERSION")) or current_version
     min_version = _text(vendor("MIN_VERSION"))
 
-    def upgrade_gates() -> list[CheckResult]:
-        gates[:] = [gate_package(inputs.package.version, min_version or None,
-                                 f"release {new_version}"),
-                    gate_version(current_version, new_version),
-                    gate_backup_record(newest_backup(answers, target, redactor))]
-        return gates
+    def upgrade_gates() -> list[CheckResult]:  # judged once the preflight ran
+        return [gate_package(inputs.package.version, min_version or None,
+                             f"release {new_version}"),
+                gate_version(current_version, new_version),
+                gate_backup_record(newest_backup(answers, target, redactor))]
 
-    gates: list[CheckResult] = []
     with run.step(PREFLIGHT_AND_GATES) as step:
         report, accepted = run.gated_preflight(step, target, answers, "compose", skip=skip,
                                                gates=upgrade_gates)
+        gates = [r for r in report.results if r.id in GATE_IDS]
         compose = dc.compose_command(report)
         command = compose.argv
         step.detail = ", ".join(f"{g.id} {g.status}" for g in gates) + (

@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.render import RenderPlan
 
-# The names upgrade.py, operate/ and the tests reach through this package.
+# The names installer/upgrade/, operate/ and the tests reach through this package.
 __all__ = [
     "CRASH_RESTARTS", "STATE_FILE", "UP_TIMEOUT", "ComposeCommand", "ContainerView", "_Run",
     "_Watcher", "compose_command",
