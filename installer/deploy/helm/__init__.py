@@ -87,7 +87,7 @@ from installer.helm_release import (  # the queries moved there; re-imported for
 )
 from installer.kube import Kube, KubeError, first_error_line
 from installer.render.actions import Action, ActionKind
-from installer.target import LocalTarget
+from installer.target import CommandResult, LocalTarget
 
 if TYPE_CHECKING:
     from installer.checks.base import Resolver
@@ -420,15 +420,16 @@ def roll_workloads_using(kube: Kube, release: str, secrets: list[str], progress:
 
 
 def _run_watching(target: Target, argv: list[str], progress: PodProgress,
-                  cancel: threading.Event, emit: EventSink) -> Any:
+                  cancel: threading.Event, emit: EventSink) -> CommandResult:
     """Run helm in a thread while the release's pods and their warnings are reported."""
-    box: dict[str, Any] = {}
+    results: list[CommandResult] = []
+    errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            box["result"] = target.run(argv, timeout=HELM_TIMEOUT_S + 120)
+            results.append(target.run(argv, timeout=HELM_TIMEOUT_S + 120))
         except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
+            errors.append(exc)
 
     worker = threading.Thread(target=work, name="helm", daemon=True)
     worker.start()
@@ -443,15 +444,15 @@ def _run_watching(target: Target, argv: list[str], progress: PodProgress,
         if worker.is_alive():
             progress.poll()
     progress.poll()
-    if "error" in box:
-        error = box["error"]
+    if errors:
+        error = errors[0]
         if isinstance(error, TimeoutError):
             raise DeployError(f"helm did not finish within {HELM_TIMEOUT_S + 120} s",
                               "see `helm status` and the pods' events") from None
         raise error
     if cancel.is_set():
         log.info("cancel was requested during helm; it finished")
-    return box["result"]
+    return results[0]
 
 
 
