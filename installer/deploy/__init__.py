@@ -1,13 +1,13 @@
 """Deploying and checking a deployment: the core every front end calls.
 
 `deploy` runs the preflight, renders, launches, waits until the deployment is healthy and
-proves it answers over HTTPS; progress flows back as the typed events of events.py. `status` reports
-the health of what is installed. Both honour the platform in the answers.
+proves it answers over HTTPS; progress flows back as the typed events of events.py, and the
+steps run in the scaffold of steps.py. `status` reports the health of what is installed.
+Both honour the platform in the answers.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,47 +20,18 @@ from installer.deploy.events import (
     ServiceState,
     StepFinished,
     StepStarted,
+    safe_sink,
 )
 from installer.errors import InstallerError
 
 if TYPE_CHECKING:
     from installer.answers import Answers
-    from installer.checks.base import CheckResult
     from installer.redact import Redactor
     from installer.render import RenderPlan
-    from installer.report import Report
     from installer.target import Target
 
-log = logging.getLogger("installer.deploy")
 
 DEFAULT_HEALTH_TIMEOUT = 900.0  # CARTO's services may take minutes on a first start
-
-
-def gate_on_preflight(report: Report, skip: Sequence[str]) -> list[CheckResult]:
-    """Stop the deployment on a failed (or unrunnable) check unless `--skip` names it.
-
-    Returns the accepted risks, which are logged. The error carries each blocking check's own
-    remediation, so a caller without the report at hand (the wizard, a script) still gets it.
-    """
-    from installer.checks.base import Status
-    from installer.checks.engine import is_named
-    from installer.errors import DeployError
-
-    bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
-    accepted = [r for r in bad if is_named(r.id, skip)]
-    blocking = [r for r in bad if not is_named(r.id, skip)]
-    for result in accepted:
-        log.warning("accepted risk (--skip): %s %s: %s", result.id, result.status,
-                    result.message)
-    if blocking:
-        listing = "; ".join(f"{r.id}: {r.message}" for r in blocking)
-        fixes = "; ".join(f"{r.id}: {r.remediation}" for r in blocking if r.remediation)
-        raise DeployError(
-            f"the preflight found {len(blocking)} blocking problem"
-            f"{'s' if len(blocking) > 1 else ''}: {listing}",
-            (f"fix {fixes}; " if fixes else "fix each one; ")
-            + "or accept the risk by naming it: --skip " + ",".join(r.id for r in blocking))
-    return accepted
 
 
 @dataclass
@@ -129,19 +100,6 @@ def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusRes
     return status_compose(answers, target, redactor=redactor)
 
 
-def safe_sink(on_event: EventSink | None) -> EventSink:
-    """`on_event`, made harmless: a front end's failure is logged, never raised."""
-    def emit(event: DeployEvent) -> None:
-        if on_event is None:
-            return
-        try:
-            on_event(event)
-        except Exception:  # a front end's display bug must not stop a deployment
-            log.exception("event handler failed")
-
-    return emit
-
-
 __all__ = [
     "DeployCancelled",
     "DeployEvent",
@@ -153,5 +111,6 @@ __all__ = [
     "StepFinished",
     "StepStarted",
     "deploy",
+    "safe_sink",
     "status",
 ]

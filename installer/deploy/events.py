@@ -9,12 +9,15 @@ tells the event types apart, and it names every type of `DeployEvent` (mypy prov
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, assert_never, get_args
 
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.safetext import visible, visible_line
+
+log = logging.getLogger("installer.deploy")
 
 
 @dataclass(frozen=True)
@@ -93,5 +96,18 @@ def show(event: DeployEvent, view: DeployView) -> None:
         assert_never(event)
 
 
+def safe_sink(on_event: EventSink | None) -> EventSink:
+    """`on_event`, made harmless: a front end's failure is logged, never raised."""
+    def emit(event: DeployEvent) -> None:
+        if on_event is None:
+            return
+        try:
+            on_event(event)
+        except Exception:  # a front end's display bug must not stop a deployment
+            log.exception("event handler failed")
+
+    return emit
+
+
 __all__ = ["EVENT_TYPES", "DeployEvent", "DeployView", "EventSink", "LogLine", "ServiceState",
-           "StepFinished", "StepStarted", "show"]
+           "StepFinished", "StepStarted", "safe_sink", "show"]

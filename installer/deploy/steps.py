@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from installer.checks.engine import CheckFinished
-from installer.deploy import DeployCancelled, gate_on_preflight
+from installer.deploy import DeployCancelled
 from installer.deploy.events import EventSink, LogLine, StepFinished, StepStarted
 
 if TYPE_CHECKING:
@@ -84,6 +84,33 @@ def check_cancel(cancel: threading.Event, fix: str = RERUN_TO_CONTINUE) -> None:
     """Stop between two pieces of work once the person asked to stop."""
     if cancel.is_set():
         raise DeployCancelled("cancelled: the deployment was stopped", fix)
+
+
+def gate_on_preflight(report: Report, skip: Sequence[str]) -> list[CheckResult]:
+    """Stop the deployment on a failed (or unrunnable) check unless `--skip` names it.
+
+    Returns the accepted risks, which are logged. The error carries each blocking check's own
+    remediation, so a caller without the report at hand (the wizard, a script) still gets it.
+    """
+    from installer.checks.base import Status
+    from installer.checks.engine import is_named
+    from installer.errors import DeployError
+
+    bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
+    accepted = [r for r in bad if is_named(r.id, skip)]
+    blocking = [r for r in bad if not is_named(r.id, skip)]
+    for result in accepted:
+        log.warning("accepted risk (--skip): %s %s: %s", result.id, result.status,
+                    result.message)
+    if blocking:
+        listing = "; ".join(f"{r.id}: {r.message}" for r in blocking)
+        fixes = "; ".join(f"{r.id}: {r.remediation}" for r in blocking if r.remediation)
+        raise DeployError(
+            f"the preflight found {len(blocking)} blocking problem"
+            f"{'s' if len(blocking) > 1 else ''}: {listing}",
+            (f"fix {fixes}; " if fixes else "fix each one; ")
+            + "or accept the risk by naming it: --skip " + ",".join(r.id for r in blocking))
+    return accepted
 
 
 class DeployRun:
