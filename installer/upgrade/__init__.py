@@ -14,6 +14,10 @@ Migrations are forward-only, so the order matters:
 4. failure: before the migrations ran, the previous files are put back, the previous release
    started and proven to answer; after they ran, nothing is put back automatically: the
    database must be restored from the backup, and the exact commands are printed.
+
+Here: the entry point for both platforms and the answers file's `package:` line; the gates
+in gates.py, the kept files in previous.py, and each platform's upgrade in compose.py and
+helm.py. Both run in the deploy's scaffold (installer.deploy.steps).
 """
 
 from __future__ import annotations

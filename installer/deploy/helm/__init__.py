@@ -25,6 +25,11 @@ the Secrets exist, the deploy reports "nothing changed" and runs no helm command
 anything. (The fingerprint is as sensitive as the release data itself: reading `helm history`
 needs read access to the release's Secrets in that namespace.) Comparing `helm get values`
 instead would print every secret of carto-secrets.yaml into our process and log.
+
+This module is the deployment itself (the release and the chart, a stuck release's fix, the
+helm run, the Secrets' rollout, the outcome); beside it: progress.py (the release's pods
+coming up), address.py (where CARTO answers), hooks.py (what a failed helm run or hook Job
+said) and status.py (`carto-installer status`).
 """
 
 from __future__ import annotations
@@ -528,8 +533,7 @@ def _finish(kube: Kube, answers: Answers, url: str, run: DeployRun, accepted: li
 deploy = deploy_kubernetes
 status = status_kubernetes
 
-# Beside the deployment: pods coming up (progress.py), where CARTO answers (address.py), what a
-# failed hook said (hooks.py) and the release's health (status.py); re-exported for callers.
+# The names callers and the tests reach through this package.
 __all__ = ["GOOD", "PENDING", "Address", "PodProgress", "deploy", "deploy_kubernetes",
            "describe_address", "error_summary", "hook_job_failure", "kubernetes_facts",
            "pod_state", "router_address", "status", "status_kubernetes", "workload_state"]
