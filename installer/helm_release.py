@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("installer.deploy.helm")  # the name its log lines always had
 
+# A release's statuses: left mid-operation (helm refuses another one), and good to go back to.
+PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
+GOOD = ("deployed", "superseded")
+
 
 @dataclass(frozen=True)
 class Revision:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -19,16 +19,26 @@ from textual.worker import Worker, get_current_worker
 
 from installer.checks.base import Status
 from installer.checks.engine import CheckFinished, CheckStarted
+from installer.deploy import DeployResult
+from installer.deploy.events import (
+    DeployEvent,
+    LogLine,
+    ServiceState,
+    StepFinished,
+    StepStarted,
+    show,
+)
+from installer.deploy.steps import PREFLIGHT, steps_for
 from installer.safetext import visible
 from installer.session import describe_error
 from screens.base import StepScreen, ask_from_thread
 from screens.widgets.check_list import MARKS, SPINNER
 from screens.widgets.nav_button import NavButton
 
-DEPLOY_STEPS = {
-    "compose": ("preflight", "render", "load images", "launch", "wait healthy", "verify https"),
-    "kubernetes": ("preflight", "render", "secrets", "launch", "address"),
-}
+if TYPE_CHECKING:
+    from installer.render import RenderPlan
+    from screens.app import WizardApp
+
 NEXT_STEPS = (
     "Open {url} and sign in with your CARTO account.",
     "Re-run or upgrade: carto-installer deploy --answers {answers}",
@@ -45,14 +55,14 @@ def shown_path(path: Path) -> str:
 
 
 class DeployEventMessage(Message):
-    def __init__(self, worker: Worker[Any], event: Any) -> None:
+    def __init__(self, worker: Worker[None], event: DeployEvent) -> None:
         super().__init__()
         self.worker = worker
         self.event = event
 
 
 class DeployEnded(Message):
-    def __init__(self, worker: Worker[Any], result: Any = None,
+    def __init__(self, worker: Worker[None], result: DeployResult | None = None,
                  error: BaseException | None = None, cancelled: bool = False) -> None:
         super().__init__()
         self.worker = worker
@@ -77,7 +87,16 @@ class DeployScreen(StepScreen):
 
     @property
     def step_names(self) -> tuple[str, ...]:
-        return DEPLOY_STEPS.get(self.state.answers.platform, DEPLOY_STEPS["compose"])
+        return steps_for(self.state.answers.platform)
+
+    @property
+    def wizard(self) -> WizardApp:
+        """The app this screen runs in, with the outcome it reports when leaving."""
+        from screens.app import WizardApp
+
+        app = self.app
+        assert isinstance(app, WizardApp)
+        return app
 
     def on_mount(self) -> None:
         self.steps: dict[str, tuple[str, str]] = {name: ("pending", "")
@@ -122,17 +141,17 @@ class DeployScreen(StepScreen):
         worker = get_current_worker()
         cancel = worker.cancelled_event
         try:
-            def show(event: Any) -> None:
+            def post(event: DeployEvent) -> None:
                 self.post_message(DeployEventMessage(worker, event))
 
-            result = self.state.deploy(cancel=cancel, on_event=show,
+            result = self.state.deploy(cancel=cancel, on_event=post,
                                        confirm=lambda plan: self._confirm_plan(plan, cancel))
         except BaseException as exc:  # every outcome must reach the screen
             self.post_message(DeployEnded(worker, error=exc, cancelled=cancel.is_set()))
         else:
             self.post_message(DeployEnded(worker, result=result, cancelled=cancel.is_set()))
 
-    def _confirm_plan(self, plan: Any, cancel: threading.Event) -> bool:
+    def _confirm_plan(self, plan: RenderPlan, cancel: threading.Event) -> bool:
         """The deploy asks before writing: yes when it is what the Review step showed."""
         from screens.review import relative
         from screens.widgets.modals import ConfirmModal
@@ -140,7 +159,7 @@ class DeployScreen(StepScreen):
         needed = self.state.confirmation_needed(plan)
         if not needed.needed:
             return True
-        directory = getattr(plan, "directory", "")
+        directory = plan.directory
         if not needed.changed_since_review:
             body = Text("Before deploying, the installer needs to:\n\n")
         else:
@@ -152,7 +171,7 @@ class DeployScreen(StepScreen):
                 body.append(f"  … and {len(plan.changes) - 8} more\n")
         for action in needed.actions:
             body.append(f"  {self.state.redactor(action.text)}\n", style="bold")
-        for note in getattr(plan, "notes", []):
+        for note in plan.notes:
             body.append(f"  note: {self.state.redactor(note)}\n", style="italic")
         body.append("\nStop to leave everything as it is.", style="dim")
         answer = ask_from_thread(
@@ -176,34 +195,45 @@ class DeployScreen(StepScreen):
         if message.worker is self._checks_worker:
             self.show_event(message.event)
 
-    def show_event(self, event: Any) -> None:
-        """Show one progress event of the deploy (a step, a service, a log line, a check)."""
-        log = self.query_one(RichLog)
-        kind = type(event).__name__
-        if isinstance(event, CheckStarted):
-            return
-        if isinstance(event, CheckFinished):
-            r = event.result
-            self.checks[r.status] += 1
-            if r.status not in (Status.PASS, Status.SKIP):
-                mark, colour = MARKS[r.status]
-                accepted = " (risk accepted)" if self.state.is_accepted(r.id) else ""
-                log.write(Text(visible(f"{mark} {r.id}: {r.message}{accepted}"), style=colour))
-            self._draw_steps()
-            return
-        if kind == "StepStarted":
-            self.steps[event.name] = ("running", "")
-            log.write(Text(f"▶ {event.name}", style="bold"))
-        elif kind == "StepFinished":
-            self.steps[event.name] = ("ok" if event.ok else "failed", event.detail)
-            if event.detail:
-                log.write(Text(visible(f"{'✔' if event.ok else '✘'} {event.name}: "
-                                       f"{event.detail}"),
-                               style="green" if event.ok else "red"))
-        elif kind == "ServiceState":
-            self._service(event.name, event.state, event.health)
-        elif kind == "LogLine":
-            log.write(Text(visible(self.state.redactor(event.text))))
+    def show_event(self, event: DeployEvent) -> None:
+        """Show one progress event of the deploy (a step, a service, a log line, a check):
+        the core's one mapping picks the method below that shows its kind."""
+        show(event, self)
+
+    # The DeployView methods (installer.deploy.events), one per kind of event.
+
+    def check_started(self, event: CheckStarted) -> None:
+        """Nothing: a check shows when it finishes."""
+
+    def check_finished(self, event: CheckFinished) -> None:
+        r = event.result
+        self.checks[r.status] += 1
+        if r.status not in (Status.PASS, Status.SKIP):
+            mark, colour = MARKS[r.status]
+            accepted = " (risk accepted)" if self.state.is_accepted(r.id) else ""
+            self.query_one(RichLog).write(
+                Text(visible(f"{mark} {r.id}: {r.message}{accepted}"), style=colour))
+        self._draw_steps()
+
+    def step_started(self, event: StepStarted) -> None:
+        self.steps[event.name] = ("running", "")
+        self.query_one(RichLog).write(Text(f"▶ {event.name}", style="bold"))
+        self._draw_steps()
+
+    def step_finished(self, event: StepFinished) -> None:
+        self.steps[event.name] = ("ok" if event.ok else "failed", event.detail)
+        if event.detail:
+            self.query_one(RichLog).write(
+                Text(visible(f"{'✔' if event.ok else '✘'} {event.name}: {event.detail}"),
+                     style="green" if event.ok else "red"))
+        self._draw_steps()
+
+    def service_state(self, event: ServiceState) -> None:
+        self._service(event.name, event.state, event.health)
+        self._draw_steps()
+
+    def log_line(self, event: LogLine) -> None:
+        self.query_one(RichLog).write(Text(visible(self.state.redactor(event.text))))
         self._draw_steps()
 
     def _service(self, name: str, state: str, health: str) -> None:
@@ -233,7 +263,7 @@ class DeployScreen(StepScreen):
             else:
                 line.append(" · ", style="dim")
             line.append(f"{name:<13}", style="bold" if state == "running" else "")
-            if name == "preflight" and any(self.checks.values()):
+            if name == PREFLIGHT and any(self.checks.values()):
                 c = self.checks
                 line.append(f"{c[Status.PASS]}✔ {c[Status.WARN]}! "
                             f"{c[Status.FAIL] + c[Status.ERROR]}✘", style="dim")
@@ -264,7 +294,8 @@ class DeployScreen(StepScreen):
         self._elapsed = time.monotonic() - self._started
         self.show_outcome(message.result, message.error, message.cancelled)
 
-    def show_outcome(self, result: Any, error: BaseException | None, cancelled: bool) -> None:
+    def show_outcome(self, result: DeployResult | None, error: BaseException | None,
+                     cancelled: bool) -> None:
         """The end of a deployment: the URL and next steps, or the reason and the fix."""
         for name, (state, _detail) in self.steps.items():
             if state == "pending":
@@ -280,26 +311,27 @@ class DeployScreen(StepScreen):
         self.finished_ok = ok
         outcome.set_class(ok, "-ok")
         outcome.set_class(not ok, "-failed")
-        nxt = self.query_one("#next")
+        nxt = self.query_one("#next", NavButton)
         if ok:
-            self.app.deployed = True  # type: ignore[attr-defined]
+            assert result is not None
+            self.wizard.deployed = True
             answers = shown_path(self.state.answers_path)
             text.append(f"✔ CARTO is running at {result.url}\n", style="bold green")
             if not result.changed:
                 text.append("Nothing needed changing: it was already deployed like this.\n")
             for line in NEXT_STEPS:
                 text.append(" • " + line.format(url=result.url, answers=answers) + "\n")
-            nxt.label = "Finish"  # type: ignore[attr-defined]
+            nxt.label = "Finish"
             self.set_status(Text(f"Deployed in {elapsed}.", style="green"))
             self.set_hint("Ctrl+N (Finish) leaves the installer.")
             self.state.clear_session()
-            self.app.farewell[:] = [  # type: ignore[attr-defined]
+            self.wizard.farewell[:] = [
                 f"CARTO is running at {result.url}",
                 f"Answers saved to {answers}: carto-installer deploy --answers {answers} "
                 "re-runs it.",
             ]
             if result.accepted_risks:
-                self.app.farewell.append(  # type: ignore[attr-defined]
+                self.wizard.farewell.append(
                     "Accepted risks: " + ", ".join(result.accepted_risks))
         else:
             if cancelled:
@@ -308,6 +340,7 @@ class DeployScreen(StepScreen):
             elif error is not None:
                 message, fix = describe_error(error)
             else:
+                assert result is not None  # the worker ends with a result or an error
                 message, fix = result.message, result.remediation
             text.append(f"✘ {self.state.redactor(message)}\n", style="bold red")
             if fix:
@@ -315,12 +348,12 @@ class DeployScreen(StepScreen):
                 text.append(self.state.redactor(fix) + "\n")
             text.append("Retry (Ctrl+N) runs it again; Esc goes back to change answers.",
                         style="dim")
-            nxt.label = "Retry"  # type: ignore[attr-defined]
+            nxt.label = "Retry"
             self.set_hint("Ctrl+N retries · Esc goes back to change the answers · Ctrl+Q quits.")
             self.set_status(Text(f"{'Stopped' if cancelled else 'Failed'} after {elapsed}.",
                                  style="red"))
-            self.app.deploy_failed = True  # type: ignore[attr-defined]
-            self.app.farewell[:] = [  # type: ignore[attr-defined]
+            self.wizard.deploy_failed = True
+            self.wizard.farewell[:] = [
                 f"Deployment {'stopped' if cancelled else 'failed'}: {message}",
             ] + ([f"fix: {fix}"] if fix else [])
         text.rstrip()
@@ -335,7 +368,7 @@ class DeployScreen(StepScreen):
         if self.deploying or self.query_one("#next").disabled:
             return
         if self.finished_ok:
-            self.app.finish(0)  # type: ignore[attr-defined]
+            self.wizard.finish(0)
             return
         self.query_one(RichLog).clear()
         self.query_one("#deploy-services", DataTable).clear()

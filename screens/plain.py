@@ -31,6 +31,7 @@ from installer.answers import (
 )
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
+from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted, show
 from installer.errors import AnswersError, InstallerError
 from installer.render.storage import check_advanced_files
 from installer.safetext import visible
@@ -638,7 +639,7 @@ class PlainWizard:
         return EXIT_OK
 
     def _pump(self, inbox: queue.Queue[tuple[str, Any]], done: threading.Event) -> None:
-        services: dict[str, tuple[str, str]] = {}
+        view = PlainDeployView(self)
         while not (done.is_set() and inbox.empty()):
             try:
                 kind, item = inbox.get(timeout=0.05)
@@ -653,29 +654,7 @@ class PlainWizard:
                     self.say(f"  before deploying: {action.text}", "1")
                 reply.give(self.confirm("Go ahead?", default=False))
                 continue
-            event = item
-            name = type(event).__name__
-            if isinstance(event, CheckStarted):
-                continue
-            if isinstance(event, CheckFinished):
-                r = event.result
-                if r.status not in (Status.PASS, Status.SKIP):
-                    # Already explained on its step; the fix is repeated only if it is new.
-                    self.show_result(r, detail=r.id not in self.state.results)
-            elif name == "StepStarted":
-                self.say(f"▶ {event.name}", "1")
-            elif name == "StepFinished":
-                mark = "✔" if event.ok else "✘"
-                self.say(f"{mark} {event.name}" + (f": {event.detail}" if event.detail else ""),
-                         "32" if event.ok else "31")
-            elif name == "ServiceState":
-                state = (event.state, event.health)
-                if services.get(event.name) != state:
-                    services[event.name] = state
-                    self.say(f"    {event.name}: {event.state}"
-                             + (f" ({event.health})" if event.health else ""), "2")
-            elif name == "LogLine":
-                self.say(f"    {event.text}", "2")
+            show(item, view)
 
     # --- the whole flow ------------------------------------------------------------------
 
@@ -704,6 +683,41 @@ class PlainWizard:
                      f"{self.state.answers_path}")
             return EXIT_OK
         return self.deploy()
+
+
+class PlainDeployView:
+    """The deploy's events as the plain prompts' lines (installer.deploy.events.DeployView)."""
+
+    def __init__(self, wizard: PlainWizard) -> None:
+        self.wizard = wizard
+        self.services: dict[str, tuple[str, str]] = {}  # shown once per change
+
+    def check_started(self, event: CheckStarted) -> None:
+        """Nothing: a check shows when it finishes."""
+
+    def check_finished(self, event: CheckFinished) -> None:
+        r = event.result
+        if r.status not in (Status.PASS, Status.SKIP):
+            # Already explained on its step; the fix is repeated only if it is new.
+            self.wizard.show_result(r, detail=r.id not in self.wizard.state.results)
+
+    def step_started(self, event: StepStarted) -> None:
+        self.wizard.say(f"▶ {event.name}", "1")
+
+    def step_finished(self, event: StepFinished) -> None:
+        mark = "✔" if event.ok else "✘"
+        self.wizard.say(f"{mark} {event.name}" + (f": {event.detail}" if event.detail else ""),
+                        "32" if event.ok else "31")
+
+    def service_state(self, event: ServiceState) -> None:
+        state = (event.state, event.health)
+        if self.services.get(event.name) != state:
+            self.services[event.name] = state
+            self.wizard.say(f"    {event.name}: {event.state}"
+                            + (f" ({event.health})" if event.health else ""), "2")
+
+    def log_line(self, event: LogLine) -> None:
+        self.wizard.say(f"    {event.text}", "2")
 
 
 def run_plain(args: argparse.Namespace, redactor: Any) -> int:

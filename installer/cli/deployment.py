@@ -6,22 +6,35 @@ InstallerError, which the CLI shows with their fix and exit code.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
+from installer.checks.base import CheckResult
 from installer.cli.answers_arg import load_command_answers, open_command_target
 from installer.cli.prompts import out as _out
+from installer.deploy.events import DeployEvent, show
 from installer.errors import InputError
+
+if TYPE_CHECKING:
+    from installer.checks.engine import CheckFinished, CheckStarted
+    from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted
+    from installer.redact import Redactor
 
 log = logging.getLogger("installer.deploy.cli")  # the name its log lines always had
 
 MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip", "error": "ERR "}
 
 
+class Summarised(Protocol):
+    """A plan the person confirms on the terminal: a deploy's RenderPlan or an upgrade's."""
 
-def run_render(args: Any, redactor: Any) -> int:
+    def summary(self) -> str: ...
+
+
+def run_render(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.render import apply_render, plan_render
 
     answers = load_command_answers(args, redactor)
@@ -57,46 +70,51 @@ def run_render(args: Any, redactor: Any) -> int:
     return 0
 
 
-def _next_after_render(args: Any) -> str:
+def _next_after_render(args: argparse.Namespace) -> str:
     return (f"Next: `carto-installer deploy --answers {args.answers}` starts CARTO with these "
             "files and verifies it over HTTPS (it renders again first: nothing changes twice)")
 
 
 class _Printer:
-    """Shows deploy events as lines; remembers check results to name accepted risks."""
+    """Shows deploy events as lines (a DeployView of installer.deploy.events); remembers check
+    results to name accepted risks."""
 
-    def __init__(self, redactor: Any) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
-        self.results: dict[str, Any] = {}
+        self.results: dict[str, CheckResult] = {}
 
-    def __call__(self, event: Any) -> None:
-        from installer.checks.engine import CheckFinished, CheckStarted
-        from installer.deploy import LogLine, ServiceState, StepFinished, StepStarted
+    def __call__(self, event: DeployEvent) -> None:
+        show(event, self)
 
-        if isinstance(event, CheckStarted):
-            return
-        if isinstance(event, CheckFinished):
-            result = event.result
-            self.results[result.id] = result
-            line = f"    {MARK.get(str(result.status), '?   ')} {result.id}: {result.message}"
-            if str(result.status) in ("warn", "fail", "error") and result.remediation:
-                line += f"\n           fix: {result.remediation}"
-            _out(self.redactor, line)
-        elif isinstance(event, StepStarted):
-            _out(self.redactor, f"==> {event.name}")
-        elif isinstance(event, StepFinished):
-            word = "done" if event.ok else "FAILED"
-            _out(self.redactor, f"    {word}: {event.detail}" if event.detail else f"    {word}")
-        elif isinstance(event, ServiceState):
-            health = f", {event.health}" if event.health and event.health not in event.state else ""
-            _out(self.redactor, f"    {event.name}: {event.state}{health}")
-        elif isinstance(event, LogLine):
-            _out(self.redactor, f"    | {event.text}")
+    def check_started(self, event: CheckStarted) -> None:
+        """Nothing: a check shows when it finishes."""
+
+    def check_finished(self, event: CheckFinished) -> None:
+        result = event.result
+        self.results[result.id] = result
+        line = f"    {MARK.get(str(result.status), '?   ')} {result.id}: {result.message}"
+        if str(result.status) in ("warn", "fail", "error") and result.remediation:
+            line += f"\n           fix: {result.remediation}"
+        _out(self.redactor, line)
+
+    def step_started(self, event: StepStarted) -> None:
+        _out(self.redactor, f"==> {event.name}")
+
+    def step_finished(self, event: StepFinished) -> None:
+        word = "done" if event.ok else "FAILED"
+        _out(self.redactor, f"    {word}: {event.detail}" if event.detail else f"    {word}")
+
+    def service_state(self, event: ServiceState) -> None:
+        health = f", {event.health}" if event.health and event.health not in event.state else ""
+        _out(self.redactor, f"    {event.name}: {event.state}{health}")
+
+    def log_line(self, event: LogLine) -> None:
+        _out(self.redactor, f"    | {event.text}")
 
 
-def _confirm_on_terminal(redactor: Any, what: str) -> Any:
+def _confirm_on_terminal(redactor: Redactor, what: str) -> Callable[[Summarised], bool]:
     """Show the plan of `what` ("deployment", "upgrade") and ask before applying it."""
-    def confirm(plan: Any) -> bool:
+    def confirm(plan: Summarised) -> bool:
         _out(redactor, f"\nThe {what} will:")
         _out(redactor, plan.summary())
         sys.stdout.write("Proceed? [y/N] ")
@@ -107,7 +125,7 @@ def _confirm_on_terminal(redactor: Any, what: str) -> Any:
     return confirm
 
 
-def run_deploy(args: Any, redactor: Any) -> int:
+def run_deploy(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.deploy import deploy
     from installer.preflight import validate_names
 
@@ -127,7 +145,7 @@ def run_deploy(args: Any, redactor: Any) -> int:
     return 0 if result.ok else 3
 
 
-def run_upgrade(args: Any, redactor: Any) -> int:
+def run_upgrade(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.preflight import validate_names
     from installer.upgrade import GATE_IDS, upgrade
 
@@ -149,7 +167,7 @@ def run_upgrade(args: Any, redactor: Any) -> int:
     return 0 if result.ok else 3
 
 
-def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor: Any,
+def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor: Redactor,
                            done: str) -> None:
     """The failed checks the user named in --skip, with what they found, on the terminal and
     in the log."""
@@ -163,7 +181,7 @@ def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor:
         log.warning("%s with the accepted risk %s%s", done, check_id, detail)
 
 
-def run_status(args: Any, redactor: Any) -> int:
+def run_status(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.deploy import status
 
     # health needs no DB password

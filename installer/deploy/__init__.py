@@ -1,95 +1,37 @@
 """Deploying and checking a deployment: the core every front end calls.
 
 `deploy` runs the preflight, renders, launches, waits until the deployment is healthy and
-proves it answers over HTTPS; progress flows back as the plain events below. `status` reports
-the health of what is installed. Both honour the platform in the answers.
+proves it answers over HTTPS; progress flows back as the typed events of events.py, and the
+steps run in the scaffold of steps.py. `status` reports the health of what is installed.
+Both honour the platform in the answers.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from installer.checks.engine import Event as CheckEvent
+from installer.deploy.events import (
+    DeployEvent,
+    EventSink,
+    LogLine,
+    ServiceState,
+    StepFinished,
+    StepStarted,
+    safe_sink,
+)
 from installer.errors import InstallerError
-from installer.safetext import visible, visible_line
 
 if TYPE_CHECKING:
     from installer.answers import Answers
-    from installer.checks.base import CheckResult
     from installer.redact import Redactor
     from installer.render import RenderPlan
-    from installer.report import Report
     from installer.target import Target
 
-log = logging.getLogger("installer.deploy")
 
 DEFAULT_HEALTH_TIMEOUT = 900.0  # CARTO's services may take minutes on a first start
-
-
-def gate_on_preflight(report: Report, skip: Sequence[str]) -> list[CheckResult]:
-    """Stop the deployment on a failed (or unrunnable) check unless `--skip` names it.
-
-    Returns the accepted risks, which are logged. The error carries each blocking check's own
-    remediation, so a caller without the report at hand (the wizard, a script) still gets it.
-    """
-    from installer.checks.base import Status
-    from installer.checks.engine import is_named
-    from installer.errors import DeployError
-
-    bad = [r for r in report.results if r.status in (Status.FAIL, Status.ERROR)]
-    accepted = [r for r in bad if is_named(r.id, skip)]
-    blocking = [r for r in bad if not is_named(r.id, skip)]
-    for result in accepted:
-        log.warning("accepted risk (--skip): %s %s: %s", result.id, result.status,
-                    result.message)
-    if blocking:
-        listing = "; ".join(f"{r.id}: {r.message}" for r in blocking)
-        fixes = "; ".join(f"{r.id}: {r.remediation}" for r in blocking if r.remediation)
-        raise DeployError(
-            f"the preflight found {len(blocking)} blocking problem"
-            f"{'s' if len(blocking) > 1 else ''}: {listing}",
-            (f"fix {fixes}; " if fixes else "fix each one; ")
-            + "or accept the risk by naming it: --skip " + ",".join(r.id for r in blocking))
-    return accepted
-
-
-@dataclass(frozen=True)
-class StepStarted:
-    name: str  # "preflight", "render", "load images", "launch", "wait healthy", "verify https"
-
-
-@dataclass(frozen=True)
-class StepFinished:
-    name: str
-    ok: bool
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "detail", visible(self.detail))
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    name: str  # per container / pod
-    state: str
-    health: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("name", "state", "health"):
-            object.__setattr__(self, name, visible_line(getattr(self, name)))
-
-
-@dataclass(frozen=True)
-class LogLine:
-    text: str  # already redacted; control characters are made visible here
-
-    def __post_init__(self) -> None:
-        # Container log lines are the outside world's text, echoed to the terminal.
-        object.__setattr__(self, "text", visible(self.text))
 
 
 @dataclass
@@ -110,10 +52,6 @@ class StatusResult:
     message: str
     facts: list[str] = field(default_factory=list)  # release, package, certificate, last run
     warnings: list[str] = field(default_factory=list)  # e.g. the certificate expires soon
-
-
-DeployEvent = StepStarted | StepFinished | ServiceState | LogLine | CheckEvent
-EventSink = Callable[[DeployEvent], None]
 
 
 class DeployCancelled(InstallerError):
@@ -162,28 +100,17 @@ def status(answers: Answers, target: Target, *, redactor: Redactor) -> StatusRes
     return status_compose(answers, target, redactor=redactor)
 
 
-def safe_sink(on_event: EventSink | None) -> EventSink:
-    """`on_event`, made harmless: a front end's failure is logged, never raised."""
-    def emit(event: DeployEvent) -> None:
-        if on_event is None:
-            return
-        try:
-            on_event(event)
-        except Exception:  # a front end's display bug must not stop a deployment
-            log.exception("event handler failed")
-
-    return emit
-
-
 __all__ = [
     "DeployCancelled",
     "DeployEvent",
     "DeployResult",
+    "EventSink",
     "LogLine",
     "ServiceState",
     "StatusResult",
     "StepFinished",
     "StepStarted",
     "deploy",
+    "safe_sink",
     "status",
 ]

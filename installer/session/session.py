@@ -37,6 +37,8 @@ from installer.userfiles import ANSWERS_LIMIT, read_user_file
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
     from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
+    from installer.deploy import DeployResult
+    from installer.deploy.events import EventSink
     from installer.render import RenderPlan
     from installer.render.actions import Action
     from installer.target import Target
@@ -175,7 +177,7 @@ class Session:
         # step -> fingerprint of the answers its checks last ran with (see screens.base)
         self.checked: dict[str, str] = {}
         # What the Review step showed; the deploy writes only what was reviewed.
-        self.reviewed_plan: Any = None
+        self.reviewed_plan: RenderPlan | None = None
         self.reviewed_diff: str | None = None
         self.reviewed_fingerprint: str | None = None
         self.target: Target | None = None
@@ -393,9 +395,9 @@ class Session:
         return Confirmation(changed_since_review=not reviewed,
                             actions=tuple(a for a in plan.actions if a.needs_consent))
 
-    def deploy(self, *, cancel: threading.Event, on_event: Callable[[Any], None],
-               confirm: Callable[[Any], bool] | None) -> Any:
-        """Run the deployment (preflight, render, launch, verify). Returns a DeployResult."""
+    def deploy(self, *, cancel: threading.Event, on_event: EventSink,
+               confirm: Callable[[RenderPlan], bool] | None) -> DeployResult:
+        """Run the deployment (preflight, render, launch, verify)."""
         from installer.deploy import deploy
 
         target = self.connect()

@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from installer.answers import Answers, require
-from installer.checks.base import Status
 from installer.deploy import (
     DeployCancelled,
     DeployResult,
@@ -50,10 +49,10 @@ from installer.deploy.compose.health import (
 from installer.deploy.compose.images import _images_missing, archive_images, load_images
 from installer.deploy.compose.project import (
     _NOISE,
-    RESUMES,
     UP_TIMEOUT,
+    ComposeCommand,
     _Run,
-    _Step,
+    compose_command,
     env_values,
     expected_services,
     interpolate,
@@ -61,7 +60,15 @@ from installer.deploy.compose.project import (
     project_name,
 )
 from installer.deploy.https import certificate_expiry, probe_https, verify_https
-from installer.deploy.steps import gated_preflight
+from installer.deploy.steps import (
+    LAUNCH,
+    LOAD_IMAGES,
+    PREFLIGHT,
+    REGISTRY_LOGIN,
+    RENDER,
+    VERIFY_HTTPS,
+    WAIT_HEALTHY,
+)
 from installer.errors import DeployError
 from installer.render.actions import Action, ActionKind
 from installer.target import CommandNotFound, Target
@@ -70,9 +77,10 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.render import RenderPlan
 
-# The names upgrade.py, operate/ and the tests reach through this package.
+# The names installer/upgrade/, operate/ and the tests reach through this package.
 __all__ = [
-    "CRASH_RESTARTS", "STATE_FILE", "UP_TIMEOUT", "ContainerView", "_Run", "_Step", "_Watcher",
+    "CRASH_RESTARTS", "STATE_FILE", "UP_TIMEOUT", "ComposeCommand", "ContainerView", "_Run",
+    "_Watcher", "compose_command",
     "_compose_up", "_reload_certificates", "_save_state", "_settled_by_engine_clock",
     "_still_healthy", "_wait_healthy", "archive_images", "assess", "certificate_expiry",
     "deploy_compose", "env_values", "expected_services", "interpolate", "is_job",
@@ -93,7 +101,7 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                    skip: Sequence[str], cancel: threading.Event, emit: EventSink,
                    confirm: Callable[[RenderPlan], bool] | None,
                    health_timeout: float) -> DeployResult:
-    from installer.render import apply_render, conflict_error, plan_render
+    from installer.render import conflict_error, plan_render
     from installer.render.compose import check_inputs
 
     # Bad input stops the deployment before anything runs (exit 2, the key named).
@@ -102,21 +110,15 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
     run = _Run(answers, target, redactor, emit, cancel)
     url = f"https://{answers.domain}"
 
-    with _Step(run, "preflight") as step:
-        report, accepted = gated_preflight(step, target, answers, "compose", skip=skip,
-                                           cancel=cancel, cancel_fix=RESUMES)
-        compose_data = next((r.data for r in report.results if r.id == "docker.compose"
-                             and r.status == Status.PASS), {})
-        command = list(compose_data.get("command") or [])
-        if not command:
-            raise DeployError("no usable Docker Compose on the target (docker.compose did not "
-                              "pass)", "install the docker compose v2 plugin or "
-                              "docker-compose >= 1.29")
+    with run.step(PREFLIGHT) as step:
+        report, accepted = run.gated_preflight(step, target, answers, "compose", skip=skip)
+        compose = compose_command(report)
     accepted_ids = [r.id for r in accepted]
+    command = compose.argv
 
-    with _Step(run, "render") as step:
+    with run.step(RENDER) as step:
         plan = plan_render(answers, target, redactor=redactor, compose_command=command,
-                           compose_version=str(compose_data.get("version", "")))
+                           compose_version=compose.version)
         if plan.conflicts:  # before asking anything: the answers must choose first (exit 2)
             raise conflict_error(plan)
         run.check_cancel()
@@ -148,36 +150,31 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                                            f"{target.name}"))
             plan.actions.append(Action(ActionKind.START_SERVICES,
                                        f"run `{tool} up -d` in {run.directory} on {target.name}"))
-            if confirm is not None and not confirm(plan):
-                raise DeployCancelled("not confirmed: nothing was changed")
-            written = apply_render(plan, target) if not plan.empty else []
-            for note in plan.notes:
-                emit(LogLine(redactor(note)))
-            step.detail = (f"wrote {len(written)} file(s)" if written
-                           else "the files already match the answers")
+            run.confirm(plan, confirm)
+            run.apply(step, plan, target)
     changed = not plan.empty
 
     # ---- advanced answers: a registry that needs a login (installer/registry.py)
     if answers.compose.registry_username and not current:
         from installer.registry import docker_login
 
-        with _Step(run, "registry login") as step:
+        with run.step(REGISTRY_LOGIN) as step:
             step.detail = docker_login(answers, target, sudo=run.sudo) or ""
     # ---- end of advanced answers
 
     if archive and not current:
-        with _Step(run, "load images") as step:
+        with run.step(LOAD_IMAGES) as step:
             loaded, step.detail = load_images(run, archive, images)
             changed = changed or loaded
 
     expected = expected_services((run.read("docker-compose.yml") or b"").decode(
         "utf-8", "replace"), env_now)
     if current:
-        with _Step(run, "launch") as step:
+        with run.step(LAUNCH) as step:
             step.detail = "already up to date and healthy: nothing restarted"
     else:
         watcher = _Watcher(run, project, expected)
-        with _Step(run, "launch") as step:
+        with run.step(LAUNCH) as step:
             before_up = {v.id: v.started_at for v in list_containers(run.client(), project)}
             if mounted_only:
                 step.detail = "the Compose configuration is unchanged: no `up -d`"
@@ -189,11 +186,11 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
                 step.detail += (f"; restarted {', '.join(restarted)} for the new certificates or "
                                 "other files mounted into them")
         changed = True
-        with _Step(run, "wait healthy") as step:
+        with run.step(WAIT_HEALTHY) as step:
             step.detail = _wait_healthy(run, watcher, expected, health_timeout, command)
         _save_state(run, plan, command, project)
 
-    with _Step(run, "verify https") as step:
+    with run.step(VERIFY_HTTPS) as step:
         assert plan.trusted_certificate is not None
         healthy_views = list_containers(run.client(), project)
         step.detail = verify_https(run, answers.domain, plan.trusted_certificate)

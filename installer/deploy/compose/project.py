@@ -7,17 +7,19 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from installer.answers import Answers
-from installer.deploy import EventSink, LogLine
-from installer.deploy.steps import Step, check_cancel
+from installer.deploy.events import EventSink, LogLine
+from installer.deploy.steps import DeployRun
 from installer.envfile import EnvFile, Flavour
 from installer.errors import DeployError, InputError
 from installer.target import LinkRefused, Target
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
+    from installer.report import Report
 
 UP_TIMEOUT = 1800.0  # pulling CARTO's images from a registry can take long
 # A cancelled Compose deployment picks up where it stopped: the state file and `up -d` see to it.
@@ -78,16 +80,14 @@ def is_job(service: str) -> bool:
     return service == "migrations" or service.endswith("-migrations")
 
 
-class _Run:
-    """One deployment's shared bits: where, with what, and how to report."""
+class _Run(DeployRun):
+    """One Compose deployment's shared bits: where, with what, and how to report."""
 
     def __init__(self, answers: Answers, target: Target, redactor: Redactor, emit: EventSink,
                  cancel: threading.Event) -> None:
+        super().__init__(emit, redactor, cancel, RESUMES)
         self.answers = answers
         self.target = target
-        self.redactor = redactor
-        self.emit = emit
-        self.cancel = cancel
         self.directory = posixpath.normpath(answers.compose.directory)
         # target.sudo: Compose runs as root when the SSH user may not use Docker itself.
         self.sudo = bool(answers.target and answers.target.sudo)
@@ -103,9 +103,6 @@ class _Run:
                 message, fix = explain_engine_error(exc, self.target.is_local)
                 raise DeployError(message, fix) from None
         return self._client
-
-    def check_cancel(self) -> None:
-        check_cancel(self.cancel, RESUMES)
 
     def log_lines(self, text: str, prefix: str = "") -> None:
         for line in text.splitlines():
@@ -124,9 +121,25 @@ class _Run:
             return None
 
 
-class _Step(Step):
-    """A step of this deployment (reported through its sink, its secrets redacted)."""
 
-    def __init__(self, run: _Run, name: str) -> None:
-        super().__init__(run.emit, run.redactor, name)
-        self.run = run
+@dataclass(frozen=True)
+class ComposeCommand:
+    """The Compose the docker.compose check chose on the target, as the deployment runs it."""
+
+    argv: list[str]  # ["docker", "compose"] or ["docker-compose"]
+    version: str
+
+
+def compose_command(report: Report) -> ComposeCommand:
+    """The Compose command of a preflight `report` (its passed docker.compose check); a
+    deployment cannot go on without one."""
+    from installer.checks.base import Status
+
+    data = next((r.data for r in report.results if r.id == "docker.compose"
+                 and r.status == Status.PASS), {})
+    argv = [str(part) for part in data.get("command") or []]
+    if not argv:
+        raise DeployError("no usable Docker Compose on the target (docker.compose did not "
+                          "pass)", "install the docker compose v2 plugin or "
+                          "docker-compose >= 1.29")
+    return ComposeCommand(argv, str(data.get("version", "")))

@@ -25,6 +25,11 @@ the Secrets exist, the deploy reports "nothing changed" and runs no helm command
 anything. (The fingerprint is as sensitive as the release data itself: reading `helm history`
 needs read access to the release's Secrets in that namespace.) Comparing `helm get values`
 instead would print every secret of carto-secrets.yaml into our process and log.
+
+This module is the deployment itself (the release and the chart, a stuck release's fix, the
+helm run, the Secrets' rollout, the outcome); beside it: progress.py (the release's pods
+coming up), address.py (where CARTO answers), hooks.py (what a failed helm run or hook Job
+said) and status.py (`carto-installer status`).
 """
 
 from __future__ import annotations
@@ -35,25 +40,48 @@ import logging
 import re
 import shlex
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from installer.answers import Answers, require
 from installer.deploy import (
-    DeployCancelled,
     DeployResult,
     EventSink,
     LogLine,
-    ServiceState,
-    StatusResult,
     safe_sink,
 )
-from installer.deploy.steps import Step, check_cancel, gated_preflight
+from installer.deploy.helm.address import (
+    LOAD_BALANCER_WAIT,
+    POLL_INTERVAL,
+    Address,
+    describe_address,
+    router_address,
+    wait_for_address,
+)
+from installer.deploy.helm.hooks import (
+    VERSION_FIX,
+    VERSION_WORDS,
+    error_summary,
+    hook_job_failure,
+)
+from installer.deploy.helm.progress import PodProgress, pod_state, workload_state
+from installer.deploy.helm.status import kubernetes_facts, status_kubernetes
+from installer.deploy.steps import (
+    ADDRESS,
+    FIX_STUCK_RELEASE,
+    LAUNCH,
+    PREFLIGHT,
+    RENDER,
+    RESTART,
+    SECRETS,
+    DeployRun,
+)
 from installer.errors import DeployError
 from installer.helm_release import (  # the queries moved there; re-imported for callers
+    GOOD,
+    PENDING,
     ChartInfo,
     Revision,
     apply_secrets,
@@ -64,7 +92,7 @@ from installer.helm_release import (  # the queries moved there; re-imported for
 )
 from installer.kube import Kube, KubeError, first_error_line
 from installer.render.actions import Action, ActionKind
-from installer.target import LocalTarget
+from installer.target import CommandResult, LocalTarget
 
 if TYPE_CHECKING:
     from installer.checks.base import Resolver
@@ -76,11 +104,7 @@ log = logging.getLogger("installer.deploy.helm")
 
 HELM_TIMEOUT = "15m"  # CARTO's first install pulls many images
 HELM_TIMEOUT_S = 15 * 60
-POLL_INTERVAL = 2.0
-LOAD_BALANCER_WAIT = 120.0
 DESCRIPTION_PREFIX = "carto-installer "
-PENDING = ("pending-install", "pending-upgrade", "pending-rollback")
-GOOD = ("deployed", "superseded")
 
 
 # ---- the release and the chart ----------------------------------------------------------------
@@ -155,191 +179,6 @@ def failed_release_note(kube: Kube, release: str, history: list[Revision]) -> st
             f"{last.description}); this upgrade replaces it{back}")
 
 
-# ---- Secrets --------------------------------------------------------------------------------
-
-
-# ---- progress --------------------------------------------------------------------------------
-
-
-class _Progress:
-    """Pods of the release coming up, and the warnings that keep them Pending."""
-
-    def __init__(self, kube: Kube, release: str, emit: EventSink,
-                 redactor: Redactor) -> None:
-        self.kube = kube
-        self.selector = f"app.kubernetes.io/instance={release}"
-        self.emit = emit
-        self.redactor = redactor
-        self.states: dict[str, tuple[str, str]] = {}
-        self.warnings: dict[tuple[str, str, str], None] = {}
-        self.stuck: dict[str, str] = {}  # pod -> last reason it is not ready
-
-    def poll(self) -> list[ServiceState]:
-        try:
-            pods = self.kube.kubectl_json("get", "pods", "-l", self.selector, namespace=True)
-        except KubeError as exc:
-            log.info("progress: cannot list pods: %s", exc.failure.message)
-            return []
-        states = [pod_state(p) for p in pods.get("items") or []]
-        for state in states:
-            if self.states.get(state.name) != (state.state, state.health):
-                self.states[state.name] = (state.state, state.health)
-                self.emit(state)
-        waiting = {s.name for s in states if not _healthy(s)}
-        if waiting:
-            self._warnings(waiting)
-        return states
-
-    def _warnings(self, pods: set[str]) -> None:
-        try:
-            events = self.kube.kubectl_json("get", "events", "--field-selector", "type=Warning",
-                                            namespace=True)
-        except KubeError as exc:
-            log.info("progress: cannot list events: %s", exc.failure.message)
-            return
-        for event in events.get("items") or []:
-            pod = (event.get("involvedObject") or {}).get("name", "")
-            if pod not in pods:
-                continue
-            reason = str(event.get("reason", ""))
-            message = " ".join(str(event.get("message", "")).split())
-            key = (pod, reason, message)
-            # The kubelet follows a pull failure with bare "Error: ErrImagePull" /
-            # "Error: ImagePullBackOff" warnings: keep the one that says why.
-            if not (re.fullmatch(r"Error: \w+", message) and pod in self.stuck):
-                self.stuck[pod] = f"{reason}: {message}"
-            if key not in self.warnings:
-                self.warnings[key] = None
-                phase = self.states.get(pod, ("?", ""))[0]
-                self.emit(LogLine(self.redactor(f"{pod} {phase}: {reason}: {message}")))
-
-    def problems(self) -> str:
-        """Why pods are not ready, for an error message."""
-        lines = []
-        for pod, (state, health) in sorted(self.states.items()):
-            if state != "Running" or not health.startswith("ready"):
-                why = self.stuck.get(pod) or health
-                lines.append(f"{pod} {state}" + (f" ({why})" if why else ""))
-        return "; ".join(lines)
-
-
-def pod_state(pod: dict[str, Any]) -> ServiceState:
-    name = str((pod.get("metadata") or {}).get("name", "?"))
-    status = pod.get("status") or {}
-    phase = str(status.get("phase", "Unknown"))
-    containers = status.get("containerStatuses") or []
-    total = len((pod.get("spec") or {}).get("containers") or containers) or len(containers)
-    ready = sum(1 for c in containers if c.get("ready"))
-    reasons = [str((c.get("state") or {}).get("waiting", {}).get("reason"))
-               for c in containers if (c.get("state") or {}).get("waiting")]
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-    if not containers and total == 0:  # no container statuses reported yet
-        ready_text = "ready" if conditions.get("Ready") == "True" else "not ready"
-    else:
-        ready_text = f"ready {ready}/{total}" if ready == total and total else \
-            f"{ready}/{total} ready"
-    health = ready_text + (f", {', '.join(reasons)}" if reasons else "")
-    if phase == "Pending" and conditions.get("PodScheduled") == "False":
-        health += ", unschedulable"
-    return ServiceState(name, phase, health)
-
-
-def workload_state(workload: dict[str, Any]) -> ServiceState:
-    """A Deployment or StatefulSet by the chart's own name: ready when every desired replica
-    is ready and up to date with its current spec."""
-    meta = workload.get("metadata") or {}
-    kind = str(workload.get("kind", "workload")).lower()
-    desired = int((workload.get("spec") or {}).get("replicas", 1))
-    status = workload.get("status") or {}
-    ready = int(status.get("readyReplicas", 0))
-    updated = int(status.get("updatedReplicas", 0))
-    current = status.get("observedGeneration", 0) >= meta.get("generation", 0)
-    ok = ready >= desired and updated >= desired and current
-    return ServiceState(f"{kind} {meta.get('name', '?')}", "ready" if ok else "not ready",
-                        f"{ready}/{desired} replicas ready"
-                        + ("" if updated >= desired else f", {updated}/{desired} updated"))
-
-
-def _healthy(state: ServiceState) -> bool:
-    return state.state in ("Running", "Succeeded") and state.health.startswith("ready")
-
-
-# ---- the service address ----------------------------------------------------------------------
-
-
-@dataclass
-class Address:
-    service: str
-    kind: str  # LoadBalancer, ClusterIP, NodePort
-    external: str | None  # IP or host name of the load balancer
-    cluster_ip: str | None
-    ports: list[int] = field(default_factory=list)
-
-    def dns_record(self, domain: str) -> str | None:
-        if not self.external:
-            return None
-        if re.fullmatch(r"[0-9.]+", self.external):
-            return f"{domain}. A {self.external}"
-        if ":" in self.external:
-            return f"{domain}. AAAA {self.external}"
-        return f"{domain}. CNAME {self.external}."
-
-
-def router_address(kube: Kube, release: str) -> Address | None:
-    services = kube.kubectl_json("get", "services", "-l", f"app.kubernetes.io/instance={release}",
-                                 namespace=True).get("items") or []
-    if not services:
-        return None
-
-    def rank(svc: dict[str, Any]) -> tuple[int, int]:
-        name = str(svc.get("metadata", {}).get("name", ""))
-        kind = (svc.get("spec") or {}).get("type")
-        return (0 if name.endswith("-router") else 1, 0 if kind == "LoadBalancer" else 1)
-
-    svc = sorted(services, key=rank)[0]
-    spec = svc.get("spec") or {}
-    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    external = None
-    if ingress:
-        external = ingress[0].get("ip") or ingress[0].get("hostname")
-    return Address(str(svc["metadata"]["name"]), str(spec.get("type", "ClusterIP")),
-                   external, spec.get("clusterIP"),
-                   [int(p["port"]) for p in spec.get("ports") or [] if "port" in p])
-
-
-def wait_for_address(kube: Kube, release: str, cancel: threading.Event,
-                     wait: float) -> Address | None:
-    deadline = time.monotonic() + wait
-    while True:
-        address = router_address(kube, release)
-        if address is None or address.kind != "LoadBalancer" or address.external:
-            return address
-        if time.monotonic() >= deadline or cancel.wait(POLL_INTERVAL):
-            return address
-
-
-def describe_address(address: Address | None, domain: str, namespace: str) -> tuple[str, str]:
-    """(where CARTO answers, what the admin must do next) in words."""
-    if address is None:
-        return ("the release has no Service labelled with its name",
-                f"find CARTO's router with `kubectl get svc -n {namespace}` and point "
-                f"{domain} at it")
-    if address.kind == "LoadBalancer":
-        record = address.dns_record(domain)
-        if record:
-            return (f"service {address.service}: load balancer {address.external}",
-                    f"create the DNS record `{record}`, then open https://{domain}")
-        return (f"service {address.service}: the load balancer has no address yet",
-                f"watch `kubectl get svc {address.service} -n {namespace} -w`; when "
-                f"EXTERNAL-IP appears, point {domain} at it (A record for an IP, CNAME for a "
-                "host name)")
-    ports = "/".join(str(p) for p in address.ports) or "?"
-    return (f"service {address.service}: {address.kind} {address.cluster_ip} (ports {ports}), "
-            "not reachable from outside the cluster",
-            f"expose it through your ingress controller or gateway and point {domain} at "
-            f"that; to try it now: `kubectl port-forward -n {namespace} svc/{address.service} "
-            "8443:443` and open https://localhost:8443")
-
 
 # ---- the deployment ----------------------------------------------------------------------------
 
@@ -387,7 +226,6 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     Raises DeployError (exit 3) on failure, DeployCancelled when `confirm` says no or
     `cancel` is set, InputError (exit 2) for bad input.
     """
-    from installer.render import apply_render
     from installer.render.helm import (
         chart_facts,
         plan_render_kubernetes,
@@ -402,6 +240,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     assert answers.domain is not None
     cancel = cancel or threading.Event()
     emit = safe_sink(on_event)
+    run = DeployRun(emit, redactor, cancel)
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
     from installer.exposure import exposure  # advanced answers: NodePort / own ingress
@@ -411,12 +250,12 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     # before anything runs.
     chart = chart_info(kube, k8s.chart)
 
-    with Step(emit, redactor, "preflight") as step:
-        _report, accepted = gated_preflight(step, target, answers, "kubernetes", skip=skip,
-                                            cancel=cancel, resolver=resolver)
+    with run.step(PREFLIGHT) as step:
+        _report, accepted = run.gated_preflight(step, target, answers, "kubernetes", skip=skip,
+                                                resolver=resolver)
     accepted_ids = [r.id for r in accepted]
 
-    with Step(emit, redactor, "render") as step:
+    with run.step(RENDER) as step:
         package = read_kubernetes_package(answers, redactor)
         emit(LogLine(check_package_version(package.version, chart)))
         facts = (None if answers.database.bundled
@@ -463,27 +302,23 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
             upgrade = helm_upgrade_argv(kube, answers, chart, files, description,
                                         create_namespace)
             plan.actions.append(Action(ActionKind.HELM_UPGRADE, f"run `{shlex.join(upgrade)}`"))
-        if (not plan.empty or plan.actions) and confirm is not None and not confirm(plan):
-            raise DeployCancelled("not confirmed: nothing was changed")
-        written = apply_render(plan, LocalTarget()) if not plan.empty else []
-        for note in plan.notes:
-            emit(LogLine(redactor(note)))
-        step.detail = (f"wrote {len(written)} file(s)" if written
-                       else "the files already match the answers")
+        if not plan.empty or plan.actions:
+            run.confirm(plan, confirm)
+        written = run.apply(step, plan, LocalTarget())
     changed = bool(written)
-    check_cancel(cancel)
+    run.check_cancel()
 
     if up_to_date:
         assert last is not None
-        with Step(emit, redactor, "launch") as step:
+        with run.step(LAUNCH) as step:
             step.detail = (f"release {k8s.release} revision {last.number} is already deployed "
                            "with these values: helm not run")
-        return _finish(kube, answers, url, emit, redactor, cancel, accepted_ids, changed,
+        return _finish(kube, answers, url, run, accepted_ids, changed,
                        f"nothing changed: release {k8s.release} (revision {last.number}) is "
                        "deployed with these values")
 
     if stuck is not None:
-        with Step(emit, redactor, "fix stuck release") as step:
+        with run.step(FIX_STUCK_RELEASE) as step:
             emit(LogLine(redactor("$ " + shlex.join(stuck.argv))))
             log.info("running %s", shlex.join(stuck.argv))
             fixed = target.run(stuck.argv, timeout=HELM_TIMEOUT_S + 120)
@@ -492,21 +327,21 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                                   f"run it by hand to see the whole error: "
                                   f"`{shlex.join(stuck.argv)}`")
             step.detail = f"release {k8s.release} is no longer {stuck.revision.status}"
-        check_cancel(cancel)
+        run.check_cancel()
 
     applied: dict[str, str] = {}
     if manifests:
-        with Step(emit, redactor, "secrets") as step:
+        with run.step(SECRETS) as step:
             if ns_missing:
                 kube.checked(kube.kubectl("create", "namespace", k8s.namespace))
                 emit(LogLine(f"created namespace {k8s.namespace}"))
             applied = apply_secrets(kube, manifests)
             step.detail = ", ".join(f"{name} {what}" for name, what in applied.items())
-        check_cancel(cancel)
+        run.check_cancel()
 
-    progress = _Progress(kube, k8s.release, emit, redactor)
+    progress = PodProgress(kube, k8s.release, emit, redactor)
     argv = helm_upgrade_argv(kube, answers, chart, files, description, create_namespace)
-    with Step(emit, redactor, "launch") as step:
+    with run.step(LAUNCH) as step:
         command = shlex.join(argv)
         emit(LogLine(redactor(f"$ {command}")))
         log.info("running %s", command)
@@ -521,10 +356,10 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     changed = True
     replaced = [name for name, what in applied.items() if what == "configured"]
     if last is not None and replaced:
-        with Step(emit, redactor, "restart") as step:
+        with run.step(RESTART) as step:
             step.detail = roll_workloads_using(kube, k8s.release, replaced, progress, emit,
                                                redactor)
-    return _finish(kube, answers, url, emit, redactor, cancel, accepted_ids, changed,
+    return _finish(kube, answers, url, run, accepted_ids, changed,
                    f"CARTO is deployed as release {k8s.release} in namespace {k8s.namespace}")
 
 
@@ -548,7 +383,7 @@ def _secret_names_in(pod_spec: dict[str, Any]) -> set[str]:
     return names
 
 
-def roll_workloads_using(kube: Kube, release: str, secrets: list[str], progress: _Progress,
+def roll_workloads_using(kube: Kube, release: str, secrets: list[str], progress: PodProgress,
                          emit: EventSink, redactor: Redactor) -> str:
     """Restart the release's Deployments/StatefulSets whose pods read one of `secrets`, and
     wait for their rollout.
@@ -589,16 +424,17 @@ def roll_workloads_using(kube: Kube, release: str, secrets: list[str], progress:
     return f"restarted {', '.join(targets)} (they read {', '.join(secrets)})"
 
 
-def _run_watching(target: Target, argv: list[str], progress: _Progress,
-                  cancel: threading.Event, emit: EventSink) -> Any:
+def _run_watching(target: Target, argv: list[str], progress: PodProgress,
+                  cancel: threading.Event, emit: EventSink) -> CommandResult:
     """Run helm in a thread while the release's pods and their warnings are reported."""
-    box: dict[str, Any] = {}
+    results: list[CommandResult] = []
+    errors: list[BaseException] = []
 
     def work() -> None:
         try:
-            box["result"] = target.run(argv, timeout=HELM_TIMEOUT_S + 120)
+            results.append(target.run(argv, timeout=HELM_TIMEOUT_S + 120))
         except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
+            errors.append(exc)
 
     worker = threading.Thread(target=work, name="helm", daemon=True)
     worker.start()
@@ -613,69 +449,19 @@ def _run_watching(target: Target, argv: list[str], progress: _Progress,
         if worker.is_alive():
             progress.poll()
     progress.poll()
-    if "error" in box:
-        error = box["error"]
+    if errors:
+        error = errors[0]
         if isinstance(error, TimeoutError):
             raise DeployError(f"helm did not finish within {HELM_TIMEOUT_S + 120} s",
                               "see `helm status` and the pods' events") from None
         raise error
     if cancel.is_set():
         log.info("cancel was requested during helm; it finished")
-    return box["result"]
+    return results[0]
 
 
-def error_summary(output: str) -> str:
-    """helm's error, its nested lines joined ("failed pre-install: 1 error occurred: job x
-    failed: BackoffLimitExceeded"), without warnings."""
-    lines = [re.sub(r"^(Error:|\*)\s*", "", line.strip()) for line in output.splitlines()]
-    lines = [line for line in lines if line and not line.upper().startswith("WARNING")]
-    return " ".join(lines)[:600] or "no output"
 
-
-_VERSION_WORDS = re.compile(r"version is (outdated|older|too old)|older than|minimum version",
-                            re.IGNORECASE)
-_VERSION_FIX = ("the installation package is older than this chart accepts: download a newer "
-                "package (CARTO Workspace > Settings > Self-Hosted, or ask CARTO support), point "
-                "`package:` at it and re-run the deploy; or deploy an older chart version")
-
-
-def hook_job_failure(kube: Kube, job: str) -> str | None:
-    """What a failed hook Job's container said, read the way `kubectl logs job/NAME` and
-    `kubectl describe` find it: the Job's pods (by its job-name label), the newest failed
-    one's terminated state (exit code, reason, termination message), else its log's tail.
-    None when nothing can be read (the Job was deleted, or no access)."""
-    try:
-        pods = kube.kubectl_json("get", "pods", "-l", f"job-name={job}",
-                                 namespace=True).get("items") or []
-    except KubeError as exc:
-        log.info("cannot list the pods of job %s: %s", job, exc.failure.message)
-        return None
-    failed = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"] or pods
-    if not failed:
-        return None
-    pod = max(failed, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp", "")))
-    pod_name = str(pod["metadata"]["name"])
-    parts = []
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        state = status.get("state") or {}
-        if "terminated" in state:
-            ended = state["terminated"]
-            text = " ".join(str(ended.get("message") or "").split())
-            if not text:
-                got = kube.kubectl("logs", pod_name, "-c", str(status.get("name")),
-                                   "--tail", "20", namespace=True)
-                text = " ".join(got.stdout.split()) if got.ok else ""
-            parts.append(f"container {status.get('name')} exited with code "
-                         f"{ended.get('exitCode')} ({ended.get('reason', '?')})"
-                         + (f": {text[-600:]}" if text else ""))
-        elif "waiting" in state:
-            waiting = state["waiting"]
-            parts.append(f"container {status.get('name')} is waiting: "
-                         f"{waiting.get('reason', '?')} {waiting.get('message', '')}".strip())
-    return f"pod {pod_name}: " + "; ".join(parts) if parts else None
-
-
-def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str,
+def _helm_failure(output: str, progress: PodProgress, kube: Kube, release: str,
                   redactor: Redactor) -> DeployError:
     line = error_summary(output)
     pods = progress.problems()
@@ -691,7 +477,7 @@ def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str,
         said = hook_job_failure(kube, name) if job else None
         reason = (job.group(2) if job and job.group(2) else "failed")
         if said is not None:
-            fix = (_VERSION_FIX if _VERSION_WORDS.search(said) else
+            fix = (VERSION_FIX if VERSION_WORDS.search(said) else
                    f"fix what the hook reports (whole log: {logs}), then re-run the deploy")
             return DeployError(
                 f"the chart's hook job {name} failed ({reason}): {redactor(said)}", fix)
@@ -720,13 +506,12 @@ def _helm_failure(output: str, progress: _Progress, kube: Kube, release: str,
                        "the whole output is in carto-installer.log; fix the cause and re-run")
 
 
-def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: Redactor,
-            cancel: threading.Event, accepted: list[str], changed: bool,
-            headline: str) -> DeployResult:
+def _finish(kube: Kube, answers: Answers, url: str, run: DeployRun, accepted: list[str],
+            changed: bool, headline: str) -> DeployResult:
     assert answers.domain is not None
-    with Step(emit, redactor, "address") as step:
+    with run.step(ADDRESS) as step:
         try:
-            address = wait_for_address(kube, answers.kubernetes.release, cancel,
+            address = wait_for_address(kube, answers.kubernetes.release, run.cancel,
                                        LOAD_BALANCER_WAIT)
         except KubeError as exc:
             address = None
@@ -739,100 +524,16 @@ def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: R
                          "-router", kube.namespace) or todo
         # ---- end of advanced answers
         step.detail = where
-        emit(LogLine(f"next: {todo}"))
+        run.emit(LogLine(f"next: {todo}"))
     return DeployResult(True, url, f"{headline}. {where}. Next: {todo}.",
                         accepted_risks=accepted, changed=changed)
 
 
-def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
-    """The release's state, its pods and where it answers."""
-    require(answers, "domain")
-    assert answers.domain is not None
-    k8s = answers.kubernetes
-    kube = Kube(target, k8s)
-    history = release_history(kube, k8s.release)
-    if not history:
-        return StatusResult(False, [], "not checked",
-                            f"release {k8s.release} is not installed in namespace "
-                            f"{k8s.namespace}: run `carto-installer deploy`")
-    last = history[-1]
-    pods = kube.kubectl_json("get", "pods", "-l", f"app.kubernetes.io/instance={k8s.release}",
-                             namespace=True).get("items") or []
-    workloads = kube.kubectl_json("get", "deployments,statefulsets", "-l",
-                                  f"app.kubernetes.io/instance={k8s.release}",
-                                  namespace=True).get("items") or []
-    services = [ServiceState(f"release {k8s.release}", last.status,
-                             f"revision {last.number}, {last.chart}")]
-    states = [workload_state(w) for w in workloads]
-    services += states
-    services += [pod_state(p) for p in pods]
-    address = router_address(kube, k8s.release)
-    where, todo = describe_address(address, answers.domain, k8s.namespace)
-    unhealthy = [s.name for s in states if s.state != "ready"]
-    unhealthy += [s.name for s in services[1 + len(states):] if not _healthy(s)]
-    healthy = last.status == "deployed" and not unhealthy
-    if last.status in PENDING:
-        message = (f"release {k8s.release} is stuck in {last.status}: run "
-                   "`carto-installer deploy` to get the fix offered (with --yes, add "
-                   "--repair-stuck-release)")
-    elif last.status != "deployed":
-        message = f"release {k8s.release} revision {last.number} is {last.status}"
-    elif unhealthy:
-        message = f"pods not ready: {', '.join(unhealthy)}"
-    else:
-        message = f"release {k8s.release} revision {last.number} is deployed; {todo}"
-    facts, warnings = kubernetes_facts(kube, answers, last)
-    return StatusResult(healthy, services, f"not probed from here ({where})", message, facts,
-                        warnings)
 
-
-def kubernetes_facts(kube: Kube, answers: Answers, last: Revision
-                     ) -> tuple[list[str], list[str]]:
-    """Release and package versions, the TLS certificate's expiry, the last deploy/upgrade.
-    Each read is best effort: a fact that cannot be read is said to be unknown."""
-    import base64
-
-    from installer.deploy.https import certificate_expiry
-    from installer.render.helm import secret_names
-
-    release = answers.kubernetes.release
-    package = "unknown"
-    values = kube.helm("get", "values", release, "-o", "json", namespace=True)
-    if values.ok:
-        try:  # only the package's version is kept: the values also hold the package's secrets
-            config = (json.loads(values.stdout or "{}") or {}).get("cartoConfigValues") or {}
-            package = str(config.get("customerPackageVersion") or "unknown")
-        except (ValueError, AttributeError):
-            pass
-    facts = [f"release: chart {last.chart} (app {last.app_version or 'unknown'}), package: "
-             f"{package}"]
-    warnings: list[str] = []
-    tls_secret = secret_names(answers).tls
-    try:
-        secret = kube.kubectl_json("get", "secret", tls_secret, namespace=True)
-        cert = base64.b64decode((secret.get("data") or {}).get("tls.crt", ""))
-    except (KubeError, ValueError):
-        cert = b""
-    line, warning = certificate_expiry(cert or None, where=f"the Secret {tls_secret}")
-    facts.append(line)
-    if warning:
-        warnings.append(warning.replace("carto-installer deploy", "carto-installer deploy "
-                                        "(the router is rolled with it)"))
-    history = kube.helm("history", release, "-o", "json", "--max", "1", namespace=True)
-    updated = ""
-    if history.ok:
-        try:
-            items = json.loads(history.stdout or "[]")
-            updated = str(items[-1].get("updated", "")) if items else ""
-        except (ValueError, AttributeError, IndexError):
-            pass
-    facts.append(f"last deploy or upgrade: revision {last.number} ({last.description or '-'})"
-                 + (f" at {updated}" if updated else ""))
-    return facts, warnings
-
-
-# The dispatch in installer/deploy/__init__.py calls `helm.deploy` and `helm.status`.
 deploy = deploy_kubernetes
 status = status_kubernetes
 
-__all__ = ["deploy", "deploy_kubernetes", "status", "status_kubernetes"]
+# The names callers and the tests reach through this package.
+__all__ = ["GOOD", "PENDING", "Address", "PodProgress", "deploy", "deploy_kubernetes",
+           "describe_address", "error_summary", "hook_job_failure", "kubernetes_facts",
+           "pod_state", "router_address", "status", "status_kubernetes", "workload_state"]
