@@ -13,16 +13,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
-from installer.answers import field_spec
+from installer.answers.sections import DATABASE, DATABASE_TLS
 from installer.session import bundled_warning
 from screens.base import StepScreen
-from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS
+from screens.sections import section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.nav_button import NavButton
 from screens.widgets.toggles import Choice, Choices, Tick
-
-REQUIRED = {"database.host", "database.admin_password", "database.password"}
 
 
 class DatabaseScreen(StepScreen):
@@ -43,14 +41,10 @@ class DatabaseScreen(StepScreen):
             yield Static(Text("⚠ " + bundled_warning(self.state.answers.platform)),
                          id="bundled-warning", classes="warning")
             with Vertical(id="db-form", classes="form"):
-                for path in DATABASE_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(self.state.answers), required=path in REQUIRED)
+                yield from section_widgets(DATABASE, self.state.answers, every=True)
                 yield Tick("Connect with TLS", db.ssl.enabled, id="db-ssl", compact=True)
                 with Vertical(id="db-ssl-form", classes="form"):
-                    for path in DATABASE_SSL_FIELDS:
-                        spec = field_spec(path)
-                        yield FieldInput(spec, spec.get(self.state.answers))
+                    yield from section_widgets(DATABASE_TLS, self.state.answers, every=True)
                 with Horizontal(classes="form"):
                     yield NavButton("Test connection", id="db-test")
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
@@ -82,7 +76,7 @@ class DatabaseScreen(StepScreen):
             return []
         ssl = self.query_one("#db-ssl", Checkbox).value
         return [f for f in self.query(FieldInput)
-                if ssl or f.spec.path not in DATABASE_SSL_FIELDS]
+                if ssl or f.spec.path not in DATABASE_TLS.paths]
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self._fields():

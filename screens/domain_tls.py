@@ -10,9 +10,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
-from installer.answers import field_spec
+from installer.answers.sections import DOMAIN, TLS
 from screens.base import StepScreen
-from screens.fields import TLS_FIELDS
+from screens.sections import input_id, section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices
@@ -28,9 +28,8 @@ class DomainTLSScreen(StepScreen):
         a = self.state.answers
         own = bool(a.tls.certificate_file or a.tls.key_file)
         with VerticalScroll(classes="scroll-body"):
-            yield Static("Domain", classes="section-title first")
-            spec = field_spec("domain")
-            yield FieldInput(spec, a.domain, required=True)
+            yield Static(DOMAIN.title, classes="section-title first")
+            yield from section_widgets(DOMAIN, a)
             yield Static("TLS certificate", classes="section-title")
             yield Choices(
                 Choice("Generate a self-signed certificate (browsers will warn)",
@@ -39,9 +38,8 @@ class DomainTLSScreen(StepScreen):
                 id="tls-choice", compact=True,
             )
             with Vertical(id="tls-files", classes="form"):
-                for path in TLS_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a), required=True)
+                # Both files or neither: each is required once "my files" is chosen.
+                yield from section_widgets(TLS, a, every=True)
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="DNS and certificate results appear here.")
 
@@ -68,7 +66,7 @@ class DomainTLSScreen(StepScreen):
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self.query(FieldInput):
-            if field.spec.path in TLS_FIELDS and not self.own_files:
+            if field.spec.path in TLS.paths and not self.own_files:
                 continue
             error = field.error
             if error is not None:
@@ -79,8 +77,8 @@ class DomainTLSScreen(StepScreen):
         a = self.state.answers
         a.domain = self.query_one("#f-domain", FieldInput).value
         if self.own_files:
-            for path in TLS_FIELDS:
-                field = self.query_one("#f-" + path.replace(".", "-"), FieldInput)
+            for path in TLS.paths:
+                field = self.query_one("#" + input_id(path), FieldInput)
                 field.spec.set(a, field.value)
         else:
             a.tls.certificate_file = None

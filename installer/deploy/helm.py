@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.answers import Answers, require
+from installer.answers import Answers, validate
+from installer.answers.sections import DOMAIN
 from installer.deploy import (
     DeployCancelled,
     DeployResult,
@@ -398,7 +399,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     )
 
     require_local(answers, target)
-    require(answers, "package", "domain")
+    validate(answers, "kubernetes")
     assert answers.domain is not None
     cancel = cancel or threading.Event()
     emit = safe_sink(on_event)
@@ -746,7 +747,7 @@ def _finish(kube: Kube, answers: Answers, url: str, emit: EventSink, redactor: R
 
 def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     """The release's state, its pods and where it answers."""
-    require(answers, "domain")
+    DOMAIN.check(answers)  # status reads the domain only (no secrets)
     assert answers.domain is not None
     k8s = answers.kubernetes
     kube = Kube(target, k8s)
