@@ -107,10 +107,10 @@ class DatabaseScreen(StepScreen):
         if self.busy:
             return
         carto_password = self.query_one("#f-database-password", FieldInput)
-        carto_password.required = False
+        required, carto_password.required = carto_password.required, False
         try:
             valid = self.commit_if_valid()
         finally:
-            carto_password.required = True
+            carto_password.required = required
         if valid:
             self.start_checks()
