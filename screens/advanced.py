@@ -20,12 +20,10 @@ from installer.answers import (
     STORAGE_PROVIDERS,
     Answers,
     StorageSettings,
-    check_advanced_answers,
-    require_storage_secrets,
 )
 from installer.answers.sections import ADVANCED, STORAGE, STORAGE_COMMON, STORAGE_PROVIDER_FIELDS
 from installer.errors import AnswersError
-from installer.render.storage import check_advanced_files
+from installer.session import check_advanced
 from screens.fields import PROVIDER_TITLES
 from screens.sections import input_id, section_widgets
 from screens.widgets.field_input import FieldInput
@@ -108,10 +106,7 @@ class AdvancedForm:
         trial = copy.deepcopy(self.screen.state.answers)
         self.commit(trial)
         try:
-            check_advanced_answers(trial)
-            if trial.storage is not None:
-                require_storage_secrets(trial.storage)
-            check_advanced_files(trial)
+            check_advanced(trial)
         except AnswersError as exc:
             self._open()
             path = exc.path.removesuffix("_env")

@@ -26,7 +26,7 @@ class DomainTLSScreen(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         a = self.state.answers
-        own = bool(a.tls.certificate_file or a.tls.key_file)
+        own = TLS.shown(a)  # a file given: the own-files choice
         with VerticalScroll(classes="scroll-body"):
             yield Static(DOMAIN.title, classes="section-title first")
             yield from section_widgets(DOMAIN, a)

@@ -26,9 +26,7 @@ from installer.answers import (
     WAREHOUSES,
     ProxySettings,
     StorageSettings,
-    check_advanced_answers,
     field_spec,
-    require_storage_secrets,
 )
 from installer.answers.sections import (
     ADVANCED,
@@ -49,7 +47,6 @@ from installer.answers.sections import (
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.errors import AnswersError, InstallerError
-from installer.render.storage import check_advanced_files
 from installer.safetext import visible
 from installer.session import (
     STEP_CATEGORIES,
@@ -59,6 +56,7 @@ from installer.session import (
     Handoff,
     Session,
     bundled_warning,
+    check_advanced,
     describe_error,
     plan_fingerprint,
 )
@@ -430,7 +428,7 @@ class PlainWizard:
             own = self.choose("TLS certificate:",
                               [("Generate a self-signed certificate (browsers will warn)", False),
                                ("Use my certificate and key files", True)],
-                              default=bool(a.tls.certificate_file))
+                              default=TLS.shown(a))
             if own:
                 self.say("  Leave the certificate empty to have a self-signed one generated "
                          "instead.", "2")
@@ -539,10 +537,7 @@ class PlainWizard:
                 elif a.kubernetes.external_tls:
                     a.kubernetes.service_type = "ClusterIP"
             try:
-                check_advanced_answers(a)
-                if a.storage is not None:
-                    require_storage_secrets(a.storage)
-                check_advanced_files(a)
+                check_advanced(a)
                 return
             except AnswersError as exc:
                 self.say(f"✘ {exc.message} ({exc.path}); please answer again", "31")

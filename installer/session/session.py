@@ -60,6 +60,19 @@ def bundled_warning(platform: str) -> str:
             f"not supported in production and will be removed. Your data lives {where}.")
 
 
+def check_advanced(answers: Answers) -> None:
+    """The Advanced settings judged together, as the answers loader and render judge them:
+    own buckets (with the provider's secrets), registry logins, the Kubernetes exposure, and
+    the files they name. Raises AnswersError naming the key; both front ends call this."""
+    from installer.answers import check_advanced_answers
+    from installer.answers.sections import STORAGE
+    from installer.render.storage import check_advanced_files
+
+    check_advanced_answers(answers)
+    STORAGE.check(answers)
+    check_advanced_files(answers)
+
+
 def load_answers_arg(path: str | None, redactor: Redactor,
                      secrets: tuple[str, ...] | None = None) -> Answers | None:
     """The answers file named with --answers, or None. Its warnings go to standard error.
