@@ -51,8 +51,8 @@ class DatabaseScreen(StepScreen):
                             empty_text="Connection test results appear here.")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._sync()
+        super().on_mount()
         self.query_one(RadioSet).focus()
 
     @property
@@ -71,29 +71,12 @@ class DatabaseScreen(StepScreen):
     def _changed(self, event: object) -> None:
         self._sync()
 
-    def _fields(self) -> list[FieldInput]:
-        if self.bundled:
-            return []
-        ssl = self.query_one("#db-ssl", Checkbox).value
-        return [f for f in self.query(FieldInput)
-                if ssl or f.spec.path not in DATABASE_TLS.paths]
-
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self._fields():
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
-
     def commit(self) -> None:
         db = self.state.answers.database
         db.bundled = self.bundled
         if db.bundled:
             return
-        for field in self._fields():
-            value = field.value
-            self.state.remember_secret(value)
-            field.spec.set(self.state.answers, value)
+        self.store(self.shown_fields())  # the TLS ones only when ticked
         db.ssl.enabled = self.query_one("#db-ssl", Checkbox).value
 
     @on(NavButton.Pressed, "#db-test")

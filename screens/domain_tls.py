@@ -44,8 +44,8 @@ class DomainTLSScreen(StepScreen):
                             empty_text="DNS and certificate results appear here.")
 
     def on_mount(self) -> None:
+        self._sync()  # first: the checks started on mount judge only the fields shown
         super().on_mount()
-        self._sync()
         self.query_one("#f-domain", FieldInput).input.focus()
 
     def checks_wanted(self) -> bool:
@@ -63,15 +63,6 @@ class DomainTLSScreen(StepScreen):
     def _choice(self, event: RadioSet.Changed) -> None:
         self._sync()
         self.schedule_recheck()
-
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self.query(FieldInput):
-            if field.spec.path in TLS.paths and not self.own_files:
-                continue
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
 
     def commit(self) -> None:
         a = self.state.answers

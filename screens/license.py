@@ -39,7 +39,3 @@ class LicenseScreen(StepScreen):
 
     def checks_wanted(self) -> bool:
         return self.validate() is None and self.checks_stale()
-
-    def commit(self) -> None:
-        for field in self.query(FieldInput):
-            field.spec.set(self.state.answers, field.value)

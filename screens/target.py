@@ -133,35 +133,11 @@ class TargetScreen(StepScreen):
     def _jump(self, event: Checkbox.Changed) -> None:
         self._sync_visibility()
 
-    def _visible_fields(self) -> list[FieldInput]:
-        out = []
-        for field in self.query(FieldInput):
-            node: Any = field
-            visible = True
-            while node is not None and node is not self:
-                if not node.display:
-                    visible = False
-                    break
-                node = node.parent
-            if visible:
-                out.append(field)
-        return out
-
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self._visible_fields():
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
-
     def commit(self) -> None:
         a = self.state.answers
         if not self.kubernetes and not self.remote:
             a.target = None
-        for field in self._visible_fields():
-            value = field.value
-            self.state.remember_secret(value)
-            field.spec.set(a, value)
+        self.store(self.shown_fields())
         if not self.kubernetes and self.remote:
             assert a.target is not None
             a.target.sudo = self.query_one("#f-target-sudo", Checkbox).value
