@@ -20,20 +20,12 @@ from installer.answers import (
     STORAGE_PROVIDERS,
     Answers,
     StorageSettings,
-    check_advanced_answers,
-    field_spec,
-    require_storage_secrets,
 )
+from installer.answers.sections import ADVANCED, STORAGE, STORAGE_COMMON, STORAGE_PROVIDER_FIELDS
 from installer.errors import AnswersError
-from installer.render.storage import check_advanced_files
-from screens.fields import (
-    ADVANCED_COMMON_FIELDS,
-    ADVANCED_PLATFORM_FIELDS,
-    PROVIDER_TITLES,
-    STORAGE_COMMON_FIELDS,
-    STORAGE_PROVIDER_FIELDS,
-    STORAGE_REQUIRED,
-)
+from installer.session import check_advanced
+from screens.fields import PROVIDER_TITLES
+from screens.sections import input_id, section_widgets
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Tick
 
@@ -43,7 +35,7 @@ INTRO = ("Optional. Each field explains itself on the hint line when focused; le
 
 
 def _id(path: str) -> str:
-    return "#f-" + path.replace(".", "-")
+    return "#" + input_id(path)
 
 
 def advanced_widgets(answers: Answers) -> Iterable[Widget]:
@@ -57,17 +49,13 @@ def advanced_widgets(answers: Answers) -> Iterable[Widget]:
         with Vertical(id="adv-storage", classes="form"):
             yield RadioSet(*(Choice(PROVIDER_TITLES[p], value=p == provider, id=f"adv-prov-{p}")
                              for p in STORAGE_PROVIDERS), id="adv-provider", compact=True)
-            for path in STORAGE_COMMON_FIELDS + tuple(
-                    p for paths in STORAGE_PROVIDER_FIELDS.values() for p in paths):
-                spec = field_spec(path)
-                yield FieldInput(spec, spec.get(answers), required=path in STORAGE_REQUIRED)
+            # Every provider's fields; `sync` shows the chosen provider's.
+            yield from section_widgets(STORAGE, answers, every=True)
             yield Tick("Thumbnails are public (the bucket allows public objects)",
                        storage.thumbnails_public if storage else True, id="adv-public",
                        compact=True)
         with Vertical(id="adv-other", classes="form"):
-            for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[answers.platform]:
-                spec = field_spec(path)
-                yield FieldInput(spec, spec.get(answers))
+            yield from section_widgets(ADVANCED, answers)  # those of the platform chosen
             if answers.platform == "kubernetes":
                 yield Tick("TLS ends at my own Ingress/Gateway (router service ClusterIP)",
                            answers.kubernetes.external_tls, id="adv-external-tls",
@@ -100,11 +88,10 @@ class AdvancedForm:
     def fields(self) -> list[FieldInput]:
         """The inputs that count now (hidden ones do not)."""
         out: list[FieldInput] = []
-        for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[
-                self.screen.state.answers.platform]:
-            out.append(self.screen.query_one(_id(path), FieldInput))
+        for ask in ADVANCED.shown_asks(self.screen.state.answers):
+            out.append(self.screen.query_one(_id(ask.path), FieldInput))
         if self.own_buckets:
-            for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[self.provider]:
+            for path in STORAGE_COMMON + STORAGE_PROVIDER_FIELDS[self.provider]:
                 out.append(self.screen.query_one(_id(path), FieldInput))
         return out
 
@@ -119,10 +106,7 @@ class AdvancedForm:
         trial = copy.deepcopy(self.screen.state.answers)
         self.commit(trial)
         try:
-            check_advanced_answers(trial)
-            if trial.storage is not None:
-                require_storage_secrets(trial.storage)
-            check_advanced_files(trial)
+            check_advanced(trial)
         except AnswersError as exc:
             self._open()
             path = exc.path.removesuffix("_env")
@@ -137,7 +121,7 @@ class AdvancedForm:
     def _store(self, answers: Answers) -> None:
         if self.own_buckets:
             answers.storage = StorageSettings(provider=self.provider)
-            for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[self.provider]:
+            for path in STORAGE_COMMON + STORAGE_PROVIDER_FIELDS[self.provider]:
                 field = self.screen.query_one(_id(path), FieldInput)
                 field.spec.set(answers, field.value)
             answers.storage.thumbnails_public = bool(
@@ -147,8 +131,8 @@ class AdvancedForm:
 
     def commit(self, answers: Answers) -> None:
         self._store(answers)
-        for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[answers.platform]:
-            field = self.screen.query_one(_id(path), FieldInput)
+        for ask in ADVANCED.shown_asks(answers):
+            field = self.screen.query_one(_id(ask.path), FieldInput)
             field.spec.set(answers, field.value)
         if answers.platform == "kubernetes":
             k8s = answers.kubernetes

@@ -323,20 +323,39 @@ class StepScreen(Screen[None]):
             return
         self.app.advance(self.STEP)  # type: ignore[attr-defined]
 
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        """The first problem with the form, or None. Default: every visible field is valid."""
+    def shown_fields(self) -> list[FieldInput]:
+        """The form's inputs the user can see: not disabled, and neither hidden themselves
+        nor inside a hidden part (a section the step's choices do not call for)."""
         from screens.widgets.field_input import FieldInput
 
+        shown: list[FieldInput] = []
         for field in self.query(FieldInput):
-            if field.disabled or not field.display:
-                continue
+            node: Any = field
+            while node is not None and node is not self and node.display:
+                node = node.parent
+            if not field.disabled and (node is None or node is self):
+                shown.append(field)
+        return shown
+
+    def validate(self) -> tuple[FieldInput | None, str] | None:
+        """The first problem with the form, or None. Default: every shown field is valid."""
+        for field in self.shown_fields():
             error = field.error
             if error is not None:
                 return field, f"{field.spec.label}: {error}"
         return None
 
+    def store(self, fields: Iterable[FieldInput]) -> None:
+        """Set each field's answer (a typed secret is masked in the log from then on)."""
+        for field in fields:
+            value = field.value
+            self.state.remember_secret(value)
+            field.spec.set(self.state.answers, value)
+
     def commit(self) -> None:
-        """Store the form's values in the answers (called only after validate passed)."""
+        """Store the form's values in the answers (called only after validate passed).
+        Default: every shown field."""
+        self.store(self.shown_fields())
 
     def try_commit(self) -> None:
         if self.validate() is None:

@@ -13,16 +13,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
-from installer.answers import field_spec
+from installer.answers.sections import DATABASE, DATABASE_TLS
 from installer.session import bundled_warning
 from screens.base import StepScreen
-from screens.fields import DATABASE_FIELDS, DATABASE_SSL_FIELDS
+from screens.sections import section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.nav_button import NavButton
 from screens.widgets.toggles import Choice, Choices, Tick
-
-REQUIRED = {"database.host", "database.admin_password", "database.password"}
 
 
 class DatabaseScreen(StepScreen):
@@ -43,22 +41,18 @@ class DatabaseScreen(StepScreen):
             yield Static(Text("⚠ " + bundled_warning(self.state.answers.platform)),
                          id="bundled-warning", classes="warning")
             with Vertical(id="db-form", classes="form"):
-                for path in DATABASE_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(self.state.answers), required=path in REQUIRED)
+                yield from section_widgets(DATABASE, self.state.answers, every=True)
                 yield Tick("Connect with TLS", db.ssl.enabled, id="db-ssl", compact=True)
                 with Vertical(id="db-ssl-form", classes="form"):
-                    for path in DATABASE_SSL_FIELDS:
-                        spec = field_spec(path)
-                        yield FieldInput(spec, spec.get(self.state.answers))
+                    yield from section_widgets(DATABASE_TLS, self.state.answers, every=True)
                 with Horizontal(classes="form"):
                     yield NavButton("Test connection", id="db-test")
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="Connection test results appear here.")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._sync()
+        super().on_mount()
         self.query_one(RadioSet).focus()
 
     @property
@@ -77,29 +71,12 @@ class DatabaseScreen(StepScreen):
     def _changed(self, event: object) -> None:
         self._sync()
 
-    def _fields(self) -> list[FieldInput]:
-        if self.bundled:
-            return []
-        ssl = self.query_one("#db-ssl", Checkbox).value
-        return [f for f in self.query(FieldInput)
-                if ssl or f.spec.path not in DATABASE_SSL_FIELDS]
-
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self._fields():
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
-
     def commit(self) -> None:
         db = self.state.answers.database
         db.bundled = self.bundled
         if db.bundled:
             return
-        for field in self._fields():
-            value = field.value
-            self.state.remember_secret(value)
-            field.spec.set(self.state.answers, value)
+        self.store(self.shown_fields())  # the TLS ones only when ticked
         db.ssl.enabled = self.query_one("#db-ssl", Checkbox).value
 
     @on(NavButton.Pressed, "#db-test")
@@ -113,10 +90,10 @@ class DatabaseScreen(StepScreen):
         if self.busy:
             return
         carto_password = self.query_one("#f-database-password", FieldInput)
-        carto_password.required = False
+        required, carto_password.required = carto_password.required, False
         try:
             valid = self.commit_if_valid()
         finally:
-            carto_password.required = True
+            carto_password.required = required
         if valid:
             self.start_checks()

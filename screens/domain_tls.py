@@ -10,9 +10,9 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
-from installer.answers import field_spec
+from installer.answers.sections import DOMAIN, TLS
 from screens.base import StepScreen
-from screens.fields import TLS_FIELDS
+from screens.sections import input_id, section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices
@@ -26,11 +26,10 @@ class DomainTLSScreen(StepScreen):
 
     def compose_body(self) -> Iterable[Widget]:
         a = self.state.answers
-        own = bool(a.tls.certificate_file or a.tls.key_file)
+        own = TLS.shown(a)  # a file given: the own-files choice
         with VerticalScroll(classes="scroll-body"):
-            yield Static("Domain", classes="section-title first")
-            spec = field_spec("domain")
-            yield FieldInput(spec, a.domain, required=True)
+            yield Static(DOMAIN.title, classes="section-title first")
+            yield from section_widgets(DOMAIN, a)
             yield Static("TLS certificate", classes="section-title")
             yield Choices(
                 Choice("Generate a self-signed certificate (browsers will warn)",
@@ -39,15 +38,14 @@ class DomainTLSScreen(StepScreen):
                 id="tls-choice", compact=True,
             )
             with Vertical(id="tls-files", classes="form"):
-                for path in TLS_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a), required=True)
+                # Both files or neither: each is required once "my files" is chosen.
+                yield from section_widgets(TLS, a, every=True)
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="DNS and certificate results appear here.")
 
     def on_mount(self) -> None:
+        self._sync()  # first: the checks started on mount judge only the fields shown
         super().on_mount()
-        self._sync()
         self.query_one("#f-domain", FieldInput).input.focus()
 
     def checks_wanted(self) -> bool:
@@ -66,21 +64,12 @@ class DomainTLSScreen(StepScreen):
         self._sync()
         self.schedule_recheck()
 
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self.query(FieldInput):
-            if field.spec.path in TLS_FIELDS and not self.own_files:
-                continue
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
-
     def commit(self) -> None:
         a = self.state.answers
         a.domain = self.query_one("#f-domain", FieldInput).value
         if self.own_files:
-            for path in TLS_FIELDS:
-                field = self.query_one("#f-" + path.replace(".", "-"), FieldInput)
+            for path in TLS.paths:
+                field = self.query_one("#" + input_id(path), FieldInput)
                 field.spec.set(a, field.value)
         else:
             a.tls.certificate_file = None

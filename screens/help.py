@@ -7,19 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 from installer.answers import field_spec
+from installer.answers.sections import ADVANCED, STORAGE
 from installer.deployment_dir import RELEASES_URL
-from screens.fields import (
-    COMPOSE_TARGET_FIELDS,
-    DATABASE_FIELDS,
-    DATABASE_SSL_FIELDS,
-    JUMP_FIELDS,
-    KUBERNETES_FIELDS,
-    LICENSE_FIELDS,
-    NETWORK_HOST_FIELDS,
-    PROXY_FIELDS,
-    SSH_FIELDS,
-    TLS_FIELDS,
-)
+from installer.session import STEP_SPEC
 
 STEP_HELP: dict[str, str] = {
     "welcome": (
@@ -73,19 +63,20 @@ STEP_HELP: dict[str, str] = {
         "Ctrl+C stops at a safe point: every file written is complete."),
 }
 
-STEP_FIELDS: dict[str, tuple[str, ...]] = {
-    "target": COMPOSE_TARGET_FIELDS + SSH_FIELDS + JUMP_FIELDS + KUBERNETES_FIELDS,
-    "domain_tls": ("domain",) + TLS_FIELDS,
-    "database": DATABASE_FIELDS + DATABASE_SSL_FIELDS,
-    "license": LICENSE_FIELDS,
-    "network": tuple(NETWORK_HOST_FIELDS) + PROXY_FIELDS,
-}
+
+def step_fields(step: str) -> tuple[str, ...]:
+    """The answers a step asks for, from its sections, in the order the step shows them. The
+    Advanced settings are left out: their collapsible section introduces them itself."""
+    spec = STEP_SPEC.get(step)
+    sections = spec.sections if spec is not None else ()
+    return tuple(path for section in sections if section not in (STORAGE, ADVANCED)
+                 for path in section.paths)
 
 
 def step_help(step: str, platform: str = "compose") -> list[tuple[str, str]]:
     """(heading, text) pairs: the step, then each of its fields with its declared help."""
     out = [("", STEP_HELP.get(step, ""))]
-    for path in STEP_FIELDS.get(step, ()):
+    for path in step_fields(step):
         if platform == "kubernetes" and path.startswith(("target.", "compose.")):
             continue
         if platform == "compose" and path.startswith("kubernetes."):

@@ -8,9 +8,9 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from installer.answers import field_spec
+from installer.answers.sections import PACKAGE
 from screens.base import StepScreen
-from screens.fields import LICENSE_FIELDS
+from screens.sections import section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 
@@ -21,23 +21,15 @@ class LicenseScreen(StepScreen):
     RECHECK_AS_YOU_TYPE = True
     HINT = "The folder or zip CARTO sent you. Ctrl+O browses for it."
 
-    @property
-    def paths(self) -> tuple[str, ...]:
-        if self.state.answers.platform == "compose":
-            return LICENSE_FIELDS
-        return LICENSE_FIELDS[:1]
-
     def compose_body(self) -> Iterable[Widget]:
         a = self.state.answers
         kind = ("customer.env and key.json" if a.platform == "compose"
                 else "carto-values.yaml and carto-secrets.yaml")
-        yield Static("Installation package", classes="section-title first")
+        yield Static(PACKAGE.title, classes="section-title first")
         yield Static(f"It holds {kind}: your license and environment settings.",
                      classes="note")
         with Vertical(classes="form"):
-            for path in self.paths:
-                spec = field_spec(path)
-                yield FieldInput(spec, spec.get(a), required=path == "package")
+            yield from section_widgets(PACKAGE, a)  # the images archive on Compose only
         yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                         empty_text="The package's validation appears here.")
 
@@ -47,7 +39,3 @@ class LicenseScreen(StepScreen):
 
     def checks_wanted(self) -> bool:
         return self.validate() is None and self.checks_stale()
-
-    def commit(self) -> None:
-        for field in self.query(FieldInput):
-            field.spec.set(self.state.answers, field.value)

@@ -3,6 +3,7 @@ then outbound HTTPS to every host that choice needs, checked from the target."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 from textual import on
@@ -10,10 +11,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 
-from installer.answers import CLOUDS, FEATURES, WAREHOUSES, ProxySettings, field_spec
+from installer.answers import CLOUDS, FEATURES, WAREHOUSES, Answers, ProxySettings, field_spec
+from installer.answers.sections import NETWORK_HOSTS, PROXY
 from screens.advanced import AdvancedForm, advanced_widgets
 from screens.base import StepScreen
-from screens.fields import CHOICE_TITLES, NETWORK_HOST_FIELDS, PROXY_FIELDS
+from screens.fields import CHOICE_TITLES
+from screens.sections import section_widgets, show_section
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick
@@ -43,15 +46,11 @@ class NetworkScreen(StepScreen):
                         yield Tick(CHOICE_TITLES[f], f in n.features, id=f"ft-{f}",
                                    compact=True)
             with Vertical(classes="form"):
-                for path in NETWORK_HOST_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a), required=True)
+                yield from section_widgets(NETWORK_HOSTS, a, every=True)
             yield Tick("Outbound traffic goes through an HTTP proxy", n.proxy is not None,
                            id="use-proxy", compact=True)
             with Vertical(id="proxy-form", classes="form"):
-                for path in PROXY_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a))
+                yield from section_widgets(PROXY, a, every=True)
             yield from advanced_widgets(a)  # collapsed: screens/advanced.py
             yield CheckList(is_accepted=self.state.is_accepted, classes="inline-checks",
                             empty_text="Egress results appear here.")
@@ -71,11 +70,16 @@ class NetworkScreen(StepScreen):
         features = [f for f in FEATURES if self.query_one(f"#ft-{f}", Tick).value]
         return warehouses, features
 
+    def _probe(self) -> Answers:
+        """The answers as the choices on screen make them (for what they show)."""
+        probe = copy.deepcopy(self.state.answers)
+        probe.network.cloud = self.cloud
+        probe.network.warehouses, probe.network.features = self._choices()
+        return probe
+
     def _sync(self) -> None:
         # Show the extra host fields the current choices need.
-        probe = _Probe(self.cloud, *self._choices())
-        for path, needed in NETWORK_HOST_FIELDS.items():
-            self.query_one("#f-" + path.replace(".", "-")).display = needed(probe)
+        show_section(self, NETWORK_HOSTS, self._probe())
         self.query_one("#proxy-form").display = self.query_one("#use-proxy", Checkbox).value
         AdvancedForm(self).sync()
 
@@ -91,9 +95,9 @@ class NetworkScreen(StepScreen):
         for field in self.query(FieldInput):
             if advanced.is_mine(field):  # judged and stored by AdvancedForm
                 continue
-            if field.spec.path in PROXY_FIELDS and not proxy:
+            if field.spec.path in PROXY.paths and not proxy:
                 continue
-            if field.spec.path in NETWORK_HOST_FIELDS and not field.display:
+            if field.spec.path in NETWORK_HOSTS.paths and not field.display:
                 continue
             out.append(field)
         return out
@@ -118,16 +122,9 @@ class NetworkScreen(StepScreen):
             a.network.proxy = a.network.proxy or ProxySettings()
         else:
             a.network.proxy = None
-        for path in NETWORK_HOST_FIELDS:
+        for path in NETWORK_HOSTS.paths:  # the shown ones are set again below
             field_spec(path).set(a, None)
         for field in self._fields():
             field.spec.set(a, field.value)
         AdvancedForm(self).commit(a)
 
-
-class _Probe:
-    """Just enough of Answers for the NETWORK_HOST_FIELDS conditions."""
-
-    def __init__(self, cloud: str, warehouses: list[str], features: list[str]) -> None:
-        self.network = type("N", (), {"cloud": cloud, "warehouses": warehouses,
-                                      "features": features})()

@@ -1,8 +1,9 @@
 """The wizard as plain questionary prompts (`--plain`, or TERM=dumb).
 
-Same steps, same answers, same validators (screens/fields.py) and the same core calls
-(installer/session/) as the Textual app. Every prompt uses `unsafe_ask()`, so Ctrl-C raises
-KeyboardInterrupt, which is caught once, in `run_plain`.
+Same steps, same sections of answers (installer/answers/sections.py: what is asked, shown and
+required), same validators and the same core calls (installer/session/) as the Textual app.
+Every prompt uses `unsafe_ask()`, so Ctrl-C raises KeyboardInterrupt, which is caught once, in
+`run_plain`.
 """
 
 from __future__ import annotations
@@ -25,15 +26,28 @@ from installer.answers import (
     WAREHOUSES,
     ProxySettings,
     StorageSettings,
-    check_advanced_answers,
     field_spec,
-    require_storage_secrets,
+)
+from installer.answers.sections import (
+    ADVANCED,
+    DATABASE,
+    DATABASE_TLS,
+    DEPLOYMENT,
+    DOMAIN,
+    JUMP,
+    KUBERNETES,
+    NETWORK_HOSTS,
+    PACKAGE,
+    PROXY,
+    SSH,
+    STORAGE,
+    TLS,
+    Section,
 )
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
 from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted, show
 from installer.errors import AnswersError, InstallerError
-from installer.render.storage import check_advanced_files
 from installer.safetext import visible
 from installer.session import (
     STEP_CATEGORIES,
@@ -43,27 +57,11 @@ from installer.session import (
     Handoff,
     Session,
     bundled_warning,
+    check_advanced,
     describe_error,
     plan_fingerprint,
 )
-from screens.fields import (
-    ADVANCED_COMMON_FIELDS,
-    ADVANCED_PLATFORM_FIELDS,
-    CHOICE_TITLES,
-    COMPOSE_TARGET_FIELDS,
-    DATABASE_FIELDS,
-    DATABASE_SSL_FIELDS,
-    JUMP_FIELDS,
-    KUBERNETES_FIELDS,
-    LICENSE_FIELDS,
-    NETWORK_HOST_FIELDS,
-    PROVIDER_TITLES,
-    PROXY_FIELDS,
-    SSH_FIELDS,
-    STORAGE_COMMON_FIELDS,
-    STORAGE_PROVIDER_FIELDS,
-    STORAGE_REQUIRED,
-)
+from screens.fields import CHOICE_TITLES, PROVIDER_TITLES
 from screens.usable import UNKNOWN, problem_with
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
@@ -197,6 +195,23 @@ class PlainWizard:
         self.state.remember_secret(value)
         spec.set(self.state.answers, value)
         return value
+
+    def ask_section(self, section: Section, *, clear_hidden: bool = False) -> None:
+        """Ask each answer of a section that the answers call for, required as declared;
+        a yes/no answer is a confirmation. `clear_hidden`: empty the answers not called for
+        (choices that no longer need them)."""
+        a = self.state.answers
+        for ask in section.asks:
+            spec = ask.spec
+            if not ask.shown_when(a):
+                if clear_hidden:
+                    spec.set(a, None)
+                continue
+            if spec.kind == "bool":
+                spec.set(a, self.confirm(f"{spec.help or spec.label}?",
+                                         default=bool(spec.get(a))))
+            else:
+                self.ask_field(ask.path, required=section.is_required(ask.path, a))
 
     def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
         options = [questionary.Choice(visible(title), value=value) for title, value in choices]
@@ -346,8 +361,7 @@ class PlainWizard:
         self.heading("target")
         a = self.state.answers
         if a.platform == "kubernetes":
-            for path in KUBERNETES_FIELDS:
-                self.ask_field(path)
+            self.ask_section(KUBERNETES)
             return
         where = self.choose("Which machine will run CARTO?",
                             [("This machine", "local"), ("Another machine, over SSH", "remote")],
@@ -356,18 +370,11 @@ class PlainWizard:
             a.target = None
         else:
             while True:
-                for path in SSH_FIELDS:
-                    if path == "target.sudo":
-                        assert a.target is not None
-                        a.target.sudo = self.confirm("Run privileged commands with sudo?",
-                                                     default=a.target.sudo)
-                    else:
-                        self.ask_field(path, required=path == "target.host")
+                self.ask_section(SSH)
                 assert a.target is not None
                 if self.confirm("Go through a jump host (bastion)?",
                                 default=a.target.jump is not None):
-                    for path in JUMP_FIELDS:
-                        self.ask_field(path, required=path == "target.jump.host")
+                    self.ask_section(JUMP)
                 else:
                     a.target.jump = None
                 try:
@@ -388,8 +395,7 @@ class PlainWizard:
         from installer.deployment_dir import inspect_deployment_directory
 
         while True:
-            for path in COMPOSE_TARGET_FIELDS:
-                self.ask_field(path, required=True)
+            self.ask_section(DEPLOYMENT)
             a = self.state.answers
             target = self.state.connect(self.confirm_host_key, self.ask_passphrase)
             verdict = inspect_deployment_directory(target, a.compose.directory, a)
@@ -419,11 +425,11 @@ class PlainWizard:
 
         def ask() -> None:
             a = self.state.answers
-            self.ask_field("domain", required=True)
+            self.ask_section(DOMAIN)
             own = self.choose("TLS certificate:",
                               [("Generate a self-signed certificate (browsers will warn)", False),
                                ("Use my certificate and key files", True)],
-                              default=bool(a.tls.certificate_file))
+                              default=TLS.shown(a))
             if own:
                 self.say("  Leave the certificate empty to have a self-signed one generated "
                          "instead.", "2")
@@ -431,7 +437,9 @@ class PlainWizard:
                     a.tls.certificate_file = a.tls.key_file = None
                     self.say("  A self-signed certificate will be generated.")
                     return
-                self.ask_field("tls.key_file", required=True)
+                # The certificate is the gate (empty: none, so self-signed); then the rest of
+                # the all-or-none section is required.
+                self.ask_field("tls.key_file", required=TLS.is_required("tls.key_file", a))
             else:
                 a.tls.certificate_file = a.tls.key_file = None
 
@@ -451,13 +459,10 @@ class PlainWizard:
             if db.bundled:
                 self.say("⚠ " + bundled_warning(self.state.answers.platform), "33")
                 return
-            for path in DATABASE_FIELDS:
-                self.ask_field(path, required=path in ("database.host", "database.admin_password",
-                                                       "database.password"))
+            self.ask_section(DATABASE)
             db.ssl.enabled = self.confirm("Connect with TLS?", default=db.ssl.enabled)
             if db.ssl.enabled:
-                for path in DATABASE_SSL_FIELDS:
-                    self.ask_field(path)
+                self.ask_section(DATABASE_TLS)
 
         ask()
         self.settle("database", ask)
@@ -466,10 +471,7 @@ class PlainWizard:
         self.heading("license")
 
         def ask() -> None:
-            compose = self.state.answers.platform == "compose"
-            paths = LICENSE_FIELDS if compose else LICENSE_FIELDS[:1]
-            for path in paths:
-                self.ask_field(path, required=path == "package")
+            self.ask_section(PACKAGE)  # the images archive on Compose only
 
         ask()
         self.settle("license", ask)
@@ -491,16 +493,11 @@ class PlainWizard:
                 choices=[questionary.Choice(CHOICE_TITLES[f], value=f, checked=f in n.features)
                          for f in FEATURES],
             ).unsafe_ask() or [])
-            for path, needed in NETWORK_HOST_FIELDS.items():
-                if needed(self.state.answers):
-                    self.ask_field(path, required=True)
-                else:
-                    field_spec(path).set(self.state.answers, None)
+            self.ask_section(NETWORK_HOSTS, clear_hidden=True)
             if self.confirm("Does outbound traffic go through an HTTP proxy?",
                             default=n.proxy is not None):
                 n.proxy = n.proxy or ProxySettings()
-                for path in PROXY_FIELDS:
-                    self.ask_field(path)
+                self.ask_section(PROXY)
             else:
                 n.proxy = None
             self.advanced()
@@ -525,15 +522,13 @@ class PlainWizard:
                     default=a.storage.provider if a.storage else "s3")
                 if a.storage is None or a.storage.provider != provider:
                     a.storage = StorageSettings(provider=provider)
-                for path in STORAGE_COMMON_FIELDS + STORAGE_PROVIDER_FIELDS[provider]:
-                    self.ask_field(path, required=path in STORAGE_REQUIRED)
+                self.ask_section(STORAGE)  # the provider's own answers only
                 a.storage.thumbnails_public = self.confirm(
                     "Are thumbnails public (the bucket allows public objects)?",
                     default=a.storage.thumbnails_public)
             else:
                 a.storage = None
-            for path in ADVANCED_COMMON_FIELDS + ADVANCED_PLATFORM_FIELDS[a.platform]:
-                self.ask_field(path)
+            self.ask_section(ADVANCED)  # those of the platform chosen
             if a.platform == "kubernetes":
                 a.kubernetes.external_tls = self.confirm(
                     "Does TLS end at your own Ingress/Gateway (router service ClusterIP)?",
@@ -543,10 +538,7 @@ class PlainWizard:
                 elif a.kubernetes.external_tls:
                     a.kubernetes.service_type = "ClusterIP"
             try:
-                check_advanced_answers(a)
-                if a.storage is not None:
-                    require_storage_secrets(a.storage)
-                check_advanced_files(a)
+                check_advanced(a)
                 return
             except AnswersError as exc:
                 self.say(f"✘ {exc.message} ({exc.path}); please answer again", "31")

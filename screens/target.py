@@ -15,11 +15,11 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 from textual.worker import Worker, get_current_worker
 
-from installer.answers import field_spec
+from installer.answers.sections import DEPLOYMENT, JUMP, KUBERNETES, SSH
 from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from installer.session import Cancelled, describe_error, run_cancellable
 from screens.base import StepScreen
-from screens.fields import COMPOSE_TARGET_FIELDS, JUMP_FIELDS, KUBERNETES_FIELDS, SSH_FIELDS
+from screens.sections import section_widgets
 from screens.usable import UNKNOWN, problem_with
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick
@@ -58,9 +58,7 @@ class TargetScreen(StepScreen):
             if self.kubernetes:
                 yield Static("Kubernetes cluster", classes="section-title first")
                 with Vertical(classes="form"):
-                    for path in KUBERNETES_FIELDS:
-                        spec = field_spec(path)
-                        yield FieldInput(spec, spec.get(a))
+                    yield from section_widgets(KUBERNETES, a, every=True)
                 return
             remote = a.target is not None
             yield Static("Which machine will run CARTO?", classes="section-title first")
@@ -71,26 +69,18 @@ class TargetScreen(StepScreen):
                 id="target-choice", compact=True,
             )
             with Vertical(id="ssh-form", classes="form"):
-                for path in SSH_FIELDS:
-                    spec = field_spec(path)
-                    if spec.kind == "bool":
-                        yield Tick(spec.label + f" ({spec.help})", bool(spec.get(a)),
-                                       id="f-" + path.replace(".", "-"), compact=True)
-                    else:
-                        yield FieldInput(spec, spec.get(a), required=path == "target.host")
+                yield from section_widgets(SSH, a, every=True)
                 has_jump = remote and a.target is not None and a.target.jump is not None
                 yield Tick("Go through a jump host (bastion)", has_jump, id="use-jump",
                                compact=True)
                 with Vertical(id="jump-form", classes="form"):
-                    for path in JUMP_FIELDS:
-                        spec = field_spec(path)
-                        yield FieldInput(spec, spec.get(a), required=path == "target.jump.host")
-            yield Static("Deployment", classes="section-title")
+                    yield from section_widgets(JUMP, a, every=True)
+            yield Static(DEPLOYMENT.title, classes="section-title")
             with Vertical(classes="form"):
-                for path in COMPOSE_TARGET_FIELDS:
-                    spec = field_spec(path)
-                    yield FieldInput(spec, spec.get(a), required=True,
-                                     usable=self._directory_problem, unusable_blocks=True)
+                # The folder must hold the vendor's release: judged as typed (or on connect).
+                yield from section_widgets(DEPLOYMENT, a, every=True, options={
+                    "compose.directory": {"usable": self._directory_problem,
+                                          "unusable_blocks": True}})
             yield Static(RELEASE_NOTE, id="directory-note", classes="note")
 
     def on_mount(self) -> None:
@@ -143,35 +133,11 @@ class TargetScreen(StepScreen):
     def _jump(self, event: Checkbox.Changed) -> None:
         self._sync_visibility()
 
-    def _visible_fields(self) -> list[FieldInput]:
-        out = []
-        for field in self.query(FieldInput):
-            node: Any = field
-            visible = True
-            while node is not None and node is not self:
-                if not node.display:
-                    visible = False
-                    break
-                node = node.parent
-            if visible:
-                out.append(field)
-        return out
-
-    def validate(self) -> tuple[FieldInput | None, str] | None:
-        for field in self._visible_fields():
-            error = field.error
-            if error is not None:
-                return field, f"{field.spec.label}: {error}"
-        return None
-
     def commit(self) -> None:
         a = self.state.answers
         if not self.kubernetes and not self.remote:
             a.target = None
-        for field in self._visible_fields():
-            value = field.value
-            self.state.remember_secret(value)
-            field.spec.set(a, value)
+        self.store(self.shown_fields())
         if not self.kubernetes and self.remote:
             assert a.target is not None
             a.target.sudo = self.query_one("#f-target-sudo", Checkbox).value

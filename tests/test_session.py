@@ -139,8 +139,7 @@ def test_one_tls_file_without_the_other_is_one_rule_for_the_wizard_and_render(
     session.answers.domain = "carto.example.com"
     assert session.missing("domain_tls") == []  # neither: a self-signed certificate
     session.answers.tls.certificate_file = str(tmp_path / "cert.pem")
-    assert session.missing("domain_tls") == [
-        "certificate and key (both, or neither for self-signed)"]
+    assert session.missing("domain_tls") == ["tls.key_file"]
     assert unpaired_tls_file(session.answers) == "tls.key_file"
     with pytest.raises(AnswersError) as raised:
         require_tls_pair(session.answers)
@@ -169,7 +168,7 @@ def test_what_a_step_lacks_comes_from_its_declaration(tmp_path: Path) -> None:
     session.answers.database.bundled = False
     session.answers.database.host = None
     assert session.missing("database") == [
-        "database host", "database admin password", "CARTO database user password"]
+        "database.host", "database.admin_password", "database.password"]
     assert STEP_SPECS[STEPS.index("database")].missing(session.answers) == session.missing(
         "database")
     session.answers.database.bundled = True

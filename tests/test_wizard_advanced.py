@@ -203,7 +203,7 @@ def test_a_resumed_session_goes_back_to_network_for_the_bucket_keys(
     saved = again.saved_session()
     assert saved is not None
     assert again.resume(saved) == "network"
-    assert again.missing("network") == ["access key id", "secret access key"]
+    assert again.missing("network") == ["storage.access_key_id", "storage.secret_access_key"]
 
 
 @sync

@@ -1,6 +1,8 @@
 """The answers: every choice the user makes, declared once (model.py), read from a file
 (load.py), judged together (checks.py), written back and described as a JSON Schema (dump.py),
-and offered as form fields to every front end (form.py).
+offered as form fields to every front end (form.py), and grouped in sections that say when
+each is shown and required, with `validate()`, the one judgement render and deploy apply
+(sections.py).
 
 Callers import from here; the modules are how the package is organised, not its interface.
 """
@@ -11,8 +13,6 @@ from installer.answers.checks import (
     missing_storage_secrets,
     require,
     require_storage_secrets,
-    require_tls_pair,
-    unpaired_tls_file,
 )
 from installer.answers.dump import answers_to_dict, dump_answers, json_schema
 from installer.answers.form import FieldSpec, blank_section, field_spec, file_key, local_path
@@ -48,9 +48,23 @@ from installer.answers.model import (
     TLSSettings,
     setting,
 )
+from installer.answers.sections import (
+    SECTIONS,
+    Ask,
+    Section,
+    require_tls_pair,
+    section_of,
+    unpaired_tls_file,
+    validate,
+)
 
 __all__ = [
     "ANSWERS_VERSION",
+    "SECTIONS",
+    "Ask",
+    "Section",
+    "section_of",
+    "validate",
     "CLOUDS",
     "FEATURES",
     "PLATFORMS",

@@ -28,7 +28,7 @@ def check_advanced_answers(answers: Answers) -> list[str]:
 
 # What each provider needs: (answer key, why). Checked once at load, so every command and the
 # wizard refuse an incomplete `storage:` the same way (exit 2, nothing written).
-_STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
+STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "gcp": (("key_file", "the service-account key that reads, writes and signs URLs"),),
     "s3": (("access_key_id", "the access key id"),
            ("secret_access_key", "the secret access key")),
@@ -40,27 +40,10 @@ _STORAGE_NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
 _STORAGE_SECRETS = ("access_key_id", "secret_access_key", "account_key")
 
 
-def unpaired_tls_file(answers: Answers) -> str | None:
-    """The TLS file missing when only one of the certificate and its key is given, as a
-    dotted key; None when both or neither are (neither: a self-signed certificate)."""
-    tls = answers.tls
-    if bool(tls.certificate_file) == bool(tls.key_file):
-        return None
-    return "tls.key_file" if tls.certificate_file else "tls.certificate_file"
-
-
-def require_tls_pair(answers: Answers) -> None:
-    missing_key = unpaired_tls_file(answers)
-    if missing_key is not None:
-        raise AnswersError(missing_key, "is required when the other TLS file is given",
-                           "give both tls.certificate_file and tls.key_file, or neither "
-                           "to have a self-signed certificate generated")
-
-
 def missing_storage_secrets(storage: StorageSettings) -> list[str]:
     """The provider's secret answers that are not given, as dotted keys."""
     assert storage.provider is not None
-    return [f"storage.{name}" for name, _ in _STORAGE_NEEDS[storage.provider]
+    return [f"storage.{name}" for name, _ in STORAGE_NEEDS[storage.provider]
             if name in _STORAGE_SECRETS and getattr(storage, name) is None]
 
 
@@ -86,7 +69,7 @@ def check_storage_answers(storage: StorageSettings) -> list[str]:
             raise AnswersError(f"storage.buckets.{name}", "is required with storage:",
                                "create the bucket (see the vendor's custom buckets guide) and "
                                "name it here")
-    for name, what in _STORAGE_NEEDS[storage.provider]:
+    for name, what in STORAGE_NEEDS[storage.provider]:
         if name in _STORAGE_SECRETS:
             continue  # required when used: see require_storage_secrets
         if getattr(storage, name) is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from installer.answers.sections import TLS, unpaired_tls_file
 from installer.checks.base import Check, CheckContext, Outcome, failed, passed, skipped, warned
 from installer.userfiles import CERTIFICATE_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import validate_domain
@@ -551,12 +552,9 @@ def check_certificate(ctx: CheckContext) -> Outcome:
             "first, then the intermediates) from a public CA such as Let's Encrypt, or from "
             "your company CA",
         )
-    if not tls.certificate_file or not tls.key_file:
-        given, missing = (
-            ("tls.certificate_file", "tls.key_file")
-            if tls.certificate_file
-            else ("tls.key_file", "tls.certificate_file")
-        )
+    missing = unpaired_tls_file(ctx.answers)  # both or neither: the one rule
+    if missing is not None:
+        given = next(p for p in TLS.paths if p != missing)
         return failed(
             f"{given} is set but {missing} is not: both are needed",
             observed=f"{given} only",
@@ -564,6 +562,7 @@ def check_certificate(ctx: CheckContext) -> Outcome:
             "self-signed certificate generated",
         )
     cert_path, key_path = tls.certificate_file, tls.key_file
+    assert cert_path is not None and key_path is not None
     try:
         cert_data = read_user_file(cert_path, limit=CERTIFICATE_LIMIT)
         key_data = read_user_file(key_path, limit=SECRET_LIMIT)

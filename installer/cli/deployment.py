@@ -35,9 +35,11 @@ class Summarised(Protocol):
 
 
 def run_render(args: argparse.Namespace, redactor: Redactor) -> int:
+    from installer.answers import validate
     from installer.render import apply_render, plan_render
 
     answers = load_command_answers(args, redactor)
+    validate(answers, answers.platform)  # bad answers: exit 2 before any machine is opened
     with open_command_target(args, answers, redactor) as target:
         plan = plan_render(answers, target, redactor=redactor)
         if args.dry_run:
@@ -126,6 +128,7 @@ def _confirm_on_terminal(redactor: Redactor, what: str) -> Callable[[Summarised]
 
 
 def run_deploy(args: argparse.Namespace, redactor: Redactor) -> int:
+    from installer.answers import validate
     from installer.deploy import deploy
     from installer.preflight import validate_names
 
@@ -135,6 +138,7 @@ def run_deploy(args: argparse.Namespace, redactor: Redactor) -> int:
                          "add --yes to deploy without asking (scripts, CI)")
     skip = validate_names(args.skip, "--skip")
     answers = load_command_answers(args, redactor)
+    validate(answers, answers.platform)  # bad answers: exit 2 before any machine is opened
     printer = _Printer(redactor)
     with open_command_target(args, answers, redactor) as target:
         result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from installer.answers import Answers, require, require_tls_pair
+from installer.answers import Answers, validate
 from installer.envfile import (
     FLAVOUR_NAMES,
     EnvFile,
@@ -98,7 +98,7 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
 
     Keys whose answer is absent are left as they are in customer.env.
     """
-    require(answers, "domain")
+    validate(answers, "compose")  # every value below is there
     assert answers.domain is not None
     domain = answers.domain
     out: list[tuple[str, str, str]] = [
@@ -118,7 +118,6 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
         if db.password is not None:
             out.append(("database.password", "WORKSPACE_POSTGRES_PASSWORD", db.password.value))
     else:
-        require(answers, "database.host", "database.password", "database.admin_password")
         assert db.host is not None and db.password is not None and db.admin_password is not None
         out += [
             ("database.bundled", "LOCAL_POSTGRES_SCALE", "0"),
@@ -152,7 +151,6 @@ def owned_settings(answers: Answers) -> list[tuple[str, str, str]]:
     if redis.bundled:
         out.append(("redis.bundled", "LOCAL_REDIS_SCALE", "1"))
     else:
-        require(answers, "redis.host")
         assert redis.host is not None
         out += [
             ("redis.bundled", "LOCAL_REDIS_SCALE", "0"),
@@ -417,7 +415,7 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor,
 
     `new_release` (upgrade): the vendor's release whose files replace those of the existing
     deployment directory."""
-    require(answers, "package", "domain")
+    validate(answers, "compose")  # the one judgement the CLI and the wizard apply too
     assert answers.package is not None and answers.domain is not None
     directory = answers.compose.directory
     if not posixpath.isabs(directory):
@@ -428,8 +426,7 @@ def check_inputs(answers: Answers, target: Target, redactor: Redactor,
     settings = owned_settings(answers)
     tls = answers.tls
     certificate = None
-    require_tls_pair(answers)  # the rule the wizard's Domain and TLS step applies too
-    if tls.certificate_file and tls.key_file:
+    if tls.certificate_file and tls.key_file:  # both or neither (validate)
         certificate = _given_certificate(answers, redactor)
     extra: list[tuple[str, bytes]] = []
     db = answers.database

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from installer.answers import Answers, Secret, require, require_tls_pair
+from installer.answers import Answers, Secret, require, require_tls_pair, validate
 from installer.errors import InputError
 from installer.render import FileChange, RenderPlan
 from installer.userfiles import CERTIFICATE_LIMIT
@@ -99,7 +99,7 @@ def _ca_text(path: str | None, key: str, what: str) -> str | None:
 def read_kubernetes_package(answers: Answers, redactor: Redactor) -> Package:
     from installer.package import read_package
 
-    require(answers, "package")
+    validate(answers, "kubernetes", secrets=False)
     assert answers.package is not None
     package = read_package(answers.package, "kubernetes", redactor)
     if not package.ok:
@@ -153,7 +153,7 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
     password (see `ChartFacts`); when they do not, none is written, so the chart keeps its
     own default (no admin) and nothing is demanded that nothing uses.
     """
-    require(answers, "domain")
+    validate(answers, "kubernetes", secrets=False)  # the secrets go into Secrets, not here
     names = secret_names(answers)
     k8s = answers.kubernetes
     given_tls = bool(answers.tls.certificate_file and answers.tls.key_file)
@@ -173,7 +173,6 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
         values["internalPostgresql"] = {"enabled": True}
         values["externalPostgresql"] = {"password": _DELETE, "adminPassword": _DELETE}
     else:
-        require(answers, "database.host")
         tls_on = database_tls_enabled(answers)
         ca = _ca_text(db.ssl.ca_file, "database.ssl.ca_file", "database CA file") \
             if tls_on else None
@@ -194,7 +193,6 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
         values["internalRedis"] = {"enabled": True}
         values["externalRedis"] = {"password": _DELETE}
     else:
-        require(answers, "redis.host")
         ca = _ca_text(redis.tls_ca_file, "redis.tls_ca_file", "Redis CA file") \
             if redis.tls_enabled else None
         values["internalRedis"] = {"enabled": False}
@@ -262,7 +260,6 @@ def chart_facts(answers: Answers, target: Target, *, redactor: Redactor) -> Char
     )
     from installer.kube import Kube
 
-    require(answers, "package", "domain")
     package = read_kubernetes_package(answers, redactor)
     kube = Kube(target, answers.kubernetes)
     fetched = fetch_chart(kube, answers.kubernetes.chart)
@@ -332,11 +329,11 @@ def database_notes(answers: Answers, facts: ChartFacts) -> list[str]:
     return notes
 
 
-def require_database_credentials(answers: Answers, facts: ChartFacts | None) -> None:
-    """The passwords the chart's workloads read must be given (exit 2 otherwise)."""
+def require_admin_credentials(answers: Answers, facts: ChartFacts | None) -> None:
+    """The admin's password, when the chart's workloads read it (exit 2 otherwise): the one
+    database answer the chart decides about (`validate` requires the others)."""
     if answers.database.bundled:
         return
-    require(answers, "database.password")
     if facts is None or facts.admin_credentials_used:
         require(answers, "database.admin_password")
 
@@ -435,7 +432,7 @@ def plan_render_kubernetes(answers: Answers, target: Target, *, redactor: Redact
     With an external database the chart is rendered first (`chart_facts`, unless `facts` is
     given) to learn which database credentials its workloads read."""
     require_local(answers, target)
-    require(answers, "package", "domain")
+    validate(answers, "kubernetes")  # the one judgement the CLI and the wizard apply too
     package = read_kubernetes_package(answers, redactor)
     tls_pair(answers, redactor)  # refuse a bad certificate or key now, before anything runs
     unrendered: str | None = None
@@ -459,7 +456,7 @@ def plan_render_kubernetes(answers: Answers, target: Target, *, redactor: Redact
         local = local_chart_path(answers.kubernetes.chart)
         if local is not None:
             read_chart_files(local)  # a folder without its subcharts: exit 2 now, not in helm
-    require_database_credentials(answers, facts)
+    require_admin_credentials(answers, facts)
     folder = working_directory(answers)
     changes: list[FileChange] = []
     notes: list[str] = database_notes(answers, facts) if facts is not None else []

@@ -14,15 +14,23 @@ from installer.session.session import (
     SavedSession,
     Session,
     bundled_warning,
+    check_advanced,
     default_answers_folder,
     describe_error,
     load_answers_arg,
     plan_fingerprint,
     state_directory,
-    step_for_answer,
     step_for_check,
 )
-from installer.session.steps import STEP_CATEGORIES, STEP_SPECS, STEP_TITLES, STEPS, StepSpec
+from installer.session.steps import (
+    STEP_CATEGORIES,
+    STEP_SPEC,
+    STEP_SPECS,
+    STEP_TITLES,
+    STEPS,
+    StepSpec,
+    step_for_answer,
+)
 from installer.session.work import Background, Cancelled, Handoff, run_cancellable
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "INSTALLER_HOME",
     "SESSION_NAME",
     "STEPS",
+    "STEP_SPEC",
     "STEP_SPECS",
     "STEP_CATEGORIES",
     "STEP_TITLES",
@@ -42,6 +51,7 @@ __all__ = [
     "StepSpec",
     "Session",
     "bundled_warning",
+    "check_advanced",
     "default_answers_folder",
     "describe_error",
     "load_answers_arg",

@@ -24,6 +24,7 @@ from installer.answers import (
     answers_to_dict,
     dump_answers,
     parse_answers,
+    validate,
 )
 from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
@@ -59,6 +60,19 @@ def bundled_warning(platform: str) -> str:
              "in a Docker volume on this machine, without backups")
     return ("The bundled PostgreSQL is for debugging and evaluation only: CARTO states it is "
             f"not supported in production and will be removed. Your data lives {where}.")
+
+
+def check_advanced(answers: Answers) -> None:
+    """The Advanced settings judged together, as the answers loader and render judge them:
+    own buckets (with the provider's secrets), registry logins, the Kubernetes exposure, and
+    the files they name. Raises AnswersError naming the key; both front ends call this."""
+    from installer.answers import check_advanced_answers
+    from installer.answers.sections import STORAGE
+    from installer.render.storage import check_advanced_files
+
+    check_advanced_answers(answers)
+    STORAGE.check(answers)
+    check_advanced_files(answers)
 
 
 def load_answers_arg(path: str | None, redactor: Redactor,
@@ -120,21 +134,6 @@ def default_answers_folder(workdir: Path, state_dir: Path) -> Path:
     except ValueError:
         return workdir
     return state_dir
-
-
-# Which step asks for an answer (by the start of its dotted path) or runs a check category:
-# a problem found later (at Review) names the step where it is fixed.
-PATH_STEPS = (("compose.directory", "target"), ("target", "target"), ("kubernetes", "target"),
-              ("domain", "domain_tls"), ("tls", "domain_tls"), ("database", "database"),
-              ("package", "license"), ("compose.images_archive", "license"),
-              ("network", "network"), ("platform", "platform"))
-
-
-def step_for_answer(path: str) -> str | None:
-    for prefix, step in PATH_STEPS:
-        if path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "_"):
-            return step
-    return None
 
 
 def step_for_check(check_id: str) -> str | None:
@@ -230,7 +229,7 @@ class Session:
         return step
 
     def missing(self, step: str) -> list[str]:
-        """Answers a step needs that are not there yet (labels, for messages)."""
+        """Answers a step needs that are not there yet (dotted paths), from its sections."""
         spec = STEP_SPEC.get(step)
         return spec.missing(self.answers) if spec is not None else []
 
@@ -381,11 +380,17 @@ class Session:
 
     # --- render and deploy ------------------------------------------------------------------
 
+    def validate(self) -> None:
+        """The answers judged as `render` and `deploy` judge them (AnswersError naming the
+        key; `step_for_answer` says which step sets it)."""
+        validate(self.answers, self.answers.platform)
+
     def plan(self, confirm_host_key: Callable[[str, str], bool] | None = None,
              passphrase_prompt: Callable[[str], str] | None = None) -> RenderPlan:
         """The RenderPlan: what would be written. Writes nothing."""
         from installer.render import plan_render
 
+        self.validate()  # before connecting: bad answers need no machine to be refused
         return plan_render(self.answers, self.connect(confirm_host_key, passphrase_prompt),
                            redactor=self.redactor)
 
@@ -400,6 +405,7 @@ class Session:
         """Run the deployment (preflight, render, launch, verify)."""
         from installer.deploy import deploy
 
+        self.validate()
         target = self.connect()
         return deploy(self.answers, target, redactor=self.redactor,
                       skip=list(self.accepted_risks), cancel=cancel, on_event=on_event,

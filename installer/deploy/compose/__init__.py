@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from installer.answers import Answers, require
+from installer.answers import Answers
+from installer.answers.sections import DOMAIN
 from installer.deploy import (
     DeployCancelled,
     DeployResult,
@@ -357,7 +358,7 @@ def _reload_certificates(run: _Run, plan: RenderPlan, command: list[str], projec
 def status_compose(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     from installer.render.compose import detect_compose
 
-    require(answers, "domain")
+    DOMAIN.check(answers)  # status reads the domain only (no secrets)
     assert answers.domain is not None
     run = _Run(answers, target, redactor, lambda event: None, threading.Event())
     compose_text = run.read("docker-compose.yml")

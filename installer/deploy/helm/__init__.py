@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from installer.answers import Answers, require
+from installer.answers import Answers, validate
 from installer.deploy import (
     DeployResult,
     EventSink,
@@ -236,7 +236,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
     )
 
     require_local(answers, target)
-    require(answers, "package", "domain")
+    validate(answers, "kubernetes")
     assert answers.domain is not None
     cancel = cancel or threading.Event()
     emit = safe_sink(on_event)

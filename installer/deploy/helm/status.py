@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from installer.answers import Answers, require
+from installer.answers import Answers
+from installer.answers.sections import DOMAIN
 from installer.deploy import StatusResult
 from installer.deploy.events import ServiceState
 from installer.deploy.helm.address import describe_address, router_address
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def status_kubernetes(answers: Answers, target: Target, *, redactor: Redactor) -> StatusResult:
     """The release's state, its pods and where it answers."""
-    require(answers, "domain")
+    DOMAIN.check(answers)  # status reads the domain only (no secrets)
     assert answers.domain is not None
     k8s = answers.kubernetes
     kube = Kube(target, k8s)

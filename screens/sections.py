@@ -1,0 +1,55 @@
+"""A section of answers (installer/answers/sections.py) as form widgets: one input per
+answer, a tick for a yes/no answer, the required marker from the declaration. Screens yield
+these and keep only the widgets a step truly needs of its own (choices, tests, notes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from textual.dom import DOMNode
+from textual.widget import Widget
+
+from installer.answers import Answers, Section
+from screens.widgets.field_input import FieldInput
+from screens.widgets.toggles import Tick
+
+
+def input_id(path: str) -> str:
+    return "f-" + path.replace(".", "-")
+
+
+def section_widgets(section: Section, answers: Answers, *, every: bool = False,
+                    options: Mapping[str, Mapping[str, Any]] | None = None) -> Iterator[Widget]:
+    """The section's inputs: those shown for `answers`, or `every` one (the screen then
+    shows and hides them with `show_section` as choices change). `options`: extra
+    FieldInput arguments by path (a usability check, say)."""
+    asks = section.asks if every else section.shown_asks(answers)
+    for ask in asks:
+        spec = ask.spec
+        value = spec.get(answers)
+        if spec.kind == "bool":
+            label = f"{spec.label} ({spec.help})" if spec.help else spec.label
+            yield Tick(label, bool(value), id=input_id(ask.path), compact=True)
+            continue
+        yield FieldInput(spec, value, required=section.is_required(ask.path, answers),
+                         **dict((options or {}).get(ask.path, {})))
+
+
+def show_section(screen: DOMNode, section: Section, probe: Answers) -> None:
+    """Show each of the section's inputs the answers `probe` (what the form says now) call
+    for, and hide the others."""
+    for ask in section.asks:
+        found = screen.query("#" + input_id(ask.path))
+        if found:
+            found.first().display = ask.shown_when(probe)
+
+
+def section_fields(screen: DOMNode, section: Section) -> list[FieldInput]:
+    """The section's inputs that are on screen and shown."""
+    out: list[FieldInput] = []
+    for path in section.paths:
+        found = screen.query("#" + input_id(path))
+        if found and isinstance(found.first(), FieldInput) and found.first().display:
+            out.append(found.first(FieldInput))
+    return out
