@@ -65,7 +65,9 @@ class ConfirmModal(ModalScreen[bool]):
         self.danger = danger
         # Textual focuses this right after composing, before any key can dismiss the dialog;
         # focusing from on_mount raced a quick answer (the children were already gone).
-        self.AUTO_FOCUS = "#yes" if default_yes else "#no"
+        # Textual declares AUTO_FOCUS a ClassVar yet reads it through the instance, and which
+        # button starts focused is per dialog.
+        self.AUTO_FOCUS = "#yes" if default_yes else "#no"  # type: ignore[misc]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -155,8 +157,10 @@ class FilePicker(ModalScreen[str | None]):
         event.stop()
         path = Path(event.value).expanduser()
         if path.is_dir():
-            tree = self.query_one("#picker-tree")
-            tree.path = path  # type: ignore[attr-defined]
+            from textual.widgets import DirectoryTree  # loaded already: compose() built one
+
+            tree = self.query_one("#picker-tree", DirectoryTree)
+            tree.path = path
             tree.focus()
             return
         self.dismiss(str(path))
