@@ -18,7 +18,6 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from installer.envfile import EnvFile, is_secret_key
 from installer.errors import AnswersError
@@ -31,6 +30,7 @@ from installer.userfiles import (
     read_user_file,
     read_zip_member,
 )
+from installer.yamldata import YAMLMapping, YAMLValue
 
 COMPOSE_FILES = ("customer.env", "key.json")
 KUBERNETES_FILES = ("carto-values.yaml", "carto-secrets.yaml")
@@ -73,9 +73,9 @@ class Package:
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
     defects: list[Defect] = field(default_factory=list)
     customer_env: EnvFile | None = field(default=None, repr=False)
-    service_account: dict[str, Any] | None = field(default=None, repr=False)
-    values: dict[str, Any] | None = field(default=None, repr=False)
-    secrets: dict[str, Any] | None = field(default=None, repr=False)
+    service_account: YAMLMapping | None = field(default=None, repr=False)
+    values: YAMLMapping | None = field(default=None, repr=False)
+    secrets: YAMLMapping | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +84,7 @@ class Package:
     @property
     def version(self) -> str | None:
         """The package version, as the vendor compares it (double quotes removed)."""
-        raw: Any = None
+        raw: YAMLValue = None
         if self.customer_env is not None:
             raw = self.customer_env.get("CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION")
         elif self.values is not None:
@@ -107,7 +107,7 @@ class Package:
         return "; ".join(dict.fromkeys(d.remediation for d in self.defects))
 
 
-def _dig(data: Any, *keys: str) -> Any:
+def _dig(data: YAMLValue, *keys: str) -> YAMLValue:
     for key in keys:
         if not isinstance(data, dict):
             return None
@@ -237,7 +237,7 @@ def _check_compose(package: Package, redactor: Redactor | None) -> None:
 
 
 def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
-    loaded: dict[str, Any] = {}
+    loaded: YAMLMapping = {}
     for name in KUBERNETES_FILES:
         text = _text(package, name)
         if text is None:
@@ -283,7 +283,7 @@ def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
                                                   f"cartoConfigValues.{key} is missing"))
 
 
-def _string_leaves(data: Any) -> list[str]:
+def _string_leaves(data: YAMLValue) -> list[str]:
     if isinstance(data, str):
         return [data]
     if isinstance(data, dict):
@@ -294,7 +294,7 @@ def _string_leaves(data: Any) -> list[str]:
 
 
 def parse_service_account(text: str, redactor: Redactor | None = None
-                          ) -> tuple[dict[str, Any] | None, list[str]]:
+                          ) -> tuple[YAMLMapping | None, list[str]]:
     """A Google Cloud service-account key: (the parsed JSON, problems). Messages never quote
     the key's contents."""
     try:
