@@ -140,7 +140,8 @@ def parse_server_version(version: JSONObject) -> tuple[int, int] | None:
 
 
 def check_version(ctx: CheckContext) -> Outcome:
-    version = ctx.data("k8s.cluster").get("version") or {}
+    stored = ctx.data("k8s.cluster").get("version")
+    version: JSONObject = stored if isinstance(stored, dict) else {}
     parsed = parse_server_version(version)
     raw = str(version.get("gitVersion") or f"{version.get('major')}.{version.get('minor')}")
     if parsed is None:

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.checks.base import (
     Check,
@@ -217,7 +217,7 @@ def _egress_applies(ctx: CheckContext) -> str | None:
     return None
 
 
-def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
+def expand_egress(ctx: CheckContext) -> list[tuple[str, str, EgressHost]]:
     if ctx.answers is None:
         return []
     from installer.chart import registry_endpoint
