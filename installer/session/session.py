@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,8 @@ from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
+    from _typeshed import DataclassInstance
+
     from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
     from installer.render import RenderPlan
@@ -98,7 +100,7 @@ class SavedSession:
     accepted_risks: list[str]
 
 
-def state_directory(environ: Any = None) -> Path:
+def state_directory(environ: Mapping[str, str] | None = None) -> Path:
     """Where the wizard keeps its session: $XDG_STATE_HOME/carto-installer, by default
     ~/.local/state/carto-installer (the XDG base directory rules; CONTRACT.md)."""
     import os
@@ -186,7 +188,7 @@ class Session:
 
     # --- secrets -------------------------------------------------------------------------
 
-    def remember_secret(self, value: Any) -> None:
+    def remember_secret(self, value: object) -> None:
         """Every secret typed in the wizard is masked in the log from then on."""
         from installer.answers import Secret
 
@@ -271,7 +273,7 @@ class Session:
         """Answer paths of secrets typed in the wizard, which the answers file leaves out."""
         found: list[str] = []
 
-        def walk(obj: Any, prefix: str) -> None:
+        def walk(obj: DataclassInstance, prefix: str) -> None:
             from installer.answers import Secret
 
             for f in dataclasses.fields(obj):
