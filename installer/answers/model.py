@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from installer.errors import AnswersError
 from installer.safetext import visible_line
@@ -35,6 +35,7 @@ from installer.validators import (
     validate_storage_account,
     validate_target_directory,
 )
+from installer.yamldata import YAMLValue
 
 ANSWERS_VERSION = 1
 PLATFORMS = ("compose", "kubernetes")
@@ -67,18 +68,25 @@ class Secret:
         return hash(self.value)
 
 
+# One answer's value as the Answers hold it (sections aside): what a validator returns, what a
+# form field parses and shows.
+AnswerValue: TypeAlias = str | int | float | bool | list[str] | Secret | None
+# Checks a value from the answers file or parsed from what the user typed; ValueError if wrong.
+Validator: TypeAlias = Callable[[YAMLValue], AnswerValue]
+
+
 def setting(
     label: str,
     help: str = "",
     *,
-    default: Any = dataclasses.MISSING,
-    factory: Callable[[], Any] | None = None,
-    validator: Callable[[Any], Any] | None = None,
+    default: object = dataclasses.MISSING,
+    factory: Callable[[], object] | None = None,
+    validator: Validator | None = None,
     secret: bool = False,
     path: Literal["local", "target"] | None = None,
     choices: tuple[str, ...] | None = None,
     key: str | None = None,
-) -> Any:
+) -> Any:  # as dataclasses.field: `port: int = setting(...)` must type-check
     """Declare one answer: how it is labelled, explained and checked. `key` is its name in the
     file when that cannot be a Python name (`import`)."""
     metadata = {
@@ -95,8 +103,8 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
+def _choice(choices: tuple[str, ...]) -> Callable[[YAMLValue], str]:
+    def check(value: YAMLValue) -> str:
         if value not in choices:
             raise ValueError(f"{_shown(value)} is not one of: {', '.join(choices)}")
         return str(value)
@@ -104,10 +112,10 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
-def _choices(choices: tuple[str, ...]) -> Callable[[Any], list[str]]:
+def _choices(choices: tuple[str, ...]) -> Callable[[YAMLValue], list[str]]:
     one = _choice(choices)
 
-    def check(value: Any) -> list[str]:
+    def check(value: YAMLValue) -> list[str]:
         if not isinstance(value, list):
             raise ValueError(f"expected a list of: {', '.join(choices)}")
         return [one(item) for item in value]
@@ -195,10 +203,10 @@ class ComposeSettings:
     )
 
 
-def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
+def _dns_label(what: str, longest: int) -> Callable[[YAMLValue], str]:
     """Kubernetes names (namespaces, helm releases): lower-case letters, digits and '-'."""
 
-    def check(value: Any) -> str:
+    def check(value: YAMLValue) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError(f"the {what} is empty")
         if len(value) > longest:
