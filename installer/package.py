@@ -389,6 +389,12 @@ def _verrevcmp(a: str, b: str) -> int:
     return 0
 
 
+def _without_suffix(version: str) -> str:
+    """The version without its trailing file-name-like suffix (sort -V compares that first)."""
+    found = _SUFFIX.search(version)  # always matches, if only the empty end
+    return version[: found.start()] if found else version
+
+
 def compare_versions(a: str, b: str) -> int:
     """Negative, zero or positive as `a` sorts before, with or after `b` under `sort -V`
     (GNU version sort, C locale, ties broken by plain byte order as sort does)."""
@@ -396,7 +402,7 @@ def compare_versions(a: str, b: str) -> int:
         return 0
     if not a or not b:
         return -1 if not a else 1
-    prefix_a, prefix_b = a[: _SUFFIX.search(a).start()], b[: _SUFFIX.search(b).start()]  # type: ignore[union-attr]
+    prefix_a, prefix_b = _without_suffix(a), _without_suffix(b)
     result = _verrevcmp(prefix_a, prefix_b) if prefix_a != prefix_b else 0
     if result == 0:
         result = _verrevcmp(a, b)

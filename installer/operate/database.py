@@ -157,6 +157,7 @@ def fetch_from_container(container: Container, path: str, dest: str, progress: P
     """Stream one file out of a container into `dest` (0600). Returns its size."""
     chunks, stat = container.get_archive(path)
     total = int(stat.get("size", 0))
+    # typeshed asks any tar file object for write/seek/tell too; a stream ("r|") only reads.
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:  # type: ignore[call-overload]
         for info in tar:
             handle = tar.extractfile(info)
