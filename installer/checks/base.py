@@ -189,20 +189,21 @@ class _Once(Generic[T]):
         self._compute = compute
         self._lock = threading.Lock()
         self._done = False
-        self._value: T | None = None
+        self._value: tuple[T] | None = None  # boxed: the value itself may be None
         self._error: BaseException | None = None
 
     def get(self) -> T:
         with self._lock:
             if not self._done:
                 try:
-                    self._value = self._compute()
+                    self._value = (self._compute(),)
                 except BaseException as exc:  # re-raised to every caller
                     self._error = exc
                 self._done = True
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[return-value]  # set: _done and no _error
+        assert self._value is not None  # done, and without an error
+        return self._value[0]
 
 
 CheckFunc = Callable[..., Outcome]
