@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, get_origin
 
-import yaml
-
 from installer.answers.form import _field_types, _public_fields, _unwrap_optional, file_key
 from installer.answers.model import Answers, Secret
 from installer.validators import validate_port
@@ -50,6 +48,8 @@ def _all_defaults(cls: type) -> bool:
 
 
 def dump_answers(answers: Answers) -> str:
+    import yaml  # loaded when answers are first written, not with the wizard's first screen
+
     header = (
         "# carto-installer answers (version 1). Secrets are not stored here: give them as\n"
         "# *_env: VARIABLE or *_file: PATH.\n"

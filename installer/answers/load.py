@@ -9,7 +9,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import TYPE_CHECKING, Any, get_origin
 
 from installer.answers.checks import check_advanced_answers
 from installer.answers.form import (
@@ -23,10 +23,12 @@ from installer.answers.model import ANSWERS_VERSION, Answers, Secret, _kind, _sh
 from installer.errors import AnswersError, AnswersErrors, one_or_all
 from installer.redact import Redactor
 from installer.safetext import visible_line
-from installer.safeyaml import YamlError, load_yaml
 from installer.userfiles import ANSWERS_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import validate_env_value
 from installer.yamldata import YAMLValue
+
+if TYPE_CHECKING:
+    from installer.safeyaml import YamlError
 
 
 class _Loader:
@@ -261,6 +263,8 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
         raise AnswersError("", f"cannot read answers file {file}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise AnswersError("", f"answers file {file} is not UTF-8 text") from None
+    from installer.safeyaml import YamlError, load_yaml  # not needed until a file is read
+
     try:
         data = load_yaml(text)
     except YamlError as exc:

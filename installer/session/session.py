@@ -17,19 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from installer.answers import (
     Answers,
     answers_to_dict,
     dump_answers,
     parse_answers,
 )
-from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safetext import visible
-from installer.safeyaml import YamlError, load_yaml
 from installer.session.steps import STEP_CATEGORIES, STEP_SPEC, STEPS
 from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
@@ -138,7 +134,7 @@ def step_for_answer(path: str) -> str | None:
 
 
 def step_for_check(check_id: str) -> str | None:
-    category = category_of(check_id)
+    category = _category(check_id)
     return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
 
 
@@ -201,6 +197,8 @@ class Session:
         """The session a previous run left, or None. A broken file raises AnswersError."""
         if not self.session_path.is_file():
             return None
+        from installer.safeyaml import YamlError, load_yaml
+
         try:
             data = load_yaml(read_user_file(self.session_path, limit=ANSWERS_LIMIT)
                              .decode("utf-8"))
@@ -236,6 +234,8 @@ class Session:
 
     def save_session(self, step: str) -> None:
         """Record progress (no secrets) so a later run can resume here. Atomic."""
+        import yaml
+
         data = {"version": 1, "step": step, "accepted_risks": list(self.accepted_risks),
                 "answers": answers_to_dict(self.answers)}
         text = ("# carto-installer wizard session: where you stopped. No secrets are kept.\n"
@@ -352,7 +352,7 @@ class Session:
             raise Cancelled()
         with self._lock:
             # A whole category re-run replaces its old results (some may no longer apply).
-            for old in [i for i in self.results if category_of(i) in categories]:
+            for old in [i for i in self.results if _category(i) in categories]:
                 del self.results[old]
             for result in results:
                 self.results[result.id] = result
@@ -360,10 +360,10 @@ class Session:
 
     def step_results(self, step: str) -> list[CheckResult]:
         categories = STEP_CATEGORIES.get(step, ())
-        return [r for r in self.results.values() if category_of(r.id) in categories]
+        return [r for r in self.results.values() if _category(r.id) in categories]
 
     def is_accepted(self, check_id: str) -> bool:
-        return check_id in self.accepted_risks or category_of(check_id) in self.accepted_risks
+        return check_id in self.accepted_risks or _category(check_id) in self.accepted_risks
 
     def blocking(self, step: str) -> list[CheckResult]:
         """Failed checks of a step that the user has not accepted as a risk."""
@@ -406,8 +406,17 @@ class Session:
                       confirm=confirm)
 
 
+def _category(check_id: str) -> str:
+    # The check modules load when checks first run, not with the wizard's first screen.
+    from installer.checks.base import category_of
+
+    return category_of(check_id)
+
+
 def _platform_in(path: Path) -> str | None:
     """The platform an existing answers file names, or None (absent or unreadable)."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
