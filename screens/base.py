@@ -6,7 +6,6 @@ cancelled event is the `cancel` handed to the core, so Ctrl-C, Back or Quit stop
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -81,6 +80,8 @@ def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
 
 def answers_key(state: Session) -> str:
     """A fingerprint of everything the checks read, to know when results went stale."""
+    import hashlib
+
     import yaml
 
     from installer.answers import answers_to_dict
