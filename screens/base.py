@@ -39,6 +39,9 @@ from screens.widgets.nav_button import NavButton
 # Forms and check lists are imported when a step uses them: the first screen has neither,
 # and the less it imports the sooner it is interactive.
 if TYPE_CHECKING:
+    from textual.events import DescendantFocus
+    from textual.widgets import OptionList
+
     from installer.checks.base import CheckResult
     from installer.checks.engine import CheckFinished, CheckStarted
     from screens.app import WizardApp
@@ -208,7 +211,7 @@ class StepScreen(Screen[None]):
                     "file · Ctrl+Q quits (your answers are kept)", style="dim")
         self.app.push_screen(HelpModal(f"Help · {STEP_TITLES[self.STEP]}", text))
 
-    def on_descendant_focus(self, event: Any) -> None:
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
         field = self._field_of(self.focused)
         if field is not None:
             self._hint_for(field)
@@ -535,10 +538,10 @@ class StepScreen(Screen[None]):
         detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)),
                     same_fix=same_fix(check_list.rows.values(), row) if check_list else None)
 
-    def on_option_list_option_highlighted(self, event: Any) -> None:
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._update_detail()
 
-    def on_option_list_option_selected(self, event: Any) -> None:
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         from screens.widgets.check_list import CheckDetail, CheckList
 
         # Steps without a detail panel show it in a dialog.

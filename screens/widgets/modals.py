@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from screens.widgets.nav_button import NavButton
+
+if TYPE_CHECKING:  # the file picker's tree loads with the picker
+    from textual.widgets import DirectoryTree
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -165,7 +168,7 @@ class FilePicker(ModalScreen[str | None]):
             return
         self.dismiss(str(path))
 
-    def on_directory_tree_file_selected(self, event: Any) -> None:
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
         self.dismiss(str(event.path))
 
