@@ -24,12 +24,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.errors import InputError
 from installer.yamldata import YAMLMapping, YAMLValue
 
 if TYPE_CHECKING:
+    import yaml
+
     from installer.kube import Kube
     from installer.package import PackageVersionVerdict
 
@@ -101,7 +103,7 @@ class ChartFiles:
 # ---- reading the chart's files ----------------------------------------------------------------
 
 
-def _safe_loader() -> Any:
+def _safe_loader() -> type[yaml.SafeLoader]:
     """libyaml's safe loader when PyYAML has it: the chart's values.yaml and a rendered
     chart are thousands of lines, several times faster to read in C."""
     import yaml

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from installer.errors import AnswersError
 from installer.safetext import visible_line
@@ -36,6 +36,9 @@ from installer.validators import (
     validate_target_directory,
 )
 from installer.yamldata import YAMLValue
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ANSWERS_VERSION = 1
 PLATFORMS = ("compose", "kubernetes")
@@ -161,7 +164,7 @@ class SSHSettings:
         return f"{user}@{self.host}:{self.port}"
 
 
-def _env_names(value: Any) -> list[str]:
+def _env_names(value: YAMLValue) -> list[str]:
     if not isinstance(value, list):
         raise ValueError("expected a list of customer.env key names")
     for item in value:
@@ -220,7 +223,7 @@ def _dns_label(what: str, longest: int) -> Callable[[YAMLValue], str]:
     return check
 
 
-def _node_port(value: Any) -> int:
+def _node_port(value: YAMLValue) -> int:
     # Typed text (the wizard) or a number (YAML), like validate_port.
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -467,7 +470,7 @@ class Answers:
         return found
 
 
-def _collect_secrets(obj: Any, found: list[Secret]) -> None:
+def _collect_secrets(obj: DataclassInstance, found: list[Secret]) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, Secret):
@@ -476,7 +479,7 @@ def _collect_secrets(obj: Any, found: list[Secret]) -> None:
             _collect_secrets(value, found)
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A value quoted in a message: a short scalar as written, anything else by its kind
     only (a structure from the file is never printed: an alias bomb would be expanded)."""
     if isinstance(value, bool | float):
@@ -489,7 +492,7 @@ def _shown(value: Any) -> str:
     return _kind(value)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
         type(value), type(value).__name__
     )

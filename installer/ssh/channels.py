@@ -194,7 +194,7 @@ class SSHConnection(Target):
                                    "check the network and run again", started=started,
                                    transport=self._transport)
 
-    def _open_session(self, deadline: float) -> Any:
+    def _open_session(self, deadline: float) -> Channel:
         """A session channel, waiting for a free slot under the server's MaxSessions."""
         paramiko = _paramiko()
         first_refusal = 0.0
@@ -265,7 +265,9 @@ class SSHConnection(Target):
             return channel
 
     @staticmethod
-    def _release(channel: Any) -> None:
+    def _release(channel: Channel | None) -> None:
+        if channel is None:  # SFTPClient.get_channel() may say None; ours always has one
+            return
         release = getattr(channel, "_carto_release", None)
         if release is not None:
             release()
@@ -296,7 +298,7 @@ class SSHConnection(Target):
         finally:
             self._release(channel)
 
-    def _communicate(self, channel: Any, data: bytes, deadline: float, program: str,
+    def _communicate(self, channel: Channel, data: bytes, deadline: float, program: str,
                      timeout: float, *, sent: threading.Event | None = None
                      ) -> tuple[int, bytes, bytes]:
         """Feed `data`, collect the output and exit code; `sent` is set once every byte of
@@ -366,7 +368,7 @@ class SSHConnection(Target):
         return code, bytes(out), bytes(err)
 
     @contextlib.contextmanager
-    def _sftp_session(self) -> Iterator[Any]:
+    def _sftp_session(self) -> Iterator[SFTPClient]:
         """The shared SFTP session; paramiko's client is not safe for concurrent requests
         (one thread may swallow another's reply), so its users take turns."""
         paramiko = _paramiko()

@@ -96,7 +96,8 @@ def _start_transport(sock: Any, host: str, port: int, verifier: HostKeyVerifier,
     return transport
 
 
-def _through_jump(jump: paramiko.Transport, host: str, port: int, timeout: float) -> Any:
+def _through_jump(jump: paramiko.Transport, host: str, port: int, timeout: float
+                  ) -> paramiko.Channel:
     paramiko = _paramiko()
     try:
         return jump.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)

@@ -22,6 +22,7 @@ from installer.ssh.sudo import SudoCommands
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
     import docker
+    import paramiko
     from urllib3.connectionpool import HTTPConnectionPool
 
 
@@ -128,7 +129,7 @@ class _DockerBridge:
         threading.Thread(target=self._collect_stderr, args=(channel,), daemon=True).start()
         _pump_socket(conn, channel, on_close=lambda: target._release(channel))
 
-    def _collect_stderr(self, channel: Any) -> None:
+    def _collect_stderr(self, channel: paramiko.Channel) -> None:
         said = bytearray()
         with contextlib.suppress(Exception):
             while True:
