@@ -34,7 +34,7 @@ from installer.answers import Answers, NetworkSettings, ProxySettings  # noqa: E
 from installer.checks import network  # noqa: E402
 from installer.checks.base import CheckContext, CheckResult, Status  # noqa: E402
 from installer.checks.engine import run_checks  # noqa: E402
-from installer.egress import EgressHost  # noqa: E402
+from installer.egress.hosts import EgressHost  # noqa: E402
 from installer.target import LocalTarget  # noqa: E402
 from tests.services.tls_ca import TestCA, silent_server, tls_server  # noqa: E402
 

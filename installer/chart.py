@@ -24,11 +24,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.errors import InputError
+from installer.yamldata import YAMLMapping, YAMLValue
 
 if TYPE_CHECKING:
+    import yaml
+
     from installer.kube import Kube
     from installer.package import PackageVersionVerdict
 
@@ -62,7 +65,7 @@ class ChartFiles:
     version: str
     app_version: str
     annotations: dict[str, str]
-    values: dict[str, Any] = field(repr=False)
+    values: YAMLMapping = field(repr=False)
     templates: dict[str, str] = field(repr=False)
     dependencies: tuple[str, ...] = ()
     subcharts: tuple[str, ...] = ()
@@ -100,7 +103,7 @@ class ChartFiles:
 # ---- reading the chart's files ----------------------------------------------------------------
 
 
-def _safe_loader() -> Any:
+def _safe_loader() -> type[yaml.SafeLoader]:
     """libyaml's safe loader when PyYAML has it: the chart's values.yaml and a rendered
     chart are thousands of lines, several times faster to read in C."""
     import yaml
@@ -108,7 +111,7 @@ def _safe_loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _yaml(text: str, what: str) -> Any:
+def _yaml(text: str, what: str) -> YAMLValue:
     import yaml
 
     try:
@@ -299,7 +302,7 @@ def judge_chart_minimum(version: str | None, chart: ChartFiles) -> PackageVersio
 
 
 def render_manifests(kube: Kube, chart: Path, release: str, namespace: str,
-                     values_files: Sequence[Path], output_dir: Path) -> list[dict[str, Any]]:
+                     values_files: Sequence[Path], output_dir: Path) -> list[YAMLMapping]:
     """`helm template` (offline, no cluster) with these values files, parsed.
 
     The manifests go to `output_dir` (the caller's private folder), never through standard
@@ -319,7 +322,7 @@ def render_manifests(kube: Kube, chart: Path, release: str, namespace: str,
         raise ChartError(f"the chart {chart} does not render with these values: {line}",
                          "fix what the chart names (see carto-installer.log for helm's whole "
                          "output)")
-    documents: list[Any] = []
+    documents: list[YAMLValue] = []
     try:
         for file in sorted(output_dir.rglob("*.yaml")):
             documents += yaml.load_all(file.read_text(), Loader=_safe_loader())  # noqa: S506
@@ -329,14 +332,14 @@ def render_manifests(kube: Kube, chart: Path, release: str, namespace: str,
     return [d for d in documents if isinstance(d, dict) and d.get("kind")]
 
 
-def pod_specs(manifests: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+def pod_specs(manifests: Iterable[YAMLMapping]) -> Iterator[tuple[str, YAMLMapping]]:
     """(kind/name, pod spec) of every workload, CronJobs and Jobs included."""
     for manifest in manifests:
         kind = manifest.get("kind")
         if kind not in WORKLOAD_KINDS:
             continue
         name = f"{kind}/{(manifest.get('metadata') or {}).get('name', '?')}"
-        spec: Any = manifest.get("spec") or {}
+        spec: YAMLValue = manifest.get("spec") or {}
         if kind == "CronJob":
             spec = ((spec.get("jobTemplate") or {}).get("spec") or {})
         if kind != "Pod":
@@ -345,14 +348,14 @@ def pod_specs(manifests: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[s
             yield name, spec
 
 
-def _containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _containers(spec: YAMLMapping) -> Iterator[YAMLMapping]:
     for key in ("initContainers", "containers"):
         for container in spec.get(key) or []:
             if isinstance(container, dict):
                 yield container
 
 
-def image_references(manifests: Iterable[dict[str, Any]]) -> list[str]:
+def image_references(manifests: Iterable[YAMLMapping]) -> list[str]:
     found: dict[str, None] = {}
     for _, spec in pod_specs(manifests):
         for container in _containers(spec):
@@ -385,14 +388,14 @@ def registry_endpoint(registry: str) -> tuple[str, int]:
     return registry, 443
 
 
-def image_registries(manifests: Iterable[dict[str, Any]]) -> list[str]:
+def image_registries(manifests: Iterable[YAMLMapping]) -> list[str]:
     found: dict[str, None] = {}
     for image in image_references(manifests):
         found[registry_of(image)] = None
     return list(found)
 
 
-def secret_keys_consumed(manifests: Iterable[dict[str, Any]], secret: str
+def secret_keys_consumed(manifests: Iterable[YAMLMapping], secret: str
                          ) -> dict[str, list[str]]:
     """key -> the workloads (kind/name/container) that read it from the Secret `secret`;
     ALL_KEYS when a workload takes the whole Secret (envFrom, a volume without items)."""
@@ -429,7 +432,7 @@ def secret_keys_consumed(manifests: Iterable[dict[str, Any]], secret: str
     return used
 
 
-def env_values(manifests: Iterable[dict[str, Any]], variable: str) -> dict[str, list[str]]:
+def env_values(manifests: Iterable[YAMLMapping], variable: str) -> dict[str, list[str]]:
     """value -> workloads, for a plain environment variable of the rendered containers and
     the ConfigMaps they load (the chart puts settings in both)."""
     values: dict[str, list[str]] = {}

@@ -201,10 +201,10 @@ def encode(value: str, flavour: Flavour | None = None) -> str:
 
     Raises ValueError saying why when no such text exists.
     """
-    problem = cannot_hold(value, flavour)
-    if problem:
-        raise ValueError(problem)
-    return _encode(value, _flavours(flavour))  # type: ignore[return-value]
+    text = None if _basic_problem(value) else _encode(value, _flavours(flavour))
+    if text is None:
+        raise ValueError(cannot_hold(value, flavour))
+    return text
 
 
 def _encode(value: str, flavours: tuple[Flavour, ...]) -> str | None:

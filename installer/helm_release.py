@@ -11,10 +11,11 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.errors import DeployError
 from installer.kube import Kube, KubeError
+from installer.yamldata import YAMLMapping
 
 if TYPE_CHECKING:
     from installer.chart import ChartFiles
@@ -112,7 +113,7 @@ def namespace_exists(kube: Kube) -> bool:
     raise KubeError(failure)
 
 
-def missing_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> list[str]:
+def missing_secrets(kube: Kube, manifests: list[YAMLMapping]) -> list[str]:
     names = [m["metadata"]["name"] for m in manifests]
     if not names:
         return []
@@ -124,7 +125,7 @@ def missing_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> list[str]:
     return [n for n in names if n not in present]
 
 
-def apply_secrets(kube: Kube, manifests: list[dict[str, Any]]) -> dict[str, str]:
+def apply_secrets(kube: Kube, manifests: list[YAMLMapping]) -> dict[str, str]:
     """kubectl apply, reading the Secrets from standard input. Returns name -> created /
     configured / unchanged."""
     if not manifests:

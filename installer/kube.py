@@ -23,10 +23,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.errors import TargetError
 from installer.target import CommandNotFound, CommandResult
+from installer.yamldata import JSONValue
 
 if TYPE_CHECKING:
     from installer.answers import KubernetesSettings
@@ -219,7 +220,7 @@ class Kube:
         return result
 
     def kubectl_json(self, *args: str, namespace: bool = False, timeout: float = 40.0,
-                     input: bytes | None = None) -> Any:
+                     input: bytes | None = None) -> JSONValue:
         result = self.checked(self.kubectl(*args, "-o", "json", namespace=namespace,
                                            timeout=timeout, input=input))
         return parse_json(result.stdout, "kubectl")
@@ -234,7 +235,7 @@ class Kube:
                         kubeconfig=self.kubeconfig)
 
 
-def parse_json(text: str, tool: str) -> Any:
+def parse_json(text: str, tool: str) -> JSONValue:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -244,10 +245,10 @@ def parse_json(text: str, tool: str) -> Any:
         )) from None
 
 
-def parse_json_stream(text: str) -> list[Any]:
+def parse_json_stream(text: str) -> list[JSONValue]:
     """Several JSON documents printed one after the other (kubectl create -o json of a List)."""
     decoder = json.JSONDecoder()
-    out: list[Any] = []
+    out: list[JSONValue] = []
     pos = 0
     text = text.strip()
     while pos < len(text):

@@ -18,7 +18,6 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from installer.envfile import EnvFile, is_secret_key
 from installer.errors import AnswersError
@@ -31,6 +30,7 @@ from installer.userfiles import (
     read_user_file,
     read_zip_member,
 )
+from installer.yamldata import YAMLMapping, YAMLValue
 
 COMPOSE_FILES = ("customer.env", "key.json")
 KUBERNETES_FILES = ("carto-values.yaml", "carto-secrets.yaml")
@@ -73,9 +73,9 @@ class Package:
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
     defects: list[Defect] = field(default_factory=list)
     customer_env: EnvFile | None = field(default=None, repr=False)
-    service_account: dict[str, Any] | None = field(default=None, repr=False)
-    values: dict[str, Any] | None = field(default=None, repr=False)
-    secrets: dict[str, Any] | None = field(default=None, repr=False)
+    service_account: YAMLMapping | None = field(default=None, repr=False)
+    values: YAMLMapping | None = field(default=None, repr=False)
+    secrets: YAMLMapping | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +84,7 @@ class Package:
     @property
     def version(self) -> str | None:
         """The package version, as the vendor compares it (double quotes removed)."""
-        raw: Any = None
+        raw: YAMLValue = None
         if self.customer_env is not None:
             raw = self.customer_env.get("CARTO_SELFHOSTED_CUSTOMER_PACKAGE_VERSION")
         elif self.values is not None:
@@ -107,7 +107,7 @@ class Package:
         return "; ".join(dict.fromkeys(d.remediation for d in self.defects))
 
 
-def _dig(data: Any, *keys: str) -> Any:
+def _dig(data: YAMLValue, *keys: str) -> YAMLValue:
     for key in keys:
         if not isinstance(data, dict):
             return None
@@ -237,7 +237,7 @@ def _check_compose(package: Package, redactor: Redactor | None) -> None:
 
 
 def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
-    loaded: dict[str, Any] = {}
+    loaded: YAMLMapping = {}
     for name in KUBERNETES_FILES:
         text = _text(package, name)
         if text is None:
@@ -283,7 +283,7 @@ def _check_kubernetes(package: Package, redactor: Redactor | None) -> None:
                                                   f"cartoConfigValues.{key} is missing"))
 
 
-def _string_leaves(data: Any) -> list[str]:
+def _string_leaves(data: YAMLValue) -> list[str]:
     if isinstance(data, str):
         return [data]
     if isinstance(data, dict):
@@ -294,7 +294,7 @@ def _string_leaves(data: Any) -> list[str]:
 
 
 def parse_service_account(text: str, redactor: Redactor | None = None
-                          ) -> tuple[dict[str, Any] | None, list[str]]:
+                          ) -> tuple[YAMLMapping | None, list[str]]:
     """A Google Cloud service-account key: (the parsed JSON, problems). Messages never quote
     the key's contents."""
     try:
@@ -389,6 +389,12 @@ def _verrevcmp(a: str, b: str) -> int:
     return 0
 
 
+def _without_suffix(version: str) -> str:
+    """The version without its trailing file-name-like suffix (sort -V compares that first)."""
+    found = _SUFFIX.search(version)  # always matches, if only the empty end
+    return version[: found.start()] if found else version
+
+
 def compare_versions(a: str, b: str) -> int:
     """Negative, zero or positive as `a` sorts before, with or after `b` under `sort -V`
     (GNU version sort, C locale, ties broken by plain byte order as sort does)."""
@@ -396,7 +402,7 @@ def compare_versions(a: str, b: str) -> int:
         return 0
     if not a or not b:
         return -1 if not a else 1
-    prefix_a, prefix_b = a[: _SUFFIX.search(a).start()], b[: _SUFFIX.search(b).start()]  # type: ignore[union-attr]
+    prefix_a, prefix_b = _without_suffix(a), _without_suffix(b)
     result = _verrevcmp(prefix_a, prefix_b) if prefix_a != prefix_b else 0
     if result == 0:
         result = _verrevcmp(a, b)

@@ -25,6 +25,7 @@ from installer.validators import is_ip
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.rows import TupleRow
 
     from installer.answers import DatabaseSettings
     from installer.checks.base import CheckContext
@@ -273,7 +274,7 @@ class _Relay:
 def admin_connection(
     ctx: CheckContext, *, sslmode: str | None = None, sslrootcert: str | None = None,
     as_carto_user: bool = False,
-) -> Iterator[psycopg.Connection[Any]]:
+) -> Iterator[psycopg.Connection[TupleRow]]:
     """A read-only session as database.admin_user (or, `as_carto_user`, as database.user in
     its own database), or ConnectFailure naming the class."""
     import psycopg
@@ -404,7 +405,7 @@ WHERE r.rolname <> current_user ORDER BY r.rolname
 """
 
 
-def gather_facts(conn: psycopg.Connection[Any], db: DatabaseSettings) -> DatabaseFacts:
+def gather_facts(conn: psycopg.Connection[TupleRow], db: DatabaseSettings) -> DatabaseFacts:
     row = conn.execute(
         "SELECT current_user, current_setting('server_version_num')::int, "
         "current_setting('server_version'), r.rolsuper, r.rolcreaterole, r.rolcreatedb "

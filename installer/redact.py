@@ -12,6 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 from installer.safetext import visible
 
@@ -150,7 +151,7 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _LogFileHandler(logging.StreamHandler[TextIO]):
     """A StreamHandler on the log file's safe descriptor that closes it when removed."""
 
     def close(self) -> None:

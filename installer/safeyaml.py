@@ -9,7 +9,7 @@ line, so every caller can turn it into a clear message and exit code 2.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
 
 import yaml
 from yaml.composer import ComposerError
@@ -18,6 +18,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node
 
 from installer.safetext import visible_line
+from installer.yamldata import YAMLValue
 
 MAX_DEPTH = 64  # far deeper than any answers file or Helm values file needs
 _SHOWN_KEY = 60  # characters of a duplicate key quoted in a message
@@ -41,23 +42,25 @@ class _LimitedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(AliasEvent):
+            # types-PyYAML leaves peek_event unannotated.
             event = self.peek_event()  # type: ignore[no-untyped-call]
             raise ComposerError(None, None, "aliases (*name) are not accepted: write the "
                                 "value out in full", event.start_mark)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                event = self.peek_event()  # type: ignore[no-untyped-call]
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # as above
                 raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
                                     event.start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
+    def construct_mapping(self, node: MappingNode, deep: bool = False
+                          ) -> dict[Hashable, YAMLValue]:
+        seen: set[Hashable] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<:` merges another mapping: the base class handles it
@@ -76,7 +79,7 @@ class _LimitedLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(text: str) -> Any:
+def load_yaml(text: str) -> YAMLValue:
     """Parse one YAML document with the limits above. Raises YamlError."""
     try:
         return yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 - a SafeLoader subclass

@@ -11,7 +11,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import zipfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import zipfile
 
 KIB, MIB = 1024, 1024 * 1024
 SECRET_LIMIT = 1 * MIB  # a password, a token, a key.json

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from installer.envfile import EnvFile
+from installer.yamldata import YAMLMapping, YAMLValue
 
 # Set by install.sh (and by us) from VERSION, between customer.env and env.tpl.
 VERSION_VARIABLE = "CARTO_SELFHOSTED_VERSION"
@@ -64,7 +64,7 @@ def expand(text: str, values: Mapping[str, str]) -> str:
 # --- docker-compose.yml ------------------------------------------------------------------------
 
 
-def load_compose(text: str) -> dict[str, Any]:
+def load_compose(text: str) -> YAMLMapping:
     """The services mapping of a docker-compose.yml ({} when it has none or is not YAML)."""
     import yaml
 
@@ -76,7 +76,7 @@ def load_compose(text: str) -> dict[str, Any]:
     return services if isinstance(services, dict) else {}
 
 
-def published_host_ports(entry: Any, values: Mapping[str, str] | None = None) -> set[int]:
+def published_host_ports(entry: YAMLValue, values: Mapping[str, str] | None = None) -> set[int]:
     """Host ports one `ports:` entry publishes (short "[ip:]host:container[/proto]" with
     ranges, or the long form with `published:`); a bare container port publishes none that
     is known in advance."""

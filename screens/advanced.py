@@ -110,9 +110,9 @@ class AdvancedForm:
         except AnswersError as exc:
             self._open()
             path = exc.path.removesuffix("_env")
-            field = self.screen.query(_id(path)).first(FieldInput) \
+            culprit = self.screen.query(_id(path)).first(FieldInput) \
                 if path and self.screen.query(_id(path)) else None
-            return field, f"{exc.message}" + (f" ({exc.path})" if exc.path else "")
+            return culprit, f"{exc.message}" + (f" ({exc.path})" if exc.path else "")
         return None
 
     def _open(self) -> None:

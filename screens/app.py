@@ -10,12 +10,16 @@ import asyncio
 import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from textual.app import App
 from textual.binding import Binding
 
 from installer.session import STEP_TITLES, STEPS, Session
+
+if TYPE_CHECKING:  # step screens load when first shown
+    from installer.redact import Redactor
+    from screens.base import StepScreen
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SCREEN_CLASSES = {
@@ -33,9 +37,10 @@ SCREEN_CLASSES = {
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
 
 
-def step_screen_class(step: str) -> Any:
+def step_screen_class(step: str) -> type[StepScreen]:
     module = importlib.import_module(f"screens.{step}")
-    return getattr(module, SCREEN_CLASSES[step])
+    screen_class: type[StepScreen] = getattr(module, SCREEN_CLASSES[step])
+    return screen_class
 
 
 class WizardApp(App[int]):
@@ -73,7 +78,7 @@ class WizardApp(App[int]):
             threading.Thread(target=importlib.import_module, args=(name,), daemon=True,
                              name="prefetch").start()
 
-    def make_screen(self, step: str) -> Any:
+    def make_screen(self, step: str) -> StepScreen:
         return step_screen_class(step)(self.state, live=self.live)
 
     # --- navigation --------------------------------------------------------------------
@@ -97,7 +102,7 @@ class WizardApp(App[int]):
 
     # --- stopping and quitting ---------------------------------------------------------
 
-    def _step_screen(self) -> Any:
+    def _step_screen(self) -> StepScreen | None:
         from screens.base import StepScreen
 
         for screen in reversed(self.screen_stack):
@@ -165,7 +170,7 @@ class WizardApp(App[int]):
         self.exit(code)
 
 
-def run_app(args: argparse.Namespace, redactor: Any) -> int:
+def run_app(args: argparse.Namespace, redactor: Redactor) -> int:
     """`carto-installer` with a terminal: run the wizard, then say where things stand."""
     from installer.safetext import visible
     from installer.session import load_answers_arg
@@ -173,7 +178,7 @@ def run_app(args: argparse.Namespace, redactor: Any) -> int:
     # Secrets named by unset variables are simply asked for by the wizard.
     answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
     save_to = getattr(args, "save_answers", None)
-    state = Session(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+    state = Session(redactor=redactor, answers=answers,
                         accept_host_key=getattr(args, "accept_host_key", None),
                         answers_path=Path(save_to).resolve() if save_to else None)
     app = WizardApp(state)

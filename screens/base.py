@@ -6,17 +6,17 @@ cancelled event is the `cancel` handed to the core, so Ctrl-C, Back or Quit stop
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import getters, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
@@ -39,8 +39,12 @@ from screens.widgets.nav_button import NavButton
 # Forms and check lists are imported when a step uses them: the first screen has neither,
 # and the less it imports the sooner it is interactive.
 if TYPE_CHECKING:
+    from textual.events import DescendantFocus
+    from textual.widgets import OptionList
+
     from installer.checks.base import CheckResult
     from installer.checks.engine import CheckFinished, CheckStarted
+    from screens.app import WizardApp
     from screens.widgets.check_list import CheckList
     from screens.widgets.field_input import FieldInput
 
@@ -79,6 +83,8 @@ def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
 
 def answers_key(state: Session) -> str:
     """A fingerprint of everything the checks read, to know when results went stale."""
+    import hashlib
+
     import yaml
 
     from installer.answers import answers_to_dict
@@ -118,7 +124,12 @@ class StepScreen(Screen[None]):
     RECHECK_AS_YOU_TYPE: ClassVar[bool] = False
     RECHECK_DELAY: ClassVar[float] = 0.6
     NEXT_LABEL: ClassVar[str] = "Next ▶"
-    HINT: ClassVar[str] = ""
+    HINT: ClassVar[str] = ""  # the hint line when nothing more specific applies
+
+    if TYPE_CHECKING:
+        # Steps only ever run inside the wizard: its navigation (goto, advance, go_back)
+        # type-checks through this, while at run time Textual's own `app` property serves.
+        app = getters.app(WizardApp)
 
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -140,6 +151,11 @@ class StepScreen(Screen[None]):
 
     # --- layout ------------------------------------------------------------------------
 
+    @property
+    def default_hint(self) -> str:
+        """The hint line when nothing more specific applies: HINT, unless a step computes it."""
+        return self.HINT
+
     def compose(self) -> ComposeResult:
         yield StepHeader(self.STEP)
         with Vertical(id="body"):
@@ -155,7 +171,7 @@ class StepScreen(Screen[None]):
         return ()
 
     def on_mount(self) -> None:
-        self.set_hint(self.HINT)
+        self.set_hint(self.default_hint)
         self.refresh_checks_view()
         if self.live and self.AUTO_CHECKS and self.checks_wanted():
             self.start_checks()
@@ -195,7 +211,7 @@ class StepScreen(Screen[None]):
                     "file · Ctrl+Q quits (your answers are kept)", style="dim")
         self.app.push_screen(HelpModal(f"Help · {STEP_TITLES[self.STEP]}", text))
 
-    def on_descendant_focus(self, event: Any) -> None:
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
         field = self._field_of(self.focused)
         if field is not None:
             self._hint_for(field)
@@ -212,17 +228,18 @@ class StepScreen(Screen[None]):
             enter = "" if self.query(CheckDetail) else "Enter: full message and fix · "
             return (f"↑↓ select · {enter}r re-run · a accept a failed check's risk · "
                     "A accept all shown")
-        return self.HINT
+        return self.default_hint
 
     def _field_of(self, widget: Widget | None) -> FieldInput | None:
         if "screens.widgets.field_input" not in sys.modules:
             return None  # no form on this step
         from screens.widgets.field_input import FieldInput
 
-        while widget is not None and not isinstance(widget, Screen):
-            if isinstance(widget, FieldInput):
-                return widget
-            widget = widget.parent  # type: ignore[assignment]
+        node: DOMNode | None = widget
+        while node is not None and not isinstance(node, Screen):
+            if isinstance(node, FieldInput):
+                return node
+            node = node.parent
         return None
 
     def _hint_for(self, field: FieldInput) -> None:
@@ -282,7 +299,7 @@ class StepScreen(Screen[None]):
             return
         self.cancel_work()
         self.try_commit()  # keep what was typed, even if incomplete
-        self.app.go_back(self.STEP)  # type: ignore[attr-defined]
+        self.app.go_back(self.STEP)
 
     def action_next(self) -> None:
         if self.busy:
@@ -321,7 +338,7 @@ class StepScreen(Screen[None]):
                           error=True)
             self._blocking_hint = True
             return
-        self.app.advance(self.STEP)  # type: ignore[attr-defined]
+        self.app.advance(self.STEP)
 
     def shown_fields(self) -> list[FieldInput]:
         """The form's inputs the user can see: not disabled, and neither hidden themselves
@@ -476,7 +493,7 @@ class StepScreen(Screen[None]):
             return  # cancelled: cancel_work already said so
         if not self.state.blocking(self.STEP) and self._blocking_hint:
             self._blocking_hint = False
-            self.set_hint(self.HINT)  # the checks that blocked Next pass now
+            self.set_hint(self.default_hint)  # the checks that blocked Next pass now
         self.refresh_checks_view()
         self.checks_finished(message.results)
         if message.then_next:
@@ -540,10 +557,10 @@ class StepScreen(Screen[None]):
         detail.show(row, accepted=bool(row and self.state.is_accepted(row.id)),
                     same_fix=same_fix(check_list.rows.values(), row) if check_list else None)
 
-    def on_option_list_option_highlighted(self, event: Any) -> None:
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         self._update_detail()
 
-    def on_option_list_option_selected(self, event: Any) -> None:
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         from screens.widgets.check_list import CheckDetail, CheckList
 
         # Steps without a detail panel show it in a dialog.
@@ -555,13 +572,12 @@ class StepScreen(Screen[None]):
         row = check_list.highlighted_row
         if row is None or row.result is None:
             return
-        from screens.widgets.check_list import same_fix
+        from screens.widgets.check_list import detail_text, same_fix
         from screens.widgets.modals import InfoModal
 
-        detail = CheckDetail()
-        detail.show(row, accepted=self.state.is_accepted(row.id),
-                    same_fix=same_fix(check_list.rows.values(), row))
-        self.app.push_screen(InfoModal(row.title, detail.render()))  # type: ignore[arg-type]
+        self.app.push_screen(InfoModal(row.title, detail_text(
+            row, accepted=self.state.is_accepted(row.id),
+            same_fix=same_fix(check_list.rows.values(), row))))
 
     def on_check_list_accept_risk_toggled(self, event: CheckList.AcceptRiskToggled) -> None:
         if self.state.is_accepted(event.check_id):
@@ -575,7 +591,7 @@ class StepScreen(Screen[None]):
         self._update_detail()
         self.set_status(self.summary(self.state.step_results(self.STEP)))
         if not self.state.blocking(self.STEP):
-            self.set_hint(self.HINT)
+            self.set_hint(self.default_hint)
 
     def on_check_list_accept_all_requested(self, event: CheckList.AcceptAllRequested) -> None:
         """A: accept the risk of every failed check shown, after one confirmation that
@@ -602,7 +618,7 @@ class StepScreen(Screen[None]):
             event.check_list.refresh_marks()
             self._update_detail()
             self.set_status(self.summary(self.state.step_results(self.STEP)))
-            self.set_hint(self.HINT)
+            self.set_hint(self.default_hint)
 
         self.app.push_screen(ConfirmModal(f"Accept {len(blocking)} risk(s)?", body,
                                           yes="Accept all", no="Cancel", danger=True),

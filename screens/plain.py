@@ -718,7 +718,7 @@ def run_plain(args: argparse.Namespace, redactor: Any) -> int:
 
     answers = load_answers_arg(getattr(args, "answers", None), redactor, secrets=())
     save_to = getattr(args, "save_answers", None)
-    state = Session(redactor=redactor, answers=answers,  # type: ignore[arg-type]
+    state = Session(redactor=redactor, answers=answers,
                         accept_host_key=getattr(args, "accept_host_key", None),
                         answers_path=Path(save_to).resolve() if save_to else None)
     wizard = PlainWizard(state)

@@ -7,11 +7,15 @@ check blocks Next until it passes on a re-run, or the user accepts that named ri
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from textual.widget import Widget
 
 from screens.base import StepScreen
 from screens.widgets.check_list import CheckDetail, CheckList
+
+if TYPE_CHECKING:
+    from installer.checks.base import CheckResult
 
 
 class RequirementsScreen(StepScreen):
@@ -29,7 +33,7 @@ class RequirementsScreen(StepScreen):
         super().on_mount()
         self.query_one(CheckList).focus()
 
-    def checks_finished(self, results: list) -> None:  # type: ignore[type-arg]
+    def checks_finished(self, results: list[CheckResult]) -> None:
         if self.state.blocking(self.STEP):
             self.set_hint("Some requirements are not met: select one to see the fix. Fix it "
                           "and press r, or press a to accept the risk and go on.")

@@ -79,7 +79,7 @@ class ReviewScreen(StepScreen):
 
     def action_go_to_problem(self) -> None:
         if self.problem_step is not None:
-            self.app.goto(self.problem_step)  # type: ignore[attr-defined]
+            self.app.goto(self.problem_step)
 
     def compose_body(self) -> Iterable[Widget]:
         with VerticalScroll(id="review-diff", can_focus=True):
@@ -210,4 +210,4 @@ class ReviewScreen(StepScreen):
     def action_next(self) -> None:
         if self.query_one("#next").disabled:
             return
-        self.app.advance(self.STEP)  # type: ignore[attr-defined]
+        self.app.advance(self.STEP)

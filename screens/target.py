@@ -47,7 +47,7 @@ class TargetScreen(StepScreen):
         return self.state.answers.platform == "kubernetes"
 
     @property
-    def HINT(self) -> str:  # type: ignore[override]
+    def default_hint(self) -> str:
         if self.kubernetes:
             return "Helm and kubectl run from this machine with this kubeconfig."
         return "Next connects to the machine (SSH host keys are always verified)."
@@ -153,7 +153,7 @@ class TargetScreen(StepScreen):
             return
         if not self.live or self.kubernetes or self.state.answers.target is None:
             # This machine's folder was judged as it was typed (validate refuses it).
-            self.app.advance(self.STEP)  # type: ignore[attr-defined]
+            self.app.advance(self.STEP)
             return
         self.set_status(Text(f"Connecting to {self.state.answers.target.describe()}… "
                              "(Ctrl+C stops)", style="cyan"))
@@ -205,4 +205,4 @@ class TargetScreen(StepScreen):
             return
         self.set_status(Text(f"Connected to {message.name}"
                              + (f"; {verdict.message}." if verdict else "."), style="green"))
-        self.app.advance(self.STEP)  # type: ignore[attr-defined]
+        self.app.advance(self.STEP)

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from installer.answers.model import AnswerValue
 
 # The value looks right but cannot be judged here (a folder on a remote machine): no mark.
 UNKNOWN = "unknown"
@@ -112,7 +115,7 @@ PROBES: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def problem_with(path: str, value: Any, *, remote: bool = False) -> str | None:
+def problem_with(path: str, value: AnswerValue, *, remote: bool = False) -> str | None:
     """Why this (well formed) value cannot be used, None when it can, or UNKNOWN.
 
     `remote`: the target is another machine, so its folders cannot be looked at from here."""

@@ -90,6 +90,6 @@ class WelcomeScreen(StepScreen):
             step = self.state.resume(self.session)
             self.app.notify(f"Resumed at '{STEP_TITLES[step]}'. Secrets typed earlier are "
                             "never saved: you will be asked for them again.", timeout=6)
-            self.app.goto(step)  # type: ignore[attr-defined]
+            self.app.goto(step)
             return
         super().action_next()

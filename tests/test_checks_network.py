@@ -27,13 +27,8 @@ from installer.answers import Answers, NetworkSettings, ProxySettings
 from installer.checks import network
 from installer.checks.base import CheckContext, CheckResult, Status
 from installer.checks.engine import run_checks
-from installer.egress import (
-    EgressHost,
-    bypasses_proxy,
-    egress_hosts,
-    probe_host,
-    tls_context,
-)
+from installer.egress.hosts import EgressHost, bypasses_proxy, egress_hosts
+from installer.egress.probe import probe_host, tls_context
 from installer.target import LocalTarget
 from installer.validators import validate_domain
 from tests.helpers import REPO, cli_env

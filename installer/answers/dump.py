@@ -4,18 +4,20 @@ both generated from the declarations."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, get_origin
-
-import yaml
+from typing import TYPE_CHECKING, Any, get_origin
 
 from installer.answers.form import _field_types, _public_fields, _unwrap_optional, file_key
 from installer.answers.model import Answers, Secret
 from installer.validators import validate_port
+from installer.yamldata import JSONObject, YAMLMapping
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
-def answers_to_dict(obj: Any) -> dict[str, Any]:
+def answers_to_dict(obj: DataclassInstance) -> YAMLMapping:
     """The answers as YAML-ready data. Inline secrets are left out; references are kept."""
-    out: dict[str, Any] = {}
+    out: YAMLMapping = {}
     defaults = type(obj)() if _all_defaults(type(obj)) else None
     for f in _public_fields(type(obj)):
         value = getattr(obj, f.name)
@@ -46,6 +48,8 @@ def _all_defaults(cls: type) -> bool:
 
 
 def dump_answers(answers: Answers) -> str:
+    import yaml  # loaded when answers are first written, not with the wizard's first screen
+
     header = (
         "# carto-installer answers (version 1). Secrets are not stored here: give them as\n"
         "# *_env: VARIABLE or *_file: PATH.\n"
@@ -53,7 +57,7 @@ def dump_answers(answers: Answers) -> str:
     return header + yaml.safe_dump(answers_to_dict(answers), sort_keys=False, allow_unicode=True)
 
 
-def json_schema() -> dict[str, Any]:
+def json_schema() -> JSONObject:
     """JSON Schema (draft 2020-12) of the answers file, generated from the declarations."""
     schema = _schema_for(Answers)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -74,8 +78,8 @@ def _schema_for(cls: type) -> dict[str, Any]:
                                  ("_file", "file holding it")):
                 props[f.name + suffix] = {"type": "string", "description": f"{desc} ({text})"}
             continue
-        if dataclasses.is_dataclass(inner):
-            prop = _schema_for(inner)  # type: ignore[arg-type]
+        if isinstance(inner, type) and dataclasses.is_dataclass(inner):
+            prop = _schema_for(inner)
             prop = {"anyOf": [prop, {"type": "null"}]} if inner is not cls else prop
         elif inner is bool:
             prop = {"type": "boolean"}

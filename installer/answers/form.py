@@ -13,12 +13,11 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Union, cast, get_args, get_origin
 
-from installer.answers.model import Answers, Secret
+from installer.answers.model import Answers, AnswerValue, Secret, Validator
 from installer.validators import validate_env_value
 
 
@@ -39,7 +38,7 @@ def _public_fields(cls: type) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
 
-def file_key(f: dataclasses.Field[Any]) -> str:
+def file_key(f: dataclasses.Field[object]) -> str:
     """The field's name in the answers file (`key=` when it cannot be a Python name)."""
     return str(f.metadata.get("key") or f.name)
 
@@ -53,8 +52,8 @@ class FieldSpec:
     owner: type
     label: str
     help: str
-    default: Any
-    validator: Callable[[Any], Any] | None
+    default: object  # dataclasses.MISSING when the answer has none
+    validator: Validator | None
     secret: bool
     path_kind: str | None  # "local", "target" or None
     choices: tuple[str, ...] | None
@@ -71,7 +70,7 @@ class FieldSpec:
             return str(self.default)
         return ""
 
-    def parse(self, text: str, *, base: Path | None = None) -> Any:
+    def parse(self, text: str, *, base: Path | None = None) -> AnswerValue:
         """Turn what the user typed into the answer's value, or raise ValueError (shown as is).
 
         Empty text means "no value": None for optional answers, the default for the others.
@@ -86,9 +85,9 @@ class FieldSpec:
             if self.optional:
                 return None
             if self.default is not dataclasses.MISSING:
-                return self.default
+                return cast(AnswerValue, self.default)  # a declared default is an answer
             raise ValueError(f"{self.label} is required")
-        value: Any
+        value: AnswerValue
         if self.kind == "int":
             value = raw if self.validator is not None else _whole_number(raw)
         elif self.kind == "float":
@@ -115,7 +114,7 @@ class FieldSpec:
             return str(exc)
         return None
 
-    def format(self, value: Any) -> str:
+    def format(self, value: object) -> str:
         """The text an input shows for a value (secrets included: inputs mask them)."""
         if value is None or value is dataclasses.MISSING:
             return ""
@@ -125,15 +124,15 @@ class FieldSpec:
             return ", ".join(str(v) for v in value)
         return str(value)
 
-    def get(self, answers: Answers) -> Any:
-        obj: Any = answers
+    def get(self, answers: Answers) -> AnswerValue:
+        obj: object = answers
         for part in self.path.split("."):
             obj = getattr(obj, part, None)
             if obj is None:
                 return None
-        return obj
+        return cast(AnswerValue, obj)  # a field's path ends at one answer, not a section
 
-    def set(self, answers: Answers, value: Any) -> None:
+    def set(self, answers: Answers, value: AnswerValue) -> None:
         """Store `value`, creating an optional section (target, jump, proxy) when it is absent."""
         parts = self.path.split(".")
         obj: Any = answers
@@ -176,7 +175,7 @@ def _section_type(cls: type, name: str) -> type:
     return inner
 
 
-def blank_section(cls: type) -> Any:
+def blank_section(cls: type) -> object:
     """A section with its defaults; fields without a default start empty ("")."""
     values = {
         f.name: ""

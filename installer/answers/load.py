@@ -9,7 +9,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import TYPE_CHECKING, Any, get_origin
 
 from installer.answers.checks import check_advanced_answers
 from installer.answers.form import (
@@ -23,9 +23,12 @@ from installer.answers.model import ANSWERS_VERSION, Answers, Secret, _kind, _sh
 from installer.errors import AnswersError, AnswersErrors, one_or_all
 from installer.redact import Redactor
 from installer.safetext import visible_line
-from installer.safeyaml import YamlError, load_yaml
 from installer.userfiles import ANSWERS_LIMIT, SECRET_LIMIT, read_user_file
 from installer.validators import validate_env_value
+from installer.yamldata import YAMLValue
+
+if TYPE_CHECKING:
+    from installer.safeyaml import YamlError
 
 
 class _Loader:
@@ -40,7 +43,7 @@ class _Loader:
         self.problems: list[AnswersError] = []
         self.unresolved: dict[str, AnswersError] = {}
 
-    def build(self, cls: type, data: Any, path: str) -> Any:
+    def build(self, cls: type, data: YAMLValue, path: str) -> object:
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -78,7 +81,8 @@ class _Loader:
         except TypeError:  # a required value was refused above; that problem is reported
             return None
 
-    def value(self, tp: Any, f: dataclasses.Field[Any], raw: Any, path: str) -> Any:
+    def value(self, tp: object, f: dataclasses.Field[object], raw: YAMLValue,
+              path: str) -> object:
         inner, optional = _unwrap_optional(tp)
         if raw is None:
             if optional:
@@ -127,7 +131,7 @@ class _Loader:
     def local_path(self, value: str) -> Path:
         return local_path(value, self.base)
 
-    def secret(self, key: str, raw: Any, path: str) -> Secret | None:
+    def secret(self, key: str, raw: YAMLValue, path: str) -> Secret | None:
         if not isinstance(raw, str) or raw == "":
             raise AnswersError(path, "expected text")
         if key.endswith("_env"):
@@ -170,7 +174,7 @@ def _join(path: str, key: str) -> str:
 
 
 def parse_answers(
-    data: Any, *, base: Path | None = None, redactor: Redactor | None = None,
+    data: YAMLValue, *, base: Path | None = None, redactor: Redactor | None = None,
     env: Mapping[str, str] | None = None, file_is_private: bool = True,
 ) -> Answers:
     """Build Answers from already-parsed YAML data, validating every value."""
@@ -192,7 +196,7 @@ def parse_answers(
     return answers
 
 
-def unknown_key_problem(path: str, key: Any, known: set[str]) -> AnswersError:
+def unknown_key_problem(path: str, key: object, known: set[str]) -> AnswersError:
     """An unknown key, with the known key it most likely meant (a typo never passes)."""
     import difflib
 
@@ -259,6 +263,8 @@ def load_answers(path: str | Path, *, redactor: Redactor | None = None,
         raise AnswersError("", f"cannot read answers file {file}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise AnswersError("", f"answers file {file} is not UTF-8 text") from None
+    from installer.safeyaml import YamlError, load_yaml  # not needed until a file is read
+
     try:
         data = load_yaml(text)
     except YamlError as exc:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from installer.errors import AnswersError
 from installer.safetext import visible_line
@@ -35,6 +35,10 @@ from installer.validators import (
     validate_storage_account,
     validate_target_directory,
 )
+from installer.yamldata import YAMLValue
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 ANSWERS_VERSION = 1
 PLATFORMS = ("compose", "kubernetes")
@@ -67,18 +71,25 @@ class Secret:
         return hash(self.value)
 
 
+# One answer's value as the Answers hold it (sections aside): what a validator returns, what a
+# form field parses and shows.
+AnswerValue: TypeAlias = str | int | float | bool | list[str] | Secret | None
+# Checks a value from the answers file or parsed from what the user typed; ValueError if wrong.
+Validator: TypeAlias = Callable[[YAMLValue], AnswerValue]
+
+
 def setting(
     label: str,
     help: str = "",
     *,
-    default: Any = dataclasses.MISSING,
-    factory: Callable[[], Any] | None = None,
-    validator: Callable[[Any], Any] | None = None,
+    default: object = dataclasses.MISSING,
+    factory: Callable[[], object] | None = None,
+    validator: Validator | None = None,
     secret: bool = False,
     path: Literal["local", "target"] | None = None,
     choices: tuple[str, ...] | None = None,
     key: str | None = None,
-) -> Any:
+) -> Any:  # as dataclasses.field: `port: int = setting(...)` must type-check
     """Declare one answer: how it is labelled, explained and checked. `key` is its name in the
     file when that cannot be a Python name (`import`)."""
     metadata = {
@@ -95,8 +106,8 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
+def _choice(choices: tuple[str, ...]) -> Callable[[YAMLValue], str]:
+    def check(value: YAMLValue) -> str:
         if value not in choices:
             raise ValueError(f"{_shown(value)} is not one of: {', '.join(choices)}")
         return str(value)
@@ -104,10 +115,10 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], str]:
     return check
 
 
-def _choices(choices: tuple[str, ...]) -> Callable[[Any], list[str]]:
+def _choices(choices: tuple[str, ...]) -> Callable[[YAMLValue], list[str]]:
     one = _choice(choices)
 
-    def check(value: Any) -> list[str]:
+    def check(value: YAMLValue) -> list[str]:
         if not isinstance(value, list):
             raise ValueError(f"expected a list of: {', '.join(choices)}")
         return [one(item) for item in value]
@@ -153,7 +164,7 @@ class SSHSettings:
         return f"{user}@{self.host}:{self.port}"
 
 
-def _env_names(value: Any) -> list[str]:
+def _env_names(value: YAMLValue) -> list[str]:
     if not isinstance(value, list):
         raise ValueError("expected a list of customer.env key names")
     for item in value:
@@ -195,10 +206,10 @@ class ComposeSettings:
     )
 
 
-def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
+def _dns_label(what: str, longest: int) -> Callable[[YAMLValue], str]:
     """Kubernetes names (namespaces, helm releases): lower-case letters, digits and '-'."""
 
-    def check(value: Any) -> str:
+    def check(value: YAMLValue) -> str:
         if not isinstance(value, str) or not value:
             raise ValueError(f"the {what} is empty")
         if len(value) > longest:
@@ -212,7 +223,7 @@ def _dns_label(what: str, longest: int) -> Callable[[Any], str]:
     return check
 
 
-def _node_port(value: Any) -> int:
+def _node_port(value: YAMLValue) -> int:
     # Typed text (the wizard) or a number (YAML), like validate_port.
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
@@ -459,7 +470,7 @@ class Answers:
         return found
 
 
-def _collect_secrets(obj: Any, found: list[Secret]) -> None:
+def _collect_secrets(obj: DataclassInstance, found: list[Secret]) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, Secret):
@@ -468,7 +479,7 @@ def _collect_secrets(obj: Any, found: list[Secret]) -> None:
             _collect_secrets(value, found)
 
 
-def _shown(value: Any) -> str:
+def _shown(value: object) -> str:
     """A value quoted in a message: a short scalar as written, anything else by its kind
     only (a structure from the file is never printed: an alias bomb would be expanded)."""
     if isinstance(value, bool | float):
@@ -481,7 +492,7 @@ def _shown(value: Any) -> str:
     return _kind(value)
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     return {dict: "a mapping", list: "a list", str: "text", bool: "true/false"}.get(
         type(value), type(value).__name__
     )

@@ -7,12 +7,21 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
+
+from installer.yamldata import JSONObject
 
 if TYPE_CHECKING:
     from installer.answers import Answers
     from installer.redact import Redactor
     from installer.target import Target
+
+
+T = TypeVar("T")
+
+# What a check leaves for the checks that depend on it (a version, the database's facts, the
+# stage a probe reached), by name; each reader narrows the value it takes. Never reported.
+CheckData: TypeAlias = dict[str, object]
 
 
 class Status(StrEnum):
@@ -32,18 +41,20 @@ class Outcome:
     observed: str = ""
     remediation: str = ""
     required: str | None = None  # overrides the check's declared requirement text
-    data: dict[str, Any] = field(default_factory=dict)  # for dependent checks, not reported
+    # For dependent checks, not reported; Any because modules far from the check that wrote
+    # an entry read it (deploy reads the Compose command), CheckContext.data hands out objects.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
-def passed(message: str, observed: str = "", **data: Any) -> Outcome:
+def passed(message: str, observed: str = "", **data: object) -> Outcome:
     return Outcome(Status.PASS, message, observed, data=data)
 
 
-def warned(message: str, observed: str = "", remediation: str = "", **data: Any) -> Outcome:
+def warned(message: str, observed: str = "", remediation: str = "", **data: object) -> Outcome:
     return Outcome(Status.WARN, message, observed, remediation, data=data)
 
 
-def failed(message: str, observed: str = "", remediation: str = "", **data: Any) -> Outcome:
+def failed(message: str, observed: str = "", remediation: str = "", **data: object) -> Outcome:
     return Outcome(Status.FAIL, message, observed, remediation, data=data)
 
 
@@ -78,7 +89,7 @@ class CheckResult:
         self.message = visible(self.message)
         self.remediation = visible(self.remediation)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "id": self.id,
             "category": self.category,
@@ -119,7 +130,7 @@ class CheckContext:
     # Results of finished checks, by id; a check sees those of the checks it `needs`.
     results: dict[str, CheckResult] = field(default_factory=dict)
     # Per-run values shared between checks of one run (e.g. parsed package files).
-    cache: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)  # `_Once`s, or a test seam's value
     cache_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def result(self, check_id: str) -> CheckResult | None:
@@ -147,9 +158,9 @@ class CheckContext:
         if not compose.release:
             return None
         from installer.errors import InputError
-        from installer.release import read_release, release_file
+        from installer.release import ReleaseFile, read_release, release_file
 
-        def load() -> Any:
+        def load() -> list[ReleaseFile]:
             try:
                 return read_release(str(compose.release))
             except InputError:
@@ -159,38 +170,40 @@ class CheckContext:
         member = release_file(files, name)
         return None if member is None else member.decode("utf-8", "replace")
 
-    def data(self, check_id: str) -> dict[str, Any]:
+    def data(self, check_id: str) -> CheckData:
         result = self.results.get(check_id)
         return result.data if result else {}
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Compute a value once per run, even when several checks ask at the same time."""
         with self.cache_lock:
             if key not in self.cache:
                 self.cache[key] = _Once(compute)
             once = self.cache[key]
-        return once.get()
+        value: T = once.get()
+        return value
 
 
-class _Once:
-    def __init__(self, compute: Callable[[], Any]) -> None:
+class _Once(Generic[T]):
+    def __init__(self, compute: Callable[[], T]) -> None:
         self._compute = compute
         self._lock = threading.Lock()
         self._done = False
-        self._value: Any = None
+        self._value: tuple[T] | None = None  # boxed: the value itself may be None
         self._error: BaseException | None = None
 
-    def get(self) -> Any:
+    def get(self) -> T:
         with self._lock:
             if not self._done:
                 try:
-                    self._value = self._compute()
+                    self._value = (self._compute(),)
                 except BaseException as exc:  # re-raised to every caller
                     self._error = exc
                 self._done = True
         if self._error is not None:
             raise self._error
-        return self._value
+        assert self._value is not None  # done, and without an error
+        return self._value[0]
 
 
 CheckFunc = Callable[..., Outcome]
@@ -210,7 +223,7 @@ class Check:
     # Returns a reason to skip (e.g. "no answers file gives a domain"), or None to run.
     applies: Callable[[CheckContext], str | None] | None = None
     # For a family such as egress.<host>: the instances, as (id, title, argument).
-    expand: Callable[[CheckContext], Sequence[tuple[str, str, Any]]] | None = None
+    expand: Callable[[CheckContext], Sequence[tuple[str, str, object]]] | None = None
 
     @property
     def category(self) -> str:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
 from installer.checks.base import Check, CheckContext, Outcome, errored, failed, passed
 from installer.target import CommandNotFound
+from installer.yamldata import JSONObject
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 MIN_DOCKER = Version("20.10")
 MIN_COMPOSE = Version("1.29")
@@ -38,18 +42,18 @@ def parse_compose_version(text: str) -> Version | None:
     return None
 
 
-def _client(ctx: CheckContext) -> Any:
+def _client(ctx: CheckContext) -> DockerClient:
     return ctx.cached("docker.client", lambda: ctx.target.docker_client(timeout=10))
 
 
-def engine_info(ctx: CheckContext) -> dict[str, Any]:
+def engine_info(ctx: CheckContext) -> JSONObject:
     """`docker info` of the target's engine, once per run."""
-    info: dict[str, Any] = ctx.cached("docker.info", lambda: _client(ctx).info())
+    info: JSONObject = ctx.cached("docker.info", lambda: _client(ctx).info())
     return info
 
 
-def engine_version(ctx: CheckContext) -> dict[str, Any]:
-    version: dict[str, Any] = ctx.cached("docker.version", lambda: _client(ctx).version())
+def engine_version(ctx: CheckContext) -> JSONObject:
+    version: JSONObject = ctx.cached("docker.version", lambda: _client(ctx).version())
     return version
 
 

@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from packaging.version import Version
 
@@ -26,8 +26,10 @@ from installer.checks.base import (
 )
 from installer.kube import Kube, KubeError, parse_json_stream, parse_quantity
 from installer.units import format_bytes
+from installer.yamldata import JSONObject
 
 if TYPE_CHECKING:
+    from installer.answers import KubernetesSettings
     from installer.render.helm import ChartFacts
 
 KUBERNETES_ONLY = frozenset({"kubernetes"})
@@ -58,7 +60,7 @@ EXTRA_ACCESS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _settings(ctx: CheckContext) -> Any:
+def _settings(ctx: CheckContext) -> KubernetesSettings:
     if ctx.answers is not None:
         return ctx.answers.kubernetes
     from installer.answers import KubernetesSettings
@@ -125,7 +127,7 @@ def check_cluster(ctx: CheckContext) -> Outcome:
                   version=version)
 
 
-def parse_server_version(version: dict[str, Any]) -> tuple[int, int] | None:
+def parse_server_version(version: JSONObject) -> tuple[int, int] | None:
     """(major, minor) from /version; providers report minor as "30+" (EKS, GKE)."""
     match = re.match(r"v?(\d+)\.(\d+)", str(version.get("gitVersion", "")))
     if match:
@@ -138,7 +140,8 @@ def parse_server_version(version: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def check_version(ctx: CheckContext) -> Outcome:
-    version = ctx.data("k8s.cluster").get("version") or {}
+    stored = ctx.data("k8s.cluster").get("version")
+    version: JSONObject = stored if isinstance(stored, dict) else {}
     parsed = parse_server_version(version)
     raw = str(version.get("gitVersion") or f"{version.get('major')}.{version.get('minor')}")
     if parsed is None:
@@ -237,13 +240,13 @@ def _cpu(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def parse_node(node: dict[str, Any]) -> NodeReport:
+def parse_node(node: JSONObject) -> NodeReport:
     status = node.get("status") or {}
     spec = node.get("spec") or {}
     capacity = status.get("capacity") or {}
     allocatable = status.get("allocatable") or {}
 
-    def quantity(source: dict[str, Any], key: str) -> Decimal | None:
+    def quantity(source: JSONObject, key: str) -> Decimal | None:
         try:
             return parse_quantity(source[key]) if key in source else None
         except ValueError:
@@ -314,8 +317,8 @@ def check_nodes(ctx: CheckContext) -> Outcome:
 # ---- k8s.permissions ------------------------------------------------------------------------
 
 
-def _review(verb: str, group: str, resource: str, namespace: str | None) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"verb": verb, "group": group, "resource": resource}
+def _review(verb: str, group: str, resource: str, namespace: str | None) -> JSONObject:
+    attributes: JSONObject = {"verb": verb, "group": group, "resource": resource}
     if namespace is not None:
         attributes["namespace"] = namespace
     return {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",

@@ -92,7 +92,8 @@ def _outcome(verdict: PackageVersionVerdict, remediation_if_unknown: str) -> Out
 
 def check_version(ctx: CheckContext) -> Outcome:
     assert ctx.answers is not None
-    version = ctx.data("license.package").get("version") or _package(ctx).version
+    stored = ctx.data("license.package").get("version")
+    version = stored if isinstance(stored, str) and stored else _package(ctx).version
     if ctx.platform == "kubernetes":
         return _check_version_against_chart(ctx, version)
     directory = ctx.answers.compose.directory

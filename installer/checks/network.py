@@ -1,6 +1,6 @@
 """net.domain, net.dns and egress.<host>: the domain CARTO answers on, and what it must reach.
 
-Egress probes start on the target (see installer/egress.py) and run as one check per host, so
+Egress probes start on the target (see installer/egress/probe.py) and run as one check per host, so
 the engine runs them all at once: twenty unreachable hosts cost about one per-host timeout.
 
 Test seam: `ctx.cache[EGRESS_PORT_KEY]` may hold a port (int) for every host, or a mapping
@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import re
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.checks.base import (
     Check,
@@ -28,7 +28,8 @@ from installer.checks.base import (
 from installer.validators import PROBE_TIMEOUT_MAX, validate_domain
 
 if TYPE_CHECKING:
-    from installer.egress import EgressHost, ProbeResult, Proxy
+    from installer.egress.hosts import EgressHost, Proxy
+    from installer.egress.probe import ProbeResult
 
 log = logging.getLogger("installer.checks.network")
 
@@ -216,11 +217,11 @@ def _egress_applies(ctx: CheckContext) -> str | None:
     return None
 
 
-def expand_egress(ctx: CheckContext) -> list[tuple[str, str, Any]]:
+def expand_egress(ctx: CheckContext) -> list[tuple[str, str, EgressHost]]:
     if ctx.answers is None:
         return []
     from installer.chart import registry_endpoint
-    from installer.egress import egress_hosts
+    from installer.egress.hosts import egress_hosts
 
     if ctx.platform == "kubernetes":
         registries, reason = kubernetes_registries(ctx)
@@ -299,7 +300,8 @@ def _egress_port(ctx: CheckContext, host: EgressHost) -> int:
 
 
 def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
-    from installer.egress import probe_host, proxy_for, tls_context
+    from installer.egress.hosts import proxy_for
+    from installer.egress.probe import probe_host, tls_context
 
     answers = ctx.answers
     assert answers is not None
@@ -358,7 +360,7 @@ def check_egress(ctx: CheckContext, host: EgressHost) -> Outcome:
 
 
 def egress_remediation(result: ProbeResult, host: EgressHost, proxy: Proxy | None) -> str:
-    from installer.egress import CONNECT, DNS, PROXY, PROXY_CONNECT, TLS
+    from installer.egress.probe import CONNECT, DNS, PROXY, PROXY_CONNECT, TLS
 
     name = host.host
     allow = f"allow outbound HTTPS (TCP {host.port}) from the target to {name}"

@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.answers.sections import TLS, unpaired_tls_file
 from installer.checks.base import Check, CheckContext, Outcome, failed, passed, skipped, warned
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.types import (
         PrivateKeyTypes,
+        PublicKeyTypes,
     )
 
 EXPIRY_WARN_DAYS = 30
@@ -237,7 +238,7 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def key_description(public_key: Any) -> tuple[str, str | None]:
+def key_description(public_key: PublicKeyTypes) -> tuple[str, str | None]:
     """('RSA 2048 bits', None) or ('RSA 1024 bits', 'why it is weak')."""
     from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
@@ -265,7 +266,7 @@ def key_description(public_key: Any) -> tuple[str, str | None]:
     return type(public_key).__name__, "unknown key type"
 
 
-def same_public_key(a: Any, b: Any) -> bool:
+def same_public_key(a: PublicKeyTypes, b: PublicKeyTypes) -> bool:
     from cryptography.hazmat.primitives import serialization
 
     fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

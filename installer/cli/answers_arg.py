@@ -5,10 +5,17 @@ The file is loaded by `installer.session.load_answers_arg`, which the wizard use
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from installer.answers import Answers
+    from installer.redact import Redactor
+    from installer.target import Target
 
 
-def load_command_answers(args: Any, redactor: Any, secrets: tuple[str, ...] | None = None) -> Any:
+def load_command_answers(args: argparse.Namespace, redactor: Redactor,
+                         secrets: tuple[str, ...] | None = None) -> Answers:
     """The answers of a command that requires --answers (argparse made sure it was given)."""
     from installer.answers import Answers
     from installer.session import load_answers_arg
@@ -18,7 +25,8 @@ def load_command_answers(args: Any, redactor: Any, secrets: tuple[str, ...] | No
     return answers
 
 
-def open_command_target(args: Any, answers: Any, redactor: Any) -> Any:
+def open_command_target(args: argparse.Namespace, answers: Answers,
+                        redactor: Redactor) -> Target:
     """The target the answers point at, opened with the command's --accept-host-key and a
     passphrase asked on the terminal when an identity file needs one."""
     from installer.cli.prompts import terminal_passphrase_prompt

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from installer.cli.answers_arg import load_command_answers, open_command_target
 from installer.cli.contract import EXIT_INTERRUPTED
@@ -17,17 +17,23 @@ from installer.cli.prompts import ask_yes_no, backup_passphrase
 from installer.cli.prompts import out as _out
 from installer.errors import InputError
 
+if TYPE_CHECKING:
+    from installer.answers import Answers
+    from installer.operate.installation import Progress
+    from installer.redact import Redactor
+    from installer.target import Target
+
 
 class _Printer:
     """Steps as lines; byte progress as one line rewritten in place on a terminal, else a
     line per 10 %."""
 
-    def __init__(self, redactor: Any) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         self.redactor = redactor
         self.tty = sys.stdout.isatty()
         self._last: dict[str, int] = {}
 
-    def __call__(self, event: Any) -> None:
+    def __call__(self, event: object) -> None:
         from installer.deploy import LogLine, StepFinished, StepStarted
         from installer.operate.installation import Progress
 
@@ -44,7 +50,7 @@ class _Printer:
         elif isinstance(event, LogLine):
             _out(self.redactor, f"    {event.text}")
 
-    def _progress(self, event: Any) -> None:
+    def _progress(self, event: Progress) -> None:
         size = f"{event.done / 1e6:.1f} MB" + (f" of {event.total / 1e6:.1f} MB"
                                                 if event.total else "")
         if self.tty:
@@ -58,7 +64,7 @@ class _Printer:
             _out(self.redactor, f"    {event.step}: {size}")
 
 
-def _session(args: Any, redactor: Any) -> tuple[Any, Any]:
+def _session(args: argparse.Namespace, redactor: Redactor) -> tuple[Answers, Target]:
     answers = load_command_answers(args, redactor)
     return answers, open_command_target(args, answers, redactor)
 
@@ -78,7 +84,7 @@ def backup_args(parser: argparse.ArgumentParser) -> None:
                         help="encrypt with the passphrase in this environment variable")
 
 
-def run_backup(args: Any, redactor: Any) -> int:
+def run_backup(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.operate.backup import backup, default_output
     from installer.operate.installation import Installation
 
@@ -115,7 +121,7 @@ def restore_args(parser: argparse.ArgumentParser) -> None:
                         help="the encrypted archive's passphrase is in this variable")
 
 
-def run_restore(args: Any, redactor: Any) -> int:
+def run_restore(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.operate.archive import is_encrypted
     from installer.operate.installation import Installation
     from installer.operate.restore import restore
@@ -159,7 +165,7 @@ def bundle_args(parser: argparse.ArgumentParser) -> None:
                         help="log lines per service (default 500)")
 
 
-def run_bundle(args: Any, redactor: Any) -> int:
+def run_bundle(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.operate.bundle import default_bundle_name, support_bundle
     from installer.operate.installation import Installation
 
@@ -192,7 +198,7 @@ def logs_args(parser: argparse.ArgumentParser) -> None:
                         help="keep printing new lines until Ctrl-C (which exits with 130)")
 
 
-def run_logs(args: Any, redactor: Any) -> int:
+def run_logs(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.operate.bundle import learn_secrets, mask
     from installer.operate.installation import Installation
     from installer.operate.logs import stream_logs
@@ -230,7 +236,7 @@ def uninstall_args(parser: argparse.ArgumentParser) -> None:
                         "typed out as the confirmation")
 
 
-def run_uninstall(args: Any, redactor: Any) -> int:
+def run_uninstall(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.operate.installation import Installation
     from installer.operate.uninstall import apply_uninstall, plan_uninstall
 

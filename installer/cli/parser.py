@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from installer import __version__
 from installer.cli.contract import EXIT_INPUT, LOG_NAME
+
+if TYPE_CHECKING:
+    from installer.redact import Redactor
 
 
 def comma_list(value: str) -> list[str]:
@@ -61,7 +64,7 @@ def _upgrade_args(parser: argparse.ArgumentParser) -> None:
                         "output and the log")
 
 
-def _run_upgrade(args: Any, redactor: Any) -> int:
+def _run_upgrade(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.cli.deployment import run_upgrade
 
     return run_upgrade(args, redactor)
@@ -71,25 +74,29 @@ def _no_args(parser: argparse.ArgumentParser) -> None:
     return None
 
 
-def _run_render(args: Any, redactor: Any) -> int:
+def _run_render(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.cli.deployment import run_render
 
     return run_render(args, redactor)
 
 
-def _run_deploy(args: Any, redactor: Any) -> int:
+def _run_deploy(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.cli.deployment import run_deploy
 
     return run_deploy(args, redactor)
 
 
-def _run_status(args: Any, redactor: Any) -> int:
+def _run_status(args: argparse.Namespace, redactor: Redactor) -> int:
     from installer.cli.deployment import run_status
 
     return run_status(args, redactor)
 
 
-COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]] = {
+# A command: the function that declares its arguments and the one that runs it.
+AddArguments: TypeAlias = Callable[[argparse.ArgumentParser], None]
+RunCommand: TypeAlias = "Callable[[argparse.Namespace, Redactor], int]"
+
+COMMANDS: dict[str, tuple[str, AddArguments, RunCommand]] = {
     "render": ("write the configuration files (customer.env, .env, certs/) and nothing else",
                _render_args, _run_render),
     "deploy": ("preflight, render, launch, wait until healthy and verify over HTTPS",
@@ -106,13 +113,13 @@ COMMANDS: dict[str, tuple[str, Callable[[Any], None], Callable[[Any, Any], int]]
 
 # Operating an installation (installer/operate/): backup, restore, support-bundle, logs,
 # uninstall.
-def _operate(name: str) -> tuple[Callable[[Any], None], Callable[[Any, Any], int]]:
-    def add(parser: Any) -> None:
+def _operate(name: str) -> tuple[AddArguments, RunCommand]:
+    def add(parser: argparse.ArgumentParser) -> None:
         from installer.cli import operate as cli
 
         getattr(cli, f"{name}_args")(parser)
 
-    def run(args: Any, redactor: Any) -> int:
+    def run(args: argparse.Namespace, redactor: Redactor) -> int:
         from installer.cli import operate as cli
 
         return int(getattr(cli, f"run_{name}")(args, redactor))

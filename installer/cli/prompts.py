@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from installer.errors import InputError
 from installer.safetext import visible
 
+if TYPE_CHECKING:
+    import argparse
 
-def out(redactor: Any, text: str) -> None:
+    from installer.redact import Redactor
+
+
+def out(redactor: Redactor, text: str) -> None:
     """One line for the person at the terminal: secrets redacted, control characters made
     visible (the text may quote a container's log, a remote host or a server)."""
     sys.stdout.write(visible(redactor(text)) + "\n")
@@ -31,7 +36,7 @@ def terminal_passphrase_prompt() -> Callable[[str], str] | None:
     return ask
 
 
-def backup_passphrase(args: Any, *, ask: bool, confirm: bool) -> str | None:
+def backup_passphrase(args: argparse.Namespace, *, ask: bool, confirm: bool) -> str | None:
     """A backup archive's passphrase: from --passphrase-env, else asked on the terminal (twice
     with `confirm`) when `ask`, else None (no encryption)."""
     variable = getattr(args, "passphrase_env", None)

@@ -28,9 +28,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from installer.errors import InputError
+from installer.yamldata import JSONObject
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
 
 MAGIC = b"CARTO-INSTALLER-ENCRYPTED-1\n"
 CHUNK = 1 << 20
@@ -75,12 +79,13 @@ class EncryptingWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:
-        self._buffer += bytes(data)
+    def write(self, data: ReadableBuffer) -> int:
+        chunk = bytes(data)
+        self._buffer += chunk
         while len(self._buffer) > CHUNK:  # keep at least one byte back for the last chunk
             self._seal(bytes(self._buffer[:CHUNK]), last=False)
             del self._buffer[:CHUNK]
-        return len(data)
+        return len(chunk)
 
     def _seal(self, plain: bytes, last: bool) -> None:
         sealed = self._aead.encrypt(_nonce(self._counter), plain,
@@ -149,11 +154,12 @@ class DecryptingReader(io.RawIOBase):
                 raise InputError("the encrypted archive has data after its last chunk")
             self._done = True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self._pending and not self._done:
             self._next_chunk()
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
 
@@ -226,7 +232,7 @@ class ArchiveWriter:
         self._tar.addfile(info, reader)
         self.members.append(Member(name, size, reader.digest.hexdigest()))
 
-    def add_manifest(self, extra: dict[str, Any]) -> None:
+    def add_manifest(self, extra: JSONObject) -> None:
         document = {**extra, "members": [vars(m) for m in self.members]}
         data = (json.dumps(document, indent=1) + "\n").encode()
         info = tarfile.TarInfo(MANIFEST)
@@ -252,7 +258,7 @@ class ArchiveWriter:
 
 
 def extract_verified(path: str, dest: str, passphrase: str | None,
-                     progress: Progress | None = None) -> dict[str, Any]:
+                     progress: Progress | None = None) -> JSONObject:
     """Unpack `path` into the folder `dest` and check every member against the manifest.
 
     Returns the manifest. InputError when a member is missing, extra, changed, or unsafe.
@@ -268,7 +274,7 @@ def extract_verified(path: str, dest: str, passphrase: str | None,
             assert passphrase is not None
             source = io.BufferedReader(DecryptingReader(raw, passphrase), CHUNK)
         found: dict[str, str] = {}
-        manifest: dict[str, Any] | None = None
+        manifest: JSONObject | None = None
         try:
             with tarfile.open(fileobj=source, mode="r|*") as tar:
                 for info in tar:

@@ -21,12 +21,12 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from installer import __version__
 from installer.errors import InputError
 from installer.operate.archive import ArchiveWriter, sha256_file
 from installer.operate.installation import MANAGED_BY_LABEL, Installation
+from installer.yamldata import JSONObject
 
 log = logging.getLogger("installer.operate.backup")
 
@@ -99,7 +99,7 @@ def compose_members(inst: Installation) -> dict[str, bytes]:
     return out
 
 
-def installer_secrets(inst: Installation) -> list[dict[str, Any]]:
+def installer_secrets(inst: Installation) -> list[JSONObject]:
     """The Secrets the installer created for the release (labelled by it), as API objects
     without server-side fields."""
     kube = inst.kube()
@@ -158,7 +158,7 @@ def backup(inst: Installation, output: str, *, passphrase: str | None = None,
         os.chmod(work, 0o700)
         dump_path: str | None = None
         database_note = "not included (--no-database)"
-        info: dict[str, Any] = {}
+        info: JSONObject = {}
         if include_database:
             with inst.step("dump database") as detail:
                 from installer.operate.database import describe_database

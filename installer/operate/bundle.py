@@ -19,12 +19,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from installer import __version__
 from installer.operate.archive import ArchiveWriter
 from installer.operate.installation import Installation
 from installer.redact import MASK
+from installer.yamldata import JSONObject
+
+if TYPE_CHECKING:
+    from installer.deploy.compose.health import ContainerView
+    from installer.kube import Kube
 
 log = logging.getLogger("installer.operate.bundle")
 
@@ -227,7 +232,7 @@ def _compose(bundle: _Bundle, tail: int) -> None:
         return f"{' '.join(tool.command)} {tool.version}\n"
 
     bundle.collect("compose-version.txt", compose_version)
-    views: list[Any] = []
+    views: list[ContainerView] = []
 
     def ps() -> str:
         views.extend(inst.containers())
@@ -238,7 +243,7 @@ def _compose(bundle: _Bundle, tail: int) -> None:
 
     bundle.collect("services/ps.txt", ps)
     for view in views:
-        def tail_of(view: Any = view) -> str:
+        def tail_of(view: ContainerView = view) -> str:
             raw = inst.client().containers.get(view.id).logs(tail=tail, timestamps=True)
             return bytes(raw).decode("utf-8", "replace")
 
@@ -336,7 +341,7 @@ def _kubernetes(bundle: _Bundle, tail: int) -> None:
                    + "\n" + helm("version"))
     bundle.collect("helm/status.txt", lambda: helm("status", release))
     bundle.collect("helm/history.txt", lambda: helm("history", release))
-    pods: list[dict[str, Any]] = []
+    pods: list[JSONObject] = []
 
     def pod_table() -> str:
         pods.extend(kube.kubectl_json("get", "pods", "-l", selector,
@@ -373,7 +378,7 @@ def _kubernetes(bundle: _Bundle, tail: int) -> None:
         bundle.collect(f"kubernetes/logs/{name}.log", pod_logs)
 
 
-def _node_capacity(kube: Any) -> str:
+def _node_capacity(kube: Kube) -> str:
     nodes = kube.kubectl_json("get", "nodes").get("items", [])
     lines = []
     for node in nodes:

@@ -26,11 +26,14 @@ import tarfile
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from installer.errors import DeployError, InputError
 from installer.operate.installation import Installation
 from installer.target import CommandNotFound
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
 
 log = logging.getLogger("installer.operate.database")
 
@@ -123,7 +126,7 @@ def _bundled(inst: Installation, *, need_running: bool = True
     return service, container, user, name, password
 
 
-def _exec(container: Any, argv: list[str], env: dict[str, str] | None = None,
+def _exec(container: Container, argv: list[str], env: dict[str, str] | None = None,
           user: str = "") -> tuple[int, str]:
     log.info("docker exec %s: %s", container.name, shlex.join(argv))
     code, output = container.exec_run(argv, environment=env, user=user, demux=False)
@@ -150,10 +153,11 @@ class _ChunkReader:
         return data
 
 
-def fetch_from_container(container: Any, path: str, dest: str, progress: Progress) -> int:
+def fetch_from_container(container: Container, path: str, dest: str, progress: Progress) -> int:
     """Stream one file out of a container into `dest` (0600). Returns its size."""
     chunks, stat = container.get_archive(path)
     total = int(stat.get("size", 0))
+    # typeshed asks any tar file object for write/seek/tell too; a stream ("r|") only reads.
     with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:  # type: ignore[call-overload]
         for info in tar:
             handle = tar.extractfile(info)
@@ -174,7 +178,7 @@ def _copy_stream(handle: Any, dest: str, total: int, progress: Progress) -> int:
     return done
 
 
-def put_into_container(container: Any, folder: str, files: dict[str, str | bytes],
+def put_into_container(container: Container, folder: str, files: dict[str, str | bytes],
                        mode: int = 0o600, owner: tuple[int, int] = (0, 0)) -> None:
     """Copy local files (path) or contents (bytes) into `folder` of a container."""
     with tempfile.TemporaryFile() as spool:
@@ -195,7 +199,7 @@ def put_into_container(container: Any, folder: str, files: dict[str, str | bytes
             raise DeployError(f"could not copy files into the container {container.name}")
 
 
-def _container_user(container: Any, inst: Installation) -> tuple[int, int]:
+def _container_user(container: Container, inst: Installation) -> tuple[int, int]:
     code, out = _exec(container, ["id", "-u"])
     uid = int(out.strip()) if code == 0 and out.strip().isdigit() else 0
     code, out = _exec(container, ["id", "-g"])
@@ -455,7 +459,7 @@ def _run_in_image(inst: Installation, image: str, argv: list[str], ext: _Externa
         container.remove(force=True)
 
 
-def _put_folder(container: Any, folder: str, files: dict[str, str | bytes]) -> None:
+def _put_folder(container: Container, folder: str, files: dict[str, str | bytes]) -> None:
     """Create `folder` (0700) in a stopped container and put `files` in it."""
     with tempfile.TemporaryFile() as spool:
         with tarfile.open(fileobj=spool, mode="w") as tar:

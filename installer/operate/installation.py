@@ -15,17 +15,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.deploy import LogLine, StepFinished, StepStarted
 from installer.errors import DeployError, InputError
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from installer.answers import Answers
+    from installer.deploy.compose.health import ContainerView
     from installer.kube import Kube
     from installer.redact import Redactor
     from installer.render.compose import ComposeTool
     from installer.target import Target
+    from installer.yamldata import YAMLMapping
 
 log = logging.getLogger("installer.operate")
 
@@ -57,7 +61,7 @@ class Installation:
         self.platform = answers.platform
         self.directory = posixpath.normpath(answers.compose.directory)
         self.sudo = bool(answers.target and answers.target.sudo)
-        self._client: Any = None
+        self._client: DockerClient | None = None
         self._tool: ComposeTool | None = None
         self._tool_known = False
 
@@ -133,7 +137,7 @@ class Installation:
                              "installed there", "check compose.directory in the answers")
         return data.decode("utf-8", "replace")
 
-    def compose_services(self) -> dict[str, dict[str, Any]]:
+    def compose_services(self) -> dict[str, YAMLMapping]:
         """Service name -> its docker-compose.yml entry (the vendor's names)."""
         import yaml
 
@@ -159,7 +163,7 @@ class Installation:
             self._tool_known = True
         return self._tool
 
-    def client(self) -> Any:
+    def client(self) -> DockerClient:
         if self._client is None:
             try:
                 self._client = self.target.docker_client(timeout=60)
@@ -170,7 +174,7 @@ class Installation:
                 raise DeployError(message, fix) from None
         return self._client
 
-    def containers(self) -> list[Any]:
+    def containers(self) -> list[ContainerView]:
         """ContainerView of every container of the Compose project."""
         from installer.deploy.compose.health import list_containers
 

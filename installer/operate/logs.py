@@ -12,10 +12,13 @@ import queue
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from installer.errors import InputError
 from installer.operate.installation import Installation
+
+if TYPE_CHECKING:
+    from installer.deploy.compose.health import ContainerView
 
 Write = Callable[[str], None]
 
@@ -60,7 +63,7 @@ def _compose_logs(inst: Installation, services: list[str], tail: int, follow: bo
         return
     lines: queue.Queue[str | None] = queue.Queue(maxsize=10000)
 
-    def pump(view: Any) -> None:
+    def pump(view: ContainerView) -> None:
         try:
             stream = client.containers.get(view.id).logs(tail=tail, stream=True, follow=True)
             pending = b""

@@ -14,15 +14,17 @@ import posixpath
 import re
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from installer.errors import InputError, TargetError
 from installer.render.actions import Action
 from installer.tempnames import temp_file_owner
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from installer.answers import Answers
     from installer.redact import Redactor
     from installer.release import ReleaseFile
@@ -188,6 +190,12 @@ class WriteFailed(TargetError):
         self.cause = cause
 
 
+# What signal.signal() takes and returns: a function, SIG_DFL/SIG_IGN, or None for a handler
+# not installed from Python.
+SignalHandler: TypeAlias = (
+    "Callable[[int, FrameType | None], object] | int | signal.Handlers | None")
+
+
 class _DeferredSignals:
     """SIGINT and SIGTERM wait while the files are switched: the switch is a few renames,
     done or undone as one step. Only the main thread can hold signals (the wizard's workers
@@ -195,7 +203,7 @@ class _DeferredSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, SignalHandler] = {}
 
     def __enter__(self) -> _DeferredSignals:
         if threading.current_thread() is threading.main_thread():
@@ -208,7 +216,7 @@ class _DeferredSignals:
 
     def __exit__(self, *exc: object) -> None:
         for number, handler in self._previous.items():
-            signal.signal(number, handler)  # type: ignore[arg-type]
+            signal.signal(number, handler)
 
 
 def _root_for(plan: RenderPlan, path: str) -> str:

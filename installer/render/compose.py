@@ -37,6 +37,8 @@ from installer.userfiles import CERTIFICATE_LIMIT, SECRET_LIMIT, read_user_file
 from installer.vendor import GAPS_FIX, describe_gaps, package_gaps
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
     from installer.redact import Redactor
     from installer.target import Target
 
@@ -301,10 +303,10 @@ def _key_public_der(key_pem: bytes) -> bytes:
     return _public_der(load_pem_private_key(key_pem, password=None).public_key())
 
 
-def _public_der(public_key: object) -> bytes:
+def _public_der(public_key: PublicKeyTypes) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
-    return public_key.public_bytes(  # type: ignore[attr-defined,no-any-return]
+    return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

@@ -23,13 +23,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from installer.answers import Answers, Secret, require, require_tls_pair, validate
 from installer.errors import InputError
 from installer.render import FileChange, RenderPlan
 from installer.userfiles import CERTIFICATE_LIMIT
+from installer.yamldata import YAMLMapping
 
 if TYPE_CHECKING:
     from installer.chart import ChartFiles
@@ -119,7 +120,7 @@ def tls_pair(answers: Answers, redactor: Redactor) -> tuple[bytes, bytes] | None
     return _given_certificate(answers, redactor)
 
 
-def _proxy_values(answers: Answers) -> dict[str, Any]:
+def _proxy_values(answers: Answers) -> YAMLMapping:
     proxy = answers.network.proxy
     url = (proxy.https or proxy.http) if proxy else None
     if proxy is None or not url:
@@ -131,7 +132,7 @@ def _proxy_values(answers: Answers) -> dict[str, Any]:
         item = item.strip()
         if item and item not in excluded:
             excluded.append(item)
-    values: dict[str, Any] = {"enabled": True, "host": parts.hostname, "port": port,
+    values: YAMLMapping = {"enabled": True, "host": parts.hostname, "port": port,
                               "type": parts.scheme, "excludedDomains": excluded,
                               "sslRejectUnauthorized": True}
     ca = _ca_text(proxy.ca_file, "network.proxy.ca_file", "proxy CA file")
@@ -146,7 +147,7 @@ def database_tls_enabled(answers: Answers) -> bool:
     return ssl.enabled and ssl.mode != "disable"
 
 
-def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[str, Any]:
+def owned_values(answers: Answers, *, admin_credentials: bool = True) -> YAMLMapping:
     """The keys the installer sets in customizations.yaml (`_DELETE`: must be absent).
 
     `admin_credentials`: whether the chart's workloads read the database admin's name and
@@ -157,10 +158,10 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> dict[st
     names = secret_names(answers)
     k8s = answers.kubernetes
     given_tls = bool(answers.tls.certificate_file and answers.tls.key_file)
-    tls: dict[str, Any] = {"httpsEnabled": True, "autoGenerate": not given_tls}
+    tls: YAMLMapping = {"httpsEnabled": True, "autoGenerate": not given_tls}
     tls["existingSecret"] = ({"name": names.tls, "keyKey": TLS_KEY_KEY, "certKey": TLS_CERT_KEY}
                              if given_tls else _DELETE)
-    values: dict[str, Any] = {
+    values: YAMLMapping = {
         "appConfigValues": {"selfHostedDomain": answers.domain},
         "tlsCerts": tls,
         # The other TLS style holds the private key in the values: never, and never both.
@@ -338,8 +339,8 @@ def require_admin_credentials(answers: Answers, facts: ChartFacts | None) -> Non
         require(answers, "database.admin_password")
 
 
-def merge_owned(existing: dict[str, Any], owned: dict[str, Any],
-                removed: list[str] | None = None, prefix: str = "") -> dict[str, Any]:
+def merge_owned(existing: YAMLMapping, owned: YAMLMapping,
+                removed: list[str] | None = None, prefix: str = "") -> YAMLMapping:
     """`existing` with the owned keys set (maps merge, `_DELETE` removes); names the removed
     keys that held something in `removed`."""
     out = copy.deepcopy(existing)
@@ -361,7 +362,7 @@ def merge_owned(existing: dict[str, Any], owned: dict[str, Any],
     return out
 
 
-def _dump(values: dict[str, Any]) -> bytes:
+def _dump(values: YAMLMapping) -> bytes:
     import yaml
 
     return (HEADER + yaml.safe_dump(values, sort_keys=False, allow_unicode=True,
@@ -393,7 +394,7 @@ def _read_own(path: Path) -> bytes | None:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _existing_customizations(path: Path) -> tuple[bytes | None, dict[str, Any]]:
+def _existing_customizations(path: Path) -> tuple[bytes | None, YAMLMapping]:
     from installer.safeyaml import YamlError, load_yaml
 
     before = _read_own(path)
@@ -529,7 +530,7 @@ def _secret_value(secret: Secret | None) -> str:
 
 
 def secret_manifests(answers: Answers, redactor: Redactor, *,
-                     admin_credentials: bool = True) -> list[dict[str, Any]]:
+                     admin_credentials: bool = True) -> list[YAMLMapping]:
     """The Secrets customizations.yaml references, as API objects (data base64-encoded);
     the admin password only when the chart's workloads read it (`admin_credentials`).
 
@@ -541,12 +542,12 @@ def secret_manifests(answers: Answers, redactor: Redactor, *,
               "app.kubernetes.io/instance": answers.kubernetes.release}
     namespace = answers.kubernetes.namespace
 
-    def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, Any]:
+    def secret(name: str, data: dict[str, str], kind: str = "Opaque") -> YAMLMapping:
         return {"apiVersion": "v1", "kind": "Secret", "type": kind,
                 "metadata": {"name": name, "namespace": namespace, "labels": labels},
                 "data": data}
 
-    out: list[dict[str, Any]] = []
+    out: list[YAMLMapping] = []
     pair = tls_pair(answers, redactor)
     if pair is not None:
         cert, key = pair

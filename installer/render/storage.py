@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.errors import AnswersError
+from installer.yamldata import YAMLMapping
 
 if TYPE_CHECKING:
     from installer.answers import Answers, Secret, StorageSettings
@@ -211,17 +213,17 @@ def compose_files(answers: Answers) -> list[tuple[str, bytes, int]]:
 # --- Helm ----------------------------------------------------------------------------------------
 
 
-def helm_values(answers: Answers, delete: object) -> dict[str, Any]:
+def helm_values(answers: Answers, delete: object) -> YAMLMapping:
     """Keys to merge into customizations.yaml; `delete` marks a key that must be absent."""
     from installer.answers import require_storage_secrets
 
     names = secret_names(answers)
-    values: dict[str, Any] = {}
+    values: YAMLMapping = {}
     storage = answers.storage
     if storage is not None:
         require_storage_secrets(storage)
-    app_config: dict[str, Any] = {}
-    app_secrets: dict[str, Any] = {}
+    app_config: YAMLMapping = {}
+    app_secrets: YAMLMapping = {}
     if storage is not None:
         provider = storage.provider
         app_config.update({
@@ -237,7 +239,7 @@ def helm_values(answers: Answers, delete: object) -> dict[str, Any]:
             "azureStorageAccount": storage.account if provider == "azure-blob" else delete,
         })
 
-        def ref(key: str) -> dict[str, Any]:
+        def ref(key: str) -> YAMLMapping:
             return {"value": delete, "existingSecret": {"name": names.storage, "key": key}}
 
         app_secrets.update({
@@ -269,7 +271,7 @@ def helm_values(answers: Answers, delete: object) -> dict[str, Any]:
                 "(extraVolumes/extraEnvVars per component)")
         # A CA is public: it may sit in the values (the chart mounts it from a ConfigMap).
         values["externalProxy"] = {"sslCA": bundle.decode("utf-8", "replace")}
-    router: dict[str, Any] = {}
+    router: YAMLMapping = {}
     if k8s.service_type == "NodePort":
         router = {"service": {"nodePorts": {"https": str(k8s.node_port) if k8s.node_port
                                             else delete}}}
@@ -283,7 +285,7 @@ def helm_values(answers: Answers, delete: object) -> dict[str, Any]:
     return values
 
 
-def overlay(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def overlay(base: YAMLMapping, extra: YAMLMapping) -> YAMLMapping:
     """`base` with `extra` laid over it: maps merge, anything else (deletion marks included)
     replaces."""
     out = dict(base)
@@ -299,6 +301,11 @@ def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data).decode()
 
 
+# Builds one Secret manifest from its name, base64 data and type, with the caller's labels and
+# namespace.
+SecretMaker = Callable[[str, dict[str, str], str], YAMLMapping]
+
+
 def docker_config_json(registry: str, username: str, password: str) -> str:
     """The `.dockerconfigjson` of a kubernetes.io/dockerconfigjson Secret."""
     auth = _b64(f"{username}:{password}")
@@ -306,11 +313,11 @@ def docker_config_json(registry: str, username: str, password: str) -> str:
                                             "auth": auth}}}, separators=(",", ":"))
 
 
-def helm_secret_manifests(answers: Answers, make: Any) -> list[dict[str, Any]]:
+def helm_secret_manifests(answers: Answers, make: SecretMaker) -> list[YAMLMapping]:
     """The Secrets `helm_values` references. `make(name, data, type)` builds one (the caller's
     labels and namespace); data values are base64."""
     names = secret_names(answers)
-    out: list[dict[str, Any]] = []
+    out: list[YAMLMapping] = []
     storage = answers.storage
     if storage is not None:
         if storage.provider == "gcp":

@@ -12,12 +12,10 @@ import dataclasses
 import logging
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from installer.answers import (
     Answers,
@@ -26,16 +24,16 @@ from installer.answers import (
     parse_answers,
     validate,
 )
-from installer.checks.base import category_of
 from installer.errors import AnswersError, InstallerError
 from installer.redact import Redactor
 from installer.safetext import visible
-from installer.safeyaml import YamlError, load_yaml
 from installer.session.steps import STEP_CATEGORIES, STEP_SPEC, STEPS
 from installer.session.work import Cancelled, run_cancellable
 from installer.userfiles import ANSWERS_LIMIT, read_user_file
 
 if TYPE_CHECKING:  # the checks and the target are loaded when first used
+    from _typeshed import DataclassInstance
+
     from installer.checks.base import CheckResult, Resolver
     from installer.checks.engine import Event
     from installer.deploy import DeployResult
@@ -114,7 +112,7 @@ class SavedSession:
     accepted_risks: list[str]
 
 
-def state_directory(environ: Any = None) -> Path:
+def state_directory(environ: Mapping[str, str] | None = None) -> Path:
     """Where the wizard keeps its session: $XDG_STATE_HOME/carto-installer, by default
     ~/.local/state/carto-installer (the XDG base directory rules; CONTRACT.md)."""
     import os
@@ -137,7 +135,7 @@ def default_answers_folder(workdir: Path, state_dir: Path) -> Path:
 
 
 def step_for_check(check_id: str) -> str | None:
-    category = category_of(check_id)
+    category = _category(check_id)
     return next((step for step, cats in STEP_CATEGORIES.items() if category in cats), None)
 
 
@@ -187,7 +185,7 @@ class Session:
 
     # --- secrets -------------------------------------------------------------------------
 
-    def remember_secret(self, value: Any) -> None:
+    def remember_secret(self, value: object) -> None:
         """Every secret typed in the wizard is masked in the log from then on."""
         from installer.answers import Secret
 
@@ -200,6 +198,8 @@ class Session:
         """The session a previous run left, or None. A broken file raises AnswersError."""
         if not self.session_path.is_file():
             return None
+        from installer.safeyaml import YamlError, load_yaml
+
         try:
             data = load_yaml(read_user_file(self.session_path, limit=ANSWERS_LIMIT)
                              .decode("utf-8"))
@@ -235,6 +235,8 @@ class Session:
 
     def save_session(self, step: str) -> None:
         """Record progress (no secrets) so a later run can resume here. Atomic."""
+        import yaml
+
         data = {"version": 1, "step": step, "accepted_risks": list(self.accepted_risks),
                 "answers": answers_to_dict(self.answers)}
         text = ("# carto-installer wizard session: where you stopped. No secrets are kept.\n"
@@ -272,7 +274,7 @@ class Session:
         """Answer paths of secrets typed in the wizard, which the answers file leaves out."""
         found: list[str] = []
 
-        def walk(obj: Any, prefix: str) -> None:
+        def walk(obj: DataclassInstance, prefix: str) -> None:
             from installer.answers import Secret
 
             for f in dataclasses.fields(obj):
@@ -351,7 +353,7 @@ class Session:
             raise Cancelled()
         with self._lock:
             # A whole category re-run replaces its old results (some may no longer apply).
-            for old in [i for i in self.results if category_of(i) in categories]:
+            for old in [i for i in self.results if _category(i) in categories]:
                 del self.results[old]
             for result in results:
                 self.results[result.id] = result
@@ -359,10 +361,10 @@ class Session:
 
     def step_results(self, step: str) -> list[CheckResult]:
         categories = STEP_CATEGORIES.get(step, ())
-        return [r for r in self.results.values() if category_of(r.id) in categories]
+        return [r for r in self.results.values() if _category(r.id) in categories]
 
     def is_accepted(self, check_id: str) -> bool:
-        return check_id in self.accepted_risks or category_of(check_id) in self.accepted_risks
+        return check_id in self.accepted_risks or _category(check_id) in self.accepted_risks
 
     def blocking(self, step: str) -> list[CheckResult]:
         """Failed checks of a step that the user has not accepted as a risk."""
@@ -412,8 +414,17 @@ class Session:
                       confirm=confirm)
 
 
+def _category(check_id: str) -> str:
+    # The check modules load when checks first run, not with the wizard's first screen.
+    from installer.checks.base import category_of
+
+    return category_of(check_id)
+
+
 def _platform_in(path: Path) -> str | None:
     """The platform an existing answers file names, or None (absent or unreadable)."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

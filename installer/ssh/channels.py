@@ -19,6 +19,7 @@ from installer.target import Target
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
     import paramiko
+    from paramiko import Channel, SFTPClient
 
     from installer.answers import SSHSettings
     from installer.redact import Redactor
@@ -102,7 +103,7 @@ class SSHConnection(Target):
         self._sudo_mode: str | None = None
         self._sudo_error: TargetError | None = None
         self._sudo_lock = threading.Lock()
-        self._sftp: Any = None
+        self._sftp: SFTPClient | None = None
         self._sftp_lock = threading.Lock()
         self._sessions = threading.Condition()
         self._sessions_open = 0
@@ -193,7 +194,7 @@ class SSHConnection(Target):
                                    "check the network and run again", started=started,
                                    transport=self._transport)
 
-    def _open_session(self, deadline: float) -> Any:
+    def _open_session(self, deadline: float) -> Channel:
         """A session channel, waiting for a free slot under the server's MaxSessions."""
         paramiko = _paramiko()
         first_refusal = 0.0
@@ -245,7 +246,8 @@ class SSHConnection(Target):
             self.stats.add("channels")
             released = threading.Event()
 
-            def release(channel: Any = channel, released: threading.Event = released) -> None:
+            def release(channel: Channel = channel,
+                        released: threading.Event = released) -> None:
                 if not released.is_set():
                     released.set()
                     with contextlib.suppress(Exception):
@@ -256,11 +258,16 @@ class SSHConnection(Target):
                         log.debug("%s: SSH session closed (%d open)", self.name,
                                   self._sessions_open)
 
+            # The release travels with the channel, so whoever ends up closing it (SFTP hands
+            # its channel back through get_channel()) frees the session; paramiko's Channel
+            # declares no such attribute.
             channel._carto_release = release  # type: ignore[attr-defined]
             return channel
 
     @staticmethod
-    def _release(channel: Any) -> None:
+    def _release(channel: Channel | None) -> None:
+        if channel is None:  # SFTPClient.get_channel() may say None; ours always has one
+            return
         release = getattr(channel, "_carto_release", None)
         if release is not None:
             release()
@@ -291,7 +298,7 @@ class SSHConnection(Target):
         finally:
             self._release(channel)
 
-    def _communicate(self, channel: Any, data: bytes, deadline: float, program: str,
+    def _communicate(self, channel: Channel, data: bytes, deadline: float, program: str,
                      timeout: float, *, sent: threading.Event | None = None
                      ) -> tuple[int, bytes, bytes]:
         """Feed `data`, collect the output and exit code; `sent` is set once every byte of
@@ -361,7 +368,7 @@ class SSHConnection(Target):
         return code, bytes(out), bytes(err)
 
     @contextlib.contextmanager
-    def _sftp_session(self) -> Iterator[Any]:
+    def _sftp_session(self) -> Iterator[SFTPClient]:
         """The shared SFTP session; paramiko's client is not safe for concurrent requests
         (one thread may swallow another's reply), so its users take turns."""
         paramiko = _paramiko()
@@ -389,14 +396,17 @@ class SSHConnection(Target):
                 sftp.close()
             self._release(sftp.get_channel())
 
-    def _new_sftp(self) -> Any:
+    def _new_sftp(self) -> SFTPClient:
         paramiko = _paramiko()
+        from paramiko import SFTPClient  # loaded: _paramiko() imported it
+
         stats = self.stats
 
-        class CountingSFTP(paramiko.SFTPClient):  # type: ignore[misc,name-defined]
+        class CountingSFTP(SFTPClient):
             def _async_request(self, *args: Any) -> Any:
                 stats.add("sftp_requests")
-                return super()._async_request(*args)
+                # Every SFTP request passes here; types-paramiko leaves this private method out.
+                return super()._async_request(*args)  # type: ignore[misc]
 
         channel = self._open_session(time.monotonic() + 30)
         try:

@@ -17,6 +17,7 @@ from installer.hostkeys import HostKeyVerifier
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
     import paramiko
+    from paramiko import Transport
 
     from installer.answers import SSHSettings
     from installer.redact import Redactor
@@ -74,7 +75,7 @@ def _start_transport(sock: Any, host: str, port: int, verifier: HostKeyVerifier,
                      description: str, timeout: float) -> paramiko.Transport:
     """Key exchange, then the host key check, before any credential leaves this machine."""
     paramiko = _paramiko()
-    transport = paramiko.Transport(sock)
+    transport: Transport = paramiko.Transport(sock)
     transport.banner_timeout = timeout
     options = transport.get_security_options()
     options.key_types = verifier.preferred_algorithms(host, port, list(options.key_types))
@@ -92,10 +93,11 @@ def _start_transport(sock: Any, host: str, port: int, verifier: HostKeyVerifier,
         transport.close()
         raise
     transport.set_keepalive(_KEEPALIVE_S)
-    return transport  # type: ignore[no-any-return]
+    return transport
 
 
-def _through_jump(jump: paramiko.Transport, host: str, port: int, timeout: float) -> Any:
+def _through_jump(jump: paramiko.Transport, host: str, port: int, timeout: float
+                  ) -> paramiko.Channel:
     paramiko = _paramiko()
     try:
         return jump.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)

@@ -12,6 +12,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from installer.errors import TargetError
@@ -21,6 +22,8 @@ from installer.ssh.sudo import SudoCommands
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
     import docker
+    import paramiko
+    from urllib3.connectionpool import HTTPConnectionPool
 
 
 log = logging.getLogger("installer.ssh")
@@ -126,7 +129,7 @@ class _DockerBridge:
         threading.Thread(target=self._collect_stderr, args=(channel,), daemon=True).start()
         _pump_socket(conn, channel, on_close=lambda: target._release(channel))
 
-    def _collect_stderr(self, channel: Any) -> None:
+    def _collect_stderr(self, channel: paramiko.Channel) -> None:
         said = bytearray()
         with contextlib.suppress(Exception):
             while True:
@@ -163,9 +166,13 @@ def _docker_client_on(bridge: _DockerBridge, timeout: int) -> docker.DockerClien
     base_url = f"unix://{bridge.path}"
     if bridge.adapter is None:
 
+        # docker ships no type information: its adapter is Any to mypy.
         class OnePoolAdapter(UnixHTTPAdapter):  # type: ignore[misc]
-            def get_connection(self, url: Any, proxies: Any = None) -> Any:
-                return super().get_connection("http+docker://localhost", proxies)
+            def get_connection(self, url: str, proxies: Mapping[str, str] | None = None
+                               ) -> HTTPConnectionPool:
+                pool: HTTPConnectionPool = super().get_connection("http+docker://localhost",
+                                                                  proxies)
+                return pool
 
         adapter = OnePoolAdapter(f"http+unix://{bridge.path}", timeout, max_pool_size=2)
         # Ask the engine's API version through our adapter (a client given a version makes

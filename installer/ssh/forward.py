@@ -12,15 +12,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.ssh.channels import SSHConnection
 from installer.ssh.connect import _OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, _paramiko
 from installer.validators import is_ip
 
-if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
-
-    pass
+if TYPE_CHECKING:  # paramiko is loaded only when a remote target is used
+    from paramiko import Channel
 
 log = logging.getLogger("installer.ssh")
 
@@ -143,7 +142,7 @@ def _check_endpoint(host: str, port: int) -> None:
         raise ValueError(f"not a TCP port: {port!r}")
 
 
-def _bridge_channel(channel: Any, timeout: float,
+def _bridge_channel(channel: Channel, timeout: float,
                     on_close: Callable[[], None] | None = None) -> socket.socket:
     """A real socket whose other end is pumped to and from `channel` by two threads."""
     ours, theirs = socket.socketpair()
@@ -201,7 +200,7 @@ def _bridge_channel(channel: Any, timeout: float,
     return theirs
 
 
-def _pump_socket(conn: socket.socket, channel: Any, on_close: Callable[[], None]) -> None:
+def _pump_socket(conn: socket.socket, channel: Channel, on_close: Callable[[], None]) -> None:
     """Copy both ways between an accepted local connection and a channel until both end."""
     remaining = [2]
     lock = threading.Lock()

@@ -29,9 +29,8 @@ from installer.ssh.sudo import (
 from installer.target import LinkRefused, Progress, StagedFile, sha256_file
 from installer.tempnames import temp_path_for
 
-if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
-
-    pass
+if TYPE_CHECKING:  # paramiko is loaded only when a remote target is used
+    from paramiko import Channel, SFTPAttributes, SFTPClient, SFTPFile
 
 log = logging.getLogger("installer.ssh")
 
@@ -338,8 +337,8 @@ class SFTPFiles(SudoCommands):
             progress(size, size)
         return digest
 
-    def _send_from(self, sftp: Any, local_path: str, remote: str, offset: int, size: int,
-                   progress: Progress | None, sent: list[int]) -> None:
+    def _send_from(self, sftp: SFTPClient, local_path: str, remote: str, offset: int,
+                   size: int, progress: Progress | None, sent: list[int]) -> None:
         if offset:
             handle = sftp.open(remote, "r+b")
             handle.seek(offset)
@@ -395,7 +394,10 @@ def parse_df(text: str) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def _create_private(sftp: Any, path: str, mode: int, *, exclusive: bool = True) -> Any:
+# `sftp` is Any in the next two: they send raw requests through paramiko's private `_request`,
+# which types-paramiko leaves out.
+def _create_private(sftp: Any, path: str, mode: int, *, exclusive: bool = True
+                    ) -> SFTPFile:
     """Open `path` for writing, created with `mode` in the same request.
 
     paramiko's `open()` sends no permissions, so the server would create the file 0666 minus
@@ -424,7 +426,7 @@ def _create_private(sftp: Any, path: str, mode: int, *, exclusive: bool = True) 
     return handle
 
 
-def _fsync(sftp: Any, handle: Any) -> None:
+def _fsync(sftp: Any, handle: SFTPFile) -> None:
     """fsync@openssh.com when the server has it: the data is on disk before the rename."""
     from paramiko.sftp import CMD_EXTENDED
 
@@ -434,7 +436,7 @@ def _fsync(sftp: Any, handle: Any) -> None:
         log.debug("no fsync over SFTP: %s", exc)
 
 
-def _replace(sftp: Any, source: str, destination: str) -> None:
+def _replace(sftp: SFTPClient, source: str, destination: str) -> None:
     try:
         sftp.posix_rename(source, destination)  # atomic, replaces (OpenSSH extension)
     except OSError as exc:
@@ -447,14 +449,14 @@ def _replace(sftp: Any, source: str, destination: str) -> None:
         sftp.rename(source, destination)
 
 
-def _lstat_or_none(sftp: Any, path: str) -> Any:
+def _lstat_or_none(sftp: SFTPClient, path: str) -> SFTPAttributes | None:
     try:
         return sftp.lstat(path)
     except FileNotFoundError:
         return None
 
 
-def _stat_or_none(sftp: Any, path: str) -> Any:
+def _stat_or_none(sftp: SFTPClient, path: str) -> SFTPAttributes | None:
     try:
         return sftp.stat(path)
     except FileNotFoundError:
@@ -472,7 +474,7 @@ def _parts_below(root: str, path: str) -> list[str]:
     return [posixpath.join(root, *names[: i + 1]) for i in range(len(names))]
 
 
-def _same_file(seen: Any, opened: Any) -> bool:
+def _same_file(seen: SFTPAttributes, opened: SFTPAttributes) -> bool:
     """Whether an SFTP fstat matches the lstat made just before the open (SFTP shows no
     inode numbers; owner, mode, size and time together tell a swapped file apart)."""
     return all(getattr(seen, name) == getattr(opened, name)
@@ -522,7 +524,7 @@ class _RemoteWrite:
         self._with_sudo(temp, stage_only)
         return temp
 
-    def _refuse_link(self, sftp: Any) -> None:
+    def _refuse_link(self, sftp: SFTPClient) -> None:
         try:
             found = sftp.lstat(self.path)
         except FileNotFoundError:
@@ -530,7 +532,7 @@ class _RemoteWrite:
         if stat.S_ISLNK(found.st_mode or 0):
             raise LinkRefused(self.path)
 
-    def _over_sftp(self, sftp: Any, temp: str, stage_only: bool) -> None:
+    def _over_sftp(self, sftp: SFTPClient, temp: str, stage_only: bool) -> None:
         handle = _create_private(sftp, temp, self.mode)
         try:
             with handle:
@@ -596,7 +598,7 @@ class _RemoteWrite:
         if not stage_only:
             self.outcome = "replaced"
 
-    def _learn_outcome(self, channel: Any, everything_sent: bool) -> None:
+    def _learn_outcome(self, channel: Channel, everything_sent: bool) -> None:
         """After Ctrl-C: input cut short means the target discards its copy; if everything
         had been sent, wait a moment for the target's verdict."""
         if not everything_sent or self.stage_only:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
 from urllib.parse import quote
 
 from installer.storage import (
@@ -25,6 +24,7 @@ from installer.storage import (
     StoreError,
 )
 from installer.storage.http import HttpResponse, Transport, TransportError
+from installer.yamldata import JSONObject
 
 PUBLIC_ENDPOINT = "https://storage.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
@@ -181,7 +181,7 @@ _PUBLIC_READ_ROLES = {"roles/storage.objectViewer", "roles/storage.legacyObjectR
                       "roles/storage.objectReader"}
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def _json(body: bytes) -> JSONObject:
     try:
         data = json.loads(body)
     except json.JSONDecodeError:

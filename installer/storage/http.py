@@ -6,7 +6,7 @@ library takes a socket from someone else's `open_connection` and a proxy and a T
 memory BIOs at the same time, so this module does the little that is needed itself: one request
 per connection (`Connection: close`), Content-Length or chunked bodies, a size cap and one
 deadline for the whole exchange. TLS and the proxy CONNECT are the egress probe's own
-(installer/egress.py), so both paths behave the same way through the same proxies.
+(installer/egress/probe.py), so both paths behave the same way through the same proxies.
 """
 
 from __future__ import annotations
@@ -19,13 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
-from installer.egress import (
-    ProbeFailure,
-    Proxy,
-    _proxy_connect,
-    _TLSStream,
-    bypasses_proxy,
-)
+from installer.egress.hosts import Proxy, bypasses_proxy
+from installer.egress.probe import ProbeFailure, TLSStream, proxy_connect
 
 if TYPE_CHECKING:
     from installer.answers import ProxySettings
@@ -84,7 +79,7 @@ class _Socket:
         return self.sock.recv(size)
 
 
-class _TLS(_TLSStream):
+class _TLS(TLSStream):
     """The egress probe's TLS over any stream, reading an answer to its end: servers often
     close without a TLS close_notify after `Connection: close`, which ends the answer (a cut
     body is caught by its Content-Length in `_parse`)."""
@@ -147,7 +142,7 @@ class Transport:
                 stream = self._tls(stream, proxy.host, f"the proxy {proxy.url}")
             if proxy is not None and scheme == "https":
                 try:
-                    pending = _proxy_connect(stream, host, port, proxy)
+                    pending = proxy_connect(stream, host, port, proxy)
                 except ProbeFailure as exc:
                     raise TransportError("proxy CONNECT", exc.detail) from None
                 stream = self._tls(stream, host, host, pending)

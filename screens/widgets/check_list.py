@@ -268,33 +268,37 @@ class CheckDetail(Static):
             self.update(Text("Select a check to see what was measured and how to fix it.",
                              style="dim"))
             return
-        text = Text()
-        if row.result is None:
-            text.append(f"{row.title} ({row.id}): checking…", style="bold")
-            self.update(text)
-            return
-        r = row.result
-        mark, colour = MARKS[r.status]
-        text.append(f"{mark} {r.title}", style=f"bold {colour}")
-        text.append(f"  {r.id} · {r.status}\n", style="dim")
-        text.append(visible(r.message) + "\n")
-        if r.observed or r.required:
-            text.append("Observed: ", style="bold")
-            text.append(visible(f"{r.observed or '-'}   "))
-            text.append("Required: ", style="bold")
-            text.append(visible(f"{r.required or '-'}\n"))
-        if r.remediation:
-            others = [i for i in same_fix or [] if i != r.id]
-            text.append("Fix: " if not others else
-                        f"Fix (the same for {len(others) + 1} checks, this and "
-                        f"{', '.join(others)}): ", style="bold")
-            text.append(r.remediation + "\n")
-        if r.status in (Status.FAIL, Status.ERROR):
-            if accepted:
-                text.append("You accepted this risk: it will not stop the deployment "
-                            "(press a to withdraw).", style="yellow")
-            else:
-                text.append("This blocks the deployment: fix it and press r, or press a to "
-                            "accept the risk.", style="italic")
-        text.rstrip()
-        self.update(text)
+        self.update(detail_text(row, accepted, same_fix))
+
+
+def detail_text(row: Row, accepted: bool = False, same_fix: list[str] | None = None) -> Text:
+    """One check's detail as the panel shows it, and as the Enter dialog repeats it."""
+    text = Text()
+    if row.result is None:
+        text.append(f"{row.title} ({row.id}): checking…", style="bold")
+        return text
+    r = row.result
+    mark, colour = MARKS[r.status]
+    text.append(f"{mark} {r.title}", style=f"bold {colour}")
+    text.append(f"  {r.id} · {r.status}\n", style="dim")
+    text.append(visible(r.message) + "\n")
+    if r.observed or r.required:
+        text.append("Observed: ", style="bold")
+        text.append(visible(f"{r.observed or '-'}   "))
+        text.append("Required: ", style="bold")
+        text.append(visible(f"{r.required or '-'}\n"))
+    if r.remediation:
+        others = [i for i in same_fix or [] if i != r.id]
+        text.append("Fix: " if not others else
+                    f"Fix (the same for {len(others) + 1} checks, this and "
+                    f"{', '.join(others)}): ", style="bold")
+        text.append(r.remediation + "\n")
+    if r.status in (Status.FAIL, Status.ERROR):
+        if accepted:
+            text.append("You accepted this risk: it will not stop the deployment "
+                        "(press a to withdraw).", style="yellow")
+        else:
+            text.append("This blocks the deployment: fix it and press r, or press a to "
+                        "accept the risk.", style="italic")
+    text.rstrip()
+    return text

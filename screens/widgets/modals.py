@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +13,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
 from screens.widgets.nav_button import NavButton
+
+if TYPE_CHECKING:  # the file picker's tree loads with the picker
+    from textual.widgets import DirectoryTree
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -65,7 +68,9 @@ class ConfirmModal(ModalScreen[bool]):
         self.danger = danger
         # Textual focuses this right after composing, before any key can dismiss the dialog;
         # focusing from on_mount raced a quick answer (the children were already gone).
-        self.AUTO_FOCUS = "#yes" if default_yes else "#no"
+        # Textual declares AUTO_FOCUS a ClassVar yet reads it through the instance, and which
+        # button starts focused is per dialog.
+        self.AUTO_FOCUS = "#yes" if default_yes else "#no"  # type: ignore[misc]
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -155,13 +160,15 @@ class FilePicker(ModalScreen[str | None]):
         event.stop()
         path = Path(event.value).expanduser()
         if path.is_dir():
-            tree = self.query_one("#picker-tree")
-            tree.path = path  # type: ignore[attr-defined]
+            from textual.widgets import DirectoryTree  # loaded already: compose() built one
+
+            tree = self.query_one("#picker-tree", DirectoryTree)
+            tree.path = path
             tree.focus()
             return
         self.dismiss(str(path))
 
-    def on_directory_tree_file_selected(self, event: Any) -> None:
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
         self.dismiss(str(event.path))
 

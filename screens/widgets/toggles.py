@@ -10,6 +10,8 @@ from textual.widgets import Checkbox, RadioButton, RadioSet
 class Choice(RadioButton):
     """A radio button: ● when chosen, ○ when not."""
 
+    # Textual declares BUTTON_INNER a plain attribute and reads it at every render: a read-only
+    # property is the one hook that makes the glyph follow the value.
     @property
     def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - Textual's name
         return "●" if self.value else "○"
@@ -19,7 +21,7 @@ class Tick(Checkbox):
     """A checkbox: ✔ when ticked, blank when not."""
 
     @property
-    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # noqa: N802 - as Choice's
         return "✔" if self.value else " "
 
 

@@ -1,0 +1,16 @@
+"""Names for data whose shape belongs to a file or a tool, not to this program.
+
+A vendor's docker-compose.yaml, a chart's rendered manifests, `kubectl -o json`, an answers
+file before it is validated: what `yaml.safe_load` or `json.loads` returns can be any tree of
+mappings, lists and scalars. The code narrows such a value with isinstance where it reads it;
+these aliases say in a signature that the value is such data, and nothing else is typed Any.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+YAMLValue: TypeAlias = Any  # mappings, lists, strings, numbers, booleans, None, dates
+YAMLMapping: TypeAlias = dict[str, YAMLValue]  # a document or a node known to be a mapping
+JSONValue: TypeAlias = Any  # the same, as a JSON parser returns it (no dates)
+JSONObject: TypeAlias = dict[str, JSONValue]
