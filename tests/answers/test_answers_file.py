@@ -14,9 +14,9 @@ import yaml
 
 from installer.answers import json_schema, load_answers
 from installer.redact import Redactor
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import make_package
-from tests.helpers import REPO, run_cli
+from tests.support.cli import REPO, run_cli
+from tests.support.compose_deployment import make_deployment
+from tests.support.package import make_package
 
 SCHEMA = REPO / "assets" / "answers.schema.json"
 EXAMPLE = REPO / "examples" / "answers.yaml"

@@ -26,10 +26,10 @@ from installer.checks.base import CheckContext, CheckResult, Status
 from installer.checks.engine import run_checks
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.helpers import cli_env
 from tests.services.netdb_namespaces import namespaced
 from tests.services.postgres import PostgresServer
 from tests.services.tls_ca import TestCA, free_loopback_port, silent_server
+from tests.support.cli import cli_env
 
 ROLES = {  # name -> attributes
     "netdb_super": {"superuser": True},
@@ -526,7 +526,7 @@ def test_cli_json_report_with_a_real_database(
 ) -> None:
     """`preflight --only net,tls,db --format json` with the system resolver: a private
     /etc/hosts maps the domain to this machine's own address (nothing else is looked up)."""
-    from tests.test_checks_network import own_address
+    from tests.checks.test_network import own_address
 
     now = datetime.datetime.now(datetime.UTC)
     expired = test_ca.issue(
@@ -601,7 +601,7 @@ def test_on_kubernetes_the_chart_says_who_creates_an_absent_user_and_database(
     absent user and database are said to be created by it. A chart that cannot be rendered
     leaves that unknown, and nothing is promised."""
     from installer.answers import parse_answers
-    from tests.services.k8s_package import CHART, k8s_answers, make_helm_package
+    from tests.support.k8s_package import CHART, k8s_answers, make_helm_package
 
     monkeypatch.setenv("PATH", f"{helm_bin.parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)

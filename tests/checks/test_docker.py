@@ -14,9 +14,9 @@ import docker
 import docker.errors
 
 from installer.vendor import services_publishing
-from tests.helpers import cli_env, host_ports_lock, run_cli
 from tests.services.dockerd import build_image
-from tests.services.vendor_compose import NEW_RELEASE, copy_release
+from tests.support.cli import cli_env, host_ports_lock, run_cli
+from tests.support.vendor_compose import NEW_RELEASE, copy_release
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict]:

@@ -152,7 +152,7 @@ def test_a_stuck_check_never_holds_the_programs_exit() -> None:
     import subprocess
     import sys
 
-    from tests.helpers import cli_env
+    from tests.support.cli import cli_env
 
     script = (
         "import time\n"

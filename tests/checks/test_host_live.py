@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, host_ports_lock, run_cli
+from tests.support.cli import cli_env, host_ports_lock, run_cli
 
-SAMPLES = Path(__file__).parent / "fixtures" / "hosts"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hosts"
 
 
 def checks_by_id(stdout: str) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from installer.checks.base import CheckContext, Status
 from installer.checks.docker import parse_compose_version, version_prefix
 from installer.target import LocalTarget
 
-SAMPLES = Path(__file__).parent / "fixtures" / "hosts"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "hosts"
 
 
 def facts_text(*, os_release: str | None = None, meminfo: str = "", uname: str = "Linux x86_64",

@@ -18,9 +18,9 @@ from installer.checks.base import CheckResult
 from installer.kube import classify, parse_quantity
 from installer.preflight import run_preflight
 from installer.target import LocalTarget
-from tests.helpers import run_cli
 from tests.services.k8s_apiserver import FakeCluster, NodeSpec, good_nodes
-from tests.services.k8s_tools import fake_helm_binary
+from tests.support.cli import run_cli
+from tests.support.k8s_tools import fake_helm_binary
 
 
 def use_cluster(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, *bin_dirs: Path) -> None:
@@ -368,7 +368,7 @@ def test_package_version_is_checked_against_the_charts_minimum(
     """Before any install: the test chart says 2024.1.1 is its minimum (an annotation read
     with the real `helm show chart`), so an older package fails at preflight instead of in
     the chart's pre-install hook."""
-    from tests.services.k8s_package import k8s_answers, make_helm_package
+    from tests.support.k8s_package import k8s_answers, make_helm_package
 
     package = make_helm_package(tmp_path / "pkg", version=version)
     answers = parse_answers(k8s_answers(cluster, package.path))
@@ -383,7 +383,7 @@ def test_package_version_is_checked_against_the_charts_minimum(
 
 def test_unreadable_chart_leaves_the_minimum_unknown(cluster: FakeCluster,
                                                     tmp_path: Path) -> None:
-    from tests.services.k8s_package import k8s_answers, make_helm_package
+    from tests.support.k8s_package import k8s_answers, make_helm_package
 
     package = make_helm_package(tmp_path / "pkg")
     data = k8s_answers(cluster, package.path)

@@ -14,9 +14,9 @@ import yaml
 from installer.errors import AnswersError
 from installer.package import compare_versions, read_package, version_at_least
 from installer.redact import Redactor
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import make_package, service_account_json
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.compose_deployment import make_deployment
+from tests.support.package import make_package, service_account_json
 
 
 def test_folder_package_parses_and_hands_every_secret_to_the_redactor(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ from installer.egress import (
 )
 from installer.target import LocalTarget
 from installer.validators import validate_domain
-from tests.helpers import REPO, cli_env
 from tests.services.netdb_namespaces import namespaced, tinyproxy_with_hosts
 from tests.services.tls_ca import (
     LoopbackServer,
@@ -46,6 +45,7 @@ from tests.services.tls_ca import (
     tls_server,
     wait_until,
 )
+from tests.support.cli import REPO, cli_env
 
 BASE_HOSTS = [
     "auth.carto.com",
@@ -730,7 +730,7 @@ def _egress_ids(directory: Path, **answers: object) -> list[str]:
 
 
 def test_egress_probes_the_registry_the_vendors_env_tpl_names(tmp_path: Path) -> None:
-    from tests.services.vendor_compose import NEW_RELEASE, copy_release
+    from tests.support.vendor_compose import NEW_RELEASE, copy_release
 
     directory = copy_release(NEW_RELEASE, tmp_path / "carto")
     (directory / "customer.env").write_text("LOCAL_POSTGRES_SCALE=0\nLOCAL_REDIS_SCALE=1\n")

@@ -383,7 +383,8 @@ def test_generator_refuses_a_bad_domain() -> None:
 
 
 def test_the_generated_key_is_redacted_and_the_check_accepts_the_pair(tmp_path: Path) -> None:
-    # Rendering writes the pair (modes and owners: tests/test_render.py); here, what it holds.
+    # Rendering writes the pair (modes and owners: tests/render/test_compose.py); here, what it
+    # holds.
     redactor = Redactor()
     cert_pem, key_pem = generate_self_signed(DOMAIN, redactor=redactor)
     cert_path, key_path = tmp_path / "carto.crt", tmp_path / "carto.key"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from installer.checks.catalog import all_checks
-from tests.helpers import REPO, cli_env, run_cli
+from tests.support.cli import REPO, cli_env, run_cli
 
 ENV_NAMES = {"TEST_PG_ADMIN_PASSWORD": "admin-Secret-1", "TEST_PG_PASSWORD": "carto-Secret-2"}
 
@@ -75,8 +75,8 @@ def test_a_yaml_error_points_at_a_line_that_exists(tmp_path: Path, text: str,
 
 @pytest.fixture
 def compose_files(tmp_path: Path) -> tuple[Path, Path]:
-    from tests.fixtures.compose_fixture import make_deployment, write_answers
-    from tests.fixtures.package import make_package
+    from tests.support.compose_deployment import make_deployment, write_answers
+    from tests.support.package import make_package
 
     deploy = make_deployment(tmp_path / "deploy")
     package = make_package(tmp_path / "package")
@@ -242,7 +242,7 @@ def test_hosts_that_fail_the_same_way_share_one_fix_in_the_report(tmp_path: Path
 
 
 def test_answers_of_another_platform_are_never_replaced(tmp_path: Path) -> None:
-    from tests.services.wizard_support import new_state
+    from tests.support.wizard import new_state
 
     compose = new_state(tmp_path)
     compose.answers.domain = "carto.example.com"
@@ -277,7 +277,7 @@ def test_started_inside_the_installer_nothing_is_written_into_the_checkout(
 
 
 def test_kubernetes_customizations_go_next_to_the_answers_file(tmp_path: Path) -> None:
-    from tests.services.k8s_package import k8s_answers, make_helm_package
+    from tests.support.k8s_package import k8s_answers, make_helm_package
 
     package = make_helm_package(tmp_path / "package")
     folder = tmp_path / "site"

@@ -36,11 +36,11 @@ from installer.safeyaml import YamlError, load_yaml
 from installer.target import LinkRefused, LocalTarget
 from installer.userfiles import FileRefused, read_user_file, read_zip_member
 from installer.validators import validate_proxy_url
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import GeneratedPackage, make_package
-from tests.helpers import cli_env, run_cli
-from tests.services.k8s_package import HelmPackage, k8s_answers, make_helm_package
 from tests.services.tls_ca import TestCA
+from tests.support.cli import cli_env, run_cli
+from tests.support.compose_deployment import make_deployment
+from tests.support.k8s_package import HelmPackage, k8s_answers, make_helm_package
+from tests.support.package import GeneratedPackage, make_package
 
 DOMAIN = "carto.example.com"
 HOSTILE = "Evil\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\x9b31m OS"

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from installer.cli import main
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import make_package
+from tests.support.compose_deployment import make_deployment
+from tests.support.package import make_package
 
 SEED = 20261201
 CASES = 300

@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 from installer.envfile import EnvFile
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import make_package
-from tests.helpers import cli_env, run_cli
 from tests.services.tls_ca import TestCA
-from tests.services.wizard_support import new_state, screen_text, sync, wait_until
+from tests.support.cli import cli_env, run_cli
+from tests.support.compose_deployment import make_deployment
+from tests.support.package import make_package
+from tests.support.wizard import new_state, screen_text, sync, wait_until
 
 DOMAIN = "carto.example.com"
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31m"
@@ -270,7 +270,7 @@ def test_a_failed_switch_puts_back_what_it_had_switched(tmp_path: Path,
 
 def test_remote_os_release_with_escape_sequences_is_shown_inert(
         ssh_servers: Any, target_credentials: Any, tmp_path: Path) -> None:
-    from tests.services.sshtarget_tools import SSH_USER, use_hosts
+    from tests.support.ssh_target import SSH_USER, use_hosts
 
     server = ssh_servers(os_release=f'NAME="Evil"\nID=evil\nVERSION_ID="1"\n'
                                     f'PRETTY_NAME="Evil{ESCAPES}RED OS"\n')

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-from tests.helpers import REPO, run_cli
+from tests.support.cli import REPO, run_cli
 
 SCHEMA = json.loads((REPO / "assets" / "report.schema.json").read_text())
 
@@ -128,7 +128,7 @@ def _run_in_pty(*args: str, extra_env: dict[str, str]) -> str:
     import subprocess
     import sys
 
-    from tests.helpers import cli_env
+    from tests.support.cli import cli_env
 
     env = cli_env(extra_env)
     if "NO_COLOR" not in extra_env:

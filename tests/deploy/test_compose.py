@@ -18,7 +18,9 @@ import pytest
 import yaml
 
 from installer.answers import dump_answers, load_answers
-from tests.fixtures.compose_fixture import (
+from tests.services.tls_ca import TestCA
+from tests.support.cli import cli_env, host_ports_lock, run_cli
+from tests.support.compose_deployment import (
     APP_IMAGE,
     ROUTER_IMAGE,
     build_images,
@@ -26,9 +28,7 @@ from tests.fixtures.compose_fixture import (
     make_deployment,
     write_answers,
 )
-from tests.fixtures.package import make_package
-from tests.helpers import cli_env, host_ports_lock, run_cli
-from tests.services.tls_ca import TestCA
+from tests.support.package import make_package
 
 DOMAIN = "carto-e2e.example.com"
 # Planted secrets, with the characters that break hand-written env files.

@@ -37,14 +37,14 @@ from installer.deploy.helm import (
 from installer.errors import DeployError, InputError
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.helpers import cli_env
 from tests.services.k8s_apiserver import (
     FakeCluster,
     decode_release,
     release_secrets,
     set_release_status,
 )
-from tests.services.k8s_package import (
+from tests.support.cli import cli_env
+from tests.support.k8s_package import (
     CHART,
     HelmPackage,
     client_environment,

@@ -19,14 +19,14 @@ import docker
 import pytest
 import yaml
 
-from tests.fixtures.compose_fixture import (
+from tests.support.cli import cli_env, host_ports_lock, run_cli
+from tests.support.compose_deployment import (
     build_images,
     compose_down,
     make_deployment,
     write_answers,
 )
-from tests.fixtures.package import GeneratedPackage, make_package
-from tests.helpers import cli_env, host_ports_lock, run_cli
+from tests.support.package import GeneratedPackage, make_package
 
 DOMAIN = "carto-ops.example.com"
 ADMIN_PASSWORD = "pg-Admin-planted-7Qx$ecret"

@@ -26,11 +26,11 @@ from installer.operate.installation import Installation, Progress
 from installer.operate.restore import restore
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.fixtures.compose_fixture import make_deployment
-from tests.fixtures.package import make_package
 from tests.services.postgres import PostgresServer
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.sshtarget_tools import trust
+from tests.support.compose_deployment import make_deployment
+from tests.support.package import make_package
+from tests.support.ssh_target import trust
 
 DATABASE = "ops_metadata"
 SCHEMA = """

@@ -21,15 +21,15 @@ from installer.operate.restore import restore
 from installer.operate.uninstall import apply_uninstall, plan_uninstall
 from installer.redact import Redactor
 from installer.target import LocalTarget
+from tests.deploy.test_helm import DB_PASSWORD, deploy, external_db_answers
 from tests.services.k8s_apiserver import FakeCluster, release_secrets
-from tests.services.k8s_package import make_helm_package
-from tests.test_k8s_deploy import DB_PASSWORD, deploy, external_db_answers
+from tests.support.k8s_package import make_helm_package
 
 
 @pytest.fixture
 def cluster(k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path,
             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeCluster:
-    from tests.services.k8s_package import client_environment
+    from tests.support.k8s_package import client_environment
 
     client_environment(k8s_cluster, monkeypatch, helm_bin.parent, kubectl_bin.parent)
     work = tmp_path / "work"

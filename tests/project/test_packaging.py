@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.support.cli import REPO
 
 IGNORE = shutil.ignore_patterns(".git", ".venv", ".test-venv", ".cache", "__pycache__",
                                 "*.egg-info", "build", "dist", ".pytest_cache", "*.log")

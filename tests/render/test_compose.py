@@ -25,11 +25,11 @@ from installer.render import apply_render, plan_render
 from installer.render.compose import TEMPLATE_BANNER, VERSION_BANNER, owned_settings
 from installer.render.merge import BASE_RECORD, BaseRecord
 from installer.target import LocalTarget
-from tests.fixtures.compose_fixture import DEPLOYMENT, make_deployment
-from tests.fixtures.package import GeneratedPackage, make_package
-from tests.helpers import run_cli
+from tests.render.test_envfile import NASTY, compose_commands
 from tests.services.tls_ca import TestCA
-from tests.test_envfile import NASTY, compose_commands
+from tests.support.cli import run_cli
+from tests.support.compose_deployment import DEPLOYMENT, make_deployment
+from tests.support.package import GeneratedPackage, make_package
 
 DOMAIN = "carto.example.com"
 TOOLS = {"v1": (["docker-compose"], "1.29.2"), "v2": (["docker", "compose"], "2.40.3")}

@@ -16,8 +16,8 @@ from installer.errors import AnswersError, InputError
 from installer.redact import Redactor
 from installer.render import apply_render, plan_render
 from installer.target import LocalTarget
-from tests.helpers import run_cli
-from tests.services.k8s_package import (
+from tests.support.cli import run_cli
+from tests.support.k8s_package import (
     CHART,
     HelmPackage,
     k8s_answers,

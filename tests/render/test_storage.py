@@ -23,11 +23,11 @@ from installer.redact import Redactor
 from installer.render import apply_render, plan_render
 from installer.render.helm import secret_manifests
 from installer.target import LocalTarget
-from tests.fixtures.package import make_package, service_account_json
-from tests.services.k8s_package import make_helm_package
 from tests.services.tls_ca import TestCA
+from tests.support.k8s_package import make_helm_package
+from tests.support.package import make_package, service_account_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT.parent / "shared" / "vendor"
 COMPOSE_RELEASE = "compose-2026.7.16"
 CHART_TGZ = "carto-1.280.1.tgz"

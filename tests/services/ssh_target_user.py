@@ -1,18 +1,15 @@
-"""Helpers for testing `installer.ssh.SSHTarget` against the real sshd of tests/services/sshd.py.
+"""The SSH test user's servers: sshd instances whose folders `cartossh` can enter, its account
+and keys, a real ssh-agent, and a second user with a hostile password.
 
 - `target_credentials`: keys and a password for `cartossh`, a user of these tests alone.
-- `target_settings(...)`: answers `target:` settings built through the real answers loader
-  (validators, `password_env`), so tests log in exactly as a user's answers file would.
-- `trust(known_hosts, *servers)`: a known_hosts file that already knows the servers.
-- `kill_ssh_sessions(server)`: SIGKILL the per-connection sshd processes, as a dropped
-  network link would end a session mid-transfer.
 - `ssh_agent` fixture: a real `ssh-agent` (Debian openssh-client) on a private socket.
 - `ssh_servers` / `one_ssh_server` / `shared_ssh_server`: sshd servers whose folders the test
   user can enter (the shared one lives for the session, for tests that neither restart it nor
   change its settings); `remote_dir`: a folder that user owns.
-- `use_hosts(server, names)`: the server's own /etc/hosts, so the target resolves real names
-  to loopback (and no other name leaves this machine).
 - `hostile_ssh_user`: a second user whose password is full of shell syntax, with sudo.
+
+Helpers that only use these servers (answers settings, known_hosts, /etc/hosts of the target)
+are in tests/support/ssh_target.py.
 """
 
 from __future__ import annotations
@@ -25,17 +22,15 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from installer.answers import SSHSettings, parse_answers
 from tests.services.sshd import SSHCredentials, SSHServer, _make_client_keys
+from tests.support.ssh_target import SSH_USER, open_folder
 
 # A password made of everything a shell would act on; chpasswd forbids ':' and newlines.
 HOSTILE_USER = "cartohostile"
@@ -44,78 +39,6 @@ HOSTILE_PASSWORD = (
     f"q'u\"o`touch {CANARY}`te; touch {CANARY} && $(touch {CANARY}) ${{IFS}}|& \\ *?~ end"
 )
 
-
-def trust(known_hosts: Path, *servers: SSHServer) -> Path:
-    known_hosts.parent.mkdir(parents=True, exist_ok=True)
-    known_hosts.write_text("".join(s.known_hosts_line() + "\n" for s in servers))
-    return known_hosts
-
-
-def target_settings(server: SSHServer, known_hosts: Path, *, user: str | None = None,
-                    identity_file: Path | None = None, password_env: str | None = None,
-                    env: dict[str, str] | None = None, sudo: bool = False,
-                    jump: SSHServer | None = None, jump_user: str | None = None) -> SSHSettings:
-    data: dict[str, Any] = {
-        "host": server.host,
-        "port": server.port,
-        "user": user or server.user,
-        "known_hosts": str(known_hosts),
-        "sudo": sudo,
-    }
-    if identity_file is not None:
-        data["identity_file"] = str(identity_file)
-    if password_env is not None:
-        data["password_env"] = password_env
-    if jump is not None:
-        data["jump"] = {"host": jump.host, "port": jump.port, "user": jump_user or jump.user}
-    answers = parse_answers({"version": 1, "target": data}, env=env or {})
-    assert answers.target is not None
-    return answers.target
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
-            found += [int(p) for p in text.split()]
-    return found
-
-
-def _descendants(pid: int) -> list[int]:
-    found: list[int] = []
-    pending = _children(pid)
-    while pending:
-        child = pending.pop()
-        found.append(child)
-        pending += _children(child)
-    return found
-
-
-def kill_ssh_sessions(server: SSHServer) -> int:
-    """SIGKILL every connection handler of `server` and what they started (the privileged
-    monitor, the network-facing child, the user's commands); the listener lives on.
-    Returns how many processes were killed."""
-    process = server._process
-    assert process is not None, "the server is not running"
-    # Stop first, then look again, until no new process appears: a child forked between a
-    # look and a kill (sudo starting its shell) would otherwise survive and clean up after
-    # itself, which is not the crash this stands for. Then kill what was stopped.
-    stopped: list[int] = []
-    while True:
-        found = [pid for pid in _descendants(process.pid) if pid not in stopped]
-        if not found:
-            break
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-    killed = 0
-    for pid in stopped:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-            killed += 1
-    return killed
 
 
 @dataclass
@@ -165,7 +88,6 @@ def ssh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHAgent]:
             os.kill(pid, signal.SIGTERM)
 
 
-SSH_USER = "cartossh"
 _PASSWORD_FILE = Path("/tmp/carto-ssh-tests-user.pw")
 
 
@@ -229,17 +151,6 @@ def allow_sudo(server: SSHServer) -> None:
     drop_in = server.directory / "sudoers.d" / SSH_USER
     drop_in.write_text(rule)
     drop_in.chmod(0o440)
-
-
-def open_folder(prefix: str, mode: int = 0o711) -> Path:
-    """A folder in /tmp that other users can traverse.
-
-    pytest's temp folders sit under /tmp/pytest-of-<user> (0700), which the SSH test user cannot
-    enter: sshd reads authorized_keys as that user (so key logins would fail), and SFTP as that
-    user could not reach test files."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    folder.chmod(mode)
-    return folder
 
 
 SSHServers = Callable[..., SSHServer]
@@ -316,32 +227,3 @@ def hostile_ssh_user(shared_ssh_server: SSHServer) -> Iterator[tuple[str, str]]:
         yield HOSTILE_USER, HOSTILE_PASSWORD
     finally:
         rule.unlink(missing_ok=True)
-
-
-def use_hosts(server: SSHServer, names: Mapping[str, str]) -> None:
-    """Give the server's machine its own /etc/hosts (`names` -> addresses) and an empty
-    /etc/resolv.conf, bind-mounted into its mount namespace with nsenter: the target then
-    resolves real host names to loopback, and any other name fails on this machine (glibc
-    asks 127.0.0.1:53, where nothing answers) instead of reaching a DNS server off it."""
-    process = server._process
-    assert process is not None, "the server is not running"
-    if shutil.which("nsenter") is None:
-        raise RuntimeError("nsenter is missing: apt-get install -y util-linux")
-    hosts = server.directory / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n::1 localhost\n"
-                     + "".join(f"{address} {name}\n" for name, address in names.items()))
-    resolv = server.directory / "resolv.conf"
-    resolv.write_text("# empty: names not in /etc/hosts fail on this machine\n")
-    for source, target in ((hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")):
-        source.chmod(0o644)
-        subprocess.run(["nsenter", f"--target={process.pid}", "--mount", "--", "mount",
-                        "--bind", str(source), target], check=True, capture_output=True)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())

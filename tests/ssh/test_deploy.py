@@ -25,21 +25,21 @@ import yaml
 from installer.deploy.compose.images import load_images_archive
 from installer.errors import TargetError
 from installer.ssh import SSHTarget
-from tests.fixtures.compose_fixture import (
+from tests.services.dockerd import build_image
+from tests.services.netdb_namespaces import namespaced
+from tests.services.ssh_target_user import SSHServers
+from tests.services.sshd import SSHCredentials, SSHServer
+from tests.support.cli import cli_env, host_ports_lock
+from tests.support.compose_deployment import (
     APP_IMAGE,
     build_images,
     compose_down,
     make_deployment,
     write_answers,
 )
-from tests.fixtures.package import make_package
-from tests.helpers import cli_env, host_ports_lock
-from tests.services.dockerd import build_image
-from tests.services.netdb_namespaces import namespaced
-from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.sshtarget_tools import (
+from tests.support.package import make_package
+from tests.support.ssh_target import (
     SSH_USER,
-    SSHServers,
     kill_ssh_sessions,
     open_folder,
     target_settings,

@@ -43,16 +43,16 @@ from installer.render import RenderPlan, apply_render, stale_temp_files
 from installer.ssh import ConnectionLostError, SSHTarget
 from installer.target import LinkRefused
 from installer.tempnames import temp_file_owner, temp_path_for
-from tests.fixtures.compose_fixture import make_deployment, write_answers
-from tests.fixtures.package import make_package
-from tests.helpers import cli_env
 from tests.services.recording_bastion import RecordingBastion
+from tests.services.ssh_target_user import start_target_server
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.sshtarget_tools import (
+from tests.support.cli import cli_env
+from tests.support.compose_deployment import make_deployment, write_answers
+from tests.support.package import make_package
+from tests.support.ssh_target import (
     SSH_USER,
     kill_ssh_sessions,
     open_folder,
-    start_target_server,
     target_settings,
     trust,
     wait_for,
@@ -455,7 +455,7 @@ def test_a_sudo_write_keeps_only_a_trusted_owner(
 @pytest.fixture
 def ports_held() -> Iterator[None]:
     """host.ports is compared between two runs: no other test may take 443 or 80 meanwhile."""
-    from tests.helpers import host_ports_lock
+    from tests.support.cli import host_ports_lock
 
     with host_ports_lock():
         yield

@@ -42,19 +42,17 @@ from installer.redact import Redactor
 from installer.render import stale_temp_files
 from installer.ssh import ConnectionLostError, SSHTarget, parse_df
 from installer.target import CommandNotFound, LocalTarget
+from tests.services.ssh_target_user import CANARY, SSHAgent, SSHServers
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.sshtarget_tools import (
-    CANARY,
+from tests.services.tls_ca import TestCA, tls_server
+from tests.support.ssh_target import (
     SSH_USER,
-    SSHAgent,
-    SSHServers,
     kill_ssh_sessions,
     open_folder,
     target_settings,
     trust,
     wait_for,
 )
-from tests.services.tls_ca import TestCA, tls_server
 
 
 def connect(settings, *, accept: str | None = None, confirm=None, redactor=None,
@@ -772,7 +770,7 @@ def test_cli_asks_for_the_identity_passphrase_on_the_terminal(
     import pexpect
     import yaml
 
-    from tests.helpers import cli_env
+    from tests.support.cli import cli_env
 
     answers = tmp_path / "answers.yaml"
     answers.write_text(yaml.safe_dump({"version": 1, "target": {

@@ -35,9 +35,10 @@ from tests.services.object_stores import (
     GcsEmulator,
     S3Server,
 )
+from tests.services.ssh_target_user import SSHServers
 from tests.services.sshd import SSHCredentials
-from tests.services.sshtarget_tools import SSHServers, target_settings, trust, use_hosts
 from tests.services.tls_ca import TestCA
+from tests.support.ssh_target import target_settings, trust, use_hosts
 
 
 def unique(prefix: str) -> str:
@@ -389,7 +390,7 @@ def test_preflight_cli_reports_the_storage_checks(s3_server: S3Server, s3_good: 
     """End to end through the catalog: `preflight --only storage` on this machine."""
     import yaml
 
-    from tests.helpers import run_cli
+    from tests.support.cli import run_cli
 
     data = s3_answers(s3_server, s3_good[0], unique("absent"))
     data.pop("_key"), data.pop("_secret")

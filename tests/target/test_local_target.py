@@ -1,5 +1,6 @@
-"""`Target.upload` on this machine: the same promises as over SSH (tests/test_ssh.py), a whole
-file or none at the final path, a resumed copy after an interruption, nothing copied twice."""
+"""`Target.upload` on this machine: the same promises as over SSH (tests/ssh/test_target.py), a
+whole file or none at the final path, a resumed copy after an interruption, nothing copied
+twice."""
 
 from __future__ import annotations
 

@@ -24,16 +24,16 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.fixtures.compose_fixture import (
+from tests.services.tls_ca import TestCA
+from tests.support.cli import host_ports_lock, run_cli
+from tests.support.compose_deployment import (
     build_release_images,
     compose_down,
     make_release,
     write_answers,
 )
-from tests.fixtures.package import GeneratedPackage, make_package
-from tests.helpers import host_ports_lock, run_cli
-from tests.services.tls_ca import TestCA
-from tests.services.vendor_compose import NEW_RELEASE, OLD_RELEASE, vendor_release
+from tests.support.package import GeneratedPackage, make_package
+from tests.support.vendor_compose import NEW_RELEASE, OLD_RELEASE, vendor_release
 
 DOMAIN = "carto-upgrade.example.com"
 SKIP = "host.cpu,egress"  # 2 CPUs and no Internet on the test machine: accepted risks
@@ -278,7 +278,7 @@ def test_a_failure_before_the_migrations_puts_the_previous_release_back_and_afte
         # nothing.
         import pexpect
 
-        from tests.helpers import cli_env
+        from tests.support.cli import cli_env
 
         newer = make_release(tmp_path / "release-asked", NEW_RELEASE)
         child = pexpect.spawn(sys.executable, ["-m", "installer", "upgrade", "--answers",
@@ -389,8 +389,8 @@ def test_the_wizard_offers_upgrade_with_the_same_plan_gates_and_progress(
     from screens.operate import OperateScreen
     from screens.operate_plain import UPGRADE
     from screens.plain import PlainWizard
-    from tests.services.wizard_prompts import ScriptedPrompts
-    from tests.services.wizard_support import new_state
+    from tests.support.scripted_prompts import ScriptedPrompts
+    from tests.support.wizard import new_state
 
     inst = Installation(tmp_path, test_ca)
     try:

@@ -15,9 +15,9 @@ from installer.operate.backup import BackupRecord, record_backup
 from installer.operate.installation import Installation
 from installer.redact import Redactor
 from installer.target import LocalTarget
+from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import FakeCluster, set_release_status
-from tests.test_k8s_deploy import run_cli_offline
-from tests.test_k8s_vendor_chart import (
+from tests.vendor.test_helm_deploy import (
     NEW_CHART,
     NEW_PACKAGE,
     OLD_CHART,
@@ -28,7 +28,7 @@ from tests.test_k8s_vendor_chart import (
     make_vendor_package,
     revisions,
 )
-from tests.test_k8s_vendor_chart import cluster as cluster  # the fixture, shared
+from tests.vendor.test_helm_deploy import cluster as cluster  # the fixture, shared
 
 
 def test_helm_upgrade_gates_values_diff_and_a_release_left_pending_upgrade(

@@ -17,16 +17,16 @@ from installer.operate.backup import BackupRecord, record_backup
 from installer.operate.installation import Installation
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.fixtures.compose_fixture import compose_down, make_release, write_answers
-from tests.fixtures.package import make_package
-from tests.helpers import cli_env, host_ports_lock
 from tests.services.netdb_namespaces import namespaced
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.services.vendor_compose import NEW_RELEASE, OLD_RELEASE
-from tests.test_ssh_deploy import remote_folder as remote_folder  # fixtures, shared
-from tests.test_ssh_deploy import vm as vm
-from tests.test_upgrade_compose import NEW_VERSION, OLD_VERSION, served_fingerprint
-from tests.test_upgrade_compose import images as images
+from tests.ssh.test_deploy import remote_folder as remote_folder  # fixtures, shared
+from tests.ssh.test_deploy import vm as vm
+from tests.support.cli import cli_env, host_ports_lock
+from tests.support.compose_deployment import compose_down, make_release, write_answers
+from tests.support.package import make_package
+from tests.support.vendor_compose import NEW_RELEASE, OLD_RELEASE
+from tests.upgrade.test_compose import NEW_VERSION, OLD_VERSION, served_fingerprint
+from tests.upgrade.test_compose import images as images
 
 DOMAIN = "carto-upgrade.example.com"
 ENV = {"TEST_PG_ADMIN_PASSWORD": "remote-adm1n $x", "TEST_PG_PASSWORD": "remote-us3r 'q'"}

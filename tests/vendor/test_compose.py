@@ -23,11 +23,11 @@ from installer.envfile import EnvFile
 from installer.redact import Redactor
 from installer.render import apply_render, plan_render
 from installer.target import LocalTarget
-from tests.fixtures.package import GeneratedPackage, make_package
-from tests.helpers import run_cli
+from tests.render.test_envfile import compose_commands
 from tests.services.tls_ca import TestCA
-from tests.services.vendor_compose import copy_release, releases
-from tests.test_envfile import compose_commands
+from tests.support.cli import run_cli
+from tests.support.package import GeneratedPackage, make_package
+from tests.support.vendor_compose import copy_release, releases
 
 DOMAIN = "carto.vendor-test.example.com"
 TOOLS = {"v1": "1.29.2", "v2": "2.40.3"}
@@ -356,7 +356,7 @@ def _archive(kind: str, source: Path, dest: Path, top: str = "carto-selfhosted-2
 
 @pytest.mark.parametrize("kind", ["zip", "tar.gz", "folder"])
 def test_the_release_is_laid_down_when_the_directory_is_absent(kind: str, tmp_path: Path) -> None:
-    from tests.services.vendor_compose import vendor_release
+    from tests.support.vendor_compose import vendor_release
 
     source = vendor_release(releases()[-1])
     release = _archive(kind, source, tmp_path / "release")
@@ -409,7 +409,7 @@ def _hostile(kind: str, path: Path, source: Path) -> Path:
 
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "oversized"])
 def test_a_hostile_release_is_refused_and_nothing_is_written(kind: str, tmp_path: Path) -> None:
-    from tests.services.vendor_compose import vendor_release
+    from tests.support.vendor_compose import vendor_release
 
     release = _hostile(kind, tmp_path / "release", vendor_release(releases()[-1]))
     package = make_package(tmp_path / "pkg")
@@ -425,8 +425,8 @@ def test_a_hostile_release_is_refused_and_nothing_is_written(kind: str, tmp_path
 def test_the_release_is_laid_down_over_ssh(tmp_path: Path, shared_ssh_server: Any,
                                            target_credentials: Any, remote_dir: Path) -> None:
     from installer.ssh import SSHTarget
-    from tests.services.sshtarget_tools import target_settings, trust
-    from tests.services.vendor_compose import vendor_release
+    from tests.support.ssh_target import target_settings, trust
+    from tests.support.vendor_compose import vendor_release
 
     source = vendor_release(releases()[-1])
     release = _archive("tar.gz", source, tmp_path / "release")

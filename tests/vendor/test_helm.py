@@ -55,11 +55,11 @@ from installer.render.helm import (
     secret_names,
 )
 from installer.target import LocalTarget
-from tests.fixtures.package import service_account_json
-from tests.helpers import run_cli
-from tests.services.k8s_package import k8s_answers, self_signed_pair
+from tests.support.cli import run_cli
+from tests.support.k8s_package import k8s_answers, self_signed_pair
+from tests.support.package import service_account_json
 
-VENDOR = Path(__file__).resolve().parents[1].parent / "shared" / "vendor"
+VENDOR = Path(__file__).resolve().parents[2].parent / "shared" / "vendor"
 CHARTS = sorted(VENDOR.glob("carto-*.tgz")) if VENDOR.is_dir() else []
 DB_PASSWORD = "db-Passw0rd-vendor-test"
 ADMIN_PASSWORD = "admin-Passw0rd-vendor-test"
@@ -400,7 +400,7 @@ def test_deploy_with_a_too_old_package_stops_before_helm_installs_anything(
         chart: Path, k8s_cluster: Any, helm_bin: Path, kubectl_bin: Path,
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from installer.deploy.helm import deploy_kubernetes
-    from tests.services.k8s_package import client_environment
+    from tests.support.k8s_package import client_environment
 
     client_environment(k8s_cluster, monkeypatch, helm_bin.parent, kubectl_bin.parent)
     work = tmp_path / "work"

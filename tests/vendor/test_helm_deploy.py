@@ -32,7 +32,7 @@ from installer.deploy.helm import deploy_kubernetes, status_kubernetes
 from installer.errors import DeployError
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.fixtures.package import service_account_json
+from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import (
     FakeCluster,
     NodeSpec,
@@ -40,10 +40,10 @@ from tests.services.k8s_apiserver import (
     release_secrets,
     set_release_status,
 )
-from tests.services.k8s_package import client_environment, self_signed_pair
-from tests.test_k8s_deploy import run_cli_offline
+from tests.support.k8s_package import client_environment, self_signed_pair
+from tests.support.package import service_account_json
 
-VENDOR = Path(__file__).resolve().parents[1].parent / "shared" / "vendor"
+VENDOR = Path(__file__).resolve().parents[2].parent / "shared" / "vendor"
 OLD_CHART, NEW_CHART = VENDOR / "carto-1.266.1.tgz", VENDOR / "carto-1.280.1.tgz"
 # The package versions the two charts ship with (their appVersion).
 OLD_PACKAGE, NEW_PACKAGE = "2026.5.14", "2026.7.16"

@@ -16,7 +16,7 @@ from installer.operate.installation import Installation
 from installer.operate.logs import service_names
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.helpers import REPO
+from tests.support.cli import REPO
 
 VENDOR = REPO.parent / "shared" / "vendor"
 

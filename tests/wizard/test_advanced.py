@@ -13,7 +13,7 @@ from installer.redact import Redactor
 from installer.session import Session
 from screens.app import WizardApp
 from screens.widgets.field_input import FieldInput
-from tests.services.wizard_support import sync
+from tests.support.wizard import sync
 
 WORKDIR = Path("/srv/carto-installer")
 
@@ -137,7 +137,7 @@ def test_plain_prompts_ask_the_advanced_settings_behind_one_gate(
     import io
 
     from screens.plain import PlainWizard
-    from tests.services.wizard_prompts import Always, ScriptedPrompts
+    from tests.support.scripted_prompts import Always, ScriptedPrompts
 
     key = tmp_path / "gcs.json"
     key.write_text('{"type": "service_account", "project_id": "acme", "client_email": '
@@ -183,7 +183,7 @@ def test_a_resumed_session_goes_back_to_network_for_the_bucket_keys(
         tmp_path: Path, monkeypatch: Any) -> None:
     """Typed secrets are never saved; a resumed session asks for them again at Network."""
     from installer.answers import StorageBuckets, StorageSettings
-    from tests.services.wizard_support import new_state
+    from tests.support.wizard import new_state
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     s = new_state(tmp_path)

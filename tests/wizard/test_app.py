@@ -2,7 +2,7 @@
 every input, masked secrets, live checks with accepted risks, cancelling, quitting.
 
 Assertions are on state (answers, check results, files), not on pixels; the look of each
-step is covered by tests/test_wizard_snapshots.py.
+step is covered by tests/wizard/test_snapshots.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.modals import ConfirmModal
 from tests.services.tls_ca import free_loopback_port, silent_server
-from tests.services.wizard_support import fill, new_state, paste, screen_text, sync, wait_until
+from tests.support.wizard import fill, new_state, paste, screen_text, sync, wait_until
 
 SIZE = (80, 24)
 

@@ -21,10 +21,10 @@ import installer.preflight
 from installer.checks.base import Status
 from installer.session import ANSWERS_NAME, SESSION_NAME
 from screens.app import WizardApp
-from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
-from tests.fixtures.package import make_package
-from tests.helpers import host_ports_lock
-from tests.services.wizard_support import (
+from tests.support.cli import host_ports_lock
+from tests.support.compose_deployment import build_images, compose_down, make_deployment
+from tests.support.package import make_package
+from tests.support.wizard import (
     fill,
     loopback,
     new_state,

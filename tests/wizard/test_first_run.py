@@ -16,7 +16,7 @@ from screens.base import StepScreen
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.modals import ConfirmModal, HelpModal, InfoModal
-from tests.services.wizard_support import new_state, paste, screen_text, sync, wait_until
+from tests.support.wizard import new_state, paste, screen_text, sync, wait_until
 
 SIZE = (80, 24)
 
@@ -120,7 +120,7 @@ async def test_a_tick_means_usable_certificate_files_and_a_kubeconfig(tmp_path: 
 
 @sync
 async def test_the_deployment_directory_is_judged_at_its_step(tmp_path: Path) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
+    from tests.support.compose_deployment import make_deployment
 
     state = new_state(tmp_path)
     state.answers.compose.directory = str(tmp_path / "not-here")
@@ -213,7 +213,7 @@ async def test_the_bundled_database_warning_fits_the_platform(tmp_path: Path) ->
 
 @sync
 async def test_review_names_the_step_at_fault_and_g_goes_there(tmp_path: Path) -> None:
-    from tests.fixtures.package import make_package
+    from tests.support.package import make_package
 
     state = new_state(tmp_path)
     a = state.answers
@@ -238,7 +238,7 @@ async def test_the_connection_test_needs_only_the_admin_login(
         tmp_path: Path, postgres_server: Any) -> None:
     """Ctrl+T logs in as the admin: the CARTO user's password is asked for at Next, where
     the step ends, not before the test may run."""
-    from tests.services.wizard_support import loopback
+    from tests.support.wizard import loopback
 
     state = new_state(tmp_path, resolver=loopback)
     app = WizardApp(state, start="database", live=True)

@@ -15,8 +15,8 @@ import installer.preflight
 from installer.checks.base import Status
 from screens.app import WizardApp
 from tests.services.k8s_apiserver import release_secrets
-from tests.services.k8s_package import CHART, client_environment, make_helm_package
-from tests.services.wizard_support import (
+from tests.support.k8s_package import CHART, client_environment, make_helm_package
+from tests.support.wizard import (
     choose,
     fill,
     loopback,

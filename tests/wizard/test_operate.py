@@ -17,10 +17,10 @@ from installer.answers import parse_answers
 from installer.operate.archive import extract_verified, is_encrypted
 from screens.app import WizardApp
 from screens.plain import PlainWizard
-from tests.fixtures.compose_fixture import make_deployment
 from tests.services.postgres import PostgresServer
-from tests.services.wizard_prompts import ScriptedPrompts
-from tests.services.wizard_support import new_state, sync
+from tests.support.compose_deployment import make_deployment
+from tests.support.scripted_prompts import ScriptedPrompts
+from tests.support.wizard import new_state, sync
 
 SIZE = (100, 40)
 DOMAIN = "wizard-ops.example.com"

@@ -2,7 +2,7 @@
 
 The core underneath is real: live checks on this machine, a real PostgreSQL, the real render
 plan of the fixture deployment. The one real run through a pseudo-terminal is in
-tests/test_plain_pty.py.
+tests/wizard/test_terminal.py.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import yaml
 from installer.session import SESSION_NAME, state_directory
 from screens.plain import PlainWizard, run_plain
 from tests.services.tls_ca import free_loopback_port
-from tests.services.wizard_prompts import ALL, Always, ScriptedPrompts
-from tests.services.wizard_support import new_state
+from tests.support.scripted_prompts import ALL, Always, ScriptedPrompts
+from tests.support.wizard import new_state
 
 
 def loopback(name: str) -> list[str]:
@@ -132,7 +132,7 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
 
 def test_the_session_is_saved_step_by_step_without_secrets(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
+    from tests.support.compose_deployment import make_deployment
 
     _closed_docker(monkeypatch)
     monkeypatch.chdir(tmp_path)
@@ -171,8 +171,8 @@ def test_the_session_is_saved_step_by_step_without_secrets(
 def test_the_whole_flow_to_the_review_with_real_checks_and_render_plan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_engine: object,
         compose_v2: Path, postgres_server: Any) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
-    from tests.fixtures.package import make_package
+    from tests.support.compose_deployment import make_deployment
+    from tests.support.package import make_package
 
     deploy_dir = make_deployment(tmp_path / "deploy")
     before = {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()}
@@ -264,10 +264,10 @@ def test_a_real_install_through_a_pseudo_terminal(
     to the end: a real deployment on the Docker engine, verified over HTTPS."""
     import pexpect
 
-    from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
-    from tests.fixtures.package import make_package
-    from tests.helpers import cli_env, host_ports_lock
     from tests.services.netdb_namespaces import namespaced
+    from tests.support.cli import cli_env, host_ports_lock
+    from tests.support.compose_deployment import build_images, compose_down, make_deployment
+    from tests.support.package import make_package
 
     build_images(docker_engine)
     deploy_dir = make_deployment(tmp_path / "deploy")
@@ -365,7 +365,7 @@ def test_a_real_install_through_a_pseudo_terminal(
 def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ssh_servers: Any,
         target_credentials: Any) -> None:
-    from tests.services.wizard_support import PASSPHRASE, encrypted_copy
+    from tests.support.wizard import PASSPHRASE, encrypted_copy
 
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     identity = encrypted_copy(target_credentials.ed25519_key, tmp_path / "id_ed25519")
@@ -411,8 +411,8 @@ def test_a_remote_machine_over_ssh_with_host_key_and_passphrase_prompts(
 
 def test_a_resumed_session_shows_the_plan_and_enter_alone_does_not_deploy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
-    from tests.fixtures.package import make_package
+    from tests.support.compose_deployment import make_deployment
+    from tests.support.package import make_package
 
     deploy_dir = make_deployment(tmp_path / "deploy")
     before = {p: p.read_bytes() for p in deploy_dir.rglob("*") if p.is_file()}
@@ -439,7 +439,7 @@ def test_a_resumed_session_shows_the_plan_and_enter_alone_does_not_deploy(
 
 def test_the_deployment_directory_is_judged_at_its_step_with_where_the_release_is(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
+    from tests.support.compose_deployment import make_deployment
 
     release = make_deployment(tmp_path / "release")
     empty = tmp_path / "empty"
@@ -482,7 +482,7 @@ def test_an_empty_certificate_answer_means_a_self_signed_one(
 def test_term_dumb_plain_mode_wraps_long_lines_and_sends_no_colour(tmp_path: Path) -> None:
     import pexpect
 
-    from tests.helpers import cli_env
+    from tests.support.cli import cli_env
 
     env = cli_env({"TERM": "dumb", "COLUMNS": "60", "LINES": "24"})
     env.pop("NO_COLOR", None)  # TERM=dumb alone must be enough

@@ -3,7 +3,7 @@
 The screens run with `live=False`: nothing is checked or deployed, and the check lists are fed
 fixed results, so no timing or machine-dependent value reaches a snapshot. The live behaviour
 is covered by the Pilot tests. After an intended change of look, review the diff and update
-with `pytest tests/test_wizard_snapshots.py --snapshot-update`.
+with `pytest tests/wizard/test_snapshots.py --snapshot-update`.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def test_domain_rejected_as_typed(snap_compare: Any) -> None:
     s.answers.domain = None
 
     async def type_url(pilot: Any) -> None:
-        from tests.services.wizard_support import paste
+        from tests.support.wizard import paste
 
         await paste(pilot, "https://carto.example.com/x")
 

@@ -17,11 +17,11 @@ import installer.preflight
 from installer.checks.base import Status
 from screens.app import WizardApp
 from screens.widgets.modals import HostKeyModal, SecretModal
-from tests.fixtures.compose_fixture import build_images, compose_down, make_deployment
-from tests.fixtures.package import make_package
-from tests.helpers import host_ports_lock
-from tests.services.sshtarget_tools import open_folder, use_hosts
-from tests.services.wizard_support import (
+from tests.support.cli import host_ports_lock
+from tests.support.compose_deployment import build_images, compose_down, make_deployment
+from tests.support.package import make_package
+from tests.support.ssh_target import open_folder, use_hosts
+from tests.support.wizard import (
     PASSPHRASE,
     choose,
     encrypted_copy,

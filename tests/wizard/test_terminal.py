@@ -12,7 +12,7 @@ import pexpect
 import yaml
 
 from installer.session import SESSION_NAME, state_directory
-from tests.helpers import cli_env
+from tests.support.cli import cli_env
 
 CTRL_N, CTRL_Q, CTRL_C, HOME, CTRL_K = "\x0e", "\x11", "\x03", "\x01", "\x0b"
 
@@ -26,7 +26,7 @@ def spawn(cwd: Path, **env: str) -> pexpect.spawn:
 
 def test_the_tui_in_a_real_terminal_takes_a_bracketed_paste_and_quits_cleanly(
         tmp_path: Path) -> None:
-    from tests.fixtures.compose_fixture import make_deployment
+    from tests.support.compose_deployment import make_deployment
 
     deploy_dir = make_deployment(tmp_path / "release")
     workdir = tmp_path / "work"
