@@ -45,11 +45,11 @@ from installer.checks.engine import run_checks, select  # noqa: E402
 from installer.preflight import open_target  # noqa: E402
 from installer.redact import Redactor  # noqa: E402
 from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
-from tests.services.ssh_target_user import (  # noqa: E402
+from tests.services.sshd import DelayRelay, SSHServer  # noqa: E402
+from tests.services.sshd_target_user import (  # noqa: E402
     make_target_credentials,
     start_target_server,
 )
-from tests.services.sshd import DelayRelay, SSHServer  # noqa: E402
 from tests.services.tls_ca import TestCA, tls_server  # noqa: E402
 from tests.support.compose_deployment import make_deployment  # noqa: E402
 from tests.support.package import make_package  # noqa: E402

@@ -1,5 +1,5 @@
 """backup, restore, support-bundle, logs and uninstall on the real Docker engine: the fixture
-deployment plus a bundled PostgreSQL 15 container (tests/services/pg_image.py) and a service
+deployment plus a bundled PostgreSQL 15 container (tests/support/pg_image.py) and a service
 whose logs print secrets, deployed once for the module by the installer itself."""
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from installer.errors import TargetError
 from installer.ssh import SSHTarget
 from tests.services.dockerd import build_image
 from tests.services.netdb_namespaces import namespaced
-from tests.services.ssh_target_user import SSHServers
 from tests.services.sshd import SSHCredentials, SSHServer
+from tests.services.sshd_target_user import SSHServers
 from tests.support.cli import cli_env, host_ports_lock
 from tests.support.compose_deployment import (
     APP_IMAGE,

@@ -44,8 +44,8 @@ from installer.ssh import ConnectionLostError, SSHTarget
 from installer.target import LinkRefused
 from installer.tempnames import temp_file_owner, temp_path_for
 from tests.services.recording_bastion import RecordingBastion
-from tests.services.ssh_target_user import start_target_server
 from tests.services.sshd import SSHCredentials, SSHServer
+from tests.services.sshd_target_user import start_target_server
 from tests.support.cli import cli_env
 from tests.support.compose_deployment import make_deployment, write_answers
 from tests.support.package import make_package

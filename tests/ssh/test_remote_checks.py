@@ -26,8 +26,8 @@ from installer.preflight import open_target, run_preflight
 from installer.redact import Redactor
 from installer.ssh import SSHTarget
 from installer.units import format_bytes
-from tests.services.ssh_target_user import SSHServers
 from tests.services.sshd import SSHCredentials, SSHServer
+from tests.services.sshd_target_user import SSHServers
 from tests.services.tls_ca import TestCA, tls_server
 from tests.support.cli import run_cli
 from tests.support.ssh_target import SSH_USER, target_settings, trust, use_hosts, wait_for

@@ -42,8 +42,8 @@ from installer.redact import Redactor
 from installer.render import stale_temp_files
 from installer.ssh import ConnectionLostError, SSHTarget, parse_df
 from installer.target import CommandNotFound, LocalTarget
-from tests.services.ssh_target_user import CANARY, SSHAgent, SSHServers
 from tests.services.sshd import SSHCredentials, SSHServer
+from tests.services.sshd_target_user import CANARY, SSHAgent, SSHServers
 from tests.services.tls_ca import TestCA, tls_server
 from tests.support.ssh_target import (
     SSH_USER,

@@ -35,8 +35,8 @@ from tests.services.object_stores import (
     GcsEmulator,
     S3Server,
 )
-from tests.services.ssh_target_user import SSHServers
 from tests.services.sshd import SSHCredentials
+from tests.services.sshd_target_user import SSHServers
 from tests.services.tls_ca import TestCA
 from tests.support.ssh_target import target_settings, trust, use_hosts
 

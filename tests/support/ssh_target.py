@@ -10,7 +10,7 @@
   to loopback (and no other name leaves this machine).
 
 The servers, the user's account and an ssh-agent are started by the fixtures of
-tests/services/ssh_target_user.py.
+tests/services/sshd_target_user.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import docker
-import pytest
 
 PG_VERSION = "15"
 PG_ROOT = Path(f"/usr/lib/postgresql/{PG_VERSION}")
@@ -63,9 +62,3 @@ def build_postgres_image(client: docker.DockerClient) -> str:
     return build_image(client, PG_IMAGE, files=files,
                        binaries=[str(PG_ROOT / "bin" / t) for t in TOOLS], cmd=["/bin/pg-entry"])
 
-
-@pytest.fixture(scope="session")
-def postgres_image(docker_engine: docker.DockerClient) -> str:
-    """Tag of the PostgreSQL 15 image (built once, reused while its content is unchanged)."""
-    build_postgres_image(docker_engine)
-    return PG_IMAGE
