@@ -1,5 +1,5 @@
 """What installer.vendor reads from a deployment directory, on the forms a future vendor
-release may use (the real files are exercised in test_vendor_compose.py)."""
+release may use (the real files are exercised in tests/vendor/test_compose.py)."""
 
 from __future__ import annotations
 
