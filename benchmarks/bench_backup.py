@@ -31,9 +31,9 @@ from installer.operate.backup import backup  # noqa: E402
 from installer.operate.installation import Installation  # noqa: E402
 from installer.redact import Redactor  # noqa: E402
 from installer.target import LocalTarget  # noqa: E402
-from tests.fixtures.compose_fixture import make_deployment  # noqa: E402
 from tests.services.postgres import run_postgres  # noqa: E402
 from tests.services.tls_ca import TestCA  # noqa: E402
+from tests.support.compose_deployment import make_deployment  # noqa: E402
 
 DATABASE = "bench_workspace"
 

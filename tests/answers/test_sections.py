@@ -1,0 +1,251 @@
+"""Each step's answers are declared once (installer/answers/sections.py): the screens' required
+markers, the plain prompts' required flags, what a resumed session lacks, the step a refused
+answer sends the user to, and the validation `render` and `deploy` run all come from it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from installer.answers import SECTIONS, Answers, Secret, StorageSettings, validate
+from installer.answers.sections import DATABASE_TLS, NETWORK_HOSTS, STORAGE, TLS, Ask, always
+from installer.errors import AnswersError
+from installer.session import STEP_SPEC, STEP_SPECS, step_for_answer
+from screens.app import WizardApp
+from screens.sections import input_id
+from screens.widgets.field_input import FieldInput
+from tests.support.cli import REPO, run_cli
+from tests.support.wizard import new_state, sync
+
+SIZE = (80, 24)
+
+
+def complete(platform: str = "compose") -> Answers:
+    """Answers that render and deploy accept (an external database, a package, a domain)."""
+    a = Answers(platform=platform, domain="carto.example.com", package="/srv/package")
+    a.database.host = "db.internal"
+    a.database.admin_password = Secret("admin-pw", "inline")
+    a.database.password = Secret("carto-pw", "inline")
+    return a
+
+
+@pytest.fixture()
+def ca_file_required() -> Iterator[None]:
+    """The declaration changed: the database CA file is required whenever TLS to the database
+    is on, by the wizard and by render and deploy alike."""
+    original = DATABASE_TLS.asks
+    asks = tuple(Ask(a.path, required_when=always, render_requires=always)
+                 if a.path == "database.ssl.ca_file" else a for a in original)
+    object.__setattr__(DATABASE_TLS, "asks", asks)  # frozen: only this test changes it
+    try:
+        yield
+    finally:
+        object.__setattr__(DATABASE_TLS, "asks", original)
+
+
+async def _ca_marker(tmp_path: Path) -> tuple[bool, str | None]:
+    """The Database screen's required marker on the CA file, and its error when empty."""
+    state = new_state(tmp_path)
+    state.answers.database.ssl.enabled = True
+    app = WizardApp(state, start="database", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        field = app.screen.query_one("#" + input_id("database.ssl.ca_file"), FieldInput)
+        return field.required, field.error
+
+
+@sync
+async def test_one_declaration_change_moves_the_screen_the_session_and_validate(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    answers = complete()
+    answers.database.ssl.enabled = True
+    # As declared: the CA file is optional everywhere.
+    assert await _ca_marker(tmp_path) == (False, None)
+    validate(answers)
+    assert STEP_SPEC["database"].missing(answers) == []
+    request.getfixturevalue("ca_file_required")
+    # One change to the declaration: every door now requires it.
+    required, error = await _ca_marker(tmp_path)
+    assert required and error == "Database CA file is required"
+    assert STEP_SPEC["database"].missing(answers) == ["database.ssl.ca_file"]
+    with pytest.raises(AnswersError) as refused:
+        validate(answers)
+    assert refused.value.path == "database.ssl.ca_file"
+    assert refused.value.message == "database.ssl.ca_file: is required for this command"
+    answers.database.ssl.enabled = False  # not shown: not required
+    validate(answers)
+
+
+def test_the_plain_prompts_take_required_from_the_declaration(
+        tmp_path: Path, ca_file_required: None) -> None:
+    from screens.plain import PlainWizard
+
+    asked: list[tuple[str, bool]] = []
+    wizard = PlainWizard(new_state(tmp_path))
+    wizard.ask_field = lambda path, *, required=False, instruction=None: asked.append(  # type: ignore[method-assign]
+        (path, required))
+    wizard.ask_section(DATABASE_TLS)
+    assert asked == [("database.ssl.mode", False), ("database.ssl.ca_file", True)]
+
+
+# --- every door agrees with the declaration -----------------------------------------------------
+
+SCREENS = [("target", "compose"), ("target", "kubernetes"), ("domain_tls", "compose"),
+           ("database", "compose"), ("license", "compose"), ("license", "kubernetes"),
+           ("network", "compose"), ("network", "kubernetes")]
+
+
+@sync
+async def test_each_screen_marks_required_exactly_what_its_sections_declare(
+        tmp_path: Path) -> None:
+    for step, platform in SCREENS:
+        state = new_state(tmp_path)
+        state.answers.platform = platform
+        if step == "target" and platform == "compose":
+            from installer.answers import JumpHost, SSHSettings, blank_section
+
+            state.answers.target = blank_section(SSHSettings)
+            state.answers.target.jump = blank_section(JumpHost)
+        app = WizardApp(state, start=step, live=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            on_screen = {f.spec.path: f.required for f in app.screen.query(FieldInput)}
+            declared = {path: section.is_required(path, state.answers)
+                        for section in STEP_SPEC[step].sections for path in section.paths
+                        if path in on_screen}
+            assert on_screen == declared, (step, platform)
+            assert any(declared.values()) or step == "target" and platform == "kubernetes"
+
+
+def test_the_provider_fields_required_are_those_the_loader_requires() -> None:
+    from installer.answers.checks import STORAGE_NEEDS
+
+    for provider, needs in STORAGE_NEEDS.items():
+        answers = Answers()
+        answers.storage = StorageSettings(provider=provider)
+        shown = {a.path for a in STORAGE.shown_asks(answers)}
+        required = set(STORAGE.required_paths(answers))
+        assert required == {f"storage.{name}" for name, _ in needs} | {
+            "storage.buckets.imports", "storage.buckets.thumbnails"}
+        assert required <= shown
+
+
+def test_a_choice_shows_and_requires_the_host_it_needs() -> None:
+    answers = Answers()
+    assert NETWORK_HOSTS.missing(answers) == []
+    answers.network.warehouses = ["snowflake"]
+    assert NETWORK_HOSTS.missing(answers) == ["network.snowflake_account_url"]
+    answers.network.cloud = "azure"
+    assert NETWORK_HOSTS.missing(answers) == ["network.snowflake_account_url",
+                                              "network.bucket_host"]
+    validate(complete())  # the hosts are the wizard's to ask: render does not need them
+
+
+def test_both_tls_files_or_neither_is_one_rule() -> None:
+    answers = complete()
+    answers.tls.certificate_file = "/srv/cert.pem"
+    assert TLS.missing(answers) == ["tls.key_file"]
+    with pytest.raises(AnswersError) as refused:
+        validate(answers)
+    assert (refused.value.path, refused.value.message) == (
+        "tls.key_file", "tls.key_file: is required when the other TLS file is given")
+    assert "or neither to have a self-signed certificate generated" in refused.value.remediation
+
+
+def test_kubernetes_leaves_the_admin_password_to_the_chart() -> None:
+    answers = complete("kubernetes")
+    answers.database.admin_password = None
+    validate(answers)  # the chart decides (render/helm.require_admin_credentials)
+    with pytest.raises(AnswersError) as refused:
+        validate(answers, "compose")
+    assert refused.value.path == "database.admin_password"
+    # The wizard's connection test logs in as the admin on both platforms.
+    assert STEP_SPEC["database"].missing(answers) == ["database.admin_password"]
+
+
+def test_a_refused_answer_names_the_step_that_asks_for_it() -> None:
+    assert step_for_answer("database.password_env") == "database"
+    assert step_for_answer("compose.directory") == "target"
+    assert step_for_answer("tls.key_file") == "domain_tls"
+    assert step_for_answer("package") == "license"
+    assert step_for_answer("storage.access_key_id_env") == "network"
+    assert step_for_answer("kubernetes.node_port") == "network"  # asked in the advanced part
+    assert step_for_answer("kubernetes.namespace") == "target"
+    assert step_for_answer("platform") == "platform"
+    assert step_for_answer("redis.host") is None  # set in the answers file only
+    for section in SECTIONS:
+        steps = {step_for_answer(p) for p in section.paths}
+        owners = [s.id for s in STEP_SPECS if section in s.sections]
+        assert steps == set(owners or [None]), section.id
+
+
+def test_each_rule_is_stated_once() -> None:
+    """No front end or render path restates which answers are required: they ask the
+    declaration (the grep the lead runs, as a test)."""
+    restated = re.compile(r"\brequired\s*=\s*(True\b|path\s*(==|in)\b)|STORAGE_REQUIRED|"
+                          r"PATH_STEPS|require\(answers,\s*\"(package|domain|database\.host|"
+                          r"database\.password|redis\.host)\"")
+    found = []
+    for folder in ("installer", "screens"):
+        for source in sorted((REPO / folder).rglob("*.py")):
+            for number, line in enumerate(source.read_text().splitlines(), 1):
+                if restated.search(line) and "add_argument" not in line:
+                    found.append(f"{source.relative_to(REPO)}:{number}: {line.strip()}")
+    assert found == []
+
+
+# --- the CLI runs the same validation, before any machine is opened -----------------------------
+
+
+def _files(folder: Path) -> list[str]:
+    """What is in `folder`, but the run's own log."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "carto-installer.log")
+
+
+def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(yaml.safe_dump(data))
+    answers.chmod(0o600)
+    return answers
+
+
+@pytest.mark.parametrize("command", ["render", "deploy"])
+def test_the_cli_refuses_incomplete_answers_before_connecting(tmp_path: Path,
+                                                              command: str) -> None:
+    """No domain, and a target nobody answers for: refused as bad input (exit 2, the key
+    named), without trying the machine and without writing anything."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    answers = _write(tmp_path, {
+        "platform": "compose", "package": str(tmp_path / "package"),
+        "target": {"host": "unreachable.invalid", "user": "carto",
+                   "known_hosts": str(known_hosts)},
+        "database": {"bundled": True}})
+    before = _files(tmp_path)
+    args = [command, "--answers", str(answers)] + (["--yes"] if command == "deploy" else [])
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "domain: is required for this command" in result.stderr
+    assert "add domain to the answers file" in result.stderr
+    assert "unreachable.invalid" not in result.stderr + result.stdout  # never tried
+    assert _files(tmp_path) == before
+
+
+def test_the_helm_render_refuses_a_missing_password_before_touching_the_cluster(
+        tmp_path: Path) -> None:
+    answers = _write(tmp_path, {
+        "platform": "kubernetes", "package": str(tmp_path / "package"),
+        "domain": "carto.example.com",
+        "kubernetes": {"kubeconfig": str(tmp_path / "no-such-kubeconfig")},
+        "database": {"host": "db.internal", "admin_password_env": "ADMIN"}})
+    before = _files(tmp_path)
+    result = run_cli("render", "--answers", str(answers), cwd=tmp_path, env={"ADMIN": "pw-1"})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "database.password: is required for this command" in result.stderr
+    assert "pw-1" not in result.stdout + result.stderr
+    assert _files(tmp_path) == before
