@@ -12,11 +12,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import getters, on, work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.dom import DOMNode
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
@@ -39,6 +38,8 @@ from screens.widgets.nav_button import NavButton
 # Forms and check lists are imported when a step uses them: the first screen has neither,
 # and the less it imports the sooner it is interactive.
 if TYPE_CHECKING:
+    from textual import getters
+    from textual.dom import DOMNode
     from textual.events import DescendantFocus
     from textual.widgets import OptionList
 

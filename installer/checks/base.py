@@ -41,8 +41,8 @@ class Outcome:
     observed: str = ""
     remediation: str = ""
     required: str | None = None  # overrides the check's declared requirement text
-    # For dependent checks, not reported; Any because modules far from the check that wrote
-    # an entry read it (deploy reads the Compose command), CheckContext.data hands out objects.
+    # For dependent checks, not reported. Any: deploy and upgrade read entries (the Compose
+    # command) straight from here; checks get them from CheckContext.data as objects to narrow.
     data: dict[str, Any] = field(default_factory=dict)
 
 
