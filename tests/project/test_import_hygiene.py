@@ -129,7 +129,8 @@ def test_the_shared_form_and_state_modules_load_no_ui_library() -> None:
 
 def test_the_import_contracts_hold() -> None:
     """import-linter's contracts in pyproject.toml: the core imports no user interface, and
-    its layers (cli > commands > deploy > preflight > connect > checks > ssh > target) import
+    its layers (cli > session > upgrade > operate > deploy > preflight > connect > checks > ssh
+    > target) import
     only downwards, with each exception listed and justified there (an exception that no
     longer matches is an error)."""
     lint = Path(sys.executable).with_name("lint-imports")
