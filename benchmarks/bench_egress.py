@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from installer.answers import Answers, NetworkSettings, ProxySettings  # noqa: E402
-from installer.checks import network  # noqa: E402
+from installer.checks import egress  # noqa: E402
 from installer.checks.base import CheckContext, CheckResult, Status  # noqa: E402
 from installer.checks.engine import run_checks  # noqa: E402
 from installer.egress.hosts import EgressHost  # noqa: E402
@@ -44,9 +44,9 @@ SILENT = 10
 
 def family(names: list[str]):  # type: ignore[no-untyped-def]
     """The catalog's egress check, expanded to `names` instead of the answers' host list."""
-    egress = next(c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID)
+    family_check = next(c for c in egress.CHECKS if c.id == egress.EGRESS_FAMILY_ID)
     members = [(f"egress.{n}", f"HTTPS to {n}", EgressHost(n, True, ("benchmark",))) for n in names]
-    return dataclasses.replace(egress, expand=lambda ctx: members)
+    return dataclasses.replace(family_check, expand=lambda ctx: members)
 
 
 def run_once(
@@ -63,7 +63,7 @@ def run_once(
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     ctx = CheckContext(target=LocalTarget(), answers=answers, resolver=resolve)
-    ctx.cache[network.EGRESS_PORT_KEY] = ports
+    ctx.cache[egress.EGRESS_PORT_KEY] = ports
     start = time.perf_counter()
     results = run_checks(ctx, [family(names)])
     return time.perf_counter() - start, results

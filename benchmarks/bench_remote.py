@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from installer.answers import parse_answers  # noqa: E402
-from installer.checks import network  # noqa: E402
+from installer.checks import egress  # noqa: E402
 from installer.checks.base import CheckContext  # noqa: E402
 from installer.checks.catalog import all_checks  # noqa: E402
 from installer.checks.engine import run_checks, select  # noqa: E402
@@ -80,7 +80,7 @@ def measure(answers: Any, relay: DelayRelay, egress_port: int, only: list[str],
         # What run_preflight does, plus the loopback port for the egress probes.
         ctx = CheckContext(target=target, platform="compose", answers=answers,
                            redactor=redactor, resolver=workstation_resolver)
-        ctx.cache[network.EGRESS_PORT_KEY] = egress_port
+        ctx.cache[egress.EGRESS_PORT_KEY] = egress_port
         results = run_checks(ctx, select(all_checks(), "compose", only), skip=skip)
         finished = time.monotonic()
         trips2 = relay.round_trips
@@ -146,7 +146,7 @@ def main() -> int:
             for check in all_checks():
                 if "compose" not in check.platforms:
                     continue
-                if check.id == network.EGRESS_FAMILY_ID:
+                if check.id == egress.EGRESS_FAMILY_ID:
                     for host in EGRESS:  # one member alone: the others skipped
                         others = [f"egress.{h}" for h in EGRESS if h != host]
                         singles[f"egress.{host}"] = measure_one([check.id], others)

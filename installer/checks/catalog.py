@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from installer.checks import (
-    database,
+    db,
     docker,
+    egress,
     host,
-    kubernetes,
+    k8s,
     license,
-    network,
+    net,
     storage,
     tls,
 )
@@ -16,5 +17,5 @@ from installer.checks.base import Check
 
 
 def all_checks() -> list[Check]:
-    return [*host.CHECKS, *docker.CHECKS, *kubernetes.CHECKS, *database.CHECKS,
-            *network.CHECKS, *tls.CHECKS, *license.CHECKS, *storage.CHECKS]
+    return [*host.CHECKS, *docker.CHECKS, *k8s.CHECKS, *db.CHECKS,
+            *net.CHECKS, *egress.CHECKS, *tls.CHECKS, *license.CHECKS, *storage.CHECKS]

@@ -580,7 +580,7 @@ def test_private_key_as_database_ca_is_refused_everywhere(tmp_path: Path, test_c
                                                           deployment: Path) -> None:
     from installer.answers import parse_answers
     from installer.checks.base import CheckContext, Status
-    from installer.checks.database import check_tls
+    from installer.checks.db import check_tls
 
     issued = test_ca.issue(["db.internal"])
     key_file = tmp_path / "client-key.pem"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from installer.answers import parse_answers
-from installer.checks import network
+from installer.checks import egress
 from installer.checks.base import CheckContext, Status
 from installer.checks.engine import run_checks
 from installer.preflight import open_target, run_preflight
@@ -183,9 +183,9 @@ def test_egress_is_probed_from_the_target(forwarding: bool, ssh_servers: SSHServ
             SSHTarget.connect(settings, accept_host_key=None, confirm_host_key=None,
                               redactor=None) as target:
         ctx = CheckContext(target=target, answers=answers, resolver=nothing_resolves_here)
-        ctx.cache[network.EGRESS_PORT_KEY] = https.port
-        results = by_id(run_checks(ctx, [c for c in network.CHECKS
-                                         if c.id == network.EGRESS_FAMILY_ID]))
+        ctx.cache[egress.EGRESS_PORT_KEY] = https.port
+        results = by_id(run_checks(ctx, [c for c in egress.CHECKS
+                                         if c.id == egress.EGRESS_FAMILY_ID]))
         # A channel per reachable host (gcr.io fails on the target before one opens).
         assert target.stats.forwards == (len(EGRESS_HOSTS) - 1 if forwarding else 0)
         # The server counts a handshake once its side of it is done: give it a moment.

@@ -41,7 +41,7 @@ from installer.chart import (
     secret_keys_consumed,
 )
 from installer.checks.base import CheckContext
-from installer.checks.network import kubernetes_registries
+from installer.checks.egress import kubernetes_registries
 from installer.errors import DeployError
 from installer.package import version_at_least
 from installer.redact import Redactor, setup_logging
@@ -489,7 +489,7 @@ def test_with_a_chart_that_passes_no_admin_the_carto_user_is_checked_instead(
     create objects there; a missing user is said to be created by nothing."""
     from psycopg import sql
 
-    from installer.checks import database
+    from installer.checks import db
     from installer.checks.base import Status
     from installer.checks.engine import run_checks
 
@@ -505,7 +505,7 @@ def test_with_a_chart_that_passes_no_admin_the_carto_user_is_checked_instead(
     def run(user: str) -> dict[str, Any]:
         ctx = carto_db_context(postgres_server, newest_chart, package, user, password,
                                f"vend_ws_{suffix}")
-        return {r.id: r for r in run_checks(ctx, database.CHECKS)}
+        return {r.id: r for r in run_checks(ctx, db.CHECKS)}
 
     results = run(owner)
     assert results["db.connect"].status == Status.PASS, results["db.connect"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from installer.answers import Answers, NetworkSettings, ProxySettings
-from installer.checks import network
+from installer.checks import egress, net
 from installer.checks.base import CheckContext, CheckResult, Status
 from installer.checks.engine import run_checks
 from installer.egress.hosts import EgressHost, bypasses_proxy, egress_hosts
@@ -64,7 +64,7 @@ EXTRA_HOSTS = [
     "acme.snowflakecomputing.com",
     "dbc-1.cloud.databricks.com",
 ]
-EGRESS = [c for c in network.CHECKS if c.id == network.EGRESS_FAMILY_ID]
+EGRESS = [c for c in egress.CHECKS if c.id == egress.EGRESS_FAMILY_ID]
 
 
 def loopback_resolver(names: Mapping[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -106,7 +106,7 @@ def egress_context(
     ctx = CheckContext(
         target=LocalTarget(), answers=answers, resolver=resolver or loopback_resolver()
     )
-    ctx.cache[network.EGRESS_PORT_KEY] = port
+    ctx.cache[egress.EGRESS_PORT_KEY] = port
     return ctx
 
 
@@ -143,7 +143,7 @@ def assert_actionable(result: CheckResult) -> None:
 )
 def test_domain_syntax(raw: str, status: Status, says: str) -> None:
     ctx = CheckContext(target=LocalTarget(), answers=Answers(domain=raw or " "))
-    outcome = network.check_domain(ctx)
+    outcome = net.check_domain(ctx)
     assert outcome.status == status, outcome
     assert says in outcome.message, outcome.message
     if status == Status.FAIL:
@@ -151,7 +151,7 @@ def test_domain_syntax(raw: str, status: Status, says: str) -> None:
 
 
 def test_domain_skips_without_answers_or_domain() -> None:
-    checks = [c for c in network.CHECKS if c.id.startswith("net.")]
+    checks = list(net.CHECKS)
     results = run_checks(CheckContext(target=LocalTarget()), checks)
     assert {r.status for r in results} == {Status.SKIP}
     results = run_checks(CheckContext(target=LocalTarget(), answers=Answers()), checks)
@@ -176,7 +176,7 @@ def own_address() -> str:
         text=True,
         check=True,
     ).stdout
-    addresses = network.parse_ip_addr(out)
+    addresses = net.parse_ip_addr(out)
     if not addresses:
         raise RuntimeError("this machine has no global IPv4 address for the net.dns tests")
     return addresses[0]
@@ -189,7 +189,7 @@ def dns_result(resolve, platform: str = "compose") -> CheckResult:  # type: igno
         answers=Answers(domain="carto.example.com"),
         resolver=resolve,
     )
-    checks = [c for c in network.CHECKS if c.id.startswith("net.")]
+    checks = list(net.CHECKS)
     return by_id(run_checks(ctx, checks))["net.dns"]
 
 
@@ -240,8 +240,8 @@ def test_parse_ip_addr_reads_both_formats() -> None:
         "4: eth0    inet6 fe80::1%eth0/64 scope link\\\n"
         "4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0\\\n"
     )
-    assert network.parse_ip_addr(text) == ["127.0.0.1", "fe80::1", "192.0.2.2"]
-    assert network.parse_ip_addr("192.0.2.2 fd00::2 \n") == ["192.0.2.2", "fd00::2"]
+    assert net.parse_ip_addr(text) == ["127.0.0.1", "fe80::1", "192.0.2.2"]
+    assert net.parse_ip_addr("192.0.2.2 fd00::2 \n") == ["192.0.2.2", "fd00::2"]
 
 
 # --- which hosts -----------------------------------------------------------------------------
@@ -721,7 +721,7 @@ def _egress_ids(directory: Path, **answers: object) -> list[str]:
 
     ctx = CheckContext(target=LocalTarget(), answers=Answers(
         compose=ComposeSettings(directory=str(directory)), **answers))  # type: ignore[arg-type]
-    return [check_id for check_id, _title, _host in network.expand_egress(ctx)]
+    return [check_id for check_id, _title, _host in egress.expand_egress(ctx)]
 
 
 def test_egress_probes_the_registry_the_vendors_env_tpl_names(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def carto_user_login(ctx: CheckContext) -> str | None:
     vendor's init runs CREATE USER / CREATE DATABASE as the admin."""
     if ctx.platform != "kubernetes" or ctx.answers is None or ctx.answers.database.bundled:
         return None
-    from installer.checks.kubernetes import chart_facts_for
+    from installer.checks.k8s import chart_facts_for
     from installer.errors import InstallerError
 
     try:
@@ -292,7 +292,7 @@ def _creator(ctx: CheckContext) -> str | None:
     when that cannot be known (a Kubernetes chart that could not be rendered)."""
     if ctx.platform != "kubernetes":
         return "the vendor's database init (as the admin)"
-    from installer.checks.kubernetes import chart_facts_for
+    from installer.checks.k8s import chart_facts_for
     from installer.errors import InstallerError
 
     try:
@@ -363,7 +363,7 @@ def stack_tls_note(ctx: CheckContext, verified: bool) -> str:
     rendered chart: the installer's verification is not theirs."""
     if ctx.platform != "kubernetes":
         return ""
-    from installer.checks.kubernetes import chart_facts_for
+    from installer.checks.k8s import chart_facts_for
     from installer.errors import InstallerError
 
     try:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from installer.answers import Answers, DatabaseSettings, DatabaseSSL, Secret
-from installer.checks import database
+from installer.checks import db
 from installer.checks.base import CheckContext, CheckResult, Status
 from installer.checks.engine import run_checks
 from installer.redact import Redactor
@@ -92,7 +92,7 @@ def db_context(
 
 
 def run_db(ctx: CheckContext) -> dict[str, CheckResult]:
-    return {r.id: r for r in run_checks(ctx, database.CHECKS)}
+    return {r.id: r for r in run_checks(ctx, db.CHECKS)}
 
 
 def assert_actionable(results: Mapping[str, CheckResult]) -> None:
@@ -155,9 +155,9 @@ def test_managed_cloud_admin_role_is_recognised_and_named(
 
 
 def test_quote_ident_quotes_only_when_needed() -> None:
-    assert database.quote_ident("workspace_admin") == "workspace_admin"
-    assert database.quote_ident("Admin") == '"Admin"'
-    assert database.quote_ident('we"ird') == '"we""ird"'
+    assert db.quote_ident("workspace_admin") == "workspace_admin"
+    assert db.quote_ident("Admin") == '"Admin"'
+    assert db.quote_ident('we"ird') == '"we""ird"'
 
 
 # --- connection failure classes --------------------------------------------------------------
@@ -387,7 +387,7 @@ def test_password_never_reaches_the_results(
     ],
 )
 def test_version_verdicts(num: int, status: Status, shown: str) -> None:
-    outcome = database.judge_version(num)
+    outcome = db.judge_version(num)
     assert outcome.status == status
     assert f"PostgreSQL {shown} " in outcome.observed
     if status != Status.PASS:
@@ -526,7 +526,7 @@ def test_cli_json_report_with_a_real_database(
 ) -> None:
     """`preflight --only net,tls,db --format json` with the system resolver: a private
     /etc/hosts maps the domain to this machine's own address (nothing else is looked up)."""
-    from tests.checks.test_network import own_address
+    from tests.checks.test_net_egress import own_address
 
     now = datetime.datetime.now(datetime.UTC)
     expired = test_ca.issue(
