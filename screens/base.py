@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -69,10 +69,14 @@ class ChecksEnded(Message):
         self.then_next = then_next
 
 
-def ask_from_thread(app: Any, make_screen: Callable[[], ModalScreen[Any]],
-                    cancel: threading.Event) -> Any:
+Answer = TypeVar("Answer")  # what a modal screen gives back
+AppResult = TypeVar("AppResult")  # what the app returns when it exits
+
+
+def ask_from_thread(app: App[AppResult], make_screen: Callable[[], ModalScreen[Answer]],
+                    cancel: threading.Event) -> Answer | None:
     """Show a modal from a worker thread and wait for its answer (None if cancelled)."""
-    answer: Handoff[Any] = Handoff()
+    answer: Handoff[Answer | None] = Handoff()
     screen = make_screen()
     app.call_from_thread(app.push_screen, screen, answer.give)
     try:

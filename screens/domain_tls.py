@@ -66,7 +66,8 @@ class DomainTLSScreen(StepScreen):
 
     def commit(self) -> None:
         a = self.state.answers
-        a.domain = self.query_one("#f-domain", FieldInput).value
+        domain = self.query_one("#f-domain", FieldInput)
+        domain.spec.set(a, domain.value)
         if self.own_files:
             for path in TLS.paths:
                 field = self.query_one("#" + input_id(path), FieldInput)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -21,9 +21,18 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, ProgressBar, Static
 
+from installer.operate.events import OperationEvent, show_operation
 from installer.session import Session
 from screens.widgets.keybar import KeyBar
 from screens.widgets.nav_button import NavButton
+
+if TYPE_CHECKING:
+    from installer.checks.engine import CheckFinished, CheckStarted
+    from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted
+    from installer.operate.events import Progress
+    from installer.operate.installation import Installation
+    from installer.operate.uninstall import UninstallPlan
+    from installer.upgrade import UpgradeReview
 
 LOG_LINES = 12
 
@@ -45,7 +54,7 @@ class OperateScreen(Screen[None]):
         self.state = state
         self.busy = False
         self.lines: list[str] = []
-        self.plan: Any = None
+        self.plan: UninstallPlan | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="operate-body"):
@@ -97,41 +106,50 @@ class OperateScreen(Screen[None]):
 
     # ---- events from the core ------------------------------------------------------------
 
-    def _show(self, event: Any) -> None:
-        from installer.checks.engine import CheckFinished
-        from installer.deploy import LogLine, StepFinished, StepStarted
-        from installer.operate.installation import Progress
+    # The OperateView methods (installer.operate.events), one per kind of event.
 
+    def _show(self, event: OperationEvent) -> None:
+        show_operation(event, self)
+
+    def check_started(self, event: CheckStarted) -> None:
+        """Nothing: a check shows when it finishes."""
+
+    def check_finished(self, event: CheckFinished) -> None:
+        """The upgrade's gates, and any failing check."""
+        result = event.result
+        if str(result.status) != "pass" or result.id.startswith("upgrade."):
+            mark = {"pass": "✔", "warn": "!", "skip": "-"}.get(str(result.status), "✘")
+            self._log(f"{mark} {result.id}: {result.message}")
+
+    def progress(self, event: Progress) -> None:
         bar = self.query_one("#op-progress", ProgressBar)
-        if isinstance(event, CheckFinished):  # the upgrade's gates, and any failing check
-            result = event.result
-            if str(result.status) != "pass" or result.id.startswith("upgrade."):
-                mark = {"pass": "✔", "warn": "!", "skip": "-"}.get(str(result.status), "✘")
-                self._log(f"{mark} {result.id}: {result.message}")
-            return
-        if isinstance(event, Progress):
-            bar.display = True
-            bar.update(total=event.total or None, progress=event.done)
-            return
-        if isinstance(event, StepStarted):
-            self._log(f"▶ {event.name}")
-        elif isinstance(event, StepFinished):
-            bar.display = False
-            self._log(f"{'✔' if event.ok else '✘'} {event.name}: {event.detail}")
-        elif isinstance(event, LogLine):
-            self._log(f"  {event.text}")
+        bar.display = True
+        bar.update(total=event.total or None, progress=event.done)
+
+    def step_started(self, event: StepStarted) -> None:
+        self._log(f"▶ {event.name}")
+
+    def step_finished(self, event: StepFinished) -> None:
+        self.query_one("#op-progress", ProgressBar).display = False
+        self._log(f"{'✔' if event.ok else '✘'} {event.name}: {event.detail}")
+
+    def service_state(self, event: ServiceState) -> None:
+        """Nothing: the upgrade's step lines say how the services came up."""
+
+    def log_line(self, event: LogLine) -> None:
+        self._log(f"  {event.text}")
 
     def _log(self, line: str) -> None:
         self.lines = [*self.lines, self.state.redactor(line)][-LOG_LINES:]
         self.query_one("#operate-log", Static).update(Text("\n".join(self.lines)))
 
-    def _emit(self, event: Any) -> None:
+    def _emit(self, event: OperationEvent) -> None:
         self._app.call_from_thread(self._show, event)
 
     # ---- actions -----------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False)
-    def _run(self, what: str, job: Callable[[Any], str]) -> None:
+    def _run(self, what: str, job: Callable[[Installation], str]) -> None:
         from installer.errors import InstallerError
         from installer.operate.installation import Installation
 
@@ -167,13 +185,13 @@ class OperateScreen(Screen[None]):
         output = os.path.join(str(self.state.workdir), default_output(self.state.answers.domain)
                               + (".enc" if passphrase else ""))
 
-        def job(inst: Any) -> str:
+        def job(inst: Installation) -> str:
             result = backup(inst, output, passphrase=passphrase)
             return f"backup written: {result.path}"
 
         self._run("backup", job)
 
-    def _upgrade_job(self, apply: bool) -> Callable[[Any], str]:
+    def _upgrade_job(self, apply: bool) -> Callable[[Installation], str]:
         from installer.deploy import DeployCancelled
         from installer.preflight import validate_names
         from installer.upgrade import GATE_IDS, upgrade
@@ -182,11 +200,11 @@ class OperateScreen(Screen[None]):
         release = self.query_one("#op-up-release", Input).value.strip() or None
         risks = self.query_one("#op-up-skip", Input).value.split(",")
 
-        def show_plan(plan: Any) -> bool:
+        def show_plan(plan: UpgradeReview) -> bool:
             self._app.call_from_thread(self._show_upgrade_plan, plan)
             return apply
 
-        def job(inst: Any) -> str:
+        def job(inst: Installation) -> str:
             skip = validate_names(risks, "accepted risks", extra=[*GATE_IDS, "upgrade"])
             try:
                 result = upgrade(self.state.answers, inst.target, redactor=self.state.redactor,
@@ -201,7 +219,7 @@ class OperateScreen(Screen[None]):
 
         return job
 
-    def _show_upgrade_plan(self, plan: Any) -> None:
+    def _show_upgrade_plan(self, plan: UpgradeReview) -> None:
         self.query_one("#operate-plan", Static).update(Text(plan.summary()))
         self.query_one("#op-upgrade-apply").display = True
 
@@ -225,7 +243,7 @@ class OperateScreen(Screen[None]):
         output = os.path.join(str(self.state.workdir),
                               default_bundle_name(self.state.answers.domain))
 
-        def job(inst: Any) -> str:
+        def job(inst: Installation) -> str:
             result = support_bundle(inst, output)
             return f"support bundle written: {result.path} ({len(result.failed)} not collected)"
 
@@ -237,14 +255,14 @@ class OperateScreen(Screen[None]):
             return
         from installer.operate.uninstall import plan_uninstall
 
-        def job(inst: Any) -> str:
+        def job(inst: Installation) -> str:
             plan = plan_uninstall(inst, purge=False)
             self._app.call_from_thread(self._show_plan, plan)
             return "the plan is shown: nothing was removed yet"
 
         self._run("uninstall plan", job)
 
-    def _show_plan(self, plan: Any) -> None:
+    def _show_plan(self, plan: UninstallPlan) -> None:
         self.plan = plan
         self.query_one("#operate-plan", Static).update(Text(plan.summary()))
         self.query_one("#op-confirm-row").display = bool(plan.remove) or plan.has_data
@@ -275,7 +293,7 @@ class OperateScreen(Screen[None]):
             return
         from installer.operate.uninstall import apply_uninstall, plan_uninstall
 
-        def job(inst: Any) -> str:
+        def job(inst: Installation) -> str:
             # the data destroyed is listed again (it is what the plan marked "keep")
             plan = plan_uninstall(inst, purge=purge)
             self._app.call_from_thread(self._show_plan_done, plan)
@@ -283,7 +301,7 @@ class OperateScreen(Screen[None]):
 
         self._run("uninstall", job)
 
-    def _show_plan_done(self, plan: Any) -> None:
+    def _show_plan_done(self, plan: UninstallPlan) -> None:
         self.query_one("#operate-plan", Static).update(Text(plan.summary()))
         self.query_one("#op-confirm-row").display = False
         self.query_one("#op-domain").display = False

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import questionary
+
+from installer.operate.events import OperationEvent, show_operation
+
+if TYPE_CHECKING:
+    from installer.checks.engine import CheckFinished, CheckStarted
+    from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted
+    from installer.operate.events import Progress
+    from installer.operate.installation import Installation
+    from installer.upgrade import UpgradeReview
+    from screens.plain import PlainWizard
 
 log = logging.getLogger("installer.wizard.operate")
 
@@ -22,38 +32,51 @@ BUNDLE = "Support bundle"
 UNINSTALL = "Uninstall"
 
 
-def _printer(wizard: Any) -> Any:
-    from installer.deploy import LogLine, StepFinished, StepStarted
-    from installer.operate.installation import Progress
+class PlainOperateView:
+    """An operation's and an upgrade's events as lines of the plain prompts (an OperateView
+    of installer.operate.events). Its lines are those of the CLI's operate commands, not
+    the plain deploy's (PlainDeployView): a service's state and a check's start show
+    nothing; byte progress shows every tenth."""
 
-    shown: dict[str, int] = {}
+    def __init__(self, wizard: PlainWizard) -> None:
+        self.wizard = wizard
+        self.shown: dict[str, int] = {}  # the tenth of each step's progress last shown
 
-    def show(event: Any) -> None:
-        from installer.checks.engine import CheckFinished
+    def __call__(self, event: OperationEvent) -> None:
+        show_operation(event, self)
 
-        if isinstance(event, CheckFinished):
-            result = event.result
-            if str(result.status) != "pass" or result.id.startswith("upgrade."):
-                wizard.say(f"    {str(result.status).upper():<5}{result.id}: {result.message}")
-                if str(result.status) in ("warn", "fail", "error") and result.remediation:
-                    wizard.say(f"         fix: {result.remediation}")
-        elif isinstance(event, StepStarted):
-            wizard.say(f"==> {event.name}")
-        elif isinstance(event, StepFinished):
-            wizard.say(f"    {'done' if event.ok else 'FAILED'}: {event.detail}")
-        elif isinstance(event, LogLine):
-            wizard.say(f"    {event.text}")
-        elif isinstance(event, Progress):
-            tenth = int(10 * event.done / event.total) if event.total else event.done >> 27
-            if shown.get(event.step) != tenth:
-                shown[event.step] = tenth
-                wizard.say(f"    {event.step}: {event.done / 1e6:.1f} MB"
-                           + (f" of {event.total / 1e6:.1f} MB" if event.total else ""))
+    def check_started(self, event: CheckStarted) -> None:
+        """Nothing: a check shows when it finishes."""
 
-    return show
+    def check_finished(self, event: CheckFinished) -> None:
+        """The upgrade's gates, and any check that did not pass."""
+        result = event.result
+        if str(result.status) != "pass" or result.id.startswith("upgrade."):
+            self.wizard.say(f"    {str(result.status).upper():<5}{result.id}: {result.message}")
+            if str(result.status) in ("warn", "fail", "error") and result.remediation:
+                self.wizard.say(f"         fix: {result.remediation}")
+
+    def step_started(self, event: StepStarted) -> None:
+        self.wizard.say(f"==> {event.name}")
+
+    def step_finished(self, event: StepFinished) -> None:
+        self.wizard.say(f"    {'done' if event.ok else 'FAILED'}: {event.detail}")
+
+    def service_state(self, event: ServiceState) -> None:
+        """Nothing: the upgrade's step lines say how the services came up."""
+
+    def log_line(self, event: LogLine) -> None:
+        self.wizard.say(f"    {event.text}")
+
+    def progress(self, event: Progress) -> None:
+        tenth = int(10 * event.done / event.total) if event.total else event.done >> 27
+        if self.shown.get(event.step) != tenth:
+            self.shown[event.step] = tenth
+            self.wizard.say(f"    {event.step}: {event.done / 1e6:.1f} MB"
+                            + (f" of {event.total / 1e6:.1f} MB" if event.total else ""))
 
 
-def offer_operations(wizard: Any) -> int | None:
+def offer_operations(wizard: PlainWizard) -> int | None:
     """Ask what to do with the installation; None means go on with the wizard."""
     from installer.errors import InstallerError
     from installer.operate.installation import Installation, is_installed
@@ -61,7 +84,7 @@ def offer_operations(wizard: Any) -> int | None:
     state = wizard.state
     try:
         target = state.connect()
-        inst = Installation(state.answers, target, state.redactor, _printer(wizard))
+        inst = Installation(state.answers, target, state.redactor, PlainOperateView(wizard))
         installed = is_installed(inst)
     except InstallerError as exc:  # e.g. a host key to confirm: the wizard's target step asks
         log.info("no existing installation found: %s", exc.message)
@@ -88,7 +111,7 @@ def offer_operations(wizard: Any) -> int | None:
         inst.close()
 
 
-def _upgrade(wizard: Any, inst: Any) -> int:
+def _upgrade(wizard: PlainWizard, inst: Installation) -> int:
     """The same plan, gates and progress as `carto-installer upgrade`."""
     from installer.deploy import DeployCancelled
     from installer.preflight import validate_names
@@ -107,7 +130,7 @@ def _upgrade(wizard: Any, inst: Any) -> int:
     skip = validate_names([p.strip() for p in accepted.split(",") if p.strip()], "risks",
                           extra=[*GATE_IDS, "upgrade"])
 
-    def confirm(plan: Any) -> bool:
+    def confirm(plan: UpgradeReview) -> bool:
         wizard.say("The upgrade will:")
         wizard.say(plan.summary())
         return bool(questionary.confirm("Proceed with the upgrade?", default=False
@@ -117,7 +140,7 @@ def _upgrade(wizard: Any, inst: Any) -> int:
         wizard.changes_started = True
         result = upgrade(answers, inst.target, redactor=inst.redactor,
                          package=package if package and package != answers.package else None,
-                         release=release or None, skip=skip, on_event=_printer(wizard),
+                         release=release or None, skip=skip, on_event=PlainOperateView(wizard),
                          confirm=confirm)
     except DeployCancelled as exc:
         wizard.say(str(exc.message))
@@ -130,7 +153,7 @@ def _upgrade(wizard: Any, inst: Any) -> int:
     return 0 if result.ok else 3
 
 
-def _backup(wizard: Any, inst: Any) -> int:
+def _backup(wizard: PlainWizard, inst: Installation) -> int:
     from installer.operate.backup import backup, default_output
 
     passphrase = questionary.password(
@@ -149,7 +172,7 @@ def _backup(wizard: Any, inst: Any) -> int:
     return 0
 
 
-def _bundle(wizard: Any, inst: Any) -> int:
+def _bundle(wizard: PlainWizard, inst: Installation) -> int:
     from installer.operate.bundle import default_bundle_name, support_bundle
 
     output = questionary.text("Write the support bundle to:", default=os.path.join(
@@ -160,7 +183,7 @@ def _bundle(wizard: Any, inst: Any) -> int:
     return 0
 
 
-def _uninstall(wizard: Any, inst: Any) -> int:
+def _uninstall(wizard: PlainWizard, inst: Installation) -> int:
     from installer.operate.uninstall import apply_uninstall, plan_uninstall
 
     purge = questionary.confirm("Also destroy the data (volumes, PVCs, the installer's "

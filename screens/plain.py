@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, ParamSpec, TextIO, TypeVar, cast
 
 import questionary
 
@@ -46,6 +46,7 @@ from installer.answers.sections import (
 )
 from installer.checks.base import CheckResult, Status
 from installer.checks.engine import CheckFinished, CheckStarted
+from installer.checks.engine import Event as CheckEvent
 from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted, show
 from installer.errors import AnswersError, InstallerError
 from installer.safetext import visible
@@ -64,7 +65,15 @@ from installer.session import (
 from screens.fields import CHOICE_TITLES, PROVIDER_TITLES
 from screens.usable import UNKNOWN, problem_with
 
+if TYPE_CHECKING:
+    from installer.answers.model import AnswerValue
+    from installer.redact import Redactor
+    from installer.render import RenderPlan
+
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 3, 130
+Option = TypeVar("Option")  # what a choice stands for
+Asked = ParamSpec("Asked")  # a question's arguments
+Reply = TypeVar("Reply")  # a question's answer
 CERTIFICATE_HELP = "PEM, the domain's certificate first, then its intermediates"
 MARKS = {Status.PASS: ("✔", "32"), Status.WARN: ("!", "33"), Status.FAIL: ("✘", "31"),
          Status.SKIP: ("-", "2"), Status.ERROR: ("?", "35")}
@@ -154,7 +163,7 @@ class PlainWizard:
     # --- prompts -------------------------------------------------------------------------
 
     def ask_field(self, path: str, *, required: bool = False,
-                  instruction: str | None = None) -> Any:
+                  instruction: str | None = None) -> AnswerValue:
         """Ask for one answer with its declared label, help, default and validator; a file
         that is not there (or does not parse) is refused with the reason."""
         spec = field_spec(path)
@@ -213,10 +222,13 @@ class PlainWizard:
             else:
                 self.ask_field(ask.path, required=section.is_required(ask.path, a))
 
-    def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
+    def choose(self, message: str, choices: list[tuple[str, Option]],
+               default: Option | None = None) -> Option:
         options = [questionary.Choice(visible(title), value=value) for title, value in choices]
         chosen = next((c for c in options if c.value == default), None)
-        return questionary.select(message, choices=options, default=chosen).unsafe_ask()
+        # questionary answers with the value of the Choice picked: one of `choices`' options.
+        return cast(Option, questionary.select(message, choices=options,
+                                               default=chosen).unsafe_ask())
 
     def confirm(self, message: str, default: bool = False) -> bool:
         return bool(questionary.confirm(visible(message), default=default).unsafe_ask())
@@ -235,21 +247,21 @@ class PlainWizard:
     def run_checks(self, step: str, names: list[str] | None = None) -> list[CheckResult]:
         """Run a step's checks, printing each as it finishes. Ctrl-C stops them at once."""
         cancel = threading.Event()
-        events: queue.Queue[Any] = queue.Queue()
+        events: queue.Queue[CheckEvent] = queue.Queue()
         self.say("Checking…", "2")
 
-        def printer(event: Any) -> None:
+        def printer(event: CheckEvent) -> None:
             events.put(event)
 
         # Questions the checks' thread needs answered (host key, key passphrase): asked here,
-        # on the main thread, which owns the terminal.
-        questions: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...], Handoff[Any]]]
-        questions = queue.Queue()
+        # on the main thread, which owns the terminal. Each is queued as the call that asks it
+        # and hands the answer back.
+        questions: queue.Queue[Callable[[], None]] = queue.Queue()
 
-        def asked_here(function: Callable[..., Any]) -> Callable[..., Any]:
-            def ask(*args: Any) -> Any:
-                reply: Handoff[Any] = Handoff()
-                questions.put((function, args, reply))
+        def asked_here(function: Callable[Asked, Reply]) -> Callable[Asked, Reply]:
+            def ask(*args: Asked.args, **kwargs: Asked.kwargs) -> Reply:
+                reply: Handoff[Reply] = Handoff()
+                questions.put(lambda: reply.give(function(*args, **kwargs)))
                 return reply.wait()
 
             return ask
@@ -261,8 +273,8 @@ class PlainWizard:
         try:
             while not (job.done.is_set() and events.empty()):
                 try:
-                    function, args, reply = questions.get_nowait()
-                    reply.give(function(*args))
+                    question = questions.get_nowait()
+                    question()
                 except queue.Empty:
                     pass
                 try:
@@ -590,7 +602,7 @@ class PlainWizard:
         cancel = threading.Event()
         inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
 
-        def confirm(plan: Any) -> bool:
+        def confirm(plan: RenderPlan) -> bool:
             needed = self.state.confirmation_needed(plan)
             if not needed.needed:
                 self.changes_started = True
@@ -712,7 +724,7 @@ class PlainDeployView:
         self.wizard.say(f"    {event.text}", "2")
 
 
-def run_plain(args: argparse.Namespace, redactor: Any) -> int:
+def run_plain(args: argparse.Namespace, redactor: Redactor) -> int:
     """`carto-installer --plain`: the wizard as questions and answers."""
     from installer.session import load_answers_arg
 

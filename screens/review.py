@@ -4,7 +4,7 @@ named, never shown), and the answers saved for re-runs and automation."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -27,6 +27,9 @@ from installer.session import (
     step_for_check,
 )
 from screens.base import StepScreen
+
+if TYPE_CHECKING:
+    from installer.render import RenderPlan
 
 
 class PlanReady(Message):
@@ -151,7 +154,7 @@ class ReviewScreen(StepScreen):
         self.state.reviewed_fingerprint = plan_fingerprint(message.plan)
         self.show_plan(message.plan)
 
-    def show_plan(self, plan: Any) -> None:
+    def show_plan(self, plan: RenderPlan | None) -> None:
         redactor = self.state.redactor
         summary = Text()
         if plan is None:

@@ -5,13 +5,12 @@ these and keep only the widgets a step truly needs of its own (choices, tests, n
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 
 from textual.dom import DOMNode
 from textual.widget import Widget
 
 from installer.answers import Answers, Section
-from screens.widgets.field_input import FieldInput
+from screens.widgets.field_input import FieldInput, FieldOptions
 from screens.widgets.toggles import Tick
 
 
@@ -20,7 +19,7 @@ def input_id(path: str) -> str:
 
 
 def section_widgets(section: Section, answers: Answers, *, every: bool = False,
-                    options: Mapping[str, Mapping[str, Any]] | None = None) -> Iterator[Widget]:
+                    options: Mapping[str, FieldOptions] | None = None) -> Iterator[Widget]:
     """The section's inputs: those shown for `answers`, or `every` one (the screen then
     shows and hides them with `show_section` as choices change). `options`: extra
     FieldInput arguments by path (a usability check, say)."""
@@ -33,7 +32,7 @@ def section_widgets(section: Section, answers: Answers, *, every: bool = False,
             yield Tick(label, bool(value), id=input_id(ask.path), compact=True)
             continue
         yield FieldInput(spec, value, required=section.is_required(ask.path, answers),
-                         **dict((options or {}).get(ask.path, {})))
+                         **(options or {}).get(ask.path, FieldOptions()))
 
 
 def show_section(screen: DOMNode, section: Section, probe: Answers) -> None:

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Checkbox, RadioSet, Static
 from textual.worker import Worker, get_current_worker
 
+from installer.answers.model import AnswerValue
 from installer.answers.sections import DEPLOYMENT, JUMP, KUBERNETES, SSH
 from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from installer.session import Cancelled, describe_error, run_cancellable
@@ -98,7 +99,7 @@ class TargetScreen(StepScreen):
         pressed = self.query_one(RadioSet).pressed_button
         return pressed is not None and pressed.id == "remote"
 
-    def _directory_problem(self, value: Any) -> str | None:
+    def _directory_problem(self, value: AnswerValue) -> str | None:
         """The deployment directory on this machine is looked at as it is typed; on another
         machine, once Next has connected to it."""
         try:

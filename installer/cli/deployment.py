@@ -77,7 +77,7 @@ def _next_after_render(args: argparse.Namespace) -> str:
             "files and verifies it over HTTPS (it renders again first: nothing changes twice)")
 
 
-class _Printer:
+class DeployPrinter:
     """Shows deploy events as lines (a DeployView of installer.deploy.events); remembers check
     results to name accepted risks."""
 
@@ -139,7 +139,7 @@ def run_deploy(args: argparse.Namespace, redactor: Redactor) -> int:
     skip = validate_names(args.skip, "--skip")
     answers = load_command_answers(args, redactor)
     validate(answers, answers.platform)  # bad answers: exit 2 before any machine is opened
-    printer = _Printer(redactor)
+    printer = DeployPrinter(redactor)
     with open_command_target(args, answers, redactor) as target:
         result = deploy(answers, target, redactor=redactor, skip=skip, on_event=printer,
                         confirm=None if args.yes else _confirm_on_terminal(redactor, "deployment"),
@@ -159,7 +159,7 @@ def run_upgrade(args: argparse.Namespace, redactor: Redactor) -> int:
                          "add --yes to upgrade without asking (scripts, CI)")
     skip = validate_names(args.skip, "--skip", extra=[*GATE_IDS, "upgrade"])
     answers = load_command_answers(args, redactor)
-    printer = _Printer(redactor)
+    printer = DeployPrinter(redactor)
 
     with open_command_target(args, answers, redactor) as target:
         result = upgrade(answers, target, redactor=redactor, package=args.package,
@@ -171,8 +171,8 @@ def run_upgrade(args: argparse.Namespace, redactor: Redactor) -> int:
     return 0 if result.ok else 3
 
 
-def _report_accepted_risks(printer: _Printer, accepted: Sequence[str], redactor: Redactor,
-                           done: str) -> None:
+def _report_accepted_risks(printer: DeployPrinter, accepted: Sequence[str],
+                           redactor: Redactor, done: str) -> None:
     """The failed checks the user named in --skip, with what they found, on the terminal and
     in the log."""
     if not accepted:

@@ -13,44 +13,44 @@ from typing import TYPE_CHECKING
 
 from installer.cli.answers_arg import load_command_answers, open_command_target
 from installer.cli.contract import EXIT_INTERRUPTED
+from installer.cli.deployment import DeployPrinter
 from installer.cli.prompts import ask_yes_no, backup_passphrase
 from installer.cli.prompts import out as _out
 from installer.errors import InputError
+from installer.operate.events import OperationEvent, show_operation
 
 if TYPE_CHECKING:
     from installer.answers import Answers
-    from installer.operate.installation import Progress
+    from installer.deploy.events import LogLine, StepFinished
+    from installer.operate.events import Progress
     from installer.redact import Redactor
     from installer.target import Target
 
 
-class _Printer:
+class OperatePrinter(DeployPrinter):
     """Steps as lines; byte progress as one line rewritten in place on a terminal, else a
-    line per 10 %."""
+    line per 10 %. An OperateView (installer.operate.events): the deploy events an operation
+    shares with a deployment print as the deploy command prints them, but for the two below."""
 
     def __init__(self, redactor: Redactor) -> None:
-        self.redactor = redactor
+        super().__init__(redactor)
         self.tty = sys.stdout.isatty()
         self._last: dict[str, int] = {}
 
-    def __call__(self, event: object) -> None:
-        from installer.deploy import LogLine, StepFinished, StepStarted
-        from installer.operate.installation import Progress
+    def __call__(self, event: OperationEvent) -> None:
+        show_operation(event, self)
 
-        if isinstance(event, Progress):
-            self._progress(event)
-        elif isinstance(event, StepStarted):
-            _out(self.redactor, f"==> {event.name}")
-        elif isinstance(event, StepFinished):
-            if self.tty and event.name in self._last:
-                sys.stdout.write("\r\033[K")
-            word = "done" if event.ok else "FAILED"
-            _out(self.redactor, f"    {word}: {event.detail}" if event.detail else f"    {word}")
-            self._last.pop(event.name, None)
-        elif isinstance(event, LogLine):
-            _out(self.redactor, f"    {event.text}")
+    def step_finished(self, event: StepFinished) -> None:
+        if self.tty and event.name in self._last:
+            sys.stdout.write("\r\033[K")
+        word = "done" if event.ok else "FAILED"
+        _out(self.redactor, f"    {word}: {event.detail}" if event.detail else f"    {word}")
+        self._last.pop(event.name, None)
 
-    def _progress(self, event: Progress) -> None:
+    def log_line(self, event: LogLine) -> None:
+        _out(self.redactor, f"    {event.text}")
+
+    def progress(self, event: Progress) -> None:
         size = f"{event.done / 1e6:.1f} MB" + (f" of {event.total / 1e6:.1f} MB"
                                                 if event.total else "")
         if self.tty:
@@ -94,7 +94,7 @@ def run_backup(args: argparse.Namespace, redactor: Redactor) -> int:
     answers, target = _session(args, redactor)
     output = args.output or default_output(answers.domain) + (".enc" if passphrase else "")
     with target:
-        inst = Installation(answers, target, redactor, _Printer(redactor))
+        inst = Installation(answers, target, redactor, OperatePrinter(redactor))
         try:
             result = backup(inst, output, passphrase=passphrase,
                             include_database=not args.no_database)
@@ -141,7 +141,7 @@ def run_restore(args: argparse.Namespace, redactor: Redactor) -> int:
                              "backup's?"))
 
     with target:
-        inst = Installation(answers, target, redactor, _Printer(redactor))
+        inst = Installation(answers, target, redactor, OperatePrinter(redactor))
         try:
             result = restore(inst, args.source, passphrase=passphrase, database=args.database,
                              confirm_database=None if args.yes else confirm)
@@ -174,7 +174,7 @@ def run_bundle(args: argparse.Namespace, redactor: Redactor) -> int:
     answers, target = _session(args, redactor)
     output = args.output or default_bundle_name(answers.domain)
     with target:
-        inst = Installation(answers, target, redactor, _Printer(redactor))
+        inst = Installation(answers, target, redactor, OperatePrinter(redactor))
         try:
             result = support_bundle(inst, output, tail=args.tail)
         finally:
@@ -250,7 +250,7 @@ def run_uninstall(args: argparse.Namespace, redactor: Redactor) -> int:
                          "to ask on", "add --yes (scripts)")
     answers, target = _session(args, redactor)
     with target:
-        inst = Installation(answers, target, redactor, _Printer(redactor))
+        inst = Installation(answers, target, redactor, OperatePrinter(redactor))
         try:
             plan = plan_uninstall(inst, purge=args.purge_data)
             _out(redactor, plan.summary())

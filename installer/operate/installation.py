@@ -13,12 +13,12 @@ import logging
 import posixpath
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from installer.deploy import LogLine, StepFinished, StepStarted
 from installer.errors import DeployError, InputError
+from installer.operate.events import OperateEvent, Progress, Sink
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("installer.operate")
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by=carto-installer"
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A long step moving on: `done` of `total` bytes (total 0 when unknown)."""
-
-    step: str
-    done: int
-    total: int
-
-
-OperateEvent = StepStarted | StepFinished | LogLine | Progress
-Sink = Callable[[OperateEvent], None]
 
 
 class Installation:

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.checks.base import CheckResult
 from installer.deploy import DeployResult, EventSink, LogLine
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.render import RenderPlan
     from installer.target import Target
+    from installer.yamldata import YAMLMapping, YAMLValue
 
 # The Helm upgrade's own steps before the deploy's (installer.deploy.steps names those).
 GATES = "gates"
@@ -35,16 +36,16 @@ VALUES_DIFF = "values diff"
 _SECRET_WORDS = ("password", "secret", "token", "key", "credential", "private")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def _flatten(value: YAMLValue, prefix: str = "") -> dict[str, YAMLValue]:
     if isinstance(value, dict) and value:
-        out: dict[str, Any] = {}
+        out: dict[str, YAMLValue] = {}
         for key, item in value.items():
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: value}
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: YAMLMapping, extra: YAMLMapping) -> YAMLMapping:
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -54,7 +55,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def values_diff(current: dict[str, Any], new: dict[str, Any], secret_paths: set[str]
+def values_diff(current: YAMLMapping, new: YAMLMapping, secret_paths: set[str]
                 ) -> list[str]:
     """One line per value path that differs; values under a secret path (carto-secrets.yaml,
     or a key naming a password, token, key ...) shown only as "(secret)"."""
@@ -63,7 +64,7 @@ def values_diff(current: dict[str, Any], new: dict[str, Any], secret_paths: set[
         return (path in secret_paths or any(path.startswith(p + ".") for p in secret_paths)
                 or any(word in last for word in _SECRET_WORDS))
 
-    def show(path: str, value: Any) -> str:
+    def show(path: str, value: YAMLValue) -> str:
         if is_secret(path):
             return "(secret)"
         text = json.dumps(value, sort_keys=True, default=str)

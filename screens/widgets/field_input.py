@@ -8,7 +8,7 @@ field keeps forms usable at 80x24). Local paths can be picked with Ctrl+O.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +18,16 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
 from installer.answers import FieldSpec, Secret
+from installer.answers.model import AnswerValue
 from screens.usable import UNKNOWN, problem_with
+
+
+class FieldOptions(TypedDict, total=False):
+    """FieldInput's optional arguments, given per answer path by a screen (see
+    screens/sections.py)."""
+
+    usable: Callable[[AnswerValue], str | None]
+    unusable_blocks: bool
 
 
 class SpecValidator(Validator):
@@ -83,10 +92,10 @@ class FieldInput(Horizontal):
         def control(self) -> FieldInput:
             return self.field_input
 
-    def __init__(self, spec: FieldSpec, value: Any = None, *, required: bool = False,
+    def __init__(self, spec: FieldSpec, value: AnswerValue = None, *, required: bool = False,
                  label: str | None = None, id: str | None = None,
                  disabled: bool = False,
-                 usable: Callable[[Any], str | None] | None = None,
+                 usable: Callable[[AnswerValue], str | None] | None = None,
                  unusable_blocks: bool = False) -> None:
         super().__init__(id=id or "f-" + spec.path.replace(".", "-"), disabled=disabled)
         self.spec = spec
@@ -176,7 +185,7 @@ class FieldInput(Horizontal):
         return self.error_for(self.text if self.is_mounted else self._initial)
 
     @property
-    def value(self) -> Any:
+    def value(self) -> AnswerValue:
         """The parsed value; raises ValueError when the text is not acceptable.
 
         A secret left as it came (from `*_env` or `*_file` in an answers file) keeps its

@@ -284,10 +284,10 @@ def test_hostile_os_release_is_shown_inert(tmp_path: Path) -> None:
 
 
 def test_deploy_log_lines_and_events_are_inert(capsys: pytest.CaptureFixture[str]) -> None:
-    from installer.cli.deployment import _Printer
+    from installer.cli.deployment import DeployPrinter
     from installer.deploy import LogLine, StepFinished
 
-    printer = _Printer(Redactor())
+    printer = DeployPrinter(Redactor())
     printer(LogLine(f"app | {HOSTILE}"))
     printer(StepFinished("launch", False, HOSTILE))
     out = capsys.readouterr().out

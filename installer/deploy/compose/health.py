@@ -9,13 +9,15 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.deploy import LogLine, ServiceState
 from installer.deploy.compose.project import is_job
 from installer.errors import DeployError
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from installer.deploy.compose.project import _Run
 
 log = logging.getLogger("installer.deploy.compose")
@@ -52,7 +54,7 @@ class ContainerView:
         return self.state + (f" ({self.health})" if self.health else "")
 
 
-def list_containers(client: Any, project: str) -> list[ContainerView]:
+def list_containers(client: DockerClient, project: str) -> list[ContainerView]:
     views: list[ContainerView] = []
     for container in client.containers.list(
             all=True, filters={"label": f"com.docker.compose.project={project}"}):
@@ -248,7 +250,7 @@ def _parse_docker_time(text: str) -> float | None:
     return datetime.fromisoformat(match.group(1) + fraction + zone).timestamp()
 
 
-def _settled_by_engine_clock(client: Any) -> Callable[[ContainerView], bool]:
+def _settled_by_engine_clock(client: DockerClient) -> Callable[[ContainerView], bool]:
     """For a one-off look (status): a container counts as settled once it has been running
     long enough by the engine's own clock (the target's clock may differ from ours)."""
     try:

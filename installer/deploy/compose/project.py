@@ -8,7 +8,7 @@ import posixpath
 import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.answers import Answers
 from installer.deploy.events import EventSink, LogLine
@@ -18,6 +18,8 @@ from installer.errors import DeployError, InputError
 from installer.target import LinkRefused, Target
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from installer.redact import Redactor
     from installer.report import Report
 
@@ -91,9 +93,9 @@ class _Run(DeployRun):
         self.directory = posixpath.normpath(answers.compose.directory)
         # target.sudo: Compose runs as root when the SSH user may not use Docker itself.
         self.sudo = bool(answers.target and answers.target.sudo)
-        self._client: Any = None
+        self._client: DockerClient | None = None
 
-    def client(self, timeout: float = 30.0) -> Any:
+    def client(self, timeout: float = 30.0) -> DockerClient:
         if self._client is None:
             try:
                 self._client = self.target.docker_client(timeout=timeout)

@@ -43,7 +43,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.answers import Answers, validate
 from installer.deploy import (
@@ -99,6 +99,7 @@ if TYPE_CHECKING:
     from installer.redact import Redactor
     from installer.render import RenderPlan
     from installer.target import Target
+    from installer.yamldata import JSONObject
 
 log = logging.getLogger("installer.deploy.helm")
 
@@ -123,7 +124,7 @@ def check_package_version(package_version: str | None, chart: ChartInfo) -> str:
     return verdict.message
 
 
-def fingerprint(chart: ChartInfo, files: Sequence[bytes], secrets: list[dict[str, Any]],
+def fingerprint(chart: ChartInfo, files: Sequence[bytes], secrets: list[JSONObject],
                 answers: Answers) -> str:
     digest = hashlib.sha256()
     parts = [chart.identity.encode(), *files,
@@ -363,7 +364,7 @@ def deploy_kubernetes(answers: Answers, target: Target, *, redactor: Redactor,
                    f"CARTO is deployed as release {k8s.release} in namespace {k8s.namespace}")
 
 
-def _secret_names_in(pod_spec: dict[str, Any]) -> set[str]:
+def _secret_names_in(pod_spec: JSONObject) -> set[str]:
     """The Secrets a pod template reads: volumes (also projected) and env/envFrom."""
     names: set[str] = set()
     for volume in pod_spec.get("volumes") or []:

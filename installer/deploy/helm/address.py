@@ -7,9 +7,12 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from installer.kube import Kube
+
+if TYPE_CHECKING:
+    from installer.yamldata import JSONObject
 
 POLL_INTERVAL = 2.0
 LOAD_BALANCER_WAIT = 120.0
@@ -39,7 +42,7 @@ def router_address(kube: Kube, release: str) -> Address | None:
     if not services:
         return None
 
-    def rank(svc: dict[str, Any]) -> tuple[int, int]:
+    def rank(svc: JSONObject) -> tuple[int, int]:
         name = str(svc.get("metadata", {}).get("name", ""))
         kind = (svc.get("spec") or {}).get("type")
         return (0 if name.endswith("-router") else 1, 0 if kind == "LoadBalancer" else 1)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from installer.deploy.events import EventSink, LogLine, ServiceState
 from installer.kube import Kube, KubeError
 
 if TYPE_CHECKING:
     from installer.redact import Redactor
+    from installer.yamldata import JSONObject
 
 log = logging.getLogger("installer.deploy.helm")
 
@@ -78,7 +79,7 @@ class PodProgress:
         return "; ".join(lines)
 
 
-def pod_state(pod: dict[str, Any]) -> ServiceState:
+def pod_state(pod: JSONObject) -> ServiceState:
     name = str((pod.get("metadata") or {}).get("name", "?"))
     status = pod.get("status") or {}
     phase = str(status.get("phase", "Unknown"))
@@ -99,7 +100,7 @@ def pod_state(pod: dict[str, Any]) -> ServiceState:
     return ServiceState(name, phase, health)
 
 
-def workload_state(workload: dict[str, Any]) -> ServiceState:
+def workload_state(workload: JSONObject) -> ServiceState:
     """A Deployment or StatefulSet by the chart's own name: ready when every desired replica
     is ready and up to date with its current spec."""
     meta = workload.get("metadata") or {}
