@@ -15,8 +15,8 @@ from installer.operate.backup import BackupRecord, record_backup
 from installer.operate.installation import Installation
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import FakeCluster, set_release_status
+from tests.support.helm_deploy import run_cli_offline
 from tests.vendor.test_helm_deploy import (
     NEW_CHART,
     NEW_PACKAGE,

@@ -32,7 +32,6 @@ from installer.deploy.helm import deploy_kubernetes, status_kubernetes
 from installer.errors import DeployError
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import (
     FakeCluster,
     NodeSpec,
@@ -40,6 +39,7 @@ from tests.services.k8s_apiserver import (
     release_secrets,
     set_release_status,
 )
+from tests.support.helm_deploy import run_cli_offline
 from tests.support.k8s_package import client_environment, self_signed_pair
 from tests.support.package import service_account_json
 
