@@ -123,8 +123,9 @@ def imports_of_test_modules(root: Path, *folders: Path) -> list[str]:
                     names = [a.name for a in node.names if _is_test_module(a.name)]
                 elif isinstance(node, ast.ImportFrom):
                     base = "." * node.level + (node.module or "")
+                    joint = "" if base.endswith(".") else "."
                     names = ([base] if _is_test_module(base) else
-                             [f"{base}{'' if base.endswith('.') else '.'}{a.name}" for a in node.names
+                             [f"{base}{joint}{a.name}" for a in node.names
                               if a.name.startswith("test_")])
                 else:
                     continue
