@@ -7,6 +7,8 @@ tests/vendor the vendor's real files, tests/project the repository's own rules).
   Kubernetes fixture API server, object stores, TLS servers). Every one is loaded here as a
   pytest plugin, so a service fixture only has to exist to be usable from any test.
 - tests/support/: helpers, fakes and builders, imported by name where they are used.
+- a folder's conftest.py: fixtures its test modules share that start nothing themselves
+  (tests/upgrade/conftest.py). No module imports a test module.
 - tests/data/: data files only.
 
 tests/project/test_test_layout.py keeps it that way.

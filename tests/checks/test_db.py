@@ -526,7 +526,7 @@ def test_cli_json_report_with_a_real_database(
 ) -> None:
     """`preflight --only net,tls,db --format json` with the system resolver: a private
     /etc/hosts maps the domain to this machine's own address (nothing else is looked up)."""
-    from tests.checks.test_net_egress import own_address
+    from tests.support.host_network import own_address
 
     now = datetime.datetime.now(datetime.UTC)
     expired = test_ca.issue(

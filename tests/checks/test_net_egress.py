@@ -41,6 +41,7 @@ from tests.services.tls_ca import (
     wait_until,
 )
 from tests.support.cli import REPO, cli_env
+from tests.support.host_network import own_address
 
 BASE_HOSTS = [
     "auth.carto.com",
@@ -166,20 +167,6 @@ def test_validator_is_shared_with_the_answers_loader() -> None:
 
 
 # --- net.dns ---------------------------------------------------------------------------------
-
-
-def own_address() -> str:
-    """A non-loopback address of this machine (what a DNS record would point at)."""
-    out = subprocess.run(
-        ["ip", "-o", "-4", "addr", "show", "scope", "global"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    addresses = net.parse_ip_addr(out)
-    if not addresses:
-        raise RuntimeError("this machine has no global IPv4 address for the net.dns tests")
-    return addresses[0]
 
 
 def dns_result(resolve, platform: str = "compose") -> CheckResult:  # type: ignore[no-untyped-def]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import shlex
-import shutil
-import subprocess
 import sys
 import threading
 from collections import Counter
@@ -30,7 +28,6 @@ from installer.deploy import (
 )
 from installer.deploy.helm import (
     Address,
-    deploy_kubernetes,
     describe_address,
     status_kubernetes,
 )
@@ -44,6 +41,14 @@ from tests.services.k8s_apiserver import (
     set_release_status,
 )
 from tests.support.cli import cli_env
+from tests.support.helm_deploy import (
+    ADMIN_PASSWORD,
+    DB_PASSWORD,
+    SKIP,
+    deploy,
+    external_db_answers,
+    run_cli_offline,
+)
 from tests.support.k8s_package import (
     CHART,
     HelmPackage,
@@ -52,16 +57,6 @@ from tests.support.k8s_package import (
     make_helm_package,
     self_signed_pair,
 )
-
-DB_PASSWORD = "db-Passw0rd-that-is-secret"
-ADMIN_PASSWORD = "admin-Passw0rd-also-secret"
-# Checks of other categories are not the subject here; with loopback-only lookups the egress
-# and database probes fail, and naming them accepts that (as --skip does).
-SKIP = ("egress", "net", "db", "tls")
-
-
-def loopback(name: str) -> list[str]:
-    return ["127.0.0.1"]
 
 
 @pytest.fixture
@@ -77,26 +72,6 @@ def cluster(k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path,
 @pytest.fixture
 def package(tmp_path: Path) -> HelmPackage:
     return make_helm_package(tmp_path / "package")
-
-
-def external_db_answers(cluster: FakeCluster, tmp_path: Path, package: HelmPackage,
-                        **extra: Any) -> dict[str, Any]:
-    cert, key = self_signed_pair(tmp_path / "tls", "carto.example.com")
-    data = k8s_answers(cluster, package.path,
-                       tls={"certificate_file": str(cert), "key_file": str(key)},
-                       database={"bundled": False, "host": "db.internal",
-                                 "password": DB_PASSWORD, "admin_password": ADMIN_PASSWORD})
-    data.update(extra)
-    return data
-
-
-def deploy(data: dict[str, Any], *, confirm: Any = None, events: list[Any] | None = None,
-           cancel: threading.Event | None = None) -> Any:
-    redactor = Redactor()
-    answers = parse_answers(data, redactor=redactor)
-    return deploy_kubernetes(answers, LocalTarget(), redactor=redactor, skip=SKIP,
-                             on_event=events.append if events is not None else None,
-                             confirm=confirm, resolver=loopback, cancel=cancel)
 
 
 def latest_release(cluster: FakeCluster) -> dict[str, Any]:
@@ -498,21 +473,6 @@ def test_status_reports_release_and_pods(cluster: FakeCluster, package: HelmPack
 
 
 # ---- through the CLI --------------------------------------------------------------------------
-
-
-def run_cli_offline(tmp_path: Path, *args: str, env: dict[str, str],
-                    cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The CLI in a private mount namespace where DNS goes to 127.0.0.1 only."""
-    if shutil.which("unshare") is None:
-        raise RuntimeError("unshare is missing: apt-get install -y util-linux")
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-    script = 'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(resolv),
-         sys.executable, "-m", "installer", *args],
-        env=cli_env(env), cwd=cwd, capture_output=True, text=True, check=False, timeout=300,
-        stdin=subprocess.DEVNULL)
 
 
 def test_cli_deploy_prints_and_logs_the_command_and_leaks_no_secret(

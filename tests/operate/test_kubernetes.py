@@ -21,8 +21,8 @@ from installer.operate.restore import restore
 from installer.operate.uninstall import apply_uninstall, plan_uninstall
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.deploy.test_helm import DB_PASSWORD, deploy, external_db_answers
 from tests.services.k8s_apiserver import FakeCluster, release_secrets
+from tests.support.helm_deploy import DB_PASSWORD, deploy, external_db_answers
 from tests.support.k8s_package import make_helm_package
 
 

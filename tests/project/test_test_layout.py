@@ -6,6 +6,10 @@
 - tests/services/ holds only modules that start something real (a process or a server);
 - tests/support/ holds helpers imported by name: no pytest fixtures (those would have to be
   loaded as plugins), and nothing anywhere is imported with `*`;
+- no module imports a test module: what tests of several modules share lives in tests/support/
+  (helpers), tests/services/ (fixtures that start something) or a folder's conftest.py (its
+  other fixtures); an imported test module would also bring its tests into the importer's
+  namespace, where pytest collects them a second time;
 - tests/data/ holds data files only, no Python;
 - a snapshot folder belongs to a test module next to it (syrupy looks for
   `<module folder>/__snapshots__/<module name>/`), so a moved module takes its snapshots along.
@@ -104,6 +108,33 @@ def star_imports(*folders: Path) -> list[str]:
             if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)]
 
 
+def _is_test_module(dotted: str) -> bool:
+    return any(part.startswith("test_") for part in dotted.split("."))
+
+
+def imports_of_test_modules(root: Path, *folders: Path) -> list[str]:
+    """`from tests.x.test_y import ...`, `import tests.x.test_y`, `from tests.x import test_y`
+    and relative forms of them, in every module of `folders` (paths shown from `root`)."""
+    problems = []
+    for folder in folders:
+        for module in _python_files(folder):
+            for node in ast.walk(ast.parse(module.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names if _is_test_module(a.name)]
+                elif isinstance(node, ast.ImportFrom):
+                    base = "." * node.level + (node.module or "")
+                    joint = "" if base.endswith(".") else "."
+                    names = ([base] if _is_test_module(base) else
+                             [f"{base}{joint}{a.name}" for a in node.names
+                              if a.name.startswith("test_")])
+                else:
+                    continue
+                problems += [f"{module.relative_to(root)}:{node.lineno}: imports the test "
+                             f"module {name}; shared code goes to tests/support/ (fixtures: "
+                             "tests/services/ or a conftest.py)" for name in names]
+    return problems
+
+
 def python_in_data(data: Path) -> list[str]:
     return [f"{path.relative_to(data.parent)}: code in tests/data/; builders go to tests/support/"
             for path in sorted(data.rglob("*")) if path.suffix in {".py", ".pyc"}]
@@ -121,6 +152,7 @@ def layout_problems(tests: Path, installer: Path) -> list[str]:
             + services_that_start_nothing(tests / "services")
             + support_fixtures(tests / "support")
             + star_imports(tests, tests.parent / "benchmarks")
+            + imports_of_test_modules(tests.parent, tests, tests.parent / "benchmarks")
             + python_in_data(tests / "data")
             + orphan_snapshots(tests))
 
@@ -145,6 +177,10 @@ def test_every_kind_of_misplacement_is_found(tmp_path: Path) -> None:
         "checks/deeper/test_too_deep.py": "",
         "wizard/__init__.py": "",
         "wizard/test_screens.py": "from tests.support.wizard import *\n",
+        "wizard/test_prompts.py": "import os\n\n"
+                                  "from tests.checks.test_ok import shared_helper\n",
+        "wizard/test_flows.py": "import tests.checks.test_ok\nfrom tests.checks import test_ok\n",
+        "wizard/conftest.py": "from .test_screens import a_fixture as a_fixture\n",
         "services/__init__.py": "",
         "services/real.py": "import subprocess\n\ndef start():\n    subprocess.Popen(['x'])\n",
         "services/thread.py": "from threading import Thread\n\nThread(target=print).start()\n",
@@ -160,6 +196,7 @@ def test_every_kind_of_misplacement_is_found(tmp_path: Path) -> None:
         (tests / name).parent.mkdir(parents=True, exist_ok=True)
         (tests / name).write_text(text)
     (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "bench_x.py").write_text("from tests.checks.test_ok import x\n")
 
     assert layout_problems(tests, installer) == [
         "checks/deeper/test_too_deep.py: a test module belongs in tests/<part>/",
@@ -170,6 +207,13 @@ def test_every_kind_of_misplacement_is_found(tmp_path: Path) -> None:
         "support/builder.py: fixture built (support modules are imported by name, never "
         "loaded as plugins)",
         f"{tests / 'wizard' / 'test_screens.py'}:1: import *",
+        *(f"{where}: imports the test module {name}; shared code goes to tests/support/ "
+          "(fixtures: tests/services/ or a conftest.py)" for where, name in [
+              ("tests/wizard/conftest.py:1", ".test_screens"),
+              ("tests/wizard/test_flows.py:1", "tests.checks.test_ok"),
+              ("tests/wizard/test_flows.py:2", "tests.checks.test_ok"),
+              ("tests/wizard/test_prompts.py:3", "tests.checks.test_ok"),
+              ("benchmarks/bench_x.py:1", "tests.checks.test_ok")]),
         "data/charts/build.py: code in tests/data/; builders go to tests/support/",
         "checks/__snapshots__/test_gone: no test_gone.py next to __snapshots__/",
     ]

@@ -25,10 +25,10 @@ from installer.render import apply_render, plan_render
 from installer.render.compose import TEMPLATE_BANNER, VERSION_BANNER, owned_settings
 from installer.render.merge import BASE_RECORD, BaseRecord
 from installer.target import LocalTarget
-from tests.render.test_envfile import NASTY, compose_commands
 from tests.services.tls_ca import TestCA
 from tests.support.cli import run_cli
 from tests.support.compose_deployment import DEPLOYMENT, make_deployment
+from tests.support.compose_parsers import NASTY, compose_commands
 from tests.support.package import GeneratedPackage, make_package
 
 DOMAIN = "carto.example.com"

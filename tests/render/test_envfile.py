@@ -5,7 +5,6 @@ refused with the reason."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,27 +13,7 @@ import yaml
 
 from installer import envfile
 from installer.envfile import EnvFile
-
-# Values people put in passwords and settings, and the corner cases of both parsers.
-NASTY = [
-    "plain", "", "it's", 'say "hi"', "both ' and \"", "$VAR", "${X}", "${X:-fallback}",
-    "pa$$word", "$", "trailing$", "#hash", "a #comment", "a#b", " leading", "trailing ",
-    "  both ends  ", "back\\slash", "ends with \\", "\\", "\\\\", "\\n not a newline",
-    "a=b=c", "=", "ünïcødé ✓ 密码 🚀", "\ttab", "x'y\\", "'", '"', "''", '""', "$'", "\\'",
-    '\\"', "#", " #", "a\\ #b", "\x01control", "\xa0nbsp\xa0", "${unclosed", "$}", "{}",
-    "$$", "\\$x", "%s", "`cmd`", "$(cmd)", "export X=1", "semi;colon", "*?[]", "~user",
-    "a'b\"c$d\\e#f g",
-]
-
-
-def compose_commands() -> dict[str, list[str]]:
-    """The real binaries; a missing one fails the test with how to install it."""
-    v1 = shutil.which("docker-compose")
-    if v1 is None:
-        pytest.fail("docker-compose (v1) is not installed: apt-get install -y docker-compose")
-    version = subprocess.run([v1, "version", "--short"], capture_output=True, text=True)
-    assert version.stdout.startswith("1."), f"docker-compose is not v1: {version.stdout!r}"
-    return {"v1": [v1], "v2": ["docker", "compose"]}
+from tests.support.compose_parsers import NASTY, compose_commands
 
 
 def read_back(command: list[str], directory: Path) -> dict[str, str]:

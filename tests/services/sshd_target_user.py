@@ -6,6 +6,8 @@ and keys, a real ssh-agent, and a second user with a hostile password.
 - `ssh_servers` / `one_ssh_server` / `shared_ssh_server`: sshd servers whose folders the test
   user can enter (the shared one lives for the session, for tests that neither restart it nor
   change its settings); `remote_dir`: a folder that user owns.
+- `vm`: the target of an end-to-end deploy over SSH (an sshd that resolves no name), and
+  `remote_folder`: a folder on it for the deployment directory.
 - `hostile_ssh_user`: a second user whose password is full of shell syntax, with sudo.
 
 Helpers that only use these servers (answers settings, known_hosts, /etc/hosts of the target)
@@ -30,7 +32,7 @@ from typing import Any
 import pytest
 
 from tests.services.sshd import SSHCredentials, SSHServer, _make_client_keys
-from tests.support.ssh_target import SSH_USER, open_folder
+from tests.support.ssh_target import SSH_USER, open_folder, use_hosts
 
 # A password made of everything a shell would act on; chpasswd forbids ':' and newlines.
 HOSTILE_USER = "cartohostile"
@@ -205,6 +207,25 @@ def remote_dir() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def vm(ssh_servers: SSHServers) -> SSHServer:
+    """The deployment target of an end-to-end test over SSH: an "Ubuntu 22.04" sshd of this
+    test alone whose /etc/hosts maps no name, so nothing it resolves leaves this machine."""
+    server = ssh_servers()
+    use_hosts(server, {})
+    return server
+
+
+@pytest.fixture
+def remote_folder() -> Iterator[Path]:
+    """A folder on the target (mode 755) for a deployment directory; removed at teardown."""
+    folder = open_folder("carto-ssh-deploy-", 0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

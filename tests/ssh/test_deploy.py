@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -41,10 +39,8 @@ from tests.support.package import make_package
 from tests.support.ssh_target import (
     SSH_USER,
     kill_ssh_sessions,
-    open_folder,
     target_settings,
     trust,
-    use_hosts,
 )
 
 DOMAIN = "carto-remote.example.com"
@@ -52,22 +48,6 @@ ADMIN_PASSWORD = 'remote-Admin$ecret "q" #1 \\ ${HOME}'
 USER_PASSWORD = "remote-user'pw $PATH ünï"
 # The test machine has 2 CPUs and no Internet (the target resolves no name: see `vm`).
 SKIP = "host.cpu,egress"
-
-
-@pytest.fixture
-def vm(ssh_servers: SSHServers) -> SSHServer:
-    server = ssh_servers()
-    use_hosts(server, {})  # nothing the target resolves leaves this machine
-    return server
-
-
-@pytest.fixture
-def remote_folder() -> Iterator[Path]:
-    folder = open_folder("carto-ssh-deploy-", 0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def https_from(sock: socket.socket, cert_pem: bytes) -> tuple[int, bytes]:

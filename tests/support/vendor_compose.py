@@ -15,6 +15,8 @@ import pytest
 
 VENDOR = Path(__file__).resolve().parents[2].parent / "shared" / "vendor"
 OLD_RELEASE, NEW_RELEASE = "compose-2026.5.14", "compose-2026.7.16"
+# Their VERSION files.
+OLD_VERSION, NEW_VERSION = "2026.5.14", "2026.7.16"
 
 
 def vendor_release(name: str) -> Path:

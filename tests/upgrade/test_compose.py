@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import socket
-import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,42 +25,29 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tests.services.tls_ca import TestCA
 from tests.support.cli import host_ports_lock, run_cli
 from tests.support.compose_deployment import (
-    build_release_images,
     compose_down,
     make_release,
+    served_fingerprint,
     write_answers,
 )
 from tests.support.package import GeneratedPackage, make_package
-from tests.support.vendor_compose import NEW_RELEASE, OLD_RELEASE, vendor_release
+from tests.support.vendor_compose import (
+    NEW_RELEASE,
+    NEW_VERSION,
+    OLD_RELEASE,
+    OLD_VERSION,
+    vendor_release,
+)
 
 DOMAIN = "carto-upgrade.example.com"
 SKIP = "host.cpu,egress"  # 2 CPUs and no Internet on the test machine: accepted risks
 ENV = {"TEST_PG_ADMIN_PASSWORD": "adm1n-Pw $x #y", "TEST_PG_PASSWORD": "us3r-Pw 'q'"}
-OLD_VERSION, NEW_VERSION = "2026.5.14", "2026.7.16"
-
-
-@pytest.fixture(scope="module")
-def images(docker_engine: docker.DockerClient, compose_v2: Path) -> None:
-    vendor_release(OLD_RELEASE)  # skip (fail under CI=true) without ../shared/vendor
-    for version in (OLD_VERSION, NEW_VERSION):
-        build_release_images(docker_engine, version)
 
 
 @pytest.fixture()
 def ports() -> Iterator[None]:
     with host_ports_lock():
         yield
-
-
-def served_fingerprint() -> str:
-    """SHA-256 of the certificate the router on 127.0.0.1:443 serves for DOMAIN."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # we compare the fingerprint exactly instead
-    with socket.create_connection(("127.0.0.1", 443), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=DOMAIN) as tls:
-        der = tls.getpeercert(binary_form=True) or b""
-    return hashlib.sha256(der).hexdigest()
 
 
 def fingerprint_of(pem: bytes) -> str:
@@ -238,15 +223,15 @@ def test_upgrade_to_the_next_release_with_a_new_package_then_renew_the_certifica
 
         # Renewal in place (as certbot does): the same files, a new certificate. deploy
         # restarts exactly the running services the changed files are mounted into.
-        assert served_fingerprint() != ""
+        assert served_fingerprint(DOMAIN) != ""
         renewed_pem = inst.issue(365)
-        old_fingerprint = served_fingerprint()
+        old_fingerprint = served_fingerprint(DOMAIN)
         assert old_fingerprint != fingerprint_of(renewed_pem)
         running = inst.containers(docker_engine)
         renewal = inst.cli("deploy", "--yes", "--skip", SKIP)
         assert renewal.returncode == 0, renewal.stdout + renewal.stderr
         assert "restarting router-http: certs/" in renewal.stdout, renewal.stdout
-        assert served_fingerprint() == fingerprint_of(renewed_pem)
+        assert served_fingerprint(DOMAIN) == fingerprint_of(renewed_pem)
         now = inst.containers(docker_engine)
         assert now["router-http"][1] != running["router-http"][1]  # restarted
         assert now["workspace-migrations"][1] == running["workspace-migrations"][1]
@@ -270,7 +255,7 @@ def test_a_failure_before_the_migrations_puts_the_previous_release_back_and_afte
         deployed = inst.cli("deploy", "--yes", "--skip", SKIP)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         archive = inst.record_backup(hours_ago=2)
-        served = served_fingerprint()
+        served = served_fingerprint(DOMAIN)
         before_files = inst.files()
         before_containers = inst.containers(docker_engine)
 
@@ -312,7 +297,7 @@ def test_a_failure_before_the_migrations_puts_the_previous_release_back_and_afte
         # Nothing was stopped: the same containers, and the old stack answers.
         after = inst.containers(docker_engine)
         assert after["router-http"][:2] == before_containers["router-http"][:2]
-        assert served_fingerprint() == served
+        assert served_fingerprint(DOMAIN) == served
         assert inst.cli("status").returncode == 0
 
         # After: the new release's migrations fail. Nothing is put back; the database must

@@ -8,6 +8,7 @@ import datetime
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
 from installer.answers import parse_answers
@@ -15,9 +16,9 @@ from installer.operate.backup import BackupRecord, record_backup
 from installer.operate.installation import Installation
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import FakeCluster, set_release_status
-from tests.vendor.test_helm_deploy import (
+from tests.support.helm_deploy import run_cli_offline
+from tests.support.vendor_charts import (
     NEW_CHART,
     NEW_PACKAGE,
     OLD_CHART,
@@ -26,9 +27,18 @@ from tests.vendor.test_helm_deploy import (
     answers_for,
     deploy,
     make_vendor_package,
+    require_vendor_charts,
     revisions,
+    vendor_cluster,
 )
-from tests.vendor.test_helm_deploy import cluster as cluster  # the fixture, shared
+
+require_vendor_charts()
+
+
+@pytest.fixture
+def cluster(k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path,
+            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeCluster:
+    return vendor_cluster(k8s_cluster, helm_bin, kubectl_bin, monkeypatch, tmp_path)
 
 
 def test_helm_upgrade_gates_values_diff_and_a_release_left_pending_upgrade(

@@ -19,14 +19,15 @@ from installer.redact import Redactor
 from installer.target import LocalTarget
 from tests.services.netdb_namespaces import namespaced
 from tests.services.sshd import SSHCredentials, SSHServer
-from tests.ssh.test_deploy import remote_folder as remote_folder  # fixtures, shared
-from tests.ssh.test_deploy import vm as vm
 from tests.support.cli import cli_env, host_ports_lock
-from tests.support.compose_deployment import compose_down, make_release, write_answers
+from tests.support.compose_deployment import (
+    compose_down,
+    make_release,
+    served_fingerprint,
+    write_answers,
+)
 from tests.support.package import make_package
-from tests.support.vendor_compose import NEW_RELEASE, OLD_RELEASE
-from tests.upgrade.test_compose import NEW_VERSION, OLD_VERSION, served_fingerprint
-from tests.upgrade.test_compose import images as images
+from tests.support.vendor_compose import NEW_RELEASE, NEW_VERSION, OLD_RELEASE, OLD_VERSION
 
 DOMAIN = "carto-upgrade.example.com"
 ENV = {"TEST_PG_ADMIN_PASSWORD": "remote-adm1n $x", "TEST_PG_PASSWORD": "remote-us3r 'q'"}
@@ -58,7 +59,7 @@ def test_upgrade_over_ssh(vm: SSHServer, target_credentials: SSHCredentials, ima
             deployed = cli("deploy", "--yes", "--skip", SKIP, "--accept-host-key",
                            vm.host_key_fingerprint())
             assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-            served = served_fingerprint()
+            served = served_fingerprint(DOMAIN)
             # The record `backup` keeps in the deployment directory (read over SFTP).
             archive = tmp_path / "backup.tar"
             archive.write_bytes(b"backup")
@@ -81,7 +82,7 @@ def test_upgrade_over_ssh(vm: SSHServer, target_credentials: SSHCredentials, ima
             previous = directory / ".carto-installer-previous"
             assert previous.stat().st_mode & 0o777 == 0o700
             assert (previous / "files" / "VERSION").read_text().strip() == OLD_VERSION
-            assert served_fingerprint() == served  # the same certificate, served again
+            assert served_fingerprint(DOMAIN) == served  # the same certificate, served again
             assert yaml.safe_load(answers.read_text())["package"] == str(new_package.path)
             status = cli("status")
             assert status.returncode == 0, status.stdout + status.stderr

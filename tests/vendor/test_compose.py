@@ -23,9 +23,9 @@ from installer.envfile import EnvFile
 from installer.redact import Redactor
 from installer.render import apply_render, plan_render
 from installer.target import LocalTarget
-from tests.render.test_envfile import compose_commands
 from tests.services.tls_ca import TestCA
 from tests.support.cli import run_cli
+from tests.support.compose_parsers import compose_commands
 from tests.support.package import GeneratedPackage, make_package
 from tests.support.vendor_compose import copy_release, releases
 

@@ -4,19 +4,15 @@ API server: install and wait, an identical re-run, a new TLS pair, the upgrade b
 two charts through their own pre-upgrade check Job, a release left pending, status, and the
 failure paths (a hook Job that fails, pods that never become ready).
 
-The installation package is made here in the vendor's format: carto-values.yaml with every
-`cartoConfigValues` key of the chart's values.yaml, carto-secrets.yaml with every
-`cartoSecrets` key, all with fake values. Nothing of the vendor is copied into the project.
+The installation package is made in the vendor's format by tests/support/vendor_charts.py.
+Nothing of the vendor is copied into the project.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
 import ssl
-import tarfile
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -28,114 +24,39 @@ import yaml
 
 from installer.answers import parse_answers
 from installer.deploy import LogLine
-from installer.deploy.helm import deploy_kubernetes, status_kubernetes
+from installer.deploy.helm import status_kubernetes
 from installer.errors import DeployError
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.deploy.test_helm import run_cli_offline
 from tests.services.k8s_apiserver import (
     FakeCluster,
     NodeSpec,
-    decode_release,
     release_secrets,
     set_release_status,
 )
-from tests.support.k8s_package import client_environment, self_signed_pair
-from tests.support.package import service_account_json
+from tests.support.helm_deploy import run_cli_offline
+from tests.support.vendor_charts import (
+    DOMAIN,
+    NEW_CHART,
+    NEW_PACKAGE,
+    OLD_CHART,
+    OLD_PACKAGE,
+    SKIP,
+    answers_for,
+    chart_annotation,
+    deploy,
+    require_vendor_charts,
+    revisions,
+    vendor_cluster,
+)
 
-VENDOR = Path(__file__).resolve().parents[2].parent / "shared" / "vendor"
-OLD_CHART, NEW_CHART = VENDOR / "carto-1.266.1.tgz", VENDOR / "carto-1.280.1.tgz"
-# The package versions the two charts ship with (their appVersion).
-OLD_PACKAGE, NEW_PACKAGE = "2026.5.14", "2026.7.16"
-SKIP = ("egress", "net", "db", "tls")
-DOMAIN = "carto.example.com"
-
-if not VENDOR.is_dir():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"the vendor's files are missing: {VENDOR} (required under CI=true)")
-    pytest.skip(f"the vendor's files are not here: {VENDOR}", allow_module_level=True)
-
-
-def chart_values(chart: Path) -> dict[str, Any]:
-    """The chart's own values.yaml, read from the packaged .tgz."""
-    with tarfile.open(chart) as archive:
-        member = archive.extractfile("carto/values.yaml")
-        assert member is not None
-        values = yaml.safe_load(member.read())
-    assert isinstance(values, dict)
-    return values
-
-
-def chart_annotation(chart: Path, key: str) -> str:
-    with tarfile.open(chart) as archive:
-        member = archive.extractfile("carto/Chart.yaml")
-        assert member is not None
-        return str(yaml.safe_load(member.read())["annotations"][key])
-
-
-def make_vendor_package(dest: Path, chart: Path, version: str) -> list[str]:
-    """carto-values.yaml + carto-secrets.yaml in the vendor's format for `chart`; returns
-    every secret value, for leak searches."""
-    values = chart_values(chart)
-    tenant = f"onp-{secrets.token_hex(4)}"
-    config: dict[str, Any] = {}
-    for key, default in values["cartoConfigValues"].items():
-        config[key] = f"fake-{key.lower()}" if isinstance(default, str) else default
-    config.update(selfHostedTenantId=tenant, selfHostedGcpProjectId=f"carto-tnt-{tenant}",
-                  customerPackageVersion=version)
-    account = service_account_json(f"carto-tnt-{tenant}")
-    carto_secrets = {key: {"value": secrets.token_urlsafe(18)}
-                     for key in values["cartoSecrets"]}
-    carto_secrets["defaultGoogleServiceAccount"] = {"value": account}
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / "carto-values.yaml").write_text(yaml.safe_dump({"cartoConfigValues": config}))
-    secrets_file = dest / "carto-secrets.yaml"
-    secrets_file.write_text(yaml.safe_dump({"cartoSecrets": carto_secrets}))
-    secrets_file.chmod(0o600)
-    return [v["value"] for k, v in carto_secrets.items() if k != "defaultGoogleServiceAccount"]
-
-
-def loopback(name: str) -> list[str]:
-    return ["127.0.0.1"]
+require_vendor_charts()
 
 
 @pytest.fixture
 def cluster(k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path,
             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeCluster:
-    client_environment(k8s_cluster, monkeypatch, helm_bin.parent, kubectl_bin.parent)
-    # CARTO's pods request ~5 CPUs in all: three 4-CPU nodes hold them.
-    k8s_cluster.set_nodes([NodeSpec(f"node-{n}", cpu="4", memory="16Gi") for n in (1, 2, 3)])
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return k8s_cluster
-
-
-def answers_for(cluster: FakeCluster, tmp_path: Path, chart: Path, version: str,
-                tls_name: str = "tls") -> dict[str, Any]:
-    package = tmp_path / f"package-{version}"
-    if not package.exists():
-        make_vendor_package(package, chart, version)
-    cert, key = self_signed_pair(tmp_path / tls_name, DOMAIN)
-    return {"platform": "kubernetes", "package": str(package),
-            "kubernetes": {"kubeconfig": str(cluster.kubeconfig), "context": "fixture",
-                           "namespace": "carto", "release": "carto", "chart": str(chart)},
-            "domain": DOMAIN, "database": {"bundled": True},
-            "tls": {"certificate_file": str(cert), "key_file": str(key)}}
-
-
-def deploy(data: dict[str, Any], events: list[Any] | None = None,
-           skip: tuple[str, ...] = SKIP, **options: Any) -> Any:
-    redactor = Redactor()
-    answers = parse_answers(data, redactor=redactor)
-    return deploy_kubernetes(answers, LocalTarget(), redactor=redactor, skip=skip,
-                             resolver=loopback,
-                             on_event=events.append if events is not None else None,
-                             **options)
-
-
-def revisions(cluster: FakeCluster) -> list[dict[str, Any]]:
-    return [decode_release(s) for s in release_secrets(cluster, "carto", "carto")]
+    return vendor_cluster(k8s_cluster, helm_bin, kubectl_bin, monkeypatch, tmp_path)
 
 
 def rendered_workloads(cluster: FakeCluster, helm_bin: Path, data: dict[str, Any]) -> set[str]:
