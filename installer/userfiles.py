@@ -44,14 +44,16 @@ def _size_text(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit // KIB} KiB"
 
 
-def require_regular_file(path: str | os.PathLike[str]) -> None:
-    """Refuse at once what is not a regular file (a FIFO would block whoever opens it)."""
+def require_regular_file(path: str | os.PathLike[str]) -> os.stat_result:
+    """Refuse at once what is not a regular file (a FIFO would block whoever opens it); the
+    file's stat when it is one."""
     name = os.fspath(path)
     info = os.stat(name)
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", name)
     if not stat.S_ISREG(info.st_mode):
         raise FileRefused(errno.EINVAL, f"{_kind(info.st_mode)}, not a file", name)
+    return info
 
 
 def read_user_file(path: str | os.PathLike[str], *, limit: int) -> bytes:
@@ -63,11 +65,7 @@ def read_user_file(path: str | os.PathLike[str], *, limit: int) -> bytes:
     report size 0 are bounded too).
     """
     name = os.fspath(path)
-    info = os.stat(name)
-    if stat.S_ISDIR(info.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", name)
-    if not stat.S_ISREG(info.st_mode):
-        raise FileRefused(errno.EINVAL, f"{_kind(info.st_mode)}, not a file", name)
+    info = require_regular_file(name)
     too_large = FileRefused(errno.EFBIG, f"larger than {_size_text(limit)}", name)
     if info.st_size > limit:
         raise too_large

@@ -460,12 +460,18 @@ class StepScreen(Screen[None]):
 
         return ask
 
-    def cancel_work(self) -> bool:
-        """Stop running checks. True when something was running."""
+    def _cancel_checks_worker(self) -> bool:
+        """Cancel this screen's background work when it runs; True when it did."""
         worker = self._checks_worker
         if worker is None or not worker.is_running:
             return False
         worker.cancel()
+        return True
+
+    def cancel_work(self) -> bool:
+        """Stop running checks. True when something was running."""
+        if not self._cancel_checks_worker():
+            return False
         check_list = self._check_list()
         if check_list is not None:
             check_list.mark_running_cancelled()

@@ -120,10 +120,8 @@ class ReviewScreen(StepScreen):
         self.post_message(PlanReady(worker, plan))
 
     def cancel_work(self) -> bool:
-        worker = self._checks_worker
-        if worker is None or not worker.is_running:
+        if not self._cancel_checks_worker():
             return False
-        worker.cancel()
         self.set_status(Text("Stopped.", style="yellow"))
         return True
 

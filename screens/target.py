@@ -179,10 +179,8 @@ class TargetScreen(StepScreen):
         self.post_message(Connected(worker, None, target.name, verdict))
 
     def cancel_work(self) -> bool:
-        worker = self._checks_worker
-        if worker is None or not worker.is_running:
+        if not self._cancel_checks_worker():
             return False
-        worker.cancel()
         self.set_status(Text("Connection stopped.", style="yellow"))
         return True
 

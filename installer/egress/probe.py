@@ -138,6 +138,10 @@ class _SocketStream:
 class TLSStream:
     """TLS over any stream (a socket, an SSH channel, another TLS stream) via memory BIOs."""
 
+    # Whether the peer closing the stream (with no TLS close_notify) ends a read, as b"",
+    # instead of failing it.
+    close_ends_read = False
+
     def __init__(
         self, inner: ByteStream, context: ssl.SSLContext, server_name: str, pending: bytes = b""
     ) -> None:
@@ -153,11 +157,15 @@ class TLSStream:
         if data:
             self.inner.send(data)
 
-    def _fill(self) -> None:
+    def _fill(self, *, close_ends: bool = False) -> bool:
+        """Feed what the peer sent to TLS; False when it closed and `close_ends`."""
         data = self.inner.recv(65536)
         if not data:
+            if close_ends:
+                return False
             raise ConnectionResetError("the server closed the connection during the handshake")
         self.incoming.write(data)
+        return True
 
     def handshake(self) -> None:
         while True:
@@ -179,7 +187,8 @@ class TLSStream:
                 return self.tls.read(size)
             except ssl.SSLWantReadError:
                 self._flush()
-                self._fill()
+                if not self._fill(close_ends=self.close_ends_read):
+                    return b""
             except ssl.SSLZeroReturnError:
                 return b""
 
@@ -458,28 +467,27 @@ def _open(
             kind="nxdomain",
         ) from None
     except OSError as exc:
-        text = _describe(exc)
-        if stage == CONNECT and _looks_like_dns(text):
-            raise ProbeFailure(
-                DNS, f"{host} does not resolve on the target ({text})", kind="nxdomain"
-            ) from None
-        kind = "refused" if "refused" in text.lower() else "unreachable"
-        raise ProbeFailure(
-            stage, f"cannot connect to {what} ({address} port {port}): {text}", kind=kind
+        raise _connect_failure(
+            exc, stage, host, f"cannot connect to {what} ({address} port {port})"
         ) from None
     except Exception as exc:  # an SSH channel error from a remote target, for instance
-        text = _describe(exc)
-        if stage == CONNECT and _looks_like_dns(text):
-            raise ProbeFailure(
-                DNS, f"{host} does not resolve on the target ({text})", kind="nxdomain"
-            ) from None
-        kind = "refused" if "refused" in text.lower() else "unreachable"
-        raise ProbeFailure(
-            stage, f"cannot connect to {what} (port {port}) from the target: {text}", kind=kind
+        raise _connect_failure(
+            exc, stage, host, f"cannot connect to {what} (port {port}) from the target"
         ) from None
     with progress.lock:
         progress.sockets.append(sock)
     return sock
+
+
+def _connect_failure(exc: Exception, stage: str, host: str, cannot: str) -> ProbeFailure:
+    """A failed connect as a ProbeFailure: a name that does not resolve on the target (some
+    targets say so only in the error's text), else refused or unreachable after `cannot`."""
+    text = _describe(exc)
+    if stage == CONNECT and _looks_like_dns(text):
+        return ProbeFailure(DNS, f"{host} does not resolve on the target ({text})",
+                            kind="nxdomain")
+    kind = "refused" if "refused" in text.lower() else "unreachable"
+    return ProbeFailure(stage, f"{cannot}: {text}", kind=kind)
 
 
 def _looks_like_dns(text: str) -> bool:

@@ -315,11 +315,3 @@ def extract_verified(path: str, dest: str, passphrase: str | None,
         raise InputError(f"the archive's members do not match their SHA-256 in the manifest: "
                          f"{', '.join(changed)}", "copy the archive again")
     return manifest
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()

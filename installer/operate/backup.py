@@ -24,8 +24,9 @@ from pathlib import Path
 
 from installer import __version__
 from installer.errors import InputError
-from installer.operate.archive import ArchiveWriter, sha256_file
+from installer.operate.archive import ArchiveWriter
 from installer.operate.installation import MANAGED_BY_LABEL, Installation
+from installer.target import sha256_file
 from installer.yamldata import JSONObject
 
 log = logging.getLogger("installer.operate.backup")

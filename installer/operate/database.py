@@ -181,8 +181,19 @@ def _copy_stream(handle: Any, dest: str, total: int, progress: Progress) -> int:
 def put_into_container(container: Container, folder: str, files: dict[str, str | bytes],
                        mode: int = 0o600, owner: tuple[int, int] = (0, 0)) -> None:
     """Copy local files (path) or contents (bytes) into `folder` of a container."""
+    _unpack_in_container(container, folder, files, mode, owner)
+
+
+def _unpack_in_container(container: Container, at: str, files: dict[str, str | bytes],
+                         mode: int, owner: tuple[int, int], new_folder: str | None = None) -> None:
+    """Tar `files` (local path or contents, by name) and unpack them at `at` in a container;
+    `new_folder`, a path inside the tar, is made first (0700) when the files go into it."""
     with tempfile.TemporaryFile() as spool:
         with tarfile.open(fileobj=spool, mode="w") as tar:
+            if new_folder is not None:
+                folder_info = tarfile.TarInfo(new_folder)
+                folder_info.type, folder_info.mode = tarfile.DIRTYPE, 0o700
+                tar.addfile(folder_info)
             for name, source in files.items():
                 info = tarfile.TarInfo(name)
                 info.mode = mode
@@ -195,7 +206,7 @@ def put_into_container(container: Container, folder: str, files: dict[str, str |
                     with open(source, "rb") as handle:
                         tar.addfile(info, handle)
         spool.seek(0)
-        if not container.put_archive(folder, spool):
+        if not container.put_archive(at, spool):
             raise DeployError(f"could not copy files into the container {container.name}")
 
 
@@ -461,24 +472,10 @@ def _run_in_image(inst: Installation, image: str, argv: list[str], ext: _Externa
 
 def _put_folder(container: Container, folder: str, files: dict[str, str | bytes]) -> None:
     """Create `folder` (0700) in a stopped container and put `files` in it."""
-    with tempfile.TemporaryFile() as spool:
-        with tarfile.open(fileobj=spool, mode="w") as tar:
-            info = tarfile.TarInfo(folder.lstrip("/"))
-            info.type, info.mode = tarfile.DIRTYPE, 0o700
-            tar.addfile(info)
-            for name, source in files.items():
-                item = tarfile.TarInfo(f"{folder.lstrip('/')}/{name}")
-                item.mode = 0o600
-                if isinstance(source, bytes):
-                    item.size = len(source)
-                    tar.addfile(item, io.BytesIO(source))
-                else:
-                    item.size = os.path.getsize(source)
-                    with open(source, "rb") as handle:
-                        tar.addfile(item, handle)
-        spool.seek(0)
-        if not container.put_archive("/", spool):
-            raise DeployError(f"could not copy files into the container {container.name}")
+    inside = folder.lstrip("/")
+    _unpack_in_container(container, "/", {f"{inside}/{name}": source
+                                          for name, source in files.items()},
+                         0o600, (0, 0), new_folder=inside)
 
 
 def _restore_external(inst: Installation, dump: str, progress: Progress,

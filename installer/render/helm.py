@@ -30,7 +30,7 @@ from installer.answers import Answers, Secret, require, require_tls_pair, valida
 from installer.errors import InputError
 from installer.render import FileChange, RenderPlan
 from installer.userfiles import CERTIFICATE_LIMIT
-from installer.yamldata import YAMLMapping
+from installer.yamldata import YAMLMapping, overlay
 
 if TYPE_CHECKING:
     from installer.chart import ChartFiles
@@ -206,7 +206,7 @@ def owned_values(answers: Answers, *, admin_credentials: bool = True) -> YAMLMap
         }
     # ---- advanced answers (own buckets, Maps key, pull secret, private CA, exposure):
     # installer/render/storage.py; merged last, so they refine the keys above.
-    from installer.render.storage import helm_values, overlay
+    from installer.render.storage import helm_values
 
     values = overlay(values, helm_values(answers, _DELETE))
     # ---- end of advanced answers

@@ -285,18 +285,6 @@ def helm_values(answers: Answers, delete: object) -> YAMLMapping:
     return values
 
 
-def overlay(base: YAMLMapping, extra: YAMLMapping) -> YAMLMapping:
-    """`base` with `extra` laid over it: maps merge, anything else (deletion marks included)
-    replaces."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = overlay(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else data).decode()
 

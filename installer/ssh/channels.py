@@ -285,18 +285,23 @@ class SSHConnection(Target):
     def _exec(self, argv: list[str], stdin: bytes | None, timeout: float
               ) -> tuple[int, bytes, bytes]:
         """Run one command (already including any sudo); (exit code, stdout, stderr)."""
-        paramiko = _paramiko()
         deadline = time.monotonic() + timeout
         channel = self._open_session(deadline)
         try:
-            try:
-                channel.exec_command(shlex.join(argv))
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise self._lost(exc) from None
-            self.stats.add("commands")
+            self._start(channel, argv)
             return self._communicate(channel, stdin or b"", deadline, argv[0], timeout)
         finally:
             self._release(channel)
+
+    def _start(self, channel: Channel, argv: list[str]) -> None:
+        """Start `argv` on a session channel and count it; failing to start it means the
+        connection is gone."""
+        paramiko = _paramiko()
+        try:
+            channel.exec_command(shlex.join(argv))
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost(exc) from None
+        self.stats.add("commands")
 
     def _communicate(self, channel: Channel, data: bytes, deadline: float, program: str,
                      timeout: float, *, sent: threading.Event | None = None

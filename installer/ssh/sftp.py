@@ -9,7 +9,6 @@ import hashlib
 import logging
 import os
 import posixpath
-import shlex
 import stat
 import threading
 import time
@@ -564,7 +563,6 @@ class _RemoteWrite:
 
     def _with_sudo(self, temp: str, stage_only: bool) -> None:
         target = self.target
-        paramiko = _paramiko()
         header = f"{len(self.data)} {hashlib.sha256(self.data).hexdigest()}\n".encode()
         args = ["sh", "-c", _SUDO_WRITE_SCRIPT, "sh", self.path, f"{self.mode:o}", temp,
                 "stage" if stage_only else "replace"]
@@ -576,11 +574,7 @@ class _RemoteWrite:
         channel = target._open_session(deadline)
         everything_sent = threading.Event()
         try:
-            try:
-                channel.exec_command(shlex.join(argv))
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise target._lost(exc) from None
-            target.stats.add("commands")
+            target._start(channel, argv)
             code, _, err = target._communicate(channel, before + header + self.data, deadline,
                                                "sh", timeout, sent=everything_sent)
         except KeyboardInterrupt:

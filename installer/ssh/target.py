@@ -36,16 +36,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from installer.hostkeys import ConfirmHostKey, HostKeyVerifier, parse_accepted
-from installer.ssh.channels import (
-    ConnectionLostError,
-    InterruptedWrite,
-    SSHStats,
-)
+from installer.ssh.channels import SSHStats
 from installer.ssh.connect import PassphrasePrompt, _Authenticator, _Connector, _local_user
 from installer.ssh.docker_bridge import DockerAccess
 from installer.ssh.forward import Forwarding
-from installer.ssh.sftp import SFTPFiles, parse_df
-from installer.target import CommandNotFound, CommandResult, Progress
+from installer.ssh.sftp import SFTPFiles
+from installer.target import CommandNotFound, CommandResult
 
 if TYPE_CHECKING:  # paramiko and docker are loaded only when a remote target is used
 
@@ -171,13 +167,3 @@ def _not_found(program: str, code: int, stderr: str) -> bool:
         return re.search(rf"^sudo: {name}: command not found", stderr, re.M) is not None
     return False
 
-
-__all__ = [
-    "ConnectionLostError",
-    "InterruptedWrite",
-    "PassphrasePrompt",
-    "Progress",
-    "SSHStats",
-    "SSHTarget",
-    "parse_df",
-]

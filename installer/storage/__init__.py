@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 from xml.etree import ElementTree
 
+from installer.storage.http import TransportError
+
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from installer.answers import StorageSettings
-    from installer.storage.http import Transport
+    from installer.storage.http import HttpResponse, Transport
 
 # StoreError kinds
 MISSING_BUCKET = "missing-bucket"
@@ -45,6 +49,15 @@ class StoreError(Exception):
         self.detail = detail
         self.status = status
         self.code = code
+
+
+def send(transport: Transport, method: str, url: str, headers: Mapping[str, str],
+         body: bytes) -> HttpResponse:
+    """One request of a store; no HTTP answer at all is a `StoreError` of kind TRANSPORT."""
+    try:
+        return transport.request(method, url, headers, body)
+    except TransportError as exc:
+        raise StoreError(TRANSPORT, str(exc)) from None
 
 
 @dataclass(frozen=True)

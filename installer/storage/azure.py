@@ -20,12 +20,12 @@ from installer.storage import (
     DENIED,
     MISSING_BUCKET,
     OTHER,
-    TRANSPORT,
     CorsRule,
     StoreError,
     parse_xml,
+    send,
 )
-from installer.storage.http import HttpResponse, Transport, TransportError
+from installer.storage.http import HttpResponse, Transport
 
 API_VERSION = "2021-08-06"
 # AuthorizationFailure: what Azure answers for a request its network rules refuse, and what
@@ -62,10 +62,7 @@ class AzureBlobStore:
         all_headers.update(headers or {})
         if signed:
             all_headers["Authorization"] = self._sign(method, url, all_headers, len(body))
-        try:
-            return self.transport.request(method, url, all_headers, body)
-        except TransportError as exc:
-            raise StoreError(TRANSPORT, str(exc)) from None
+        return send(self.transport, method, url, all_headers, body)
 
     def _sign(self, method: str, url: str, headers: dict[str, str], length: int) -> str:
         lower = {k.lower(): v for k, v in headers.items()}

@@ -18,12 +18,12 @@ from installer.storage import (
     DENIED,
     MISSING_BUCKET,
     OTHER,
-    TRANSPORT,
     CorsRule,
     GcpKey,
     StoreError,
+    send,
 )
-from installer.storage.http import HttpResponse, Transport, TransportError
+from installer.storage.http import HttpResponse, Transport
 from installer.yamldata import JSONObject
 
 PUBLIC_ENDPOINT = "https://storage.googleapis.com"
@@ -80,10 +80,7 @@ class GcsStore:
         all_headers = dict(headers or {})
         if signed:
             all_headers.update(self._auth())
-        try:
-            return self.transport.request(method, self.base + path, all_headers, body)
-        except TransportError as exc:
-            raise StoreError(TRANSPORT, str(exc)) from None
+        return send(self.transport, method, self.base + path, all_headers, body)
 
     def _raise_for(self, response: HttpResponse, bucket: str, action: str) -> None:
         if response.status < 300:

@@ -84,18 +84,7 @@ class _TLS(TLSStream):
     close without a TLS close_notify after `Connection: close`, which ends the answer (a cut
     body is caught by its Content-Length in `_parse`)."""
 
-    def recv(self, size: int) -> bytes:
-        while True:
-            try:
-                return self.tls.read(size)
-            except ssl.SSLWantReadError:
-                self._flush()
-                data = self.inner.recv(65536)
-                if not data:
-                    return b""
-                self.incoming.write(data)
-            except ssl.SSLZeroReturnError:
-                return b""
+    close_ends_read = True
 
 
 @dataclass

@@ -18,12 +18,12 @@ from installer.storage import (
     DENIED,
     MISSING_BUCKET,
     OTHER,
-    TRANSPORT,
     CorsRule,
     StoreError,
     parse_xml,
+    send,
 )
-from installer.storage.http import HttpResponse, Transport, TransportError
+from installer.storage.http import HttpResponse, Transport
 
 _CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
                      "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed"}
@@ -78,10 +78,7 @@ class S3Store:
         if signed:
             all_headers.update(self._sign(method, base.split("://", 1)[1], path, query, body,
                                           all_headers))
-        try:
-            return self.transport.request(method, url, all_headers, body)
-        except TransportError as exc:
-            raise StoreError(TRANSPORT, str(exc)) from None
+        return send(self.transport, method, url, all_headers, body)
 
     def _sign(self, method: str, host: str, path: str, query: str, body: bytes,
               headers: dict[str, str]) -> dict[str, str]:

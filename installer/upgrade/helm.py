@@ -20,6 +20,7 @@ from installer.upgrade.gates import (
     gate_version,
     newest_backup,
 )
+from installer.yamldata import overlay
 
 if TYPE_CHECKING:
     from installer.answers import Answers
@@ -43,16 +44,6 @@ def _flatten(value: YAMLValue, prefix: str = "") -> dict[str, YAMLValue]:
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: value}
-
-
-def _deep_merge(base: YAMLMapping, extra: YAMLMapping) -> YAMLMapping:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def values_diff(current: YAMLMapping, new: YAMLMapping, secret_paths: set[str]
@@ -166,7 +157,7 @@ def upgrade_helm(answers: Answers, target: Target, *, redactor: Redactor,
                 custom = (working_directory() / CUSTOMIZATIONS).read_bytes()
             except OSError:
                 custom = b""
-        new = _deep_merge(_deep_merge(values, secrets_values), yaml.safe_load(custom) or {})
+        new = overlay(overlay(values, secrets_values), yaml.safe_load(custom) or {})
         for leaf in _flatten(secrets_values).values():
             if isinstance(leaf, str) and leaf:
                 redactor.add(leaf)

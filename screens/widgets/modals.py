@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,15 +17,18 @@ from screens.widgets.nav_button import NavButton
 if TYPE_CHECKING:  # the file picker's tree loads with the picker
     from textual.widgets import DirectoryTree
 
+DialogResult = TypeVar("DialogResult")
 
-class ConfirmModal(ModalScreen[bool]):
-    """A question with two answers. Escape means no."""
+
+class Dialog(ModalScreen[DialogResult]):
+    """The frame the small dialogs share: a bordered panel in the middle of the screen, a bold
+    title, then what `compose_body` yields. Subclasses' CSS adds to this (and wins over it)."""
 
     DEFAULT_CSS = """
-    ConfirmModal {
+    Dialog {
         align: center middle;
     }
-    ConfirmModal > Vertical {
+    Dialog > Vertical {
         width: 64;
         max-width: 100%;
         height: auto;
@@ -33,18 +36,40 @@ class ConfirmModal(ModalScreen[bool]):
         background: $panel;
         padding: 0 1;
     }
-    ConfirmModal .modal-title {
+    Dialog .modal-title {
         text-style: bold;
-        width: 1fr;
         padding: 0 0 1 0;
+    }
+    Dialog Horizontal {
+        height: 1;
+        align: right middle;
+    }
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, classes="modal-title")
+            yield from self.compose_body()
+
+    def compose_body(self) -> ComposeResult:
+        """What stands under the title."""
+        yield from ()
+
+
+class ConfirmModal(Dialog[bool]):
+    """A question with two answers. Escape means no."""
+
+    DEFAULT_CSS = """
+    ConfirmModal .modal-title {
+        width: 1fr;
     }
     ConfirmModal .modal-body {
         width: 1fr;
         padding: 0 0 1 0;
-    }
-    ConfirmModal Horizontal {
-        height: 1;
-        align: right middle;
     }
     ConfirmModal NavButton {
         margin: 0 0 0 2;
@@ -59,8 +84,7 @@ class ConfirmModal(ModalScreen[bool]):
 
     def __init__(self, title: str, body: str | Text, *, yes: str = "Yes", no: str = "No",
                  default_yes: bool = False, danger: bool = False) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(title)
         self.body = body
         self.yes = yes
         self.no = no
@@ -72,13 +96,11 @@ class ConfirmModal(ModalScreen[bool]):
         # button starts focused is per dialog.
         self.AUTO_FOCUS = "#yes" if default_yes else "#no"  # type: ignore[misc]
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.title_text, classes="modal-title")
-            yield Static(self.body, classes="modal-body")
-            with Horizontal():
-                yield NavButton(self.no, id="no")
-                yield NavButton(self.yes, id="yes", variant="error" if self.danger else "primary")
+    def compose_body(self) -> ComposeResult:
+        yield Static(self.body, classes="modal-body")
+        with Horizontal():
+            yield NavButton(self.no, id="no")
+            yield NavButton(self.yes, id="yes", variant="error" if self.danger else "primary")
 
     def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
@@ -176,29 +198,13 @@ class FilePicker(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class InfoModal(ModalScreen[None]):
+class InfoModal(Dialog[None]):
     """A message with a single OK."""
 
     DEFAULT_CSS = """
-    InfoModal {
-        align: center middle;
-    }
     InfoModal > Vertical {
         width: 70;
-        max-width: 100%;
-        height: auto;
         max-height: 100%;
-        border: thick $primary;
-        background: $panel;
-        padding: 0 1;
-    }
-    InfoModal .modal-title {
-        text-style: bold;
-        padding: 0 0 1 0;
-    }
-    InfoModal Horizontal {
-        height: 1;
-        align: right middle;
     }
     """
 
@@ -206,17 +212,13 @@ class InfoModal(ModalScreen[None]):
     BINDINGS = [Binding("escape", "close", "Close")]
 
     def __init__(self, title: str, body: str | Text) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(title)
         self.body = body
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.title_text, classes="modal-title")
-            yield Static(self.body)
-            with Horizontal():
-                yield NavButton("OK", id="ok", variant="primary")
-
+    def compose_body(self) -> ComposeResult:
+        yield Static(self.body)
+        with Horizontal():
+            yield NavButton("OK", id="ok", variant="primary")
 
     def on_nav_button_pressed(self, event: NavButton.Pressed) -> None:
         event.stop()
@@ -226,25 +228,10 @@ class InfoModal(ModalScreen[None]):
         self.dismiss(None)
 
 
-class SecretModal(ModalScreen[str | None]):
+class SecretModal(Dialog[str | None]):
     """Ask for a secret (an identity file's passphrase): masked as typed, Esc gives up."""
 
     DEFAULT_CSS = """
-    SecretModal {
-        align: center middle;
-    }
-    SecretModal > Vertical {
-        width: 64;
-        max-width: 100%;
-        height: auto;
-        border: thick $primary;
-        background: $panel;
-        padding: 0 1;
-    }
-    SecretModal .modal-title {
-        text-style: bold;
-        padding: 0 0 1 0;
-    }
     SecretModal .modal-help {
         color: $text-muted;
         padding: 1 0 0 0;
@@ -255,17 +242,13 @@ class SecretModal(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, question: str) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(title)
         self.question = question
 
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label(self.title_text, classes="modal-title")
-            yield Static(self.question)
-            yield Input(password=True, compact=True, id="secret")
-            yield Static("Enter to continue · Esc to give up", classes="modal-help")
-
+    def compose_body(self) -> ComposeResult:
+        yield Static(self.question)
+        yield Input(password=True, compact=True, id="secret")
+        yield Static("Enter to continue · Esc to give up", classes="modal-help")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -275,25 +258,13 @@ class SecretModal(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class HelpModal(ModalScreen[None]):
+class HelpModal(Dialog[None]):
     """The help panel of a step (? or F1): scrolls, Esc / ? / F1 close it."""
 
     DEFAULT_CSS = """
-    HelpModal {
-        align: center middle;
-    }
     HelpModal > Vertical {
         width: 90;
-        max-width: 100%;
-        height: auto;
         max-height: 100%;
-        border: thick $primary;
-        background: $panel;
-        padding: 0 1;
-    }
-    HelpModal .modal-title {
-        text-style: bold;
-        padding: 0 0 1 0;
     }
     HelpModal VerticalScroll {
         height: auto;
@@ -305,19 +276,15 @@ class HelpModal(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,f1", "close", "Close")]
 
     def __init__(self, title: str, body: Text) -> None:
-        super().__init__()
-        self.title_text = title
+        super().__init__(title)
         self.body = body
 
-    def compose(self) -> ComposeResult:
+    def compose_body(self) -> ComposeResult:
         from textual.containers import VerticalScroll
 
-        with Vertical():
-            yield Label(self.title_text, classes="modal-title")
-            with VerticalScroll(id="help-scroll"):
-                yield Static(self.body, id="help-body")
-            yield Static(Text("↑↓ scroll · Esc closes", style="dim"))
-
+        with VerticalScroll(id="help-scroll"):
+            yield Static(self.body, id="help-body")
+        yield Static(Text("↑↓ scroll · Esc closes", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)
