@@ -23,7 +23,7 @@ from installer.answers import (
 )
 from installer.answers.sections import ADVANCED, STORAGE, STORAGE_COMMON, STORAGE_PROVIDER_FIELDS
 from installer.errors import AnswersError
-from installer.session import check_advanced
+from installer.session import check_advanced, expose_as_asked
 from screens.fields import PROVIDER_TITLES
 from screens.sections import input_id, section_widgets
 from screens.widgets.field_input import FieldInput
@@ -135,10 +135,6 @@ class AdvancedForm:
             field = self.screen.query_one(_id(ask.path), FieldInput)
             field.spec.set(answers, field.value)
         if answers.platform == "kubernetes":
-            k8s = answers.kubernetes
-            k8s.external_tls = bool(self.screen.query_one("#adv-external-tls", Tick).value)
-            # The exposure follows what was asked for here.
-            if k8s.node_port is not None:
-                k8s.service_type = "NodePort"
-            elif k8s.external_tls:
-                k8s.service_type = "ClusterIP"
+            answers.kubernetes.external_tls = bool(
+                self.screen.query_one("#adv-external-tls", Tick).value)
+        expose_as_asked(answers)

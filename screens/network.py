@@ -16,7 +16,7 @@ from installer.answers.sections import NETWORK_HOSTS, PROXY
 from screens.advanced import AdvancedForm, advanced_widgets
 from screens.base import StepScreen
 from screens.fields import CHOICE_TITLES
-from screens.sections import section_widgets, show_section
+from screens.sections import section_problem, section_widgets, show_section
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick
@@ -108,10 +108,9 @@ class NetworkScreen(StepScreen):
             if error is not None:
                 return field, f"{field.spec.label}: {error}"
         if self.query_one("#use-proxy", Checkbox).value:
-            http = self.query_one("#f-network-proxy-http", FieldInput)
-            https = self.query_one("#f-network-proxy-https", FieldInput)
-            if not http.text.strip() and not https.text.strip():
-                return https, "give the proxy's URL (HTTPS proxy at least), or untick the proxy"
+            problem = section_problem(self, PROXY, self.state.answers)
+            if problem is not None:
+                return problem
         return AdvancedForm(self).validate()
 
     def commit(self) -> None:

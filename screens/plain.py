@@ -59,6 +59,7 @@ from installer.session import (
     bundled_warning,
     check_advanced,
     describe_error,
+    expose_as_asked,
     plan_fingerprint,
 )
 from screens.fields import CHOICE_TITLES, PROVIDER_TITLES
@@ -212,6 +213,9 @@ class PlainWizard:
                                          default=bool(spec.get(a))))
             else:
                 self.ask_field(ask.path, required=section.is_required(ask.path, a))
+        if section.none_of(a) is not None:  # the section's one-of rule (the proxy's URL)
+            self.say(f"✘ {section.one_of_missing}; please answer again", "31")
+            self.ask_section(section, clear_hidden=clear_hidden)
 
     def choose(self, message: str, choices: list[tuple[str, Any]], default: Any = None) -> Any:
         options = [questionary.Choice(visible(title), value=value) for title, value in choices]
@@ -533,10 +537,7 @@ class PlainWizard:
                 a.kubernetes.external_tls = self.confirm(
                     "Does TLS end at your own Ingress/Gateway (router service ClusterIP)?",
                     default=a.kubernetes.external_tls)
-                if a.kubernetes.node_port is not None:
-                    a.kubernetes.service_type = "NodePort"
-                elif a.kubernetes.external_tls:
-                    a.kubernetes.service_type = "ClusterIP"
+            expose_as_asked(a)
             try:
                 check_advanced(a)
                 return

@@ -8,8 +8,9 @@ own buckets). Each `Ask` in it names one answer (a `FieldSpec` path) with:
 - `required_when`: whether the wizard goes on without it (the step's checks use it);
 - `render_requires`: whether `render` and `deploy` refuse answers without it as well.
 
-A section may also carry cross-field rules (`all_or_none`: both TLS files or neither; `rules`:
-functions judging the section as a whole, such as the storage provider's secrets).
+A section may also carry cross-field rules (`all_or_none`: both TLS files or neither;
+`one_of`: at least one of its answers, for the wizard to go on, such as the proxy's URL;
+`rules`: functions judging the section as a whole, such as the storage provider's secrets).
 
 Every front end and every command reads these declarations: the wizard's steps list their
 sections (installer/session/steps.py), the Textual screens and the plain prompts build their
@@ -70,6 +71,11 @@ class Section:
     # shown in a form, each of them is required.
     all_or_none: bool = False
     none_means: str = ""
+    # When shown, the wizard does not go on until one of these answers is given (the first
+    # is the one named); `one_of_missing` says what to do. Render and deploy do not require
+    # it (they render such answers without the setting).
+    one_of: tuple[str, ...] = ()
+    one_of_missing: str = ""
     # The section judged as a whole, at render and when the wizard leaves its step.
     rules: tuple[Rule, ...] = ()
 
@@ -105,8 +111,19 @@ class Section:
         if self.all_or_none:
             partial = self.unpaired(answers)
             return [partial] if partial is not None else []
-        return [a.path for a in self.shown_asks(answers)
-                if a.required_when(answers) and not self.given(a.path, answers)]
+        out = [a.path for a in self.shown_asks(answers)
+               if a.required_when(answers) and not self.given(a.path, answers)]
+        none_given = self.none_of(answers)
+        return out + [none_given] if none_given is not None else out
+
+    def none_of(self, answers: Answers) -> str | None:
+        """For a section with `one_of`: the answer to name when none of them is given (the
+        section shown); None when one is, or the section has no such rule."""
+        if not self.one_of or not self.shown(answers):
+            return None
+        if any(self.given(p, answers) for p in self.one_of):
+            return None
+        return self.one_of[0]
 
     def unpaired(self, answers: Answers) -> str | None:
         """For an all-or-none section: the first answer missing while another is given."""
@@ -256,9 +273,13 @@ NETWORK_HOSTS = Section("network_hosts", "Hosts your choices need", (
     Ask("network.snowflake_account_url", required_when=always, shown_when=_uses_snowflake),
     Ask("network.databricks_host", required_when=always, shown_when=_uses_databricks),
     Ask("network.bucket_host", required_when=always, shown_when=_buckets_need_a_host)))
+# Ticking the proxy (a `network.proxy` section) asks for its URL; an answers file may still
+# give `network.proxy: {}`, which render and deploy take as no proxy.
 PROXY = Section("proxy", "HTTP proxy", _asks(
     "network.proxy.http", "network.proxy.https", "network.proxy.no_proxy",
-    "network.proxy.ca_file"), shown_when=_through_proxy)
+    "network.proxy.ca_file"), shown_when=_through_proxy,
+    one_of=("network.proxy.https", "network.proxy.http"),
+    one_of_missing="give the proxy's URL (HTTPS proxy at least), or untick the proxy")
 STORAGE_COMMON = ("storage.buckets.imports", "storage.buckets.thumbnails",
                   "storage.buckets.import_bucket")
 # Each provider's own answers, in the order they are asked.
