@@ -89,18 +89,10 @@ class NetworkScreen(StepScreen):
         self._sync()
 
     def _fields(self) -> list[FieldInput]:
-        proxy = self.query_one("#use-proxy", Checkbox).value
-        out = []
+        """The inputs shown (the proxy's when ticked, the hosts the choices need); the
+        Advanced settings' are judged and stored by AdvancedForm."""
         advanced = AdvancedForm(self)
-        for field in self.query(FieldInput):
-            if advanced.is_mine(field):  # judged and stored by AdvancedForm
-                continue
-            if field.spec.path in PROXY.paths and not proxy:
-                continue
-            if field.spec.path in NETWORK_HOSTS.paths and not field.display:
-                continue
-            out.append(field)
-        return out
+        return [field for field in self.shown_fields() if not advanced.is_mine(field)]
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self._fields():

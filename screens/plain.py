@@ -512,9 +512,8 @@ class PlainWizard:
     def advanced(self) -> None:
         """The Advanced settings behind one gate (screens/advanced.py is the TUI's)."""
         a = self.state.answers
-        has_any = bool(a.storage or a.google_maps_api_key or a.network.trusted_ca_file
-                       or a.compose.registry or a.kubernetes.image_pull_username
-                       or a.kubernetes.node_port or a.kubernetes.external_tls)
+        has_any = (a.storage is not None or a.kubernetes.external_tls
+                   or any(ADVANCED.given(ask.path, a) for ask in ADVANCED.shown_asks(a)))
         if not self.confirm("Advanced settings? (own buckets, private CA, registry login, "
                             "Maps key)", default=has_any):
             return
@@ -664,7 +663,7 @@ class PlainWizard:
             "requirements": self.requirements, "domain_tls": self.domain_tls,
             "database": self.database, "license": self.license, "network": self.network,
         }
-        order = list(steps)
+        order = [step for step in STEPS if step in steps]  # the order is the core's
         begin = order.index(start) if start in order else len(order)
         for step in order[begin:]:
             steps[step]()

@@ -46,6 +46,13 @@ def show_section(screen: DOMNode, section: Section, probe: Answers) -> None:
             found.first().display = ask.shown_when(probe)
 
 
+def store_ticks(screen: DOMNode, section: Section, answers: Answers) -> None:
+    """Set each yes/no answer of the section from its tick on screen."""
+    for ask in section.asks:
+        if ask.spec.kind == "bool":
+            ask.spec.set(answers, screen.query_one("#" + input_id(ask.path), Tick).value)
+
+
 def section_fields(screen: DOMNode, section: Section) -> list[FieldInput]:
     """The section's inputs that are on screen and shown."""
     out: list[FieldInput] = []

@@ -280,8 +280,6 @@ PROXY = Section("proxy", "HTTP proxy", _asks(
     "network.proxy.ca_file"), shown_when=_through_proxy,
     one_of=("network.proxy.https", "network.proxy.http"),
     one_of_missing="give the proxy's URL (HTTPS proxy at least), or untick the proxy")
-STORAGE_COMMON = ("storage.buckets.imports", "storage.buckets.thumbnails",
-                  "storage.buckets.import_bucket")
 # Each provider's own answers, in the order they are asked.
 STORAGE_PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
     "gcp": ("storage.key_file", "storage.project_id"),
