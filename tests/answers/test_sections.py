@@ -209,6 +209,53 @@ def test_the_proxy_url_is_the_wizards_rule_not_renders() -> None:
     assert STEP_SPEC["network"].missing(answers) == []
 
 
+@sync
+async def test_a_yes_no_answer_of_a_section_is_stored_from_its_tick(tmp_path: Path) -> None:
+    """The Target screen stores the SSH section's ticks by their declaration (no field named
+    in the screen): the sudo answer follows the tick both ways."""
+    from installer.answers import SSHSettings, blank_section
+    from screens.widgets.toggles import Tick
+
+    state = new_state(tmp_path)
+    state.answers.target = blank_section(SSHSettings)
+    state.answers.target.host = "vm.internal"
+    app = WizardApp(state, start="target", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StepScreen)
+        tick = screen.query_one("#" + input_id("target.sudo"), Tick)
+        for wanted in (not tick.value, tick.value):
+            tick.value = wanted
+            await pilot.pause()
+            screen.commit()
+            assert state.answers.target is not None
+            assert state.answers.target.sudo is wanted
+            assert state.answers.target.host == "vm.internal"
+
+
+def test_the_plain_advanced_gate_offers_yes_when_an_advanced_answer_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from screens.plain import PlainWizard
+
+    gate = "Advanced settings? (own buckets, private CA, registry login, Maps key)"
+    offered = []
+    for platform, path, value in (("compose", None, None),
+                                  ("compose", "google_maps_api_key", Secret("k", "inline")),
+                                  ("compose", "compose.registry", "registry.internal:5000"),
+                                  ("kubernetes", "kubernetes.node_port", 30443)):
+        prompts = ScriptedPrompts({gate: [False]}).install(monkeypatch)
+        wizard = PlainWizard(new_state(tmp_path), out=io.StringIO())
+        wizard.state.answers.platform = platform
+        if path is not None:
+            from installer.answers import field_spec
+
+            field_spec(path).set(wizard.state.answers, value)
+        wizard.advanced()
+        offered.append(prompts.defaults[gate])
+    assert offered == [False, True, True, True]
+
+
 # --- every door agrees with the declaration -----------------------------------------------------
 
 SCREENS = [("target", "compose"), ("target", "kubernetes"), ("domain_tls", "compose"),
