@@ -80,7 +80,7 @@ class AdvancedForm:
 
     def _chosen(self) -> Answers:
         """The answers with the provider chosen on screen (for which storage fields show)."""
-        probe = copy.deepcopy(self.screen.state.answers)
+        probe: Answers = copy.deepcopy(self.screen.state.answers)
         probe.storage = StorageSettings(provider=self.provider)
         return probe
 

@@ -204,7 +204,7 @@ class PlainWizard:
         a = self.state.answers
         for ask in section.asks:
             spec = ask.spec
-            if not ask.shown_when(a):
+            if not ask.shown(a):
                 if clear_hidden:
                     spec.set(a, None)
                 continue

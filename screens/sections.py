@@ -43,7 +43,7 @@ def show_section(screen: DOMNode, section: Section, probe: Answers) -> None:
     for ask in section.asks:
         found = screen.query("#" + input_id(ask.path))
         if found:
-            found.first().display = ask.shown_when(probe)
+            found.first().display = ask.shown(probe)
 
 
 def store_ticks(screen: DOMNode, section: Section, answers: Answers) -> None:

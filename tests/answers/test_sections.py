@@ -15,9 +15,14 @@ import yaml
 
 from installer.answers import SECTIONS, Answers, ProxySettings, Secret, StorageSettings, validate
 from installer.answers.sections import (
+    DATABASE,
     DATABASE_TLS,
+    DEPLOYMENT,
+    JUMP,
+    KUBERNETES,
     NETWORK_HOSTS,
     PROXY,
+    SSH,
     STORAGE,
     TLS,
     Ask,
@@ -254,6 +259,27 @@ def test_the_plain_advanced_gate_offers_yes_when_an_advanced_answer_is_given(
         wizard.advanced()
         offered.append(prompts.defaults[gate])
     assert offered == [False, True, True, True]
+
+
+def test_the_help_panel_lists_the_fields_each_platform_asks_for() -> None:
+    """The help's field lines follow the sections' `platform`, as the screens do."""
+    from installer.answers import field_spec
+    from screens.help import step_help
+
+    def labels(step: str, platform: str) -> list[str]:
+        return [heading for heading, _ in step_help(step, platform)[1:]]
+
+    def label(path: str) -> str:
+        return field_spec(path).label
+
+    assert labels("target", "kubernetes") == [label(p) for p in KUBERNETES.paths]
+    assert labels("target", "compose") == [label(p) for p in SSH.paths + JUMP.paths
+                                           + DEPLOYMENT.paths]
+    assert labels("license", "compose") == [label("package"), label("compose.images_archive")]
+    assert labels("license", "kubernetes") == [label("package")]
+    # A section for both platforms is listed on both.
+    assert labels("database", "kubernetes") == labels("database", "compose") == [
+        label(p) for p in DATABASE.paths + DATABASE_TLS.paths]
 
 
 # --- every door agrees with the declaration -----------------------------------------------------
