@@ -1,4 +1,4 @@
-"""Step 5: the domain (validated as typed, then its DNS checked) and the TLS certificate
+"""The domain (validated as typed, then its DNS checked) and the TLS certificate
 (your files, checked at once, or a self-signed one generated)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 8: the cloud for buckets, the data warehouses and features in use, an optional proxy;
+"""The cloud for buckets, the data warehouses and features in use, an optional proxy;
 then outbound HTTPS to every host that choice needs, checked from the target."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Step 3: where CARTO goes. This machine, or another one over SSH (with a jump host); for
+"""Where CARTO goes. This machine, or another one over SSH (with a jump host); for
 Kubernetes, the kubeconfig, context and namespace. Next opens the connection, asking in a
 dialog before trusting an SSH host key seen for the first time."""
 

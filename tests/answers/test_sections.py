@@ -388,6 +388,27 @@ def test_each_rule_is_stated_once() -> None:
     assert found == []
 
 
+def test_the_steps_are_declared_only_in_the_session() -> None:
+    """The step titles and order live in installer/session/steps.py alone: no front end or
+    command restates a title or numbers a step, and the help text is keyed by step id."""
+    from installer.session import STEP_TITLES, STEPS
+    from screens.help import STEP_HELP
+
+    # The welcome screen's "what to have ready" list names the database itself, not the step.
+    allowed = {("screens/welcome.py", "Database")}
+    titles = re.compile("[\"'](" + "|".join(map(re.escape, STEP_TITLES.values())) + ")[\"']")
+    found = []
+    for folder in ("screens", "installer/cli"):
+        for source in sorted((REPO / folder).rglob("*.py")):
+            where = str(source.relative_to(REPO))
+            text = source.read_text()
+            found += [(where, m.group(1)) for m in titles.finditer(text)
+                      if (where, m.group(1)) not in allowed]
+            found += [(where, m.group(0)) for m in re.finditer(r"\bStep \d+\b", text)]
+    assert found == []
+    assert set(STEP_HELP) == set(STEPS)  # keyed by id; the order is the steps table's
+
+
 # --- the CLI runs the same validation, before any machine is opened -----------------------------
 
 
