@@ -21,11 +21,11 @@ from installer.answers import (
     Answers,
     StorageSettings,
 )
-from installer.answers.sections import ADVANCED, STORAGE, STORAGE_COMMON, STORAGE_PROVIDER_FIELDS
+from installer.answers.sections import ADVANCED, STORAGE
 from installer.errors import AnswersError
-from installer.session import check_advanced
+from installer.session import check_advanced, expose_as_asked
 from screens.fields import PROVIDER_TITLES
-from screens.sections import input_id, section_widgets
+from screens.sections import input_id, section_widgets, show_section
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Tick
 
@@ -78,12 +78,20 @@ class AdvancedForm:
         return pressed.id.removeprefix("adv-prov-") if pressed is not None and pressed.id \
             else "s3"
 
+    def _chosen(self) -> Answers:
+        """The answers with the provider chosen on screen (for which storage fields show)."""
+        probe: Answers = copy.deepcopy(self.screen.state.answers)
+        probe.storage = StorageSettings(provider=self.provider)
+        return probe
+
     def sync(self) -> None:
         """Show the storage form when ticked, and only the chosen provider's fields."""
         self.screen.query_one("#adv-storage").display = self.own_buckets
-        for name, paths in STORAGE_PROVIDER_FIELDS.items():
-            for path in paths:
-                self.screen.query_one(_id(path)).display = name == self.provider
+        show_section(self.screen, STORAGE, self._chosen())
+
+    def _storage_fields(self) -> list[FieldInput]:
+        return [self.screen.query_one(_id(ask.path), FieldInput)
+                for ask in STORAGE.shown_asks(self._chosen())]
 
     def fields(self) -> list[FieldInput]:
         """The inputs that count now (hidden ones do not)."""
@@ -91,8 +99,7 @@ class AdvancedForm:
         for ask in ADVANCED.shown_asks(self.screen.state.answers):
             out.append(self.screen.query_one(_id(ask.path), FieldInput))
         if self.own_buckets:
-            for path in STORAGE_COMMON + STORAGE_PROVIDER_FIELDS[self.provider]:
-                out.append(self.screen.query_one(_id(path), FieldInput))
+            out += self._storage_fields()
         return out
 
     def is_mine(self, field: FieldInput) -> bool:
@@ -121,8 +128,7 @@ class AdvancedForm:
     def _store(self, answers: Answers) -> None:
         if self.own_buckets:
             answers.storage = StorageSettings(provider=self.provider)
-            for path in STORAGE_COMMON + STORAGE_PROVIDER_FIELDS[self.provider]:
-                field = self.screen.query_one(_id(path), FieldInput)
+            for field in self._storage_fields():
                 field.spec.set(answers, field.value)
             answers.storage.thumbnails_public = bool(
                 self.screen.query_one("#adv-public", Tick).value)
@@ -135,10 +141,6 @@ class AdvancedForm:
             field = self.screen.query_one(_id(ask.path), FieldInput)
             field.spec.set(answers, field.value)
         if answers.platform == "kubernetes":
-            k8s = answers.kubernetes
-            k8s.external_tls = bool(self.screen.query_one("#adv-external-tls", Tick).value)
-            # The exposure follows what was asked for here.
-            if k8s.node_port is not None:
-                k8s.service_type = "NodePort"
-            elif k8s.external_tls:
-                k8s.service_type = "ClusterIP"
+            answers.kubernetes.external_tls = bool(
+                self.screen.query_one("#adv-external-tls", Tick).value)
+        expose_as_asked(answers)

@@ -1,4 +1,4 @@
-"""Step 6: the metadata database. An external PostgreSQL (with a connection test showing the
+"""The metadata database. An external PostgreSQL (with a connection test showing the
 server version, TLS and the admin's privileges), or the vendor's bundled container, which is
 for debugging only."""
 

@@ -1,4 +1,4 @@
-"""Step 10: the deployment with visible progress: each step, each service, the log, the
+"""The deployment with visible progress: each step, each service, the log, the
 elapsed time; on failure the reason and the fix, on success the URL and what to do next."""
 
 from __future__ import annotations

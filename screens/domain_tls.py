@@ -1,4 +1,4 @@
-"""Step 5: the domain (validated as typed, then its DNS checked) and the TLS certificate
+"""The domain (validated as typed, then its DNS checked) and the TLS certificate
 (your files, checked at once, or a self-signed one generated)."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import RadioSet, Static
 
+from installer.answers import field_spec
 from installer.answers.sections import DOMAIN, TLS
 from screens.base import StepScreen
-from screens.sections import input_id, section_widgets
+from screens.sections import section_widgets
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices
@@ -65,13 +66,7 @@ class DomainTLSScreen(StepScreen):
         self.schedule_recheck()
 
     def commit(self) -> None:
-        a = self.state.answers
-        domain = self.query_one("#f-domain", FieldInput)
-        domain.spec.set(a, domain.value)
-        if self.own_files:
+        self.store(self.shown_fields())  # the domain, and the TLS files when chosen
+        if not self.own_files:
             for path in TLS.paths:
-                field = self.query_one("#" + input_id(path), FieldInput)
-                field.spec.set(a, field.value)
-        else:
-            a.tls.certificate_file = None
-            a.tls.key_file = None
+                field_spec(path).set(self.state.answers, None)

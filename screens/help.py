@@ -64,23 +64,21 @@ STEP_HELP: dict[str, str] = {
 }
 
 
-def step_fields(step: str) -> tuple[str, ...]:
-    """The answers a step asks for, from its sections, in the order the step shows them. The
-    Advanced settings are left out: their collapsible section introduces them itself."""
+def step_fields(step: str, platform: str | None = None) -> tuple[str, ...]:
+    """The answers a step asks for (on `platform`, if given), from its sections, in the order
+    the step shows them. The Advanced settings are left out: their collapsible section
+    introduces them itself."""
     spec = STEP_SPEC.get(step)
     sections = spec.sections if spec is not None else ()
-    return tuple(path for section in sections if section not in (STORAGE, ADVANCED)
-                 for path in section.paths)
+    return tuple(ask.path for section in sections if section not in (STORAGE, ADVANCED)
+                 and (platform is None or section.asked_on(platform))
+                 for ask in section.asks if platform is None or ask.asked_on(platform))
 
 
 def step_help(step: str, platform: str = "compose") -> list[tuple[str, str]]:
     """(heading, text) pairs: the step, then each of its fields with its declared help."""
     out = [("", STEP_HELP.get(step, ""))]
-    for path in step_fields(step):
-        if platform == "kubernetes" and path.startswith(("target.", "compose.")):
-            continue
-        if platform == "compose" and path.startswith("kubernetes."):
-            continue
+    for path in step_fields(step, platform):
         spec = field_spec(path)
         text = spec.help or ("secret: typed hidden, never saved; in an answers file give "
                              f"{path}_env" if spec.secret else "")

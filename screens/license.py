@@ -1,4 +1,4 @@
-"""Step 7: the installation package from CARTO (a folder or the zip), validated at once."""
+"""The installation package from CARTO (a folder or the zip), validated at once."""
 
 from __future__ import annotations
 

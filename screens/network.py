@@ -1,4 +1,4 @@
-"""Step 8: the cloud for buckets, the data warehouses and features in use, an optional proxy;
+"""The cloud for buckets, the data warehouses and features in use, an optional proxy;
 then outbound HTTPS to every host that choice needs, checked from the target."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from installer.answers.sections import NETWORK_HOSTS, PROXY
 from screens.advanced import AdvancedForm, advanced_widgets
 from screens.base import StepScreen
 from screens.fields import CHOICE_TITLES
-from screens.sections import section_widgets, show_section
+from screens.sections import section_problem, section_widgets, show_section
 from screens.widgets.check_list import CheckList
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick
@@ -89,18 +89,10 @@ class NetworkScreen(StepScreen):
         self._sync()
 
     def _fields(self) -> list[FieldInput]:
-        proxy = self.query_one("#use-proxy", Checkbox).value
-        out = []
+        """The inputs shown (the proxy's when ticked, the hosts the choices need); the
+        Advanced settings' are judged and stored by AdvancedForm."""
         advanced = AdvancedForm(self)
-        for field in self.query(FieldInput):
-            if advanced.is_mine(field):  # judged and stored by AdvancedForm
-                continue
-            if field.spec.path in PROXY.paths and not proxy:
-                continue
-            if field.spec.path in NETWORK_HOSTS.paths and not field.display:
-                continue
-            out.append(field)
-        return out
+        return [field for field in self.shown_fields() if not advanced.is_mine(field)]
 
     def validate(self) -> tuple[FieldInput | None, str] | None:
         for field in self._fields():
@@ -108,10 +100,9 @@ class NetworkScreen(StepScreen):
             if error is not None:
                 return field, f"{field.spec.label}: {error}"
         if self.query_one("#use-proxy", Checkbox).value:
-            http = self.query_one("#f-network-proxy-http", FieldInput)
-            https = self.query_one("#f-network-proxy-https", FieldInput)
-            if not http.text.strip() and not https.text.strip():
-                return https, "give the proxy's URL (HTTPS proxy at least), or untick the proxy"
+            problem = section_problem(self, PROXY, self.state.answers)
+            if problem is not None:
+                return problem
         return AdvancedForm(self).validate()
 
     def commit(self) -> None:

@@ -60,6 +60,7 @@ from installer.session import (
     bundled_warning,
     check_advanced,
     describe_error,
+    expose_as_asked,
     plan_fingerprint,
 )
 from screens.fields import CHOICE_TITLES, PROVIDER_TITLES
@@ -212,7 +213,7 @@ class PlainWizard:
         a = self.state.answers
         for ask in section.asks:
             spec = ask.spec
-            if not ask.shown_when(a):
+            if not ask.shown(a):
                 if clear_hidden:
                     spec.set(a, None)
                 continue
@@ -221,6 +222,9 @@ class PlainWizard:
                                          default=bool(spec.get(a))))
             else:
                 self.ask_field(ask.path, required=section.is_required(ask.path, a))
+        if section.none_of(a) is not None:  # the section's one-of rule (the proxy's URL)
+            self.say(f"✘ {section.one_of_missing}; please answer again", "31")
+            self.ask_section(section, clear_hidden=clear_hidden)
 
     def choose(self, message: str, choices: list[tuple[str, Option]],
                default: Option | None = None) -> Option:
@@ -520,9 +524,8 @@ class PlainWizard:
     def advanced(self) -> None:
         """The Advanced settings behind one gate (screens/advanced.py is the TUI's)."""
         a = self.state.answers
-        has_any = bool(a.storage or a.google_maps_api_key or a.network.trusted_ca_file
-                       or a.compose.registry or a.kubernetes.image_pull_username
-                       or a.kubernetes.node_port or a.kubernetes.external_tls)
+        has_any = (a.storage is not None or a.kubernetes.external_tls
+                   or any(ADVANCED.given(ask.path, a) for ask in ADVANCED.shown_asks(a)))
         if not self.confirm("Advanced settings? (own buckets, private CA, registry login, "
                             "Maps key)", default=has_any):
             return
@@ -545,10 +548,7 @@ class PlainWizard:
                 a.kubernetes.external_tls = self.confirm(
                     "Does TLS end at your own Ingress/Gateway (router service ClusterIP)?",
                     default=a.kubernetes.external_tls)
-                if a.kubernetes.node_port is not None:
-                    a.kubernetes.service_type = "NodePort"
-                elif a.kubernetes.external_tls:
-                    a.kubernetes.service_type = "ClusterIP"
+            expose_as_asked(a)
             try:
                 check_advanced(a)
                 return
@@ -675,7 +675,7 @@ class PlainWizard:
             "requirements": self.requirements, "domain_tls": self.domain_tls,
             "database": self.database, "license": self.license, "network": self.network,
         }
-        order = list(steps)
+        order = [step for step in STEPS if step in steps]  # the order is the core's
         begin = order.index(start) if start in order else len(order)
         for step in order[begin:]:
             steps[step]()

@@ -1,4 +1,4 @@
-"""Step 2: Single VM (Docker Compose) or Kubernetes (Helm), requirements side by side."""
+"""Single VM (Docker Compose) or Kubernetes (Helm), requirements side by side."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Step 4: every requirement of the machine (or cluster) checked live, in parallel.
+"""Every requirement of the machine (or cluster) checked live, in parallel.
 
 Select a check to see what was measured against what is required and how to fix it. A failed
 check blocks Next until it passes on a re-run, or the user accepts that named risk.

@@ -1,4 +1,4 @@
-"""Step 9: exactly what will be written, as a diff against what is there (secret files only
+"""Exactly what will be written, as a diff against what is there (secret files only
 named, never shown), and the answers saved for re-runs and automation."""
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ these and keep only the widgets a step truly needs of its own (choices, tests, n
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 
 from textual.dom import DOMNode
@@ -41,7 +42,14 @@ def show_section(screen: DOMNode, section: Section, probe: Answers) -> None:
     for ask in section.asks:
         found = screen.query("#" + input_id(ask.path))
         if found:
-            found.first().display = ask.shown_when(probe)
+            found.first().display = ask.shown(probe)
+
+
+def store_ticks(screen: DOMNode, section: Section, answers: Answers) -> None:
+    """Set each yes/no answer of the section from its tick on screen."""
+    for ask in section.asks:
+        if ask.spec.kind == "bool":
+            ask.spec.set(answers, screen.query_one("#" + input_id(ask.path), Tick).value)
 
 
 def section_fields(screen: DOMNode, section: Section) -> list[FieldInput]:
@@ -52,3 +60,19 @@ def section_fields(screen: DOMNode, section: Section) -> list[FieldInput]:
         if found and isinstance(found.first(), FieldInput) and found.first().display:
             out.append(found.first(FieldInput))
     return out
+
+
+def section_problem(screen: DOMNode, section: Section,
+                    answers: Answers) -> tuple[FieldInput, str] | None:
+    """What the section's own rules (beyond each input's) refuse in the form as it stands,
+    the section taken as shown: the input to fix and why. Call it once every input of the
+    section is acceptable (their values are parsed here)."""
+    if not section.one_of:
+        return None
+    probe = copy.deepcopy(answers)
+    for field in section_fields(screen, section):
+        field.spec.set(probe, field.value)
+    path = section.none_of(probe)
+    if path is None:
+        return None
+    return screen.query_one("#" + input_id(path), FieldInput), section.one_of_missing

@@ -1,4 +1,4 @@
-"""Step 3: where CARTO goes. This machine, or another one over SSH (with a jump host); for
+"""Where CARTO goes. This machine, or another one over SSH (with a jump host); for
 Kubernetes, the kubeconfig, context and namespace. Next opens the connection, asking in a
 dialog before trusting an SSH host key seen for the first time."""
 
@@ -20,7 +20,7 @@ from installer.answers.sections import DEPLOYMENT, JUMP, KUBERNETES, SSH
 from installer.deployment_dir import RELEASES_URL, DirectoryVerdict, inspect_deployment_directory
 from installer.session import Cancelled, describe_error, run_cancellable
 from screens.base import StepScreen
-from screens.sections import section_widgets
+from screens.sections import section_widgets, store_ticks
 from screens.usable import UNKNOWN, problem_with
 from screens.widgets.field_input import FieldInput
 from screens.widgets.toggles import Choice, Choices, Tick
@@ -141,7 +141,7 @@ class TargetScreen(StepScreen):
         self.store(self.shown_fields())
         if not self.kubernetes and self.remote:
             assert a.target is not None
-            a.target.sudo = self.query_one("#f-target-sudo", Checkbox).value
+            store_ticks(self, SSH, a)
             if not self.query_one("#use-jump", Checkbox).value:
                 a.target.jump = None
 

@@ -1,4 +1,4 @@
-"""Step 1: what will happen, what to have ready, and resuming a saved session."""
+"""What will happen, what to have ready, and resuming a saved session."""
 
 from __future__ import annotations
 

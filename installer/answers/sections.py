@@ -3,13 +3,16 @@
 A `Section` is a group of answers asked together (the database connection, the TLS files, the
 own buckets). Each `Ask` in it names one answer (a `FieldSpec` path) with:
 
-- `shown_when`: whether it applies to these answers at all (NodePort settings on Kubernetes
-  only, the Snowflake host only with Snowflake);
+- `platform`: the one platform it is asked on, if only one (the NodePort on Kubernetes, the
+  images archive on Compose);
+- `shown_when`: whether it applies to these answers otherwise (the Snowflake host only with
+  Snowflake);
 - `required_when`: whether the wizard goes on without it (the step's checks use it);
 - `render_requires`: whether `render` and `deploy` refuse answers without it as well.
 
-A section may also carry cross-field rules (`all_or_none`: both TLS files or neither; `rules`:
-functions judging the section as a whole, such as the storage provider's secrets).
+A section may also carry cross-field rules (`all_or_none`: both TLS files or neither;
+`one_of`: at least one of its answers, for the wizard to go on, such as the proxy's URL;
+`rules`: functions judging the section as a whole, such as the storage provider's secrets).
 
 Every front end and every command reads these declarations: the wizard's steps list their
 sections (installer/session/steps.py), the Textual screens and the plain prompts build their
@@ -54,10 +57,17 @@ class Ask:
     required_when: Predicate = never
     shown_when: Predicate = always
     render_requires: Predicate = never
+    platform: str | None = None
 
     @property
     def spec(self) -> FieldSpec:
         return field_spec(self.path)
+
+    def asked_on(self, platform: str) -> bool:
+        return self.platform in (None, platform)
+
+    def shown(self, answers: Answers) -> bool:
+        return self.asked_on(answers.platform) and self.shown_when(answers)
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,17 @@ class Section:
     title: str
     asks: tuple[Ask, ...]
     shown_when: Predicate = always
+    # The one platform the section is asked on, if only one.
+    platform: str | None = None
     # Give every answer of the section or none; `none_means` says what none leads to. When
     # shown in a form, each of them is required.
     all_or_none: bool = False
     none_means: str = ""
+    # When shown, the wizard does not go on until one of these answers is given (the first
+    # is the one named); `one_of_missing` says what to do. Render and deploy do not require
+    # it (they render such answers without the setting).
+    one_of: tuple[str, ...] = ()
+    one_of_missing: str = ""
     # The section judged as a whole, at render and when the wizard leaves its step.
     rules: tuple[Rule, ...] = ()
 
@@ -80,11 +97,14 @@ class Section:
     def ask(self, path: str) -> Ask:
         return next(a for a in self.asks if a.path == path)
 
+    def asked_on(self, platform: str) -> bool:
+        return self.platform in (None, platform)
+
     def shown(self, answers: Answers) -> bool:
-        return self.shown_when(answers)
+        return self.asked_on(answers.platform) and self.shown_when(answers)
 
     def shown_asks(self, answers: Answers) -> tuple[Ask, ...]:
-        return tuple(a for a in self.asks if a.shown_when(answers))
+        return tuple(a for a in self.asks if a.shown(answers))
 
     def is_required(self, path: str, answers: Answers) -> bool:
         """Whether a form showing this section refuses to go on without `path`."""
@@ -105,8 +125,19 @@ class Section:
         if self.all_or_none:
             partial = self.unpaired(answers)
             return [partial] if partial is not None else []
-        return [a.path for a in self.shown_asks(answers)
-                if a.required_when(answers) and not self.given(a.path, answers)]
+        out = [a.path for a in self.shown_asks(answers)
+               if a.required_when(answers) and not self.given(a.path, answers)]
+        none_given = self.none_of(answers)
+        return out + [none_given] if none_given is not None else out
+
+    def none_of(self, answers: Answers) -> str | None:
+        """For a section with `one_of`: the answer to name when none of them is given (the
+        section shown); None when one is, or the section has no such rule."""
+        if not self.one_of or not self.shown(answers):
+            return None
+        if any(self.given(p, answers) for p in self.one_of):
+            return None
+        return self.one_of[0]
 
     def unpaired(self, answers: Answers) -> str | None:
         """For an all-or-none section: the first answer missing while another is given."""
@@ -143,16 +174,12 @@ def on_compose(a: Answers) -> bool:
     return a.platform == "compose"
 
 
-def on_kubernetes(a: Answers) -> bool:
-    return a.platform == "kubernetes"
-
-
 def _over_ssh(a: Answers) -> bool:
-    return on_compose(a) and a.target is not None
+    return a.target is not None
 
 
 def _through_jump(a: Answers) -> bool:
-    return _over_ssh(a) and a.target is not None and a.target.jump is not None
+    return a.target is not None and a.target.jump is not None
 
 
 def _own_certificate(a: Answers) -> bool:
@@ -209,8 +236,8 @@ def _storage_secrets(a: Answers) -> None:
         require_storage_secrets(a.storage)
 
 
-def _asks(*paths: str, shown_when: Predicate = always) -> tuple[Ask, ...]:
-    return tuple(Ask(p, shown_when=shown_when) for p in paths)
+def _asks(*paths: str, platform: str | None = None) -> tuple[Ask, ...]:
+    return tuple(Ask(p, platform=platform) for p in paths)
 
 
 # --- the sections --------------------------------------------------------------------------
@@ -218,16 +245,17 @@ def _asks(*paths: str, shown_when: Predicate = always) -> tuple[Ask, ...]:
 KUBERNETES = Section("kubernetes", "Kubernetes cluster", _asks(
     "kubernetes.kubeconfig", "kubernetes.context", "kubernetes.namespace", "kubernetes.release",
     "kubernetes.service_type", "kubernetes.chart", "kubernetes.image_registry"),
-    shown_when=on_kubernetes)
+    platform="kubernetes")
 SSH = Section("ssh", "SSH connection", (
     Ask("target.host", required_when=always),
     *_asks("target.port", "target.user", "target.identity_file", "target.password",
-           "target.known_hosts", "target.sudo")), shown_when=_over_ssh)
+           "target.known_hosts", "target.sudo")), shown_when=_over_ssh, platform="compose")
 JUMP = Section("jump", "Jump host (bastion)", (
     Ask("target.jump.host", required_when=always),
-    *_asks("target.jump.port", "target.jump.user")), shown_when=_through_jump)
+    *_asks("target.jump.port", "target.jump.user")), shown_when=_through_jump,
+    platform="compose")
 DEPLOYMENT = Section("deployment", "Deployment", (
-    Ask("compose.directory", required_when=always),), shown_when=on_compose)
+    Ask("compose.directory", required_when=always),), platform="compose")
 DOMAIN = Section("domain", "Domain", (
     Ask("domain", required_when=always, render_requires=always),))
 TLS = Section("tls", "TLS", _asks("tls.certificate_file", "tls.key_file"),
@@ -249,18 +277,20 @@ DATABASE_TLS = Section("database_tls", "Database TLS",
                        shown_when=_database_tls)
 PACKAGE = Section("package", "Installation package", (
     Ask("package", required_when=always, render_requires=always),
-    Ask("compose.images_archive", shown_when=on_compose)))
+    Ask("compose.images_archive", platform="compose")))
 # Extra hosts the egress checks need, asked (and then required) only when the choice that
 # needs them is made.
 NETWORK_HOSTS = Section("network_hosts", "Hosts your choices need", (
     Ask("network.snowflake_account_url", required_when=always, shown_when=_uses_snowflake),
     Ask("network.databricks_host", required_when=always, shown_when=_uses_databricks),
     Ask("network.bucket_host", required_when=always, shown_when=_buckets_need_a_host)))
+# Ticking the proxy (a `network.proxy` section) asks for its URL; an answers file may still
+# give `network.proxy: {}`, which render and deploy take as no proxy.
 PROXY = Section("proxy", "HTTP proxy", _asks(
     "network.proxy.http", "network.proxy.https", "network.proxy.no_proxy",
-    "network.proxy.ca_file"), shown_when=_through_proxy)
-STORAGE_COMMON = ("storage.buckets.imports", "storage.buckets.thumbnails",
-                  "storage.buckets.import_bucket")
+    "network.proxy.ca_file"), shown_when=_through_proxy,
+    one_of=("network.proxy.https", "network.proxy.http"),
+    one_of_missing="give the proxy's URL (HTTPS proxy at least), or untick the proxy")
 # Each provider's own answers, in the order they are asked.
 STORAGE_PROVIDER_FIELDS: dict[str, tuple[str, ...]] = {
     "gcp": ("storage.key_file", "storage.project_id"),
@@ -279,9 +309,9 @@ STORAGE = Section("storage", "Own buckets", (
 ADVANCED = Section("advanced", "Advanced settings", (
     *_asks("network.trusted_ca_file", "google_maps_api_key"),
     *_asks("compose.registry", "compose.registry_username", "compose.registry_password",
-           shown_when=on_compose),
+           platform="compose"),
     *_asks("kubernetes.image_pull_username", "kubernetes.image_pull_password",
-           "kubernetes.node_port", shown_when=on_kubernetes)))
+           "kubernetes.node_port", platform="kubernetes")))
 # Asked by no wizard step (an external Redis is set in the answers file only).
 REDIS = Section("redis", "Redis", (
     Ask("redis.host", required_when=always, render_requires=always),),

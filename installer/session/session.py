@@ -73,6 +73,19 @@ def check_advanced(answers: Answers) -> None:
     check_advanced_files(answers)
 
 
+def expose_as_asked(answers: Answers) -> None:
+    """On Kubernetes, the router's service type follows the Advanced settings: a NodePort
+    given makes it NodePort, TLS ending at your own Ingress/Gateway makes it ClusterIP (else
+    it stays as set). Both front ends call this once those settings are asked."""
+    if answers.platform != "kubernetes":
+        return
+    k8s = answers.kubernetes
+    if k8s.node_port is not None:
+        k8s.service_type = "NodePort"
+    elif k8s.external_tls:
+        k8s.service_type = "ClusterIP"
+
+
 def load_answers_arg(path: str | None, redactor: Redactor,
                      secrets: tuple[str, ...] | None = None) -> Answers | None:
     """The answers file named with --answers, or None. Its warnings go to standard error.

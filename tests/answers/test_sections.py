@@ -4,6 +4,7 @@ answer sends the user to, and the validation `render` and `deploy` run all come 
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,15 +13,30 @@ from typing import Any
 import pytest
 import yaml
 
-from installer.answers import SECTIONS, Answers, Secret, StorageSettings, validate
-from installer.answers.sections import DATABASE_TLS, NETWORK_HOSTS, STORAGE, TLS, Ask, always
+from installer.answers import SECTIONS, Answers, ProxySettings, Secret, StorageSettings, validate
+from installer.answers.sections import (
+    DATABASE,
+    DATABASE_TLS,
+    DEPLOYMENT,
+    JUMP,
+    KUBERNETES,
+    NETWORK_HOSTS,
+    PROXY,
+    SSH,
+    STORAGE,
+    TLS,
+    Ask,
+    always,
+)
 from installer.errors import AnswersError
 from installer.session import STEP_SPEC, STEP_SPECS, step_for_answer
 from screens.app import WizardApp
+from screens.base import StepScreen
 from screens.sections import input_id
 from screens.widgets.field_input import FieldInput
 from tests.support.cli import REPO, run_cli
-from tests.support.wizard import new_state, sync
+from tests.support.scripted_prompts import ScriptedPrompts
+from tests.support.wizard import fill, new_state, sync
 
 SIZE = (80, 24)
 
@@ -91,6 +107,179 @@ def test_the_plain_prompts_take_required_from_the_declaration(
         (path, required))
     wizard.ask_section(DATABASE_TLS)
     assert asked == [("database.ssl.mode", False), ("database.ssl.ca_file", True)]
+
+
+# --- the proxy's URL: a wizard rule both front ends take from the PROXY section -------------
+
+PROXY_URLS = ("network.proxy.https", "network.proxy.http")
+
+
+async def _network_screen_verdicts(tmp_path: Path, typed: str) -> tuple[tuple[str, str] | None,
+                                                                         tuple[str, str] | None]:
+    """The Network screen's verdict (the field named, the message) with the proxy ticked and
+    nothing typed, then with `typed` given its URL."""
+    from textual.widgets import Checkbox
+
+    state = new_state(tmp_path)
+    app = WizardApp(state, start="network", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.screen.query_one("#use-proxy", Checkbox).value = True
+        await pilot.pause()
+
+        def verdict() -> tuple[str, str] | None:
+            screen = app.screen
+            assert isinstance(screen, StepScreen)
+            problem = screen.validate()
+            if problem is None:
+                return None
+            field, message = problem
+            return field.spec.path, message
+
+        before = verdict()
+        await fill(pilot, typed, "http://proxy.internal:3128")
+        return before, verdict()
+
+
+def _plain_proxy_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         script: dict[str, list[Any]]) -> tuple[str, ScriptedPrompts]:
+    """The plain prompts' PROXY section, the proxy ticked: what they printed, what they asked."""
+    from screens.plain import PlainWizard
+
+    prompts = ScriptedPrompts(dict(script)).install(monkeypatch)
+    out = io.StringIO()
+    wizard = PlainWizard(new_state(tmp_path), out=out)
+    wizard.state.answers.network.proxy = ProxySettings()
+    wizard.ask_section(PROXY)
+    assert prompts.unanswered() == []
+    return " ".join(out.getvalue().split()), prompts  # as printed, unwrapped
+
+
+@sync
+async def test_the_proxy_needs_its_url_in_the_screen_from_the_declaration(
+        tmp_path: Path) -> None:
+    assert PROXY.one_of == PROXY_URLS
+    message = PROXY.one_of_missing
+    assert message == "give the proxy's URL (HTTPS proxy at least), or untick the proxy"
+    # Nothing typed: refused, the HTTPS proxy named; either URL is enough to go on.
+    for typed in PROXY_URLS:
+        before, after = await _network_screen_verdicts(tmp_path, typed)
+        assert before == ("network.proxy.https", message) and after is None, typed
+    # One change to the declaration (only the HTTP proxy will do, another message): the
+    # screen follows it.
+    original = PROXY.one_of, PROXY.one_of_missing
+    object.__setattr__(PROXY, "one_of", ("network.proxy.http",))
+    object.__setattr__(PROXY, "one_of_missing", "the HTTP proxy, please")
+    try:
+        before, after = await _network_screen_verdicts(tmp_path, "network.proxy.https")
+    finally:
+        object.__setattr__(PROXY, "one_of", original[0])
+        object.__setattr__(PROXY, "one_of_missing", original[1])
+    assert before == after == ("network.proxy.http", "the HTTP proxy, please")
+
+
+def test_the_plain_prompts_ask_again_until_the_proxy_has_its_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text, prompts = _plain_proxy_prompts(tmp_path, monkeypatch, {
+        "HTTP proxy:": ["", "http://proxy.internal:3128"], "HTTPS proxy:": ["", ""],
+        "No proxy for:": ["", ""], "Proxy CA file:": ["", ""]})
+    assert f"✘ {PROXY.one_of_missing}; please answer again" in text
+    assert [m for _, m, _ in prompts.asked].count("HTTP proxy:") == 2
+    # Given at once: asked once, nothing said.
+    text, prompts = _plain_proxy_prompts(tmp_path, monkeypatch, {
+        "HTTP proxy:": [""], "HTTPS proxy:": ["http://proxy.internal:3128"],
+        "No proxy for:": [""], "Proxy CA file:": [""]})
+    assert PROXY.one_of_missing not in text and len(prompts.asked) == 4
+    # The declaration changed (the HTTP proxy only): the prompts follow it.
+    original = PROXY.one_of
+    object.__setattr__(PROXY, "one_of", ("network.proxy.http",))
+    try:
+        text, _ = _plain_proxy_prompts(tmp_path, monkeypatch, {
+            "HTTP proxy:": ["", "http://proxy.internal:3128"],
+            "HTTPS proxy:": ["http://proxy.internal:3128", ""],
+            "No proxy for:": ["", ""], "Proxy CA file:": ["", ""]})
+    finally:
+        object.__setattr__(PROXY, "one_of", original)
+    assert f"✘ {PROXY.one_of_missing}; please answer again" in text
+
+
+def test_the_proxy_url_is_the_wizards_rule_not_renders() -> None:
+    answers = complete()
+    answers.network.proxy = ProxySettings()
+    assert STEP_SPEC["network"].missing(answers) == ["network.proxy.https"]
+    validate(answers)  # render takes `network.proxy: {}` as no proxy, as it always did
+    answers.network.proxy.http = "http://proxy.internal:3128"
+    assert STEP_SPEC["network"].missing(answers) == []
+    answers.network.proxy = None
+    assert STEP_SPEC["network"].missing(answers) == []
+
+
+@sync
+async def test_a_yes_no_answer_of_a_section_is_stored_from_its_tick(tmp_path: Path) -> None:
+    """The Target screen stores the SSH section's ticks by their declaration (no field named
+    in the screen): the sudo answer follows the tick both ways."""
+    from installer.answers import SSHSettings, blank_section
+    from screens.widgets.toggles import Tick
+
+    state = new_state(tmp_path)
+    state.answers.target = blank_section(SSHSettings)
+    state.answers.target.host = "vm.internal"
+    app = WizardApp(state, start="target", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, StepScreen)
+        tick = screen.query_one("#" + input_id("target.sudo"), Tick)
+        for wanted in (not tick.value, tick.value):
+            tick.value = wanted
+            await pilot.pause()
+            screen.commit()
+            assert state.answers.target is not None
+            assert state.answers.target.sudo is wanted
+            assert state.answers.target.host == "vm.internal"
+
+
+def test_the_plain_advanced_gate_offers_yes_when_an_advanced_answer_is_given(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from screens.plain import PlainWizard
+
+    gate = "Advanced settings? (own buckets, private CA, registry login, Maps key)"
+    offered = []
+    for platform, path, value in (("compose", None, None),
+                                  ("compose", "google_maps_api_key", Secret("k", "inline")),
+                                  ("compose", "compose.registry", "registry.internal:5000"),
+                                  ("kubernetes", "kubernetes.node_port", 30443)):
+        prompts = ScriptedPrompts({gate: [False]}).install(monkeypatch)
+        wizard = PlainWizard(new_state(tmp_path), out=io.StringIO())
+        wizard.state.answers.platform = platform
+        if path is not None:
+            from installer.answers import field_spec
+
+            field_spec(path).set(wizard.state.answers, value)
+        wizard.advanced()
+        offered.append(prompts.defaults[gate])
+    assert offered == [False, True, True, True]
+
+
+def test_the_help_panel_lists_the_fields_each_platform_asks_for() -> None:
+    """The help's field lines follow the sections' `platform`, as the screens do."""
+    from installer.answers import field_spec
+    from screens.help import step_help
+
+    def labels(step: str, platform: str) -> list[str]:
+        return [heading for heading, _ in step_help(step, platform)[1:]]
+
+    def label(path: str) -> str:
+        return field_spec(path).label
+
+    assert labels("target", "kubernetes") == [label(p) for p in KUBERNETES.paths]
+    assert labels("target", "compose") == [label(p) for p in SSH.paths + JUMP.paths
+                                           + DEPLOYMENT.paths]
+    assert labels("license", "compose") == [label("package"), label("compose.images_archive")]
+    assert labels("license", "kubernetes") == [label("package")]
+    # A section for both platforms is listed on both.
+    assert labels("database", "kubernetes") == labels("database", "compose") == [
+        label(p) for p in DATABASE.paths + DATABASE_TLS.paths]
 
 
 # --- every door agrees with the declaration -----------------------------------------------------
@@ -197,6 +386,27 @@ def test_each_rule_is_stated_once() -> None:
                 if restated.search(line) and "add_argument" not in line:
                     found.append(f"{source.relative_to(REPO)}:{number}: {line.strip()}")
     assert found == []
+
+
+def test_the_steps_are_declared_only_in_the_session() -> None:
+    """The step titles and order live in installer/session/steps.py alone: no front end or
+    command restates a title or numbers a step, and the help text is keyed by step id."""
+    from installer.session import STEP_TITLES, STEPS
+    from screens.help import STEP_HELP
+
+    # The welcome screen's "what to have ready" list names the database itself, not the step.
+    allowed = {("screens/welcome.py", "Database")}
+    titles = re.compile("[\"'](" + "|".join(map(re.escape, STEP_TITLES.values())) + ")[\"']")
+    found = []
+    for folder in ("screens", "installer/cli"):
+        for source in sorted((REPO / folder).rglob("*.py")):
+            where = str(source.relative_to(REPO))
+            text = source.read_text()
+            found += [(where, m.group(1)) for m in titles.finditer(text)
+                      if (where, m.group(1)) not in allowed]
+            found += [(where, m.group(0)) for m in re.finditer(r"\bStep \d+\b", text)]
+    assert found == []
+    assert set(STEP_HELP) == set(STEPS)  # keyed by id; the order is the steps table's
 
 
 # --- the CLI runs the same validation, before any machine is opened -----------------------------
