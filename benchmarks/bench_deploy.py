@@ -97,7 +97,7 @@ def _steps(log: str, start_wall: float) -> dict[str, float]:
     """Seconds spent in each step, from the log's timestamps (start-up = before preflight)."""
     marks: list[tuple[str, float]] = []
     for line in log.splitlines():
-        match = re.match(r"(\S+ \S+) INFO installer\.deploy\.compose: step (.+?)( done|:|$)",
+        match = re.match(r"(\S+ \S+) INFO installer\.deploy(?:\.compose)?: step (.+?)( done|:|$)",
                          line)
         if match and not match.group(3).startswith(" done") and ":" not in match.group(2):
             stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -107,7 +107,7 @@ def _steps(log: str, start_wall: float) -> dict[str, float]:
         steps["start-up"] = marks[0][1] - start_wall
     last_done = None
     for line in log.splitlines():
-        match = re.match(r"(\S+ \S+) INFO installer\.deploy\.compose: step (.+?) done", line)
+        match = re.match(r"(\S+ \S+) INFO installer\.deploy(?:\.compose)?: step (.+?) done", line)
         if match:
             last_done = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
             begun = dict(marks).get(match.group(2))
