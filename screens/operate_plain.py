@@ -35,7 +35,7 @@ UNINSTALL = "Uninstall"
 class PlainOperateView:
     """An operation's and an upgrade's events as lines of the plain prompts (an OperateView
     of installer.operate.events). Its lines are those of the CLI's operate commands, not
-    the plain deploy's (PlainDeployView): a service's state and a check's start show
+    the plain deploy's (screens/plain_deploy.py): a service's state and a check's start show
     nothing; byte progress shows every tenth."""
 
     def __init__(self, wizard: PlainWizard) -> None:

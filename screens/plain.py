@@ -45,9 +45,9 @@ from installer.answers.sections import (
     Section,
 )
 from installer.checks.base import CheckResult, Status
-from installer.checks.engine import CheckFinished, CheckStarted
+from installer.checks.engine import CheckFinished
 from installer.checks.engine import Event as CheckEvent
-from installer.deploy.events import LogLine, ServiceState, StepFinished, StepStarted, show
+from installer.deploy.events import show
 from installer.errors import AnswersError, InstallerError
 from installer.safetext import visible
 from installer.session import (
@@ -643,6 +643,8 @@ class PlainWizard:
         return EXIT_OK
 
     def _pump(self, inbox: queue.Queue[tuple[str, Any]], done: threading.Event) -> None:
+        from screens.plain_deploy import PlainDeployView
+
         view = PlainDeployView(self)
         while not (done.is_set() and inbox.empty()):
             try:
@@ -687,41 +689,6 @@ class PlainWizard:
                      f"{self.state.answers_path}")
             return EXIT_OK
         return self.deploy()
-
-
-class PlainDeployView:
-    """The deploy's events as the plain prompts' lines (installer.deploy.events.DeployView)."""
-
-    def __init__(self, wizard: PlainWizard) -> None:
-        self.wizard = wizard
-        self.services: dict[str, tuple[str, str]] = {}  # shown once per change
-
-    def check_started(self, event: CheckStarted) -> None:
-        """Nothing: a check shows when it finishes."""
-
-    def check_finished(self, event: CheckFinished) -> None:
-        r = event.result
-        if r.status not in (Status.PASS, Status.SKIP):
-            # Already explained on its step; the fix is repeated only if it is new.
-            self.wizard.show_result(r, detail=r.id not in self.wizard.state.results)
-
-    def step_started(self, event: StepStarted) -> None:
-        self.wizard.say(f"▶ {event.name}", "1")
-
-    def step_finished(self, event: StepFinished) -> None:
-        mark = "✔" if event.ok else "✘"
-        self.wizard.say(f"{mark} {event.name}" + (f": {event.detail}" if event.detail else ""),
-                        "32" if event.ok else "31")
-
-    def service_state(self, event: ServiceState) -> None:
-        state = (event.state, event.health)
-        if self.services.get(event.name) != state:
-            self.services[event.name] = state
-            self.wizard.say(f"    {event.name}: {event.state}"
-                            + (f" ({event.health})" if event.health else ""), "2")
-
-    def log_line(self, event: LogLine) -> None:
-        self.wizard.say(f"    {event.text}", "2")
 
 
 def run_plain(args: argparse.Namespace, redactor: Redactor) -> int:

@@ -45,7 +45,7 @@ OPERATE_VIEW_METHODS = _view_methods(OperateView)
 def _front_ends() -> dict[str, type]:
     from installer.cli.deployment import DeployPrinter
     from screens.deploy import DeployScreen
-    from screens.plain import PlainDeployView
+    from screens.plain_deploy import PlainDeployView
 
     return {"wizard": DeployScreen, "plain": PlainDeployView, "cli": DeployPrinter}
 
