@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from types import FrameType
 
     from installer.answers import Answers
+    from installer.envfile import Flavour
     from installer.redact import Redactor
     from installer.release import ReleaseFile
     from installer.target import StagedFile, Target
@@ -103,7 +104,7 @@ class RenderPlan:
     backup_sources: dict[str, bytes] = field(default_factory=dict, repr=False)
     directories: list[str] = field(default_factory=list)  # folders to create first
     compose_command: list[str] = field(default_factory=list)  # compose: the tool chosen
-    flavour: str | None = None  # compose: "v1" / "v2" env-file parser written for
+    flavour: Flavour | None = None  # compose: "v1" / "v2" env-file parser written for
     trusted_certificate: bytes | None = field(default=None, repr=False)  # what HTTPS must serve
     actions: list[Action] = field(default_factory=list)  # what a deploy does after writing
     stale: list[str] = field(default_factory=list)  # temp files of interrupted writes

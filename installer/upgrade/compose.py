@@ -217,7 +217,7 @@ def upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
     run.confirm(plan, confirm)
     run.check_cancel()
 
-    env_now = dc.env_values(dotenv, render.flavour)  # type: ignore[arg-type]
+    env_now = dc.env_values(dotenv, render.flavour)
     project = dc.project_name(directory, env_now)
     tool = " ".join(command)
     state_path = posixpath.join(directory, dc.STATE_FILE)
@@ -248,7 +248,7 @@ def upgrade_compose(answers: Answers, target: Target, *, redactor: Redactor,
 
     expected_old = dc.expected_services(_text(run.read("docker-compose.yml")),
                                         dc.env_values(run.read(".env") or b"",
-                                                      render.flavour))  # type: ignore[arg-type]
+                                                      render.flavour))
     with run.step(WRITE_NEW_RELEASE) as step:
         written = run.apply(step, render, target, say_notes=False)
         step.detail = f"wrote {len(written)} file(s)"

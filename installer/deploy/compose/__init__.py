@@ -126,7 +126,7 @@ def deploy_compose(answers: Answers, target: Target, *, redactor: Redactor,
         tool = " ".join(command)
         archive = answers.compose.images_archive
         images = archive_images(archive) if archive else {}
-        env_now = env_values(plan_dotenv(plan, run), plan.flavour)  # type: ignore[arg-type]
+        env_now = env_values(plan_dotenv(plan, run), plan.flavour)
         project = project_name(run.directory, env_now)
         up_to_date = (not _images_missing(run, images)
                       and _deployed_and_healthy(run, plan, command, project))
@@ -260,7 +260,7 @@ def _deployed_and_healthy(run: _Run, plan: RenderPlan, command: list[str],
                 return False
         except Exception:
             return False
-    env = env_values(run.read(".env") or b"", plan.flavour)  # type: ignore[arg-type]
+    env = env_values(run.read(".env") or b"", plan.flavour)
     expected = expected_services((run.read("docker-compose.yml") or b"").decode(), env)
     return assess(views, expected).healthy
 
