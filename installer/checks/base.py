@@ -139,7 +139,13 @@ class CheckContext:
     def deployment_file(self, name: str) -> str | None:
         """A file of the vendor's deployment directory (docker-compose.yml, env.tpl, ...): from
         the target, or, while the directory is absent, from the release the answers name
-        (compose.release), which render will lay down there. None when neither has it."""
+        (compose.release), which render will lay down there. None when neither has it.
+        Read once per run: host.ports, license.* and the egress list all read
+        docker-compose.yml and env.tpl, and over SSH each read is several round trips
+        through the one SFTP session."""
+        return self.cached(f"deployment-file:{name}", lambda: self._deployment_file(name))
+
+    def _deployment_file(self, name: str) -> str | None:
         import posixpath
 
         from installer.answers import ComposeSettings

@@ -413,8 +413,7 @@ def _publishers(ctx: CheckContext, port: int) -> list[str]:
     (the vendor's router, `router-http` today): read from the file, never assumed."""
     from installer.vendor import services_publishing
 
-    text: str | None = ctx.cached("host.ports:compose",
-                                  lambda: ctx.deployment_file("docker-compose.yml"))
+    text = ctx.deployment_file("docker-compose.yml")
     return services_publishing(text, port) if text else []
 
 

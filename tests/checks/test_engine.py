@@ -187,3 +187,48 @@ def test_at_most_max_workers_checks_run_at_once() -> None:
     results = run_checks(ctx(), [make(f"host.c{i}", counted) for i in range(6)], max_workers=2)
     assert [r.status for r in results] == [Status.PASS] * 6
     assert peak[0] == 2
+
+
+class CountingTarget(LocalTarget):
+    """This machine, counting the deployment-directory reads the checks make."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+        self.lock = threading.Lock()
+
+    def read_deployment_file(self, path: str, root: str) -> bytes:
+        with self.lock:
+            self.reads.append(path)
+        time.sleep(0.05)  # a read over SSH takes round trips: let the callers overlap
+        return super().read_deployment_file(path, root)
+
+
+def test_a_deployment_file_is_read_once_per_run_and_afresh_in_the_next(tmp_path) -> None:
+    """host.ports, license.* and the egress list all read docker-compose.yml: over SSH each
+    read is several round trips on the one SFTP session, so a run reads it once, however
+    many checks ask at the same time; the next run (a new context) sees the file as it is."""
+    from installer.answers import Answers, ComposeSettings
+
+    directory = tmp_path / "carto"
+    directory.mkdir()
+    (directory / "docker-compose.yml").write_text("services: {first: {image: a}}\n")
+    answers = Answers(compose=ComposeSettings(directory=str(directory)))
+    target = CountingTarget()
+    context = CheckContext(target=target, answers=answers)
+    texts: list[str | None] = []
+    readers = [threading.Thread(target=lambda: texts.append(
+        context.deployment_file("docker-compose.yml"))) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert texts == ["services: {first: {image: a}}\n"] * 8
+    assert target.reads == [str(directory / "docker-compose.yml")]
+    assert context.deployment_file("env.tpl") is None  # absent: asked once, remembered
+    assert context.deployment_file("env.tpl") is None
+    assert target.reads.count(str(directory / "env.tpl")) == 1
+
+    (directory / "docker-compose.yml").write_text("services: {second: {image: b}}\n")
+    again = CheckContext(target=target, answers=answers)
+    assert again.deployment_file("docker-compose.yml") == "services: {second: {image: b}}\n"
