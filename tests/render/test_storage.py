@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -26,9 +25,9 @@ from installer.target import LocalTarget
 from tests.services.tls_ca import TestCA
 from tests.support.k8s_package import make_helm_package
 from tests.support.package import make_package, service_account_json
+from tests.support.vendor_files import VENDOR, vendor_missing
 
 ROOT = Path(__file__).resolve().parents[2]
-VENDOR = ROOT.parent / "shared" / "vendor"
 COMPOSE_RELEASE = "compose-2026.7.16"
 CHART_TGZ = "carto-1.280.1.tgz"
 DOMAIN = "carto.example.com"
@@ -41,9 +40,7 @@ REGISTRY_PASSWORD = "registry-Passw0rd-secret"
 def vendor(name: str) -> Path:
     path = VENDOR / name
     if not path.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the vendor's files are missing under CI: {path}")
-        pytest.skip(f"the vendor's files are not here ({path})")
+        vendor_missing(f"the vendor's files are not here ({path})")
     return path
 
 

@@ -8,7 +8,6 @@ project.
 
 from __future__ import annotations
 
-import os
 import secrets
 import tarfile
 from pathlib import Path
@@ -24,8 +23,8 @@ from installer.target import LocalTarget
 from tests.services.k8s_apiserver import FakeCluster, NodeSpec, decode_release, release_secrets
 from tests.support.k8s_package import client_environment, self_signed_pair
 from tests.support.package import service_account_json
+from tests.support.vendor_files import VENDOR, vendor_missing
 
-VENDOR = Path(__file__).resolve().parents[2].parent / "shared" / "vendor"
 OLD_CHART, NEW_CHART = VENDOR / "carto-1.266.1.tgz", VENDOR / "carto-1.280.1.tgz"
 # The package versions the two charts ship with (their appVersion).
 OLD_PACKAGE, NEW_PACKAGE = "2026.5.14", "2026.7.16"
@@ -107,10 +106,7 @@ def require_vendor_charts() -> None:
     """Called at a test module's top: skip the module without ../shared/vendor; under
     CI=true its absence is a failure."""
     if not VENDOR.is_dir():
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(
-                f"the vendor's files are missing: {VENDOR} (required under CI=true)")
-        pytest.skip(f"the vendor's files are not here: {VENDOR}", allow_module_level=True)
+        vendor_missing(f"the vendor's files are not here: {VENDOR}", module=True)
 
 
 def vendor_cluster(k8s_cluster: FakeCluster, helm_bin: Path, kubectl_bin: Path,

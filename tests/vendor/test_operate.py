@@ -3,7 +3,6 @@ the bundled database's service and image, secret keys of its env.tpl masked in a
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -16,18 +15,14 @@ from installer.operate.installation import Installation
 from installer.operate.logs import service_names
 from installer.redact import Redactor
 from installer.target import LocalTarget
-from tests.support.cli import REPO
-
-VENDOR = REPO.parent / "shared" / "vendor"
+from tests.support.vendor_files import VENDOR, vendor_missing
 
 
 @pytest.fixture
 def vendor_directory(tmp_path: Path) -> Path:
     source = VENDOR / "compose-2026.7.16"
     if not source.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the vendor's files are missing: {source}")
-        pytest.skip(f"the vendor's files are not here ({source})")
+        vendor_missing(f"the vendor's files are not here ({source})")
     return Path(shutil.copytree(source, tmp_path / "carto"))
 
 
